@@ -1,0 +1,113 @@
+"""The interface every framework adapter implements, and the plumbing they share.
+
+An adapter knows one framework. It says whether the framework is importable
+(`available()`), what it is (`versions()`), where it can run (`devices()`), and runs one
+call: an op's forward, or its gradient through the framework's own autodiff, on a device,
+in a dtype, eager or compiled. It hands back numpy arrays and what the framework said about
+them (dtype, shape, device). Exceptions the framework raises propagate: the runner records
+them as what they are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .. import dtypes as D
+
+
+@dataclass
+class Call:
+    op: str
+    check: str  # "forward" or "grad"
+    variant: str
+    logits: np.ndarray  # already in the test dtype (numpy / ml_dtypes array)
+    labels: np.ndarray | None  # dense labels in the test dtype, or int64 class indices
+    axis: int
+    cotangent: np.ndarray | None  # in the test dtype, for the grad check
+    dtype: str
+    device: str  # "cpu" or "gpu"
+    mode: str  # "eager" or "jit"
+
+
+@dataclass
+class Output:
+    arrays: dict[str, np.ndarray]  # float64 arrays holding the exact returned values
+    dtypes: dict[str, str]  # dtype name the framework returned, per output
+    devices: dict[str, str] = field(default_factory=dict)  # where each output lived
+    note: str = ""
+
+
+class Unsupported(Exception):
+    """The adapter cannot run this combination at all (a skip, with the reason)."""
+
+
+class Adapter:
+    """Base class; subclasses fill in the framework-specific parts."""
+
+    name = "base"
+    #: Extra API variants besides "default", by op.
+    variants: dict[str, tuple[str, ...]] = {}
+    modes: tuple[str, ...] = ("eager", "jit")
+
+    def available(self) -> tuple[bool, str]:
+        raise NotImplementedError
+
+    def versions(self) -> dict[str, str]:
+        return {}
+
+    def devices(self) -> dict[str, str | None]:
+        """Device kind -> a human-readable name, or None with the reason in `device_reason`."""
+        return {"cpu": "cpu", "gpu": None}
+
+    def device_reason(self, device: str) -> str:
+        return f"{self.name} has no {device} device here"
+
+    def variants_for(self, op: str) -> tuple[str, ...]:
+        return ("default",) + tuple(self.variants.get(op, ()))
+
+    def run(self, call: Call) -> Output:
+        raise NotImplementedError
+
+    def repro(self, call: Call) -> str:
+        """A snippet that runs as is and prints the framework's answer for this call."""
+        return ""
+
+
+def dtype_name(dt: Any) -> str:
+    """Our dtype name for a numpy/ml_dtypes dtype or a framework dtype's string form."""
+    s = str(dt).replace("torch.", "").replace("<dtype: '", "").replace("'>", "")
+    return {"half": "float16", "float": "float32", "double": "float64", "bfloat16": "bfloat16"}.get(s, s)
+
+
+def to_f64(a: Any) -> np.ndarray:
+    """Exact float64 copy of a numpy array of any float dtype (bfloat16 included)."""
+    arr = np.asarray(a)
+    if arr.dtype.kind in "iu":
+        return arr.astype(np.float64)
+    return arr.astype(np.float64)
+
+
+def np_dtype(name: str) -> np.dtype:
+    return D.get(name).np
+
+
+def format_array(a: np.ndarray, dtype: str) -> str:
+    """Python source for an array literal that reproduces the exact values."""
+    vals = np.asarray(a, dtype=np.float64)
+
+    def fmt(v: float) -> str:
+        if np.isnan(v):
+            return "float('nan')"
+        if np.isinf(v):
+            return "float('inf')" if v > 0 else "-float('inf')"
+        return repr(float(v))
+
+    def rec(x: np.ndarray) -> str:
+        if x.ndim == 0:
+            return fmt(float(x))
+        return "[" + ", ".join(rec(y) for y in x) + "]"
+
+    return rec(vals)

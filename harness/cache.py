@@ -1,0 +1,130 @@
+"""Content-addressed on-disk cache of references.
+
+Key: sha256 of (op, check, dtype, axis, input bytes and shapes, rows, claimed precision,
+engine version). Entry: an .npz file (read with allow_pickle=False) holding the arrays and a
+sha256 checksum of their bytes. Writes go to a temporary file in the same directory and are
+renamed into place, so parallel workers never see a partial entry and the last rename wins with
+identical content. A corrupt or truncated entry is detected, logged, removed and recomputed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import reference as R
+
+log = logging.getLogger("harness.cache")
+
+
+def default_dir() -> Path:
+    env = os.environ.get("HARNESS_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "softmax-harness"
+
+
+def cache_key(op: str, check: str, dtype: str, axis: int, logits: np.ndarray, labels: np.ndarray | None,
+              rows: np.ndarray | None, claim: int) -> str:
+    h = hashlib.sha256()
+    for part in (op, check, dtype, str(axis), str(claim), R.ENGINE_VERSION):
+        h.update(part.encode() + b"\0")
+    for a in (logits, labels, rows):
+        if a is None:
+            h.update(b"none\0")
+        else:
+            a = np.ascontiguousarray(a)
+            h.update(f"{a.dtype.str}{a.shape}".encode() + b"\0" + a.tobytes())
+    return h.hexdigest()
+
+
+def _checksum(arrays: dict[str, np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for k in sorted(arrays):
+        a = np.ascontiguousarray(arrays[k])
+        h.update(k.encode() + f"{a.dtype.str}{a.shape}".encode() + a.tobytes())
+    return h.hexdigest()
+
+
+class Cache:
+    def __init__(self, directory: str | Path | None = None, enabled: bool = True):
+        self.dir = Path(directory) if directory else default_dir()
+        self.enabled = enabled
+        self.hits = self.misses = self.corrupt = 0
+
+    def _path(self, k: str) -> Path:
+        return self.dir / k[:2] / f"{k}.npz"
+
+    def get(self, k: str) -> R.Reference | None:
+        if not self.enabled:
+            return None
+        p = self._path(k)
+        if not p.exists():
+            self.misses += 1
+            return None
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                arrays = {n: z[n] for n in z.files}
+            meta = str(arrays.pop("__meta__"))
+            stored = str(arrays.pop("__checksum__"))
+            if _checksum(arrays) != stored:
+                raise ValueError("checksum mismatch")
+        except Exception as e:  # any damage at all: recompute
+            self.corrupt += 1
+            log.warning("reference cache entry %s is corrupt (%s); recomputing", p, e)
+            try:
+                p.unlink()
+            except OSError:
+                pass
+            return None
+        self.hits += 1
+        backend, prec, claim = meta.split(",")
+        names = sorted({n.split(".")[0] for n in arrays if n != "rows"})
+        outs = {n: R.RefArray(arrays[f"{n}.hi"], arrays[f"{n}.lo"], arrays[f"{n}.rounded"], arrays[f"{n}.invalid"])
+                for n in names}
+        return R.Reference(outs, int(prec), int(claim), backend, arrays.get("rows"))
+
+    def put(self, k: str, ref: R.Reference) -> None:
+        if not self.enabled:
+            return
+        arrays: dict[str, Any] = {}
+        for n, r in ref.outputs.items():
+            arrays.update({f"{n}.hi": r.hi, f"{n}.lo": r.lo, f"{n}.rounded": r.rounded, f"{n}.invalid": r.invalid})
+        if ref.rows is not None:
+            arrays["rows"] = ref.rows
+        arrays["__checksum__"] = np.array(_checksum(arrays))
+        arrays["__meta__"] = np.array(f"{ref.backend},{ref.prec_bits},{ref.claim_bits}")
+        p = self._path(k)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=".tmp-", suffix=".npz")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(buf.getvalue())
+            os.replace(tmp, p)  # atomic: readers see the old entry or the whole new one
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+
+    def info(self) -> dict[str, Any]:
+        files = list(self.dir.glob("*/*.npz")) if self.dir.exists() else []
+        return {"dir": str(self.dir), "entries": len(files), "bytes": sum(f.stat().st_size for f in files)}
+
+    def clear(self) -> int:
+        n = self.info()["entries"]
+        if self.dir.exists():
+            shutil.rmtree(self.dir)
+        return n

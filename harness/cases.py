@@ -1,0 +1,348 @@
+"""Cases as data: loading, validation, and expansion to per-dtype inputs.
+
+A case file is JSON (or TOML) of the form documented in the README:
+
+    {"family": "extreme", "description": "...",
+     "cases": [{"id": "extreme/neg_inf_row", "why": "...", "op": "softmax",
+                "logits": [["-inf", 0, 1]], "labels": null, "axis": -1,
+                "dtypes": ["float32"], "grad": true}]}
+
+`logits` and `labels` are nested lists of numbers and the strings "inf", "-inf", "nan" (and
+the dtype-relative tokens of TOKENS), or a path to a .npy file, or {"path": "x.npz", "key":
+"logits"}, or a generator {"random": "normal", "shape": [4, 16], "scale": 1.0, "seed": 0}.
+`op` may be omitted (all ops the labels fit), a name, or a list of names.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import math
+import os
+import tomllib
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import dtypes as D
+from . import ops as O
+from .errors import HarnessInputError
+
+CASES_DIR = Path(__file__).resolve().parent.parent / "cases"
+#: Above this many logits elements the verdict checks a deterministic sample of rows (plus
+#: every row holding a non-finite value). The record says how many rows were checked.
+ELEMENT_BUDGET = 1 << 18
+
+#: Value tokens that depend on the tested dtype; resolved before the cast.
+TOKENS = {
+    "max": lambda dt: dt.max,
+    "tiny": lambda dt: dt.tiny,
+    "min_sub": lambda dt: dt.min_sub,
+    "exp_overflow": lambda dt: math.log(dt.max),  # the largest x with exp(x) finite in dt
+}
+SPECIAL = {"inf": math.inf, "+inf": math.inf, "-inf": -math.inf, "nan": math.nan}
+CASE_KEYS = {"id", "why", "op", "logits", "labels", "axis", "dtypes", "grad", "tags", "tolerance"}
+FILE_KEYS = {"family", "description", "cases"}
+
+
+@dataclass
+class Case:
+    id: str
+    ops: list[str]
+    logits: Any  # raw spec (nested lists with tokens) or an ndarray
+    labels: Any
+    axis: int
+    dtypes: list[str]
+    grad: bool
+    why: str = ""
+    tags: list[str] = field(default_factory=list)
+    tolerance: dict[str, Any] | None = None
+    source: str = ""
+
+    @property
+    def family(self) -> str:
+        return self.id.split("/", 1)[0]
+
+    def logits_for(self, dt: D.DType) -> np.ndarray:
+        """The logits cast to dt, as float64 holding the exact cast values."""
+        return D.cast_exact(_resolve(self.logits, dt), dt)
+
+    def labels_for(self, dt: D.DType) -> np.ndarray | None:
+        if self.labels is None:
+            return None
+        if self.label_kind == "sparse":
+            return np.asarray(self.labels, dtype=np.int64)
+        return D.cast_exact(_resolve(self.labels, dt), dt)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(np.shape(_resolve(self.logits, D.DTYPES["float64"])))
+
+    @property
+    def label_kind(self) -> str:
+        if self.labels is None:
+            return "none"
+        return "dense" if np.shape(self.labels) == self.shape else "sparse"
+
+
+def _resolve(spec: Any, dt: D.DType) -> np.ndarray:
+    if isinstance(spec, np.ndarray):
+        return spec.astype(np.float64) if spec.dtype.kind != "f" or spec.dtype != np.float64 else spec
+    return np.asarray(_tokens(spec, dt), dtype=np.float64)
+
+
+def _tokens(v: Any, dt: D.DType) -> Any:
+    if isinstance(v, list):
+        return [_tokens(x, dt) for x in v]
+    if isinstance(v, str):
+        s = v.strip().lower()
+        if s in SPECIAL:
+            return SPECIAL[s]
+        sign = -1.0 if s.startswith("-") else 1.0
+        return sign * TOKENS[s.lstrip("+-")](dt)
+    return v
+
+
+# --------------------------------------------------------------------------------------------
+# Loading and validation
+
+
+def load_file(path: str | Path) -> list[Case]:
+    path = Path(path)
+    f = str(path)
+    if not path.exists():
+        raise HarnessInputError("no such case file", file=f)
+    try:
+        if path.suffix == ".toml":
+            data = tomllib.loads(path.read_text())
+        else:
+            data = json.loads(path.read_text())
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise HarnessInputError(f"not valid {'TOML' if path.suffix == '.toml' else 'JSON'}: {e}", file=f) from None
+    if not isinstance(data, dict) or not isinstance(data.get("cases"), list):
+        raise HarnessInputError('expected an object with a list "cases"', file=f, field="cases")
+    unknown = set(data) - FILE_KEYS
+    if unknown:
+        raise HarnessInputError(f"unknown key(s) {sorted(unknown)}", file=f, choices=sorted(FILE_KEYS))
+    family = data.get("family")
+    cases = []
+    seen: set[str] = set()
+    for i, raw in enumerate(data["cases"]):
+        c = parse_case(raw, file=f, index=i, family=family, base=path.parent)
+        if c.id in seen:
+            raise HarnessInputError("duplicate case id", file=f, case=c.id, field="id")
+        seen.add(c.id)
+        cases.append(c)
+    return cases
+
+
+def parse_case(raw: Any, *, file: str, index: int, family: str | None, base: Path) -> Case:
+    if not isinstance(raw, dict):
+        raise HarnessInputError(f"case #{index} is not an object", file=file)
+    cid = raw.get("id")
+    if not isinstance(cid, str) or not cid.strip():
+        raise HarnessInputError(f"case #{index} has no string id", file=file, field="id")
+    if "/" not in cid:
+        cid = f"{family or Path(file).stem}/{cid}"
+
+    def err(msg: str, fld: str, choices: list[str] | None = None) -> HarnessInputError:
+        return HarnessInputError(msg, file=file, case=cid, field=fld, choices=choices)
+
+    unknown = set(raw) - CASE_KEYS
+    if unknown:
+        raise err(f"unknown key(s) {sorted(unknown)}", sorted(unknown)[0], sorted(CASE_KEYS))
+    if "logits" not in raw:
+        raise err("missing", "logits")
+    logits = _load_array(raw["logits"], base, err, "logits")
+    labels = None if raw.get("labels") is None else _load_array(raw["labels"], base, err, "labels")
+    shape = np.shape(_resolve(logits, D.DTYPES["float64"]))
+    if len(shape) == 0:
+        raise err("logits must have at least one dimension (the class axis)", "logits")
+    axis = raw.get("axis", -1)
+    if not isinstance(axis, int) or isinstance(axis, bool) or not -len(shape) <= axis < len(shape):
+        raise err(f"axis {axis!r} is out of range for logits of shape {list(shape)}", "axis")
+    if shape[axis] == 0:
+        raise err("the class axis is empty (softmax over no classes is undefined here)", "logits")
+    batch = tuple(n for i, n in enumerate(shape) if i != axis % len(shape))
+    kind = "none"
+    if labels is not None:
+        lshape = np.shape(labels) if not isinstance(labels, np.ndarray) else labels.shape
+        if tuple(lshape) == tuple(shape):
+            kind = "dense"
+        elif tuple(lshape) == batch:
+            kind = "sparse"
+            arr = np.asarray(labels if isinstance(labels, np.ndarray) else _tokens(labels, D.DTYPES["float64"]))
+            if arr.size and (arr.dtype.kind not in "iu" and not (
+                    arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)))):
+                raise err("integer (sparse) labels must be integers", "labels")
+            labels = arr.astype(np.int64)
+        else:
+            raise err(f"labels of shape {list(lshape)} fit neither the logits {list(shape)} (dense) "
+                      f"nor the batch {list(batch)} (integer class indices)", "labels")
+    fits = {"none": ["softmax", "log_softmax", "logsumexp"],
+            "dense": ["softmax_cross_entropy"], "sparse": ["sparse_softmax_cross_entropy"]}
+    op = raw.get("op")
+    if op is None:
+        ops = fits["none"] + (fits[kind] if kind != "none" else [])
+    else:
+        ops = [op] if isinstance(op, str) else op
+        if not isinstance(ops, list) or not ops:
+            raise err("op must be a name or a list of names", "op", O.OP_NAMES)
+        for o in ops:
+            if o not in O.OPS:
+                raise err(f"unknown op {o!r}", "op", O.OP_NAMES)
+            need = O.OPS[o].labels
+            if need != "none" and need != kind:
+                raise err(f"op {o!r} needs {need} labels, the case has "
+                          f"{'none' if kind == 'none' else kind + ' labels'}", "labels")
+    dts = raw.get("dtypes", D.DTYPE_NAMES)
+    if isinstance(dts, str):
+        dts = [dts]
+    if not isinstance(dts, list) or any(d not in D.DTYPES for d in dts):
+        raise err(f"bad dtypes {dts!r}", "dtypes", D.DTYPE_NAMES)
+    grad = raw.get("grad", True)
+    if not isinstance(grad, bool):
+        raise err("grad must be true or false", "grad")
+    tol = raw.get("tolerance")
+    if tol is not None and (not isinstance(tol, dict) or "reason" not in tol):
+        raise err('tolerance must be an object with a "reason"', "tolerance")
+    return Case(cid, ops, logits, labels, axis, dts, grad, str(raw.get("why", "")),
+                list(raw.get("tags", [])), tol, file)
+
+
+def _load_array(spec: Any, base: Path, err: Any, fld: str) -> Any:
+    """Inline nested lists (validated), an .npy/.npz path, or a random generator."""
+    if isinstance(spec, str) and spec.strip().lower() not in SPECIAL and spec.strip().lower().lstrip("+-") not in TOKENS:
+        spec = {"path": spec}
+    if isinstance(spec, dict):
+        if "random" in spec:
+            return _generate(spec, err, fld)
+        if "path" not in spec:
+            raise err('an array object needs "path" (and "key" for .npz) or "random"', fld)
+        p = Path(spec["path"])
+        p = p if p.is_absolute() else base / p
+        if not p.exists():
+            raise err(f"array file {str(p)!r} does not exist", fld)
+        try:
+            if p.suffix == ".npz":
+                with np.load(p, allow_pickle=False) as z:
+                    key = spec.get("key", fld)
+                    if key not in z.files:
+                        raise err(f"{str(p)!r} has no array {key!r}", fld, list(z.files))
+                    arr = z[key]
+            else:
+                arr = np.load(p, allow_pickle=False)
+        except ValueError as e:  # pickled object arrays are refused, never loaded
+            raise err(f"cannot load {str(p)!r} without unpickling ({e}); only numeric arrays are accepted", fld) from None
+        except (OSError, zipfile.BadZipFile) as e:
+            raise err(f"cannot read {str(p)!r}: {e}", fld) from None
+        if arr.dtype.kind not in "fiub":
+            raise err(f"{str(p)!r} holds {arr.dtype}, not numbers", fld)
+        if arr.dtype.kind == "b":
+            arr = arr.astype(np.int64)
+        return arr if arr.dtype.kind in "iu" else arr.astype(np.float64)
+    return _check_nested(spec, err, fld)
+
+
+def _check_nested(spec: Any, err: Any, fld: str) -> Any:
+    """Validate a nested list: rectangular, numbers or the known strings only."""
+    def shape_of(v: Any, path: str) -> tuple[int, ...]:
+        if isinstance(v, list):
+            shapes = [shape_of(x, f"{path}[{i}]") for i, x in enumerate(v)]
+            if shapes and any(s != shapes[0] for s in shapes):
+                raise err(f"ragged nested list at {path or 'top level'}: sub-lists of shapes "
+                          f"{sorted(set(shapes))}", fld)
+            return (len(v),) + (shapes[0] if shapes else ())
+        if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+            raise err(f"{path or 'value'} is {v!r}: expected a number or one of "
+                      f'"inf", "-inf", "nan", {", ".join(repr(t) for t in TOKENS)}', fld)
+        if isinstance(v, str):
+            s = v.strip().lower()
+            if s not in SPECIAL and s.lstrip("+-") not in TOKENS:
+                raise err(f"{path or 'value'} is the string {v!r}: expected a number or one of "
+                          f'"inf", "-inf", "nan", {", ".join(repr(t) for t in TOKENS)}', fld)
+        return ()
+    shape_of(spec, "")
+    return spec
+
+
+def _generate(spec: dict, err: Any, fld: str) -> np.ndarray:
+    kind = spec["random"]
+    shape = spec.get("shape")
+    if not isinstance(shape, list) or not all(isinstance(n, int) and n >= 0 for n in shape):
+        raise err("random arrays need a shape: a list of non-negative integers", fld)
+    rng = np.random.default_rng(int(spec.get("seed", 0)))  # fixed per case, never global
+    scale = float(spec.get("scale", 1.0))
+    if kind == "normal":
+        return rng.standard_normal(shape) * scale
+    if kind == "uniform":
+        return rng.uniform(-scale, scale, shape)
+    if kind in ("simplex", "onehot"):
+        # Labels on the last axis: probability vectors (Dirichlet) or one-hot rows.
+        if kind == "onehot":
+            k = rng.integers(0, shape[-1], shape[:-1])
+            return (np.arange(shape[-1]) == k[..., None]).astype(np.float64)
+        return rng.dirichlet(np.ones(shape[-1]), shape[:-1]) if shape[-1] else np.zeros(shape)
+    if kind == "integers":
+        return rng.integers(0, int(spec["high"]), shape).astype(np.int64)
+    raise err(f"unknown random kind {kind!r}", fld, ["normal", "uniform", "simplex", "onehot", "integers"])
+
+
+def builtin_files() -> list[Path]:
+    return sorted(CASES_DIR.glob("*.json")) + sorted(CASES_DIR.glob("*.toml"))
+
+
+def load(paths: list[str] | None = None) -> list[Case]:
+    """The built-in library (no paths) or the cases of the given files/directories."""
+    files: list[Path] = []
+    if not paths:
+        files = builtin_files()
+    else:
+        for p in paths:
+            q = Path(p)
+            if q.is_dir():
+                files += sorted(q.glob("*.json")) + sorted(q.glob("*.toml"))
+            else:
+                files.append(q)
+    out: list[Case] = []
+    seen: dict[str, str] = {}
+    for f in files:
+        for c in load_file(f):
+            if c.id in seen:
+                raise HarnessInputError(f"case id also defined in {seen[c.id]}", file=str(f), case=c.id, field="id")
+            seen[c.id] = str(f)
+            out.append(c)
+    return out
+
+
+def select(cases: list[Case], pattern: str | None) -> list[Case]:
+    """--case-filter: a glob if it has glob characters, else a substring; comma-separated."""
+    if not pattern:
+        return cases
+    pats = [p.strip() for p in pattern.split(",") if p.strip()]
+
+    def hit(cid: str) -> bool:
+        return any(fnmatch.fnmatchcase(cid, p) if any(ch in p for ch in "*?[") else p in cid for p in pats)
+
+    return [c for c in cases if hit(c.id)]
+
+
+def sample_rows(x: np.ndarray, axis: int, budget: int = ELEMENT_BUDGET) -> np.ndarray | None:
+    """Rows (flat batch indices) to check for a large input, or None to check them all."""
+    if x.size <= budget:
+        return None
+    xm = np.moveaxis(x, axis, -1)
+    C = xm.shape[-1]
+    n = xm.size // C
+    k = max(2, budget // C)
+    picked = set(np.linspace(0, n - 1, num=min(k, n)).round().astype(int).tolist())
+    bad = np.nonzero(~np.all(np.isfinite(xm.reshape(n, C)), axis=1))[0]
+    picked.update(bad.tolist())
+    return np.array(sorted(picked), dtype=np.int64)
+
+
+def env_cases_dir() -> str | None:
+    return os.environ.get("HARNESS_CASES")

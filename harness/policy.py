@@ -1,0 +1,111 @@
+"""Tolerance policies: data files under harness/policies/, merged by one function.
+
+A policy is a TOML file:
+
+    name = "standard"
+    description = "..."
+    [[budget]]            # applies where all of its filters match; later entries win
+    check = "forward"     # filters (optional): op, check, dtype, framework
+    ulp = 2.0             # budget in ULPs of the output dtype at the exact value
+    cond = 4.0            # multiple of u * A_i, A_i the op's condition term (verdict.condition)
+    summation = "sqrt"    # how the class count C enters A_i: "log2", "sqrt" or "linear"
+    reason = "..."        # required: why this budget
+
+The budget for element i is  ulp * ULP(exact_i) + cond * u * A_i  (u the dtype's unit roundoff).
+A case may add its own override (its "tolerance" object, with a reason).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import HarnessInputError
+
+POLICY_DIR = Path(__file__).resolve().parent / "policies"
+BUDGET_KEYS = {"op", "check", "dtype", "framework", "ulp", "cond", "summation", "reason"}
+FILTERS = ("op", "check", "dtype", "framework")
+TOP_KEYS = {"name", "description", "budget"}
+SUMMATIONS = ("log2", "sqrt", "linear")
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    ulp: float
+    cond: float
+    summation: str
+    reasons: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ulp": self.ulp, "cond": self.cond, "summation": self.summation, "reasons": list(self.reasons)}
+
+
+@dataclass
+class Policy:
+    name: str
+    description: str
+    budgets: list[dict[str, Any]]
+    path: str
+
+    def tolerance(self, op: str, check: str, dtype: str, framework: str,
+                  override: dict[str, Any] | None = None) -> Tolerance:
+        """Merge the matching budgets (later wins), then the case's override."""
+        t: dict[str, Any] = {"ulp": 0.0, "cond": 0.0, "summation": "sqrt"}
+        reasons: list[str] = []
+        want = {"op": op, "check": check, "dtype": dtype, "framework": framework}
+        for b in self.budgets + ([override] if override else []):
+            if all(b.get(k) in (None, want[k]) or (isinstance(b.get(k), list) and want[k] in b[k])
+                   for k in FILTERS):
+                for k in ("ulp", "cond", "summation"):
+                    if k in b:
+                        t[k] = b[k]
+                reasons.append(b["reason"])
+        return Tolerance(float(t["ulp"]), float(t["cond"]), str(t["summation"]), tuple(reasons))
+
+
+def builtin_names() -> list[str]:
+    return sorted(p.stem for p in POLICY_DIR.glob("*.toml"))
+
+
+def load(name_or_path: str) -> Policy:
+    p = Path(name_or_path)
+    if name_or_path in builtin_names():
+        p = POLICY_DIR / f"{name_or_path}.toml"
+    elif not (p.suffix == ".toml" and p.exists()):
+        raise HarnessInputError(f"unknown policy {name_or_path!r}: neither a built-in name nor an "
+                                f"existing .toml file", field="policy", choices=builtin_names())
+    f = str(p)
+    try:
+        data = tomllib.loads(p.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise HarnessInputError(f"not valid TOML: {e}", file=f) from None
+    unknown = set(data) - TOP_KEYS
+    if unknown:
+        raise HarnessInputError(f"unknown key(s) {sorted(unknown)}", file=f, field=sorted(unknown)[0],
+                                choices=sorted(TOP_KEYS))
+    budgets = data.get("budget", [])
+    if not isinstance(budgets, list) or not budgets:
+        raise HarnessInputError("a policy needs at least one [[budget]]", file=f, field="budget")
+    for i, b in enumerate(budgets):
+        validate_budget(b, file=f, where=f"budget[{i}]")
+    return Policy(str(data.get("name", p.stem)), str(data.get("description", "")), budgets, f)
+
+
+def validate_budget(b: Any, *, file: str | None, where: str, case: str | None = None) -> None:
+    if not isinstance(b, dict):
+        raise HarnessInputError(f"{where} is not a table", file=file, case=case, field=where)
+    unknown = set(b) - BUDGET_KEYS
+    if unknown:
+        raise HarnessInputError(f"{where}: unknown key(s) {sorted(unknown)}", file=file, case=case,
+                                field=sorted(unknown)[0], choices=sorted(BUDGET_KEYS))
+    if not isinstance(b.get("reason"), str) or not b["reason"].strip():
+        raise HarnessInputError(f"{where}: every budget needs a written reason", file=file, case=case,
+                                field="reason")
+    for k in ("ulp", "cond"):
+        if k in b and (isinstance(b[k], bool) or not isinstance(b[k], (int, float)) or b[k] < 0):
+            raise HarnessInputError(f"{where}: {k} must be a non-negative number", file=file, case=case, field=k)
+    if "summation" in b and b["summation"] not in SUMMATIONS:
+        raise HarnessInputError(f"{where}: bad summation {b['summation']!r}", file=file, case=case,
+                                field="summation", choices=list(SUMMATIONS))

@@ -1,0 +1,151 @@
+"""Result records: one JSON object per line, streamed and flushed as produced.
+
+A results file holds a `run_start` record (run metadata), then `result` records, then a
+`run_end` record. A file without `run_end` is an incomplete run (interrupted or killed); a
+truncated last line is tolerated and reported. The schema is documented in docs/records.md.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import threading
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, IO, Iterable
+
+import numpy as np
+
+from . import SCHEMA_VERSION, __version__
+
+#: Outputs of at most this many elements carry their input, output and reference values.
+SMALL = 64
+#: The fields that identify a result: one record per such key in a run.
+KEY_FIELDS = ("case_id", "op", "check", "variant", "framework", "device", "dtype", "mode")
+
+
+def key(rec: dict[str, Any]) -> tuple:
+    return tuple(rec.get(k) for k in KEY_FIELDS)
+
+
+def jsonable(v: Any) -> Any:
+    """Numbers, lists and arrays with non-finite values as the strings "inf", "-inf", "nan"."""
+    if isinstance(v, np.ndarray):
+        return jsonable(v.tolist())
+    if isinstance(v, (list, tuple)):
+        return [jsonable(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): jsonable(x) for k, x in v.items()}
+    if isinstance(v, (np.floating, float)):
+        f = float(v)
+        if math.isnan(f):
+            return "nan"
+        if math.isinf(f):
+            return "inf" if f > 0 else "-inf"
+        return f
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.bool_):
+        return bool(v)
+    return v
+
+
+def now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def git_commit() -> str | None:
+    try:
+        root = Path(__file__).resolve().parent.parent
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def machine() -> dict[str, Any]:
+    return {"hostname": platform.node(), "platform": platform.platform(), "machine": platform.machine(),
+            "processor": platform.processor(), "cpus": os.cpu_count(), "python": sys.version.split()[0]}
+
+
+def run_start(policy: str, frameworks: dict[str, Any], argv: list[str], run_id: str | None = None,
+              worker: str | None = None) -> dict[str, Any]:
+    return {"kind": "run_start", "schema": SCHEMA_VERSION, "run_id": run_id or uuid.uuid4().hex[:12],
+            "harness_version": __version__, "started": now(), "git_commit": git_commit(),
+            "machine": machine(), "policy": policy, "frameworks": frameworks, "argv": argv,
+            "worker": worker}
+
+
+class Writer:
+    """Appends records to a JSON Lines file, one flushed line per record, thread-safe."""
+
+    def __init__(self, path: str | Path, mode: str = "w"):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._f: IO[str] = open(self.path, mode, encoding="utf-8")
+        self._lock = threading.Lock()
+
+    def write(self, rec: dict[str, Any]) -> None:
+        line = json.dumps(jsonable(rec), ensure_ascii=False, allow_nan=False)
+        with self._lock:
+            self._f.write(line + "\n")
+            self._f.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._f.closed:
+                self._f.flush()
+                os.fsync(self._f.fileno())
+                self._f.close()
+
+
+@dataclass
+class Loaded:
+    """What a results file held: metadata, results, and what was wrong with the file."""
+
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    ends: list[dict[str, Any]] = field(default_factory=list)
+    results: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        started = {r["run_id"] for r in self.runs}
+        ended = {r["run_id"] for r in self.ends}
+        return bool(started) and started <= ended
+
+
+def read(paths: Iterable[str | Path]) -> Loaded:
+    out = Loaded()
+    for p in paths:
+        p = Path(p)
+        out.files.append(str(p))
+        text = p.read_text(encoding="utf-8", errors="replace")
+        lines = text.split("\n")
+        for i, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                last = i == len(lines) or (i == len(lines) - 1 and lines[-1] == "")
+                out.problems.append(f"{p}:{i}: {'truncated last line' if last else 'malformed line'} ignored")
+                continue
+            if not isinstance(rec, dict):
+                out.problems.append(f"{p}:{i}: not a JSON object, ignored")
+                continue
+            kind = rec.get("kind", "result")
+            if kind == "run_start":
+                out.runs.append(rec)
+            elif kind == "run_end":
+                out.ends.append(rec)
+            else:
+                out.results.append(rec)
+    return out

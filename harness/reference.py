@@ -1,0 +1,396 @@
+"""High-precision references for the softmax family, from the exact input values.
+
+One algorithm, two arithmetic backends:
+
+- ``mpmath`` (the ground truth): mpf numbers inside ``mpmath.workprec``.
+- ``mpfr`` (the default when gmpy2 is installed): gmpy2's MPFR numbers, whose exp, log and
+  sum are correctly rounded, inside a local gmpy2 context. Several times faster; the tests
+  check it against the mpmath backend value for value.
+
+Both only ever set precision in a local context, never globally.
+
+Per row (the class axis moved last) the engine works with d_i = x_i - m (m the row max),
+e_i = exp(d_i), S = sum e_i and L = log S, and evaluates each op's formula from those. The
+special values of docs/semantics.md are decided per row before any arithmetic.
+
+Certification: every row is evaluated at a high precision P_hi and again at P_lo = P_hi - 32
+(the exponentials rounded from the P_hi ones, the rest of the formula recomputed at P_lo).
+Each output element must agree between the two to ``claim_bits(dtype)`` bits relative (or
+absolutely, far below the dtype's smallest subnormal, for results that cancel to ~0). Where it
+does not, the row is redone at twice the precision, up to MAX_PREC bits, and the engine raises
+ReferenceAccuracyError if it still does not agree: cancellation cannot slip through.
+
+The result of each output element is kept as a double-double (hi, lo) of float64, good to
+``claim_bits`` bits, and rounded to the tested dtype with round-to-nearest-even.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from . import dtypes as D
+from . import ops as O
+from .errors import ReferenceAccuracyError
+
+#: Bump when a change to this module can change any stored reference (cache keys include it).
+ENGINE_VERSION = "1"
+MAX_PREC = 16384
+_NAN = float("nan")
+_INF = float("inf")
+
+
+def claim_bits(dt: D.DType) -> int:
+    """Bits to which every reference value of output dtype `dt` is certified: 48 beyond the
+    dtype's precision (errors measurable to far below 1/1000 ULP), at most a double-double."""
+    return min(106, dt.p + 48)
+
+
+def start_prec(dt: D.DType) -> int:
+    return claim_bits(dt) + 16 + 32
+
+
+# --------------------------------------------------------------------------------------------
+# Backends: the few operations the formulas need beyond + - * / and comparisons.
+
+
+class _Mpmath:
+    name = "mpmath"
+
+    def __init__(self) -> None:
+        import mpmath
+
+        self.mp = mpmath
+
+    def context(self, prec: int) -> Any:
+        return self.mp.workprec(prec)
+
+    def num(self, x: float) -> Any:
+        return self.mp.mpf(x)  # exact for any float
+
+    def exp(self, x: Any) -> Any:
+        return self.mp.exp(x)
+
+    def log(self, x: Any) -> Any:
+        return self.mp.log(x)
+
+    def fsum(self, xs: list[Any]) -> Any:
+        return self.mp.fsum(xs) if xs else self.mp.mpf(0)
+
+    def round(self, x: Any) -> Any:
+        return +x  # mpf's unary plus rounds to the working precision
+
+    def to_dd(self, xs: list[Any]) -> tuple[list[float], list[float]]:
+        with self.mp.workprec(2200):  # wide enough that x - hi is exact
+            return _split(xs)
+
+
+class _Mpfr:
+    name = "mpfr"
+
+    def __init__(self) -> None:
+        import gmpy2
+
+        self.g = gmpy2
+        self._wide = 2200
+
+    def context(self, prec: int) -> Any:
+        g = self.g
+        return g.context(precision=prec, emax=g.get_emax_max(), emin=g.get_emin_min())
+
+    def num(self, x: float) -> Any:
+        return self.g.mpfr(x)
+
+    def exp(self, x: Any) -> Any:
+        return self.g.exp(x)
+
+    def log(self, x: Any) -> Any:
+        return self.g.log(x)
+
+    def fsum(self, xs: list[Any]) -> Any:
+        return self.g.fsum(xs) if xs else self.g.mpfr(0)
+
+    def round(self, x: Any) -> Any:
+        return +x  # rounds to the context precision
+
+    def to_dd(self, xs: list[Any]) -> tuple[list[float], list[float]]:
+        with self.context(2200):  # wide enough that x - hi is exact
+            return _split(xs)
+
+
+def _split(xs: list[Any]) -> tuple[list[float], list[float]]:
+    """Double-double (hi, lo) of each value; plain floats (special values) pass through."""
+    his: list[float] = []
+    los: list[float] = []
+    for x in xs:
+        if isinstance(x, float):
+            his.append(x)
+            los.append(0.0)
+            continue
+        h = float(x)
+        his.append(h)
+        los.append(float(x - h) if math.isfinite(h) else 0.0)
+    return his, los
+
+
+_BACKENDS: dict[str, Callable[[], Any]] = {"mpmath": _Mpmath, "mpfr": _Mpfr}
+_instances: dict[str, Any] = {}
+
+
+def backend(name: str | None = None) -> Any:
+    if name is None:
+        try:
+            import gmpy2  # noqa: F401
+
+            name = "mpfr"
+        except ImportError:
+            name = "mpmath"
+    if name not in _instances:
+        _instances[name] = _BACKENDS[name]()
+    return _instances[name]
+
+
+# --------------------------------------------------------------------------------------------
+# Results
+
+
+@dataclass
+class RefArray:
+    """One output of the reference: exact value as hi + lo, and rounded to the tested dtype."""
+
+    hi: np.ndarray
+    lo: np.ndarray
+    rounded: np.ndarray
+    invalid: np.ndarray  # True where the value is NaN because the input is invalid (a label)
+
+    @property
+    def value(self) -> np.ndarray:
+        return self.hi
+
+
+@dataclass
+class Reference:
+    outputs: dict[str, RefArray]
+    prec_bits: int  # the highest working precision any row needed
+    claim_bits: int
+    backend: str
+    rows: np.ndarray | None = None  # flat batch indices computed (None: all)
+
+
+# --------------------------------------------------------------------------------------------
+# The engine
+
+
+def compute(op: str, check: str, logits: np.ndarray, labels: np.ndarray | None, axis: int,
+            dt: D.DType, *, rows: np.ndarray | None = None, backend_name: str | None = None,
+            cotangent: np.ndarray | None = None) -> Reference:
+    """Reference outputs of `op`/`check` for the exact values in `logits` (and `labels`).
+
+    `logits` and dense `labels` are float64 arrays holding the values *after* the cast to
+    the tested dtype; sparse labels are integers. `rows` restricts the work to some rows of
+    the flattened batch; the other rows come back as NaN.
+    """
+    spec = O.get(op)
+    be = backend(backend_name)
+    x = np.asarray(logits, dtype=np.float64)
+    if x.ndim == 0:
+        raise ValueError("logits must have at least one dimension")
+    ax = axis % x.ndim
+    xm = np.moveaxis(x, ax, -1)
+    batch_shape, C = xm.shape[:-1], xm.shape[-1]
+    N = int(np.prod(batch_shape, dtype=np.int64))
+    X = xm.reshape(N, C)
+    Y = None
+    if spec.labels == "dense":
+        Y = np.moveaxis(np.asarray(labels, dtype=np.float64), ax, -1).reshape(N, C)
+    elif spec.labels == "sparse":
+        Y = np.asarray(labels).reshape(N)
+    G = None
+    if check == "grad":
+        g = cotangent if cotangent is not None else O.cotangent(op, x.shape, ax)
+        G = (np.moveaxis(g, ax, -1).reshape(N, C) if not spec.reduces else np.asarray(g).reshape(N))
+    names = ("out",) if check == "forward" else spec.grad_outputs
+    width = 1 if (check == "forward" and spec.reduces) else C
+    hi = {n: np.full((N, width), _NAN) for n in names}
+    lo = {n: np.zeros((N, width)) for n in names}
+    inv = {n: np.zeros((N, width), dtype=bool) for n in names}
+
+    todo = np.arange(N) if rows is None else np.asarray(rows, dtype=np.int64)
+    p0 = start_prec(dt)
+    pmax = p0
+    claim = claim_bits(dt)
+    floor = dt.min_sub * 2.0 ** -16  # absolute agreement below which a value is ~0 for dt
+    for r in todo.tolist():
+        xs = X[r].tolist()
+        ys = None if Y is None else (Y[r].tolist() if spec.labels == "dense" else Y[r].item())
+        gs = None if G is None else (G[r].tolist() if not spec.reduces else float(G[r]))
+        vals, invalid, p = _certified_row(be, op, check, xs, ys, gs, p0, claim, floor)
+        pmax = max(pmax, p)
+        for n in names:
+            hi[n][r, :], lo[n][r, :] = be.to_dd(vals[n])
+            inv[n][r, :] = invalid
+
+    out: dict[str, RefArray] = {}
+    for n in names:
+        shape = (batch_shape if width == 1 else batch_shape + (C,))
+        h, l_, iv = (a.reshape(shape) for a in (hi[n], lo[n], inv[n]))
+        if width != 1:
+            h, l_, iv = (np.moveaxis(a, -1, ax) for a in (h, l_, iv))
+        h, l_, iv = (np.ascontiguousarray(a) for a in (h, l_, iv))
+        out[n] = RefArray(h, l_, D.round_to(h, l_, dt), iv)
+    return Reference(out, pmax, claim, be.name, None if rows is None else todo)
+
+
+def _certified_row(be: Any, op: str, check: str, xs: list[float], ys: Any, gs: Any, p0: int,
+                   claim: int, floor: float) -> tuple[dict[str, list[Any]], bool, int]:
+    p = p0
+    while True:
+        special = _special_row(op, check, xs, ys, gs)
+        if special is not None:
+            vals, invalid = special
+            return vals, invalid, p
+        with be.context(p):
+            m = max(v for v in xs if v != -_INF)
+            mm = be.num(m)
+            exp = be.exp
+            d: list[Any] = []
+            e: list[Any] = []
+            cache: dict[float, tuple[Any, Any]] = {}
+            for v in xs:
+                hit = cache.get(v)
+                if hit is None:
+                    if v == -_INF:
+                        hit = cache[v] = (None, None)
+                    else:
+                        dv = v - mm
+                        hit = cache[v] = (dv, exp(dv))
+                d.append(hit[0])
+                e.append(hit[1])
+            hi_vals = _formula(be, op, check, d, e, ys, gs, m)
+        with be.context(p - 32):
+            d_lo = [None if v is None else be.round(v) for v in d]
+            e_lo = [None if v is None else be.round(v) for v in e]
+            lo_vals = _formula(be, op, check, d_lo, e_lo, ys, gs, m)
+        with be.context(p + 64):
+            tol = 2.0 ** -claim
+            ok = all(_agree(a, b, tol, floor) for n in hi_vals for a, b in zip(hi_vals[n], lo_vals[n]))
+        if ok:
+            return hi_vals, False, p
+        if p * 2 > MAX_PREC:
+            raise ReferenceAccuracyError(
+                f"{op}/{check}: no agreement to {claim} bits up to {p} bits of working precision "
+                f"for the row {xs[:8]}{'...' if len(xs) > 8 else ''}")
+        p *= 2
+
+
+def _agree(a: Any, b: Any, tol: float, floor: float) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        return (a == b) or (a != a and b != b)
+    diff = abs(a - b)
+    return bool(diff <= abs(a) * tol or diff <= floor)
+
+
+def _formula(be: Any, op: str, check: str, d: list[Any], e: list[Any], ys: Any, gs: Any,
+             m: float) -> dict[str, list[Any]]:
+    """The op's value from d_i = x_i - m and e_i = exp(d_i) (None at -inf logits), at the
+    current precision. Masked (-inf) entries take their limit values."""
+    S = be.fsum([v for v in e if v is not None])
+    L = be.log(S)
+    s = [0.0 if v is None else v / S for v in e]
+    if op == "softmax":
+        if check == "forward":
+            return {"out": s}
+        Gs = be.fsum([g * si for g, si in zip(gs, s) if si != 0.0])
+        return {"d_logits": [0.0 if si == 0.0 else si * (g - Gs) for g, si in zip(gs, s)]}
+    if op == "log_softmax":
+        if check == "forward":
+            return {"out": [-_INF if di is None else di - L for di in d]}
+        Sg = be.fsum([be.num(g) for g in gs])
+        return {"d_logits": [float(g) if si == 0.0 else g - si * Sg for g, si in zip(gs, s)]}
+    if op == "logsumexp":
+        if check == "forward":
+            return {"out": [L + m]}
+        return {"d_logits": [0.0 if si == 0.0 else gs * si for si in s]}
+    if op == "softmax_cross_entropy":
+        if check == "forward":
+            # -sum y_i log_softmax_i = sum y_i (L - d_i); y_i = 0 contributes 0 even at -inf.
+            inf_terms = [y for y, di in zip(ys, d) if di is None and y != 0]
+            if inf_terms:
+                return {"out": [_signed_inf_sum(inf_terms)]}
+            return {"out": [be.fsum([y * (L - di) for y, di in zip(ys, d) if y != 0])]}
+        Sy = be.fsum([be.num(y) for y in ys])
+        dl = [float(-y) if si == 0.0 else si * Sy - y for y, si in zip(ys, s)]
+        dy = [_INF if di is None else L - di for di in d]
+        return {"d_logits": dl, "d_labels": dy}
+    if op == "sparse_softmax_cross_entropy":
+        k = ys
+        if check == "forward":
+            return {"out": [_INF if d[k] is None else L - d[k]]}
+        return {"d_logits": [(si - 1 if i == k else si) if not (si == 0.0 and i == k) else -1.0
+                             for i, si in enumerate(s)]}
+    raise ValueError(op)
+
+
+def _signed_inf_sum(weights: list[float]) -> float:
+    """Sum of y_i * (+inf) for nonzero y_i: +inf, -inf, or NaN when signs are mixed."""
+    pos = any(w > 0 for w in weights)
+    neg = any(w < 0 for w in weights)
+    return _NAN if (pos and neg) else (_INF if pos else -_INF)
+
+
+def _special_row(op: str, check: str, xs: list[float], ys: Any, gs: Any) -> tuple[dict[str, list[Any]], bool] | None:
+    """The row's values when docs/semantics.md decides them without arithmetic, else None.
+
+    Returns (values by output name, invalid) where invalid marks NaN caused by invalid labels.
+    """
+    spec = O.OPS[op]
+    C = len(xs)
+    names = ("out",) if check == "forward" else spec.grad_outputs
+    width = 1 if (check == "forward" and spec.reduces) else C
+
+    def fill(v: float, invalid: bool = False) -> tuple[dict[str, list[Any]], bool]:
+        return {n: [v] * width for n in names}, invalid
+
+    # Invalid labels first: the input is outside the op's domain whatever the logits are.
+    if spec.labels == "sparse" and not (0 <= ys < C):
+        return fill(_NAN, True)
+    if spec.labels == "dense" and any(not math.isfinite(y) for y in ys):
+        return fill(_NAN, True)
+    if any(v != v for v in xs):
+        return fill(_NAN)  # NaN propagates
+    pinf = [i for i, v in enumerate(xs) if v == _INF]
+    all_neg_inf = all(v == -_INF for v in xs)
+    if len(pinf) >= 2 or (all_neg_inf and not pinf):
+        if op == "logsumexp" and check == "forward":
+            return fill(_INF if pinf else -_INF)
+        return fill(_NAN)  # inf - inf, or 0 / 0: no limit
+    if len(pinf) == 1:
+        k = pinf[0]
+        onehot = [1.0 if i == k else 0.0 for i in range(C)]
+        if op == "softmax":
+            return ({"out": onehot} if check == "forward" else {"d_logits": [0.0] * C}), False
+        if op == "log_softmax":
+            if check == "forward":
+                return {"out": [0.0 if i == k else -_INF for i in range(C)]}, False
+            Sg = math.fsum(gs)
+            return {"d_logits": [g - Sg if i == k else float(g) for i, g in enumerate(gs)]}, False
+        if op == "logsumexp":
+            if check == "forward":
+                return {"out": [_INF]}, False
+            return {"d_logits": [gs * o for o in onehot]}, False
+        if op == "softmax_cross_entropy":
+            if check == "forward":
+                inf_terms = [y for i, y in enumerate(ys) if i != k and y != 0]
+                return {"out": [_signed_inf_sum(inf_terms) if inf_terms else 0.0]}, False
+            Sy = math.fsum(ys)
+            return {"d_logits": [o * Sy - y for o, y in zip(onehot, ys)],
+                    "d_labels": [0.0 if i == k else _INF for i in range(C)]}, False
+        if op == "sparse_softmax_cross_entropy":
+            if check == "forward":
+                return {"out": [0.0 if ys == k else _INF]}, False
+            return {"d_logits": [o - (1.0 if i == ys else 0.0) for i, o in enumerate(onehot)]}, False
+    return None

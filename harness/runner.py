@@ -1,0 +1,319 @@
+"""The run: expand cases into items, and turn one item into one result record.
+
+Used alike by the pytest plugin and by `python -m harness run`.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import adapters as A
+from . import cases as K
+from . import dtypes as D
+from . import ops as O
+from . import records
+from . import reference as R
+from .cache import Cache, cache_key
+from .errors import HarnessInputError
+from .known import Baseline, Known, load_known
+from .policy import Policy
+from .verdict import Verdict, condition, judge
+
+
+@dataclass(frozen=True)
+class Item:
+    case: K.Case
+    op: str
+    check: str
+    variant: str
+    framework: str
+    device: str
+    dtype: str
+    mode: str
+
+    @property
+    def id(self) -> str:
+        op = self.op if self.variant == "default" else f"{self.op}:{self.variant}"
+        return f"{self.framework}-{self.device}-{self.dtype}-{self.mode}-{op}-{self.check}-{self.case.id}"
+
+
+@dataclass
+class Selection:
+    frameworks: list[str] | None = None
+    devices: list[str] = field(default_factory=lambda: ["cpu"])
+    dtypes: list[str] = field(default_factory=lambda: list(D.DTYPE_NAMES))
+    ops: list[str] = field(default_factory=lambda: list(O.OP_NAMES))
+    modes: list[str] = field(default_factory=lambda: list(O.MODES))
+    checks: list[str] = field(default_factory=lambda: list(O.CHECKS))
+    variants: bool = True
+
+
+def validate_choices(values: list[str], valid: list[str], what: str) -> list[str]:
+    for v in values:
+        if v not in valid:
+            raise HarnessInputError(f"unknown {what} {v!r}", field=what, choices=valid)
+    return values
+
+
+def split_csv(values: list[str] | str | None) -> list[str]:
+    if values is None:
+        return []
+    if isinstance(values, str):
+        values = [values]
+    return [v.strip() for s in values for v in s.split(",") if v.strip()]
+
+
+def resolve_frameworks(names: list[str] | None) -> tuple[list[str], dict[str, str]]:
+    """The available frameworks among `names` (default: the real ones), and the reason each
+    missing one is skipped: one line per framework, never an ImportError."""
+    wanted = names or list(A.DEFAULT_FRAMEWORKS)
+    validate_choices(wanted, A.names(), "framework")
+    ok, skipped = [], {}
+    for n in wanted:
+        avail, why = A.get(n).available()
+        if avail:
+            ok.append(n)
+        else:
+            skipped[n] = why
+    return ok, skipped
+
+
+def expand(cases: list[K.Case], sel: Selection, frameworks: list[str]) -> list[Item]:
+    items = []
+    for fw in frameworks:
+        ad = A.get(fw)
+        for c in cases:
+            for op in c.ops:
+                if op not in sel.ops:
+                    continue
+                variants = ad.variants_for(op) if sel.variants else ("default",)
+                for check in sel.checks:
+                    if check == "grad" and not c.grad:
+                        continue
+                    for dt in c.dtypes:
+                        if dt not in sel.dtypes:
+                            continue
+                        for dev in sel.devices:
+                            for mode in sel.modes:
+                                for var in variants:
+                                    items.append(Item(c, op, check, var, fw, dev, dt, mode))
+    return items
+
+
+class Session:
+    """State shared by the items of one run: policy, reference cache, known discrepancies."""
+
+    def __init__(self, policy: Policy, cache: Cache | None = None, known: list[Known] | None = None,
+                 baseline: Baseline | None = None, timing_reps: int = 3, backend: str | None = None):
+        self.policy = policy
+        self.cache = cache or Cache()
+        self.known = load_known() if known is None else known
+        self.baseline = baseline
+        self.timing_reps = timing_reps
+        self.backend = backend
+        self._refs: dict[str, R.Reference] = {}
+
+    def reference(self, item: Item, x: np.ndarray, y: np.ndarray | None, dt: D.DType,
+                  rows: np.ndarray | None) -> tuple[R.Reference, bool]:
+        k = cache_key(item.op, item.check, dt.name, item.case.axis, x, y, rows, R.claim_bits(dt))
+        if k in self._refs:
+            return self._refs[k], True
+        ref = self.cache.get(k)
+        hit = ref is not None
+        if ref is None:
+            ref = R.compute(item.op, item.check, x, y, item.case.axis, dt, rows=rows, backend_name=self.backend)
+            self.cache.put(k, ref)
+        self._refs[k] = ref
+        if len(self._refs) > 256:
+            self._refs.pop(next(iter(self._refs)))
+        return ref, hit
+
+    def run(self, item: Item) -> dict[str, Any]:
+        """One record for one item. Never raises for a framework's behaviour."""
+        rec = base_record(item)
+        ad = A.get(item.framework)
+        rec["framework_version"] = _fw_version(ad)
+        try:
+            return self._run(item, ad, rec)
+        except HarnessInputError:
+            raise
+        except Exception as e:  # a bug of the harness itself: recorded, never lost
+            rec.update(status="error", special="harness_error",
+                       message=f"harness error: {type(e).__name__}: {e}\n{traceback.format_exc(limit=6)}")
+            return rec
+
+    def _run(self, item: Item, ad: A.Adapter, rec: dict[str, Any]) -> dict[str, Any]:
+        if item.mode not in ad.modes:
+            return _skip(rec, f"{item.framework} has no {item.mode} mode")
+        devs = ad.devices()
+        if not devs.get(item.device):
+            return _skip(rec, ad.device_reason(item.device))
+        rec["device_name"] = devs[item.device]
+        dt = D.get(item.dtype)
+        case = item.case
+        x = case.logits_for(dt)
+        y = case.labels_for(dt)
+        spec = O.OPS[item.op]
+        ax = case.axis % x.ndim
+        g = O.cotangent(item.op, x.shape, ax) if item.check == "grad" else None
+        rows = K.sample_rows(x, ax)
+        n_rows = x.size // x.shape[ax]
+        rec["rows_total"] = n_rows
+        rec["rows_checked"] = n_rows if rows is None else int(len(rows))
+        t0 = time.perf_counter()
+        ref, hit = self.reference(item, x, y, dt, rows)
+        rec["time_reference_s"] = time.perf_counter() - t0
+        rec["reference_cached"] = hit
+        rec["reference_prec_bits"] = ref.prec_bits
+        rec["reference_claim_bits"] = ref.claim_bits
+        call = A.Call(item.op, item.check, item.variant, x.astype(dt.np),
+                      None if y is None else (y if spec.labels == "sparse" else y.astype(dt.np)),
+                      case.axis, None if g is None else g.astype(dt.np), item.dtype, item.device, item.mode)
+        raised: BaseException | None = None
+        out: A.Output | None = None
+        t0 = time.perf_counter()
+        try:
+            out = ad.run(call)
+        except A.Unsupported as e:
+            return _skip(rec, str(e))
+        except Exception as e:  # the framework raised: recorded as what it is
+            raised = e
+        first = time.perf_counter() - t0
+        if out is not None:
+            times = [first]
+            if self.timing_reps > 0:
+                times = []
+                for _ in range(self.timing_reps):
+                    t1 = time.perf_counter()
+                    ad.run(call)
+                    times.append(time.perf_counter() - t1)
+            rec["time_framework_s"] = statistics.median(times)
+            rec["time_first_call_s"] = first
+        t0 = time.perf_counter()
+        tol = self.policy.tolerance(item.op, item.check, item.dtype, item.framework, case.tolerance)
+        expected = O.output_shapes(item.op, item.check, x.shape, ax)
+        cond = condition(item.op, item.check, x, y, g, ax, tol.summation) if out is not None else {}
+        checked = _checked_masks(ref, expected, rows, ax, item, x.shape) if rows is not None else None
+        v = judge(item.op, item.check, None if out is None else out.arrays,
+                  None if out is None else out.dtypes, raised, ref, dt, tol, cond, expected, checked)
+        rec["time_verdict_s"] = time.perf_counter() - t0
+        # The budgets' written reasons live once in the run metadata (run_start.policy_budgets).
+        rec["tolerance"] = {"policy": self.policy.name, "ulp": tol.ulp, "cond": tol.cond, "summation": tol.summation}
+        _fill(rec, v, out, raised, ref, x, y, g, expected, item)
+        if out is not None and out.devices and any(d != item.device for d in out.devices.values()):
+            rec["status"] = "fail"
+            rec["message"] = (rec["message"] + "; " if rec["message"] else "") + \
+                f"output on {out.devices}, expected {item.device}"
+        rec["repro"] = ad.repro(call)
+        self.classify_known(rec)
+        return rec
+
+    def classify_known(self, rec: dict[str, Any]) -> None:
+        if rec["status"] in ("fail", "error"):
+            for k in self.known:
+                if k.matches(rec):
+                    rec["known"] = k.to_json()
+                    break
+        if self.baseline is not None:
+            self.baseline.apply(rec)
+
+
+def base_record(item: Item) -> dict[str, Any]:
+    return {"kind": "result", "case_id": item.case.id, "family": item.case.family, "op": item.op,
+            "check": item.check, "variant": item.variant, "framework": item.framework,
+            "framework_version": None, "device": item.device, "device_name": None, "dtype": item.dtype,
+            "mode": item.mode, "status": None, "special": None, "max_ulp": None, "p99_ulp": None,
+            "max_abs_err": None, "max_rel_err": None, "excess": None, "tolerance": None,
+            "shape_ok": None, "dtype_ok": None, "message": "", "known": None, "test_id": item.id,
+            "case_source": item.case.source, "tags": item.case.tags}
+
+
+def _skip(rec: dict[str, Any], why: str) -> dict[str, Any]:
+    rec.update(status="skip", message=why)
+    return rec
+
+
+_VERSIONS: dict[str, str] = {}
+
+
+def _fw_version(ad: A.Adapter) -> str:
+    if ad.name not in _VERSIONS:
+        try:
+            v = ad.versions()
+            _VERSIONS[ad.name] = next(iter(v.values()), "") if v else ""
+        except Exception:  # noqa: BLE001 - a broken version query must not stop the run
+            _VERSIONS[ad.name] = "unknown"
+    return _VERSIONS[ad.name]
+
+
+def _checked_masks(ref: R.Reference, expected: dict[str, tuple[int, ...]], rows: np.ndarray, ax: int,
+                   item: Item, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+    batch = tuple(n for i, n in enumerate(shape) if i != ax)
+    flat = np.zeros(int(np.prod(batch, dtype=np.int64)), dtype=bool)
+    flat[rows] = True
+    rowmask = flat.reshape(batch)
+    out = {}
+    for name, shp in expected.items():
+        if len(shp) == len(batch):
+            out[name] = rowmask
+        else:
+            out[name] = np.moveaxis(np.broadcast_to(rowmask[..., None], batch + (shape[ax],)), -1, ax)
+    return out
+
+
+def _fill(rec: dict[str, Any], v: Verdict, out: A.Output | None, raised: BaseException | None,
+          ref: R.Reference, x: np.ndarray, y: np.ndarray | None, g: np.ndarray | None,
+          expected: dict[str, tuple[int, ...]], item: Item) -> None:
+    rec.update(status=v.status, special=v.special, special_counts=v.special_counts,
+               invalid_input=v.invalid_input, invalid_handling=v.invalid_handling,
+               max_ulp=v.max_ulp, p99_ulp=v.p99_ulp, max_abs_err=v.max_abs_err, max_rel_err=v.max_rel_err,
+               excess=v.excess, worst=v.worst, bad=v.bad, n_bad=v.n_bad, n_checked=v.n_checked,
+               shape_ok=v.shape_ok, dtype_ok=v.dtype_ok, message=v.message,
+               expected_shape={k: list(s) for k, s in expected.items()})
+    if raised is not None:
+        rec["error_type"] = type(raised).__name__
+        rec["error_origin"] = "framework"
+        if v.invalid_input:
+            rec["invalid_handling"] = "raised"
+    if out is not None:
+        rec["out_dtype"] = out.dtypes
+        rec["out_shape"] = {k: list(np.shape(a)) for k, a in out.arrays.items()}
+        rec["out_device"] = out.devices
+    n_out = sum(int(np.prod(s, dtype=np.int64)) for s in expected.values())
+    if n_out <= records.SMALL and x.size <= 4 * records.SMALL:
+        rec["input"] = {"logits": x, "labels": y, "axis": item.case.axis}
+        if g is not None:
+            rec["input"]["cotangent"] = g
+        rec["reference"] = {n: {"hi": r.hi, "lo": r.lo, "rounded": r.rounded} for n, r in ref.outputs.items()}
+        if out is not None:
+            rec["output"] = out.arrays
+    else:
+        rec["input_summary"] = summarize(x)
+
+
+def summarize(x: np.ndarray) -> dict[str, Any]:
+    f = x[np.isfinite(x)]
+    return {"shape": list(x.shape), "min": float(f.min()) if f.size else None,
+            "max": float(f.max()) if f.size else None, "n_nan": int(np.isnan(x).sum()),
+            "n_posinf": int(np.isposinf(x).sum()), "n_neginf": int(np.isneginf(x).sum())}
+
+
+def is_covered(rec: dict[str, Any]) -> bool:
+    """True when a failing record is expected (known discrepancy or same failure in the baseline)."""
+    return rec.get("status") in ("fail", "error") and bool(rec.get("known"))
+
+
+def exit_code(results: list[dict[str, Any]]) -> int:
+    bad = [r for r in results if r.get("status") in ("fail", "error") and not is_covered(r)]
+    return 1 if bad else 0
+
+
+def eprint(*a: Any) -> None:
+    print(*a, file=sys.stderr)

@@ -1,0 +1,244 @@
+"""The verdict: a pure function of (framework output, reference, dtype, tolerance).
+
+Per element it classifies special values (never folded into a number), measures the error of
+finite values in ULPs of the exact value, absolutely and relatively, and compares it with the
+budget  ulp * ULP(exact_i) + cond * u * A_i. A_i, the op's first-order condition term, is
+derived in docs/tolerance.md and computed here from the exact inputs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import dtypes as D
+from . import ops as O
+from .policy import Tolerance
+from .reference import Reference
+
+#: Special-value classes, most severe first (the result's `special` is the first present).
+CLASSES = ["raised", "silent_invalid", "finite_expected_nan", "nan_expected_finite", "inf_mismatch", "match"]
+
+
+@dataclass
+class Verdict:
+    status: str  # pass | fail | error
+    special: str
+    special_counts: dict[str, int] = field(default_factory=dict)
+    invalid_input: bool = False
+    invalid_handling: str | None = None  # raised | nan | finite: what the framework chose
+    max_ulp: float | None = None
+    p99_ulp: float | None = None
+    max_abs_err: float | None = None
+    max_rel_err: float | None = None
+    excess: float | None = None  # max over elements of error / budget (> 1 fails)
+    worst: dict[str, Any] | None = None
+    bad: list[dict[str, Any]] = field(default_factory=list)
+    n_bad: int = 0
+    n_checked: int = 0
+    shape_ok: bool = True
+    dtype_ok: bool = True
+    message: str = ""
+
+
+def _sum_term(C: int, how: str) -> float:
+    return {"log2": math.log2(C) + 1 if C > 0 else 1.0, "sqrt": math.sqrt(C), "linear": float(C)}[how]
+
+
+def condition(op: str, check: str, x: np.ndarray, y: np.ndarray | None, g: np.ndarray | None,
+              axis: int, summation: str) -> dict[str, np.ndarray]:
+    """A_i per output element (same layout as the output), from the exact inputs in float64.
+
+    Non-finite rows get inf: their values are judged by the special-value classes alone.
+    """
+    spec = O.OPS[op]
+    ax = axis % x.ndim
+    xm = np.moveaxis(np.asarray(x, np.float64), ax, -1)
+    C = xm.shape[-1]
+    with np.errstate(all="ignore"):
+        masked = xm == -np.inf
+        fin = np.where(masked, -np.inf, xm)
+        m = np.max(fin, axis=-1, keepdims=True)
+        d = fin - m
+        e = np.where(masked, 0.0, np.exp(d))
+        S = np.sum(e, axis=-1, keepdims=True)
+        s = e / S
+        lse = m + np.log(S)
+        absd = np.where(masked, 0.0, np.abs(d))
+        Dw = np.sum(s * absd, axis=-1, keepdims=True)
+        sig = _sum_term(C, summation)
+        W = absd + np.abs(lse) + sig + Dw
+        W = np.where(masked, 0.0, W)
+        bad_row = ~np.all(np.isfinite(xm) | masked, axis=-1, keepdims=True) | ~np.isfinite(lse)
+        if spec.labels == "dense":
+            ym = np.moveaxis(np.asarray(y, np.float64), ax, -1)
+        elif spec.labels == "sparse":
+            lab = np.asarray(y).reshape(xm.shape[:-1])
+            ym = (np.arange(C) == lab[..., None]).astype(np.float64)
+        else:
+            ym = None
+        if check == "forward":
+            if op == "softmax":
+                A = s * W
+            elif op == "log_softmax":
+                A = W
+            elif op == "logsumexp":
+                A = (np.abs(lse) + sig + Dw)[..., 0]
+            else:
+                xabs = np.where(masked, 0.0, np.abs(xm))
+                A = np.sum(np.abs(ym) * (xabs + np.abs(lse) + sig + Dw), axis=-1)
+            if A.ndim == xm.ndim:
+                A = np.where(bad_row, np.inf, A)
+                return {"out": np.moveaxis(A, -1, ax)}
+            return {"out": np.where(bad_row[..., 0], np.inf, A)}
+        out: dict[str, np.ndarray] = {}
+        if op == "softmax":
+            gm = np.moveaxis(np.asarray(g, np.float64), ax, -1)
+            G = np.sum(np.abs(gm) * s, axis=-1, keepdims=True)
+            H = np.sum(np.abs(gm) * s * W, axis=-1, keepdims=True)
+            A = s * ((W + 1) * (np.abs(gm) + G) + H)
+        elif op == "log_softmax":
+            gm = np.moveaxis(np.asarray(g, np.float64), ax, -1)
+            Sg = np.sum(gm, axis=-1, keepdims=True)
+            A = s * np.abs(Sg) * W + np.abs(gm) + s * np.sum(np.abs(gm), axis=-1, keepdims=True) * sig
+        elif op == "logsumexp":
+            gm = np.asarray(g, np.float64).reshape(xm.shape[:-1])[..., None]
+            A = np.abs(gm) * s * (W + 1)
+        else:
+            Sy = np.sum(ym, axis=-1, keepdims=True)
+            Sabs = np.sum(np.abs(ym), axis=-1, keepdims=True)
+            A = s * np.abs(Sy) * (W + 1) + s * Sabs * sig + np.abs(ym)
+            if op == "softmax_cross_entropy":
+                out["d_labels"] = np.moveaxis(np.where(bad_row, np.inf, W), -1, ax)
+        out["d_logits"] = np.moveaxis(np.where(bad_row, np.inf, A), -1, ax)
+        return out
+
+
+def judge(op: str, check: str, arrays: dict[str, np.ndarray] | None, out_dtypes: dict[str, str] | None,
+          raised: BaseException | None, ref: Reference, dt: D.DType, tol: Tolerance,
+          cond: dict[str, np.ndarray], expected_shapes: dict[str, tuple[int, ...]],
+          checked: dict[str, np.ndarray] | None = None, inputs: np.ndarray | None = None) -> Verdict:
+    """Judge one result. `checked` masks the elements to compare (sampled rows); `inputs` is
+    used only to name the input row of the worst elements in the message."""
+    invalid_input = any(bool(np.any(r.invalid)) for r in ref.outputs.values())
+    if raised is not None:
+        name = type(raised).__name__
+        if invalid_input:
+            return Verdict("pass", "match", {"raised": 1}, True, "raised",
+                           message=f"invalid input; the framework raised {name} (conforms): {raised}")
+        return Verdict("error", "raised", {"raised": 1}, False, None,
+                       message=f"the framework raised {name} on a valid input: {raised}")
+    assert arrays is not None and out_dtypes is not None
+    v = Verdict("pass", "match", invalid_input=invalid_input)
+    msgs: list[str] = []
+    shapes = {n: tuple(np.shape(a)) for n, a in arrays.items()}
+    if set(arrays) != set(expected_shapes) or any(shapes[n] != expected_shapes[n] for n in expected_shapes):
+        v.shape_ok = False
+        msgs.append(f"output shape {shapes} != contract {expected_shapes}")
+    if any(out_dtypes.get(n) != dt.name for n in arrays):
+        v.dtype_ok = False
+        msgs.append(f"output dtype {out_dtypes} != input dtype {dt.name}")
+    if not v.shape_ok:
+        v.status, v.message = "fail", "; ".join(msgs)
+        return v
+
+    counts = {c: 0 for c in CLASSES[1:]}
+    ulps, abss, rels, ratios = [], [], [], []
+    handling: set[str] = set()
+    worst: dict[str, Any] | None = None
+    bad: list[dict[str, Any]] = []
+    n_bad = n_checked = 0
+    for name in expected_shapes:
+        # Work on at least 1-D views: a reduction of a single row is 0-D.
+        r0 = ref.outputs[name]
+        r = type(r0)(*(np.atleast_1d(a) for a in (r0.hi, r0.lo, r0.rounded, r0.invalid)))
+        o = np.atleast_1d(np.asarray(arrays[name], dtype=np.float64))
+        mask = np.atleast_1d(checked[name]) if checked is not None else np.ones(o.shape, dtype=bool)
+        cond_n = np.atleast_1d(cond[name])
+        want_nan = np.isnan(r.hi)
+        got_nan = np.isnan(o)
+        got_inf = np.isinf(o)
+        want_inf = np.isinf(r.rounded) & ~want_nan
+        cls = np.full(o.shape, "match", dtype=object)
+        # NaN expected: the framework answered a number.
+        num_for_nan = want_nan & ~got_nan
+        cls[num_for_nan & r.invalid] = "silent_invalid"
+        cls[num_for_nan & ~r.invalid] = "finite_expected_nan"
+        cls[~want_nan & got_nan & ~want_inf] = "nan_expected_finite"
+        cls[~want_nan & got_nan & want_inf] = "inf_mismatch"
+        inf_bad = ~want_nan & ~got_nan & (got_inf | want_inf) & (o != r.rounded)
+        cls[inf_bad] = "inf_mismatch"
+        cls[~mask] = "match"
+        for c in counts:
+            if c != "match":
+                counts[c] += int(np.sum(cls == c))
+        inv = r.invalid & mask
+        if np.any(inv):
+            handling.add("nan" if np.all(got_nan[inv]) else "finite")
+        numeric = mask & ~want_nan & ~got_nan & ~got_inf & ~want_inf
+        n_checked += int(np.sum(mask))
+        if not np.any(numeric):
+            continue
+        err = D.abs_error(o, r.hi, r.lo)
+        u = D.ulp(r.hi, r.lo, dt)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ue = err / u
+            rel = np.where(r.hi != 0, err / np.abs(r.hi), np.where(err == 0, 0.0, np.inf))
+            budget = tol.ulp * u + tol.cond * dt.u * cond_n
+            ratio = np.where(budget > 0, err / budget, np.where(err == 0, 0.0, np.inf))
+        ulps.append(ue[numeric])
+        abss.append(err[numeric])
+        rels.append(rel[numeric])
+        ratios.append(ratio[numeric])
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            bu = budget / u
+        idx = np.argwhere(numeric & (ratio > 1.0))
+        n_bad += len(idx)
+        order = np.argsort(-ratio[tuple(idx.T)])[:5] if len(idx) else []
+        for j in order:
+            ix = tuple(int(k) for k in idx[j])
+            bad.append(_point(name, ix, o, r, ue, bu, ratio))
+        flat = np.where(numeric, ue, -1.0)
+        k = np.unravel_index(int(np.argmax(flat)), flat.shape)
+        if worst is None or flat[k] > worst["ulp"]:
+            worst = _point(name, tuple(int(i) for i in k), o, r, ue, bu, ratio)
+    v.special_counts = {c: n for c, n in counts.items() if n}
+    v.special = next((c for c in CLASSES[1:] if counts.get(c)), "match")
+    v.n_checked, v.n_bad, v.bad, v.worst = n_checked, n_bad, bad, worst
+    if invalid_input:
+        v.invalid_handling = "finite" if "finite" in handling else "nan"
+    if ulps:
+        allu = np.concatenate(ulps)
+        v.max_ulp = float(np.max(allu))
+        v.p99_ulp = float(np.percentile(allu, 99))
+        v.max_abs_err = float(np.max(np.concatenate(abss)))
+        v.max_rel_err = float(np.max(np.concatenate(rels)))
+        v.excess = float(np.max(np.concatenate(ratios)))
+    if v.special != "match":
+        msgs.append(f"special values: {v.special_counts}")
+    if n_bad:
+        msgs.append(f"Bad results ({n_bad} of {n_checked})")
+    if not v.dtype_ok or v.special != "match" or n_bad:
+        v.status = "fail"
+    v.message = "; ".join(msgs) if msgs else (
+        "invalid input; the framework returned NaN (conforms)" if invalid_input else "")
+    return v
+
+
+def _point(name: str, ix: tuple[int, ...], o: np.ndarray, r: Any, ue: np.ndarray, bu: np.ndarray,
+           ratio: np.ndarray) -> dict[str, Any]:
+    return {"output": name, "index": list(ix), "got": _num(o[ix]), "exact": _num(r.hi[ix] + r.lo[ix]),
+            "exact_hi": _num(r.hi[ix]), "exact_lo": _num(r.lo[ix]), "rounded": _num(r.rounded[ix]),
+            "ulp": float(ue[ix]), "budget_ulp": float(bu[ix]), "ratio": float(ratio[ix])}
+
+
+def _num(v: Any) -> float | str:
+    f = float(v)
+    if math.isnan(f):
+        return "nan"
+    if math.isinf(f):
+        return "inf" if f > 0 else "-inf"
+    return f
