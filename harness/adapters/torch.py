@@ -99,24 +99,26 @@ class TorchAdapter(Adapter):
         grad = call.check == "grad"
         x = self._tensor(call.logits, call.dtype, call.device, grad)
         y = None if call.labels is None else self._tensor(call.labels, call.dtype, call.device, grad and dense)
-        if grad:
-            def step(x: Any, y: Any, g: Any) -> tuple:
-                out = f(x, y)
-                ins = (x, y) if dense else (x,)
-                return t.autograd.grad(out, ins, grad_outputs=g)
-        else:
-            def step(x: Any, y: Any, g: Any) -> tuple:
-                return (f(x, y),)
         if call.mode == "jit":
-            key = (call.op, call.variant, call.check, call.axis, call.logits.ndim)
+            # As users do: compile the forward; autograd runs the backward AOTAutograd compiled.
+            key = (call.op, call.variant, call.axis, call.logits.ndim)
             if key not in self._compiled:
                 import torch._dynamo
 
                 # Never fall back to eager silently after too many recompilations.
                 torch._dynamo.config.recompile_limit = 100000
                 torch._dynamo.config.cache_size_limit = 100000
-                self._compiled[key] = t.compile(step, fullgraph=True, dynamic=False)
-            step = self._compiled[key]
+                # dynamic=True: one compiled graph per (op, rank, dtype), not one per shape; every
+                # call still runs inductor-generated kernels, never the eager ones.
+                self._compiled[key] = t.compile(f, fullgraph=True, dynamic=True)
+            f = self._compiled[key]
+
+        def step(x: Any, y: Any, g: Any) -> tuple:
+            out = f(x, y)
+            if not grad:
+                return (out,)
+            return t.autograd.grad(out, (x, y) if dense else (x,), grad_outputs=g)
+
         g = None
         if grad:
             g = self._tensor(call.cotangent, call.dtype, call.device)

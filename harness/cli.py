@@ -1,0 +1,226 @@
+"""Command line: `python -m harness run|report|diff|cases|cache`.
+
+Exit codes: 0 every result passed or is covered (known discrepancy or baseline);
+1 a conformance failure (or, for diff, a new failure); 2 bad usage or bad input.
+Bad input is found before anything is written, so no earlier results are overwritten.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+from . import __version__, records
+from .errors import HarnessInputError
+from .options import LIST_OPTIONS, from_values, load_cases
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse's own usage errors: exit 2 as well
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m harness", description=(
+        "Cross-framework numerical conformance harness for softmax, log_softmax, logsumexp and "
+        "(sparse) softmax cross-entropy: every result against an exact mpmath reference."))
+    p.add_argument("--version", action="version", version=f"harness {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    r = sub.add_parser("run", help="run the conformance suite, write results (and a report)")
+    for flag, dest, help_, valid in LIST_OPTIONS:
+        extra = f" [valid: {', '.join(valid)}]" if valid else ""
+        r.add_argument(flag, dest=dest, action="append", help=help_ + extra + " (repeatable, comma-separated)")
+    r.add_argument("--case-filter", help="select case ids by substring or glob (comma-separated)")
+    r.add_argument("--include-large", action="store_true",
+                   help="also run the cases tagged 'large' (large vocabularies, long batches)")
+    r.add_argument("--policy", default="standard", help="strict, standard (default), or a .toml file")
+    r.add_argument("--results", default="reports/results.jsonl", help="JSON Lines results (default %(default)s)")
+    r.add_argument("--report", help="also write the HTML report here (e.g. reports/index.html)")
+    r.add_argument("--known", help="known-discrepancies TOML (default: harness/known.toml)")
+    r.add_argument("--no-variants", action="store_true", help="only the default API of each op")
+    r.add_argument("--timing-reps", type=int, help="timed repetitions per call (default 3)")
+    r.add_argument("--cache-dir", help="reference cache directory (default ~/.cache/softmax-harness "
+                   "or $HARNESS_CACHE_DIR)")
+    r.add_argument("--no-cache", action="store_true", help="do not use the reference cache")
+    r.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
+
+    rep = sub.add_parser("report", help="render results files (CI shards are merged) into one HTML page")
+    rep.add_argument("results", nargs="+", help="JSON Lines results files")
+    rep.add_argument("-o", "--output", default="reports/index.html", help="HTML file (default %(default)s)")
+    rep.add_argument("--compare", action="append", help="older results to diff against (a diff section)")
+
+    d = sub.add_parser("diff", help="compare two runs: new failures, fixed ones, error changes")
+    d.add_argument("old", help="results of the old run (comma-separated for several shards)")
+    d.add_argument("new", help="results of the new run (comma-separated for several shards)")
+    d.add_argument("--threshold", type=float, default=1.0, help="ULP change worth reporting (default 1)")
+
+    c = sub.add_parser("cases", help="list the case ids (and why each exists)")
+    c.add_argument("--cases", action="append", help="case files or directories (default: built-in)")
+    c.add_argument("--case-filter", help="substring or glob")
+    c.add_argument("-v", "--verbose", action="store_true", help="also print why each case exists")
+
+    k = sub.add_parser("cache", help="the reference cache: info or clear")
+    k.add_argument("action", choices=["info", "clear"])
+    k.add_argument("--cache-dir", help="cache directory (default ~/.cache/softmax-harness)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv)
+    try:
+        return {"run": cmd_run, "report": cmd_report, "diff": cmd_diff, "cases": cmd_cases,
+                "cache": cmd_cache}[args.command](args, argv)
+    except HarnessInputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
+    from .cache import Cache
+    from .known import Baseline, load_known
+    from .policy import load as load_policy
+    from .runner import Session, exit_code, expand, resolve_frameworks
+
+    # Everything that can be wrong with the input is checked before the results file is opened.
+    opts = from_values(vars(args))
+    policy = load_policy(opts.policy)
+    cases = load_cases(opts)
+    known = load_known(opts.known)
+    baseline = Baseline(opts.baseline) if opts.baseline else None
+    frameworks, skipped = resolve_frameworks(opts.frameworks)
+    for fw, why in skipped.items():
+        print(f"harness: {fw} skipped for the whole run: {why}", file=sys.stderr)
+    items = expand(cases, opts.selection(), frameworks)
+    if not items:
+        print("harness: nothing to run (no framework available, or the selection is empty)", file=sys.stderr)
+        return EXIT_USAGE
+    session = Session(policy, Cache(opts.cache_dir, enabled=not opts.no_cache), known, baseline, opts.timing_reps)
+
+    from . import adapters as A
+
+    meta_fw = {}
+    for fw in frameworks:
+        ad = A.get(fw)
+        meta_fw[fw] = {"versions": ad.versions(), "devices": ad.devices()}
+    run_id = uuid.uuid4().hex[:12]
+    writer = records.Writer(args.results, "w")
+    meta = records.run_start(policy.name, meta_fw, ["python", "-m", "harness", *argv], run_id)
+    meta["policy_budgets"] = policy.budgets
+    meta["skipped_frameworks"] = skipped
+    writer.write(meta)
+
+    # SIGTERM ends the run like Ctrl-C: what was written stays, the run is marked incomplete.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    results: list[dict[str, Any]] = []
+    counts: dict[str, int] = {}
+    interrupted = False
+    try:
+        for n, item in enumerate(items, 1):
+            rec = session.run(item)
+            rec["run_id"] = run_id
+            writer.write(rec)
+            results.append(rec)
+            st = "known" if rec.get("known") and rec["status"] in ("fail", "error") else rec["status"]
+            counts[st] = counts.get(st, 0) + 1
+            if not args.quiet and st in ("fail", "error"):
+                print(f"{st.upper():5} {item.id}: {rec.get('special')} {first_line(rec.get('message', ''))}")
+            if not args.quiet and n % 200 == 0:
+                print(f"... {n}/{len(items)} {counts}", file=sys.stderr)
+    except KeyboardInterrupt:
+        interrupted = True
+        print(f"interrupted after {len(results)} of {len(items)} results; {args.results} is marked incomplete",
+              file=sys.stderr)
+    if not interrupted:
+        writer.write({"kind": "run_end", "run_id": run_id, "finished": records.now(), "complete": True,
+                      "counts": counts})
+    writer.close()
+    if baseline is not None:
+        ran = {records.key(r) for r in results}
+        baseline.warn_unmatched(ran)
+        for r in baseline.fixed:
+            print(f"fixed since the baseline: {r['test_id']}")
+    print(f"harness: {len(results)} results {counts} -> {args.results}")
+    if args.report:
+        from .report import render
+
+        render([args.results], args.report)
+        print(f"harness: report -> {args.report}")
+    if interrupted:
+        return 130
+    return exit_code(results)
+
+
+def first_line(s: str) -> str:
+    return s.splitlines()[0][:160] if s else ""
+
+
+def _check_files(paths: list[str], what: str) -> None:
+    for p in paths:
+        if not Path(p).is_file():
+            raise HarnessInputError("no such results file", file=p, field=what)
+
+
+def cmd_report(args: argparse.Namespace, argv: list[str]) -> int:
+    from .report import render
+
+    _check_files(args.results, "results")
+    _check_files(args.compare or [], "compare")
+    summary = render(args.results, args.output, compare=args.compare)
+    print(f"harness: report of {len(args.results)} file(s) -> {args.output}")
+    if summary:
+        print(f"harness: {summary}")
+    return EXIT_OK
+
+
+def cmd_diff(args: argparse.Namespace, argv: list[str]) -> int:
+    from .report import diff
+
+    old, new = args.old.split(","), args.new.split(",")
+    _check_files(old, "old")
+    _check_files(new, "new")
+    d = diff(old, new, threshold_ulp=args.threshold)
+    print(d.to_text())
+    return EXIT_FAIL if d.has_new_failures else EXIT_OK
+
+
+def cmd_cases(args: argparse.Namespace, argv: list[str]) -> int:
+    from . import cases as K
+
+    cs = K.select(K.load(args.cases), args.case_filter)
+    for c in cs:
+        tags = f" [{', '.join(c.tags)}]" if c.tags else ""
+        print(f"{c.id}  ({', '.join(c.ops)}; shape {list(c.shape)}){tags}")
+        if args.verbose and c.why:
+            print(f"    {c.why}")
+    print(f"{len(cs)} cases", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_cache(args: argparse.Namespace, argv: list[str]) -> int:
+    from .cache import Cache
+
+    cache = Cache(args.cache_dir)
+    if args.action == "info":
+        info = cache.info()
+        print(f"{info['dir']}: {info['entries']} entries, {info['bytes'] / 1e6:.1f} MB")
+    else:
+        print(f"removed {cache.clear()} entries from {cache.dir}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

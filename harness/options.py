@@ -1,0 +1,90 @@
+"""The run options shared by the CLI and the pytest plugin: one definition, two front ends.
+
+Each option is validated here; an unknown value raises HarnessInputError naming the valid ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import adapters as A
+from . import cases as K
+from . import dtypes as D
+from . import ops as O
+from .errors import HarnessInputError
+from .runner import Selection, split_csv, validate_choices
+
+#: (flag, dest, help, valid values or None). Repeatable, comma-separated lists.
+LIST_OPTIONS = [
+    ("--framework", "framework", "frameworks to run (default: tensorflow,torch,jax; also numpy "
+     "and any adapter registered under the harness.adapters entry point group)", None),
+    ("--device", "device", "devices: cpu, gpu (default: cpu)", O.DEVICES),
+    ("--dtype", "dtype", "dtypes (default: all four)", D.DTYPE_NAMES),
+    ("--op", "op", "ops (default: all five)", O.OP_NAMES),
+    ("--mode", "mode", "modes: eager, jit (default: both)", O.MODES),
+    ("--check", "check", "checks: forward, grad (default: both)", O.CHECKS),
+    ("--cases", "cases", "case files or directories (default: the built-in library in cases/)", None),
+    ("--baseline", "baseline", "results file(s) of an earlier run: the same failures are known (exit 0)", None),
+]
+
+
+@dataclass
+class RunOptions:
+    frameworks: list[str] | None = None
+    devices: list[str] = field(default_factory=lambda: ["cpu"])
+    dtypes: list[str] = field(default_factory=lambda: list(D.DTYPE_NAMES))
+    ops: list[str] = field(default_factory=lambda: list(O.OP_NAMES))
+    modes: list[str] = field(default_factory=lambda: list(O.MODES))
+    checks: list[str] = field(default_factory=lambda: list(O.CHECKS))
+    cases: list[str] = field(default_factory=list)
+    case_filter: str | None = None
+    exclude_tags: list[str] = field(default_factory=lambda: ["large"])
+    policy: str = "standard"
+    baseline: list[str] = field(default_factory=list)
+    known: str | None = None
+    variants: bool = True
+    timing_reps: int = 3
+    cache_dir: str | None = None
+    no_cache: bool = False
+
+    def selection(self) -> Selection:
+        return Selection(self.frameworks, self.devices, self.dtypes, self.ops, self.modes, self.checks, self.variants)
+
+
+def from_values(v: dict[str, Any]) -> RunOptions:
+    """Build validated RunOptions from parsed flag values (argparse or pytest)."""
+    o = RunOptions()
+    fws = split_csv(v.get("framework"))
+    if fws:
+        validate_choices(fws, A.names(), "framework")
+        o.frameworks = fws
+    for flag, dest, _, valid in LIST_OPTIONS:
+        vals = split_csv(v.get(dest))
+        if not vals or dest in ("framework",):
+            continue
+        if valid is not None:
+            validate_choices(vals, valid, dest)
+        attr = {"device": "devices", "dtype": "dtypes", "op": "ops", "mode": "modes", "check": "checks"}.get(dest, dest)
+        setattr(o, attr, vals)
+    o.case_filter = v.get("case_filter") or None
+    if v.get("include_large"):
+        o.exclude_tags = []
+    o.policy = v.get("policy") or "standard"
+    o.known = v.get("known") or None
+    o.variants = not v.get("no_variants", False)
+    reps = v.get("timing_reps")
+    if reps is not None:
+        if int(reps) < 0:
+            raise HarnessInputError("must be >= 0", field="timing-reps")
+        o.timing_reps = int(reps)
+    o.cache_dir = v.get("cache_dir") or None
+    o.no_cache = bool(v.get("no_cache", False))
+    return o
+
+
+def load_cases(o: RunOptions) -> list[K.Case]:
+    cs = K.load(o.cases or None)
+    if o.exclude_tags and not o.cases:
+        cs = [c for c in cs if not set(c.tags) & set(o.exclude_tags)]
+    return K.select(cs, o.case_filter)
