@@ -17,7 +17,7 @@ from typing import Any
 
 from . import __version__, records
 from .errors import HarnessInputError
-from .options import LIST_OPTIONS, from_values, load_cases
+from .options import LIST_OPTIONS, executor, from_values, load_cases
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -52,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--cache-dir", help="reference cache directory (default ~/.cache/softmax-harness "
                    "or $HARNESS_CACHE_DIR)")
     r.add_argument("--no-cache", action="store_true", help="do not use the reference cache")
+    r.add_argument("--no-isolate", action="store_true",
+                   help="run the frameworks in this process (faster start; a crash ends the run)")
+    r.add_argument("--timeout", type=float, help="seconds per result before the worker is killed and "
+                   "the result is an error (default 300; compilation included)")
     r.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
 
     rep = sub.add_parser("report", help="render results files (CI shards are merged) into one HTML page")
@@ -128,9 +132,10 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     results: list[dict[str, Any]] = []
     counts: dict[str, int] = {}
     interrupted = False
+    runner = executor(opts, session)
     try:
         for n, item in enumerate(items, 1):
-            rec = session.run(item)
+            rec = runner.run(item)
             rec["run_id"] = run_id
             writer.write(rec)
             results.append(rec)
@@ -144,6 +149,9 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         interrupted = True
         print(f"interrupted after {len(results)} of {len(items)} results; {args.results} is marked incomplete",
               file=sys.stderr)
+    finally:
+        if runner is not session:
+            runner.close()
     if not interrupted:
         writer.write({"kind": "run_end", "run_id": run_id, "finished": records.now(), "complete": True,
                       "counts": counts})

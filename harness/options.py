@@ -47,6 +47,8 @@ class RunOptions:
     timing_reps: int = 3
     cache_dir: str | None = None
     no_cache: bool = False
+    isolate: bool = True
+    timeout: float = 300.0
 
     def selection(self) -> Selection:
         return Selection(self.frameworks, self.devices, self.dtypes, self.ops, self.modes, self.checks, self.variants)
@@ -80,7 +82,23 @@ def from_values(v: dict[str, Any]) -> RunOptions:
         o.timing_reps = int(reps)
     o.cache_dir = v.get("cache_dir") or None
     o.no_cache = bool(v.get("no_cache", False))
+    o.isolate = not v.get("no_isolate", False)
+    t = v.get("timeout")
+    if t is not None:
+        if float(t) <= 0:
+            raise HarnessInputError(f"{t!r} is not a positive number of seconds", field="timeout")
+        o.timeout = float(t)
     return o
+
+
+def executor(o: RunOptions, session: Any) -> Any:
+    """What runs one item: the session itself, or an isolating worker process (the default),
+    so that a crash or a hang in a framework costs one result, not the run."""
+    if not o.isolate:
+        return session
+    from .isolation import Executor
+
+    return Executor(session, policy_ref=o.policy, known_ref=o.known, timeout=o.timeout)
 
 
 def load_cases(o: RunOptions) -> list[K.Case]:

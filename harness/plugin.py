@@ -13,7 +13,7 @@ from . import records
 from .cache import Cache
 from .errors import HarnessInputError
 from .known import Baseline, load_known
-from .options import LIST_OPTIONS, RunOptions, from_values, load_cases
+from .options import LIST_OPTIONS, RunOptions, executor, from_values, load_cases
 from .policy import load as load_policy
 from .runner import Item, Session, expand, is_covered, resolve_frameworks
 
@@ -41,6 +41,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="timed repetitions per call after the first (default 3; 0: time the first call)")
     g.addoption("--cache-dir", dest="harness_cache_dir", default=None, help="reference cache directory")
     g.addoption("--no-cache", dest="harness_no_cache", action="store_true", help="do not use the reference cache")
+    g.addoption("--no-isolate", dest="harness_no_isolate", action="store_true",
+                help="run the frameworks in the test process (a crash ends the run)")
+    g.addoption("--timeout", dest="harness_timeout", default=None, type=float,
+                help="seconds per result before its worker is killed (default 300)")
 
 
 class HarnessPlugin:
@@ -55,6 +59,7 @@ class HarnessPlugin:
         self.session = Session(self.policy, Cache(opts.cache_dir, enabled=not opts.no_cache),
                                load_known(opts.known), self.baseline, opts.timing_reps)
         self.items = expand(self.cases, opts.selection(), self.frameworks)
+        self._executor: Any = None
         self.writer: records.Writer | None = None
         self.worker = getattr(config, "workerinput", {}).get("workerid")
         self.run_id = getattr(config, "workerinput", {}).get("harness_run_id") or uuid.uuid4().hex[:12]
@@ -65,16 +70,16 @@ class HarnessPlugin:
         node.workerinput["harness_run_id"] = self.run_id
 
     def _open(self) -> records.Writer:
+        """The results file, opened on the first result of this process. The run metadata
+        (framework versions need the frameworks imported) is written then, by each process
+        that runs results, so a run of the unit tests alone imports no framework."""
         if self.writer is None:
-            if self.worker is None:
-                self.writer = records.Writer(self.results_path, "w")
-                meta = records.run_start(self.policy.name, self._framework_meta(), ["pytest", *self.config.invocation_params.args],
-                                         self.run_id)
-                meta["policy_budgets"] = self.policy.budgets
-                meta["skipped_frameworks"] = self.skipped
-                self.writer.write(meta)
-            else:
-                self.writer = records.Writer(self.results_path, "a")
+            self.writer = records.Writer(self.results_path, "a")
+            meta = records.run_start(self.policy.name, self._framework_meta(),
+                                     ["pytest", *self.config.invocation_params.args], self.run_id, self.worker)
+            meta["policy_budgets"] = self.policy.budgets
+            meta["skipped_frameworks"] = self.skipped
+            self.writer.write(meta)
         return self.writer
 
     def _framework_meta(self) -> dict[str, Any]:
@@ -91,15 +96,18 @@ class HarnessPlugin:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self, session: pytest.Session) -> None:
-        if self.worker is None:
-            self._open()
+        if self.worker is None:  # the controller (or the only process) starts a fresh file
+            os.makedirs(os.path.dirname(self.results_path) or ".", exist_ok=True)
+            open(self.results_path, "w").close()
 
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
         if "conformance_item" in metafunc.fixturenames:
             metafunc.parametrize("conformance_item", self.items, ids=[i.id for i in self.items])
 
     def check(self, item: Item, request: Any) -> None:
-        rec = self.session.run(item)
+        if self._executor is None:
+            self._executor = executor(self.opts, self.session)
+        rec = self._executor.run(item)
         rec["run_id"] = self.run_id
         if self.worker:
             rec["worker"] = self.worker
@@ -127,10 +135,14 @@ class HarnessPlugin:
                 terminalreporter.write_line(f"harness: fixed since the baseline: {r['test_id']}")
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
-        if self.worker is None and self.writer is not None:
-            self.writer.write({"kind": "run_end", "run_id": self.run_id, "finished": records.now(), "complete": True})
+        if self._executor is not None and self._executor is not self.session:
+            self._executor.close()
         if self.writer is not None:
             self.writer.close()
+        if self.worker is None and os.path.exists(self.results_path) and os.path.getsize(self.results_path):
+            end = records.Writer(self.results_path, "a")
+            end.write({"kind": "run_end", "run_id": self.run_id, "finished": records.now(), "complete": True})
+            end.close()
 
 
 def format_failure(rec: dict[str, Any]) -> str:

@@ -146,6 +146,8 @@ def read(paths: Iterable[str | Path]) -> Loaded:
                 out.runs.append(rec)
             elif kind == "run_end":
                 out.ends.append(rec)
-            else:
+            elif kind == "result":
                 out.results.append(rec)
+            else:
+                out.problems.append(f"{p}:{i}: unknown record kind {kind!r} ignored")
     return out

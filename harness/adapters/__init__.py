@@ -1,8 +1,11 @@
 """Adapter registry: the built-in adapters by name, plus any registered by other packages
-under the entry point group ``harness.adapters`` (name = "module:Class")."""
+under the entry point group ``harness.adapters`` (name = "module:Class"), plus any named in
+the environment variable HARNESS_EXTRA_ADAPTERS ("name=module:Class,..."), which reaches
+isolated worker processes too."""
 
 from __future__ import annotations
 
+import os
 from importlib import import_module
 from importlib.metadata import entry_points
 from typing import Callable
@@ -33,8 +36,17 @@ def _entry_points() -> dict[str, object]:
     return {ep.name: ep for ep in entry_points(group="harness.adapters")}
 
 
+def _env_adapters() -> dict[str, str]:
+    out = {}
+    for part in os.environ.get("HARNESS_EXTRA_ADAPTERS", "").split(","):
+        if "=" in part:
+            name, target = part.split("=", 1)
+            out[name.strip()] = target.strip()
+    return out
+
+
 def names() -> list[str]:
-    return list(dict.fromkeys([*BUILTIN, *_entry_points(), *_extra]))
+    return list(dict.fromkeys([*BUILTIN, *_entry_points(), *_env_adapters(), *_extra]))
 
 
 def get(name: str) -> Adapter:
@@ -42,8 +54,8 @@ def get(name: str) -> Adapter:
         return _cache[name]
     if name in _extra:
         adapter = _extra[name]()
-    elif name in BUILTIN:
-        mod, cls = BUILTIN[name].split(":")
+    elif name in BUILTIN or name in _env_adapters():
+        mod, cls = (BUILTIN.get(name) or _env_adapters()[name]).split(":")
         adapter = getattr(import_module(mod), cls)()
     else:
         eps = _entry_points()

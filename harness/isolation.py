@@ -1,0 +1,123 @@
+"""Crash and hang isolation: run items in a persistent child process.
+
+A framework call that aborts the process (segfault, abort, CUDA device-side assert) or hangs
+must cost one result, not the run. The Executor keeps one worker process (spawned, so no
+framework state is inherited), sends it one item at a time and waits at most `timeout` seconds.
+If the worker dies, the item is recorded as `error` with the signal; if it hangs, the worker is
+killed and the item is recorded as `error` with `timeout`. Either way a fresh worker takes the
+next item. The worker keeps frameworks imported and compiled functions cached between items.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import time
+import traceback
+from typing import Any
+
+from .runner import Item, Session, base_record
+
+#: Default per-item timeout in seconds: the first call of a compiled mode includes compilation.
+DEFAULT_TIMEOUT = 300.0
+
+
+def _worker(conn: Any, session_args: dict[str, Any], registrations: list[tuple[str, str]]) -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from importlib import import_module
+
+    from . import adapters as A
+    from .cache import Cache
+    from .known import load_known
+    from .policy import load as load_policy
+
+    for name, target in registrations:  # adapters registered at run time in the parent
+        mod, attr = target.split(":")
+        A.register(name, getattr(import_module(mod), attr))
+    session = Session(load_policy(session_args["policy"]),
+                      Cache(session_args["cache_dir"], enabled=session_args["cache_enabled"]),
+                      load_known(session_args["known"]), None, session_args["timing_reps"],
+                      session_args.get("backend"))
+    while True:
+        try:
+            item = conn.recv()
+        except EOFError:
+            return
+        if item is None:
+            return
+        try:
+            rec = session.run(item)
+        except BaseException as e:  # noqa: BLE001 - report, never die silently
+            rec = base_record(item)
+            rec.update(status="error", special="harness_error",
+                       message=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=5)}")
+        conn.send(rec)
+
+
+class Executor:
+    """Runs items in an isolated worker process; `run(item)` returns the record."""
+
+    def __init__(self, session: Session, *, policy_ref: str, known_ref: str | None, timeout: float = DEFAULT_TIMEOUT,
+                 registrations: list[tuple[str, str]] | None = None):
+        self.session = session
+        self.timeout = timeout
+        self.args = {"policy": policy_ref, "known": known_ref, "cache_dir": str(session.cache.dir),
+                     "cache_enabled": session.cache.enabled, "timing_reps": session.timing_reps,
+                     "backend": session.backend}
+        self.registrations = registrations or []
+        self.ctx = mp.get_context("spawn")
+        self.proc: Any = None
+        self.conn: Any = None
+        self.restarts = 0
+
+    def _start(self) -> None:
+        parent, child = self.ctx.Pipe()
+        self.proc = self.ctx.Process(target=_worker, args=(child, self.args, self.registrations), daemon=True)
+        self.proc.start()
+        child.close()
+        self.conn = parent
+
+    def run(self, item: Item) -> dict[str, Any]:
+        if self.proc is None or not self.proc.is_alive():
+            self._start()
+        t0 = time.perf_counter()
+        try:
+            self.conn.send(item)
+            if self.conn.poll(self.timeout):
+                rec = self.conn.recv()
+                self.session.classify_known(rec)  # the baseline lives in this process
+                return rec
+            cause = "timeout"
+        except (EOFError, BrokenPipeError, ConnectionResetError, OSError):
+            cause = "crash"
+        # The worker died or hung: record it, replace the worker, go on.
+        rec = base_record(item)
+        if cause == "timeout" and self.proc.is_alive():
+            self.proc.kill()
+        self.proc.join(5)
+        code = self.proc.exitcode
+        if cause == "crash" or (code is not None and code < 0 and cause != "timeout"):
+            sig = -code if code is not None and code < 0 else None
+            name = signal.Signals(sig).name if sig else f"exit code {code}"
+            rec.update(status="error", special="crash", error_type=name, error_origin="crash",
+                       message=f"the worker process died ({name}) while the framework ran this item")
+        else:
+            rec.update(status="error", special="timeout", error_type="timeout", error_origin="timeout",
+                       message=f"no result within {self.timeout:g} s: the worker was killed")
+        rec["time_framework_s"] = time.perf_counter() - t0
+        self.restarts += 1
+        self.proc = None
+        self.session.classify_known(rec)
+        return rec
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.is_alive():
+            try:
+                self.conn.send(None)
+            except OSError:
+                pass
+            self.proc.join(10)
+            if self.proc.is_alive():
+                self.proc.kill()
+        self.proc = None

@@ -1,0 +1,48 @@
+"""Test adapters that misbehave on purpose: one aborts the process on a case, one hangs, and
+a third-party style "softmax then log" adapter that plugs in through the registry."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import time
+
+import numpy as np
+
+from harness.adapters.base import Call, Output
+from harness.adapters.numpy import NumpyAdapter
+
+
+class CrashAdapter(NumpyAdapter):
+    name = "crashy"
+
+    def run(self, call: Call) -> Output:
+        if np.any(call.logits.astype(np.float64) == 13.0):
+            if os.environ.get("CRASHY_SEGFAULT"):
+                ctypes.string_at(0)  # SIGSEGV
+            os.abort()  # SIGABRT, as a failed CUDA device-side assert does
+        return super().run(call)
+
+
+class SleepyAdapter(NumpyAdapter):
+    name = "sleepy"
+
+    def run(self, call: Call) -> Output:
+        if np.any(call.logits.astype(np.float64) == 7.0):
+            time.sleep(60)
+        return super().run(call)
+
+
+class NaiveLogSoftmaxAdapter(NumpyAdapter):
+    """A third-party adapter: log_softmax as log(exp(x) / sum(exp(x))), no max shift."""
+
+    name = "naive"
+
+    def run(self, call: Call) -> Output:
+        if call.op != "log_softmax" or call.check != "forward":
+            return super().run(call)
+        x = call.logits
+        with np.errstate(all="ignore"):
+            e = np.exp(x)
+            out = np.log(e / np.sum(e, axis=call.axis, keepdims=True)).astype(x.dtype)
+        return Output({"out": out.astype(np.float64)}, {"out": str(out.dtype)}, {"out": "cpu"})

@@ -1,0 +1,83 @@
+"""Crash and hang isolation (issue: reliability): a framework that aborts or hangs costs one
+result, recorded as an error with its cause; every other result is present."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness import adapters as A
+from harness import cases as K
+from harness.cache import Cache
+from harness.isolation import Executor
+from harness.policy import load as load_policy
+from harness.runner import Selection, Session, expand
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _cases(tmp_path):
+    f = tmp_path / "c.json"
+    f.write_text(json.dumps({"cases": [
+        {"id": "t/ok1", "logits": [1.0, 2.0, 3.0]},
+        {"id": "t/boom", "logits": [13.0, 0.0, 1.0]},
+        {"id": "t/slow", "logits": [7.0, 0.0, 1.0]},
+        {"id": "t/ok2", "logits": [[0.5, 0.25], [1.0, -1.0]]},
+    ]}))
+    return K.load([str(f)])
+
+
+@pytest.mark.parametrize("name,target,bad_case,cause", [
+    ("crashy", "tests.plugins.misbehaving:CrashAdapter", "t/boom", "crash"),
+    ("sleepy", "tests.plugins.misbehaving:SleepyAdapter", "t/slow", "timeout"),
+])
+def test_crash_and_hang_cost_one_result(tmp_path, name, target, bad_case, cause):
+    mod, cls = target.split(":")
+    A.register(name, getattr(__import__(mod, fromlist=[cls]), cls))
+    cases = _cases(tmp_path)
+    sel = Selection(frameworks=[name], dtypes=["float32"], ops=["softmax"], modes=["eager"], checks=["forward"])
+    items = expand(cases, sel, [name])
+    session = Session(load_policy("standard"), Cache(tmp_path / "cache"), [], None, 0)
+    ex = Executor(session, policy_ref="standard", known_ref=None, timeout=8, registrations=[(name, target)])
+    try:
+        recs = [ex.run(it) for it in items]
+    finally:
+        ex.close()
+    by_case = {r["case_id"]: r for r in recs}
+    assert set(by_case) == {"t/ok1", "t/boom", "t/slow", "t/ok2"}  # every result present
+    bad = by_case[bad_case]
+    assert bad["status"] == "error" and bad["special"] == cause
+    if cause == "crash":
+        assert bad["error_type"] == "SIGABRT"
+    else:
+        assert "8 s" in bad["message"]
+    for cid, r in by_case.items():
+        if cid != bad_case:
+            assert r["status"] == "pass", r
+    assert ex.restarts == 1
+
+
+def test_cli_run_survives_a_segfault(tmp_path):
+    """End to end through the CLI: an adapter registered by entry point is not needed; the
+    test adapter is registered through a sitecustomize-free route, HARNESS_EXTRA_ADAPTERS."""
+    cases = tmp_path / "c.json"
+    cases.write_text(json.dumps({"cases": [
+        {"id": "t/ok1", "logits": [1.0, 2.0, 3.0]},
+        {"id": "t/boom", "logits": [13.0, 0.0, 1.0]},
+        {"id": "t/ok2", "logits": [0.5, 0.25]},
+    ]}))
+    results = tmp_path / "r.jsonl"
+    env = {"PATH": "/usr/bin:/bin", "CRASHY_SEGFAULT": "1", "PYTHONPATH": str(ROOT),
+           "HARNESS_EXTRA_ADAPTERS": "crashy=tests.plugins.misbehaving:CrashAdapter",
+           "HARNESS_CACHE_DIR": str(tmp_path / "cache")}
+    p = subprocess.run([sys.executable, "-m", "harness", "run", "--framework", "crashy", "--cases", str(cases),
+                        "--dtype", "float64", "--op", "softmax", "--mode", "eager", "--check", "forward",
+                        "--results", str(results)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 1, p.stderr  # a conformance failure (the crash), not a crashed run
+    recs = [json.loads(line) for line in results.read_text().splitlines()]
+    res = {r["case_id"]: r for r in recs if r.get("kind") == "result"}
+    assert res["t/boom"]["status"] == "error" and res["t/boom"]["error_type"] == "SIGSEGV"
+    assert res["t/ok1"]["status"] == res["t/ok2"]["status"] == "pass"
+    assert recs[-1]["kind"] == "run_end"
