@@ -73,6 +73,19 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--case-filter", help="substring or glob")
     c.add_argument("-v", "--verbose", action="store_true", help="also print why each case exists")
 
+    s = sub.add_parser("search", help="search for inputs with the largest error; write them as a case file")
+    s.add_argument("--framework", required=True, help="one framework")
+    s.add_argument("--op", required=True, help="one op")
+    s.add_argument("--dtype", required=True, help="one dtype")
+    s.add_argument("--check", default="forward", help="forward (default) or grad")
+    s.add_argument("--mode", default="eager", help="eager (default) or jit")
+    s.add_argument("--device", default="cpu", help="cpu (default) or gpu")
+    s.add_argument("--classes", type=int, default=8, help="classes per row (default %(default)s)")
+    s.add_argument("--budget", type=int, default=300, help="framework calls in all (default %(default)s)")
+    s.add_argument("--seed", type=int, default=0, help="search seed (default %(default)s)")
+    s.add_argument("--policy", default="standard", help="policy for the verdicts (default standard)")
+    s.add_argument("-o", "--output", default="reports/search-cases.json", help="case file to write (default %(default)s)")
+
     k = sub.add_parser("cache", help="the reference cache: info or clear")
     k.add_argument("action", choices=["info", "clear"])
     k.add_argument("--cache-dir", help="cache directory (default ~/.cache/softmax-harness)")
@@ -84,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return {"run": cmd_run, "report": cmd_report, "diff": cmd_diff, "cases": cmd_cases,
-                "cache": cmd_cache}[args.command](args, argv)
+                "cache": cmd_cache, "search": cmd_search}[args.command](args, argv)
     except HarnessInputError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -215,6 +228,37 @@ def cmd_cases(args: argparse.Namespace, argv: list[str]) -> int:
         if args.verbose and c.why:
             print(f"    {c.why}")
     print(f"{len(cs)} cases", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_search(args: argparse.Namespace, argv: list[str]) -> int:
+    from . import adapters as A
+    from . import dtypes as D
+    from . import ops as O
+    from .cache import Cache
+    from .policy import load as load_policy
+    from .runner import Session, validate_choices
+    from .search import search, write_cases
+
+    validate_choices([args.framework], A.names(), "framework")
+    validate_choices([args.op], O.OP_NAMES, "op")
+    validate_choices([args.dtype], D.DTYPE_NAMES, "dtype")
+    validate_choices([args.check], O.CHECKS, "check")
+    validate_choices([args.mode], O.MODES, "mode")
+    validate_choices([args.device], O.DEVICES, "device")
+    if args.classes < 1 or args.budget < 2:
+        raise HarnessInputError("--classes must be >= 1 and --budget >= 2", field="classes/budget")
+    ok, why = A.get(args.framework).available()
+    if not ok:
+        raise HarnessInputError(why, field="framework")
+    session = Session(load_policy(args.policy), Cache(), [], None, timing_reps=0)
+    found = search(session, args.framework, args.op, args.dtype, check=args.check, mode=args.mode,
+                   device=args.device, classes=args.classes, budget=args.budget, seed=args.seed)
+    write_cases(found, args.output, args.framework, args.op, args.dtype, args.check, args.mode)
+    for f in found:
+        print(f"{f.max_ulp:12.6g} ulp  logits {f.logits.ravel().tolist()}")
+    print(f"harness: {len(found)} worst inputs -> {args.output} (replay: python -m harness run --cases "
+          f"{args.output} --framework {args.framework} --dtype {args.dtype} --mode {args.mode})")
     return EXIT_OK
 
 

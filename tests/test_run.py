@@ -1,0 +1,186 @@
+"""The run end to end: verdicts of real frameworks on pinned cases, policies, the baseline
+round trip, adapters from entry points, xdist equivalence, and the search command."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness import adapters as A
+from harness import cases as K
+from harness import records
+from harness.cache import Cache
+from harness.policy import load as load_policy
+from harness.runner import Item, Session, exit_code
+
+ROOT = Path(__file__).resolve().parent.parent
+FRAMEWORKS = [f for f in ("tensorflow", "torch", "jax") if A.get(f).available()[0]]
+need_fw = pytest.mark.skipif(not FRAMEWORKS, reason="no framework installed")
+
+
+def _case(cid, logits, labels=None, op=None):
+    raw = {"id": cid, "logits": logits}
+    if labels is not None:
+        raw["labels"] = labels
+    if op:
+        raw["op"] = op
+    return K.parse_case(raw, file="<test>", index=0, family=None, base=ROOT)
+
+
+def _run(policy, case, op, fw, dtype="float32", check="forward", mode="eager", tmp=None):
+    s = Session(load_policy(policy), Cache(tmp, enabled=tmp is not None), [], None, 0)
+    # What the results file holds: JSON values, non-finite numbers as strings.
+    return records.jsonable(s.run(Item(case, op, check, "default", fw, "cpu", dtype, mode)))
+
+
+@need_fw
+@pytest.mark.parametrize("fw", FRAMEWORKS)
+def test_confident_ce_fails_strict_passes_standard_with_the_same_error(fw):
+    """logits [20, 0, 0], label 0: exact CE = log1p(2 e^-20) = 4.1223072e-9; float32 frameworks
+    return 0. strict fails it, standard (condition-aware) passes it; the error is the same."""
+    case = _case("t/confident", [[20.0, 0.0, 0.0]], [0])
+    strict = _run("strict", case, "sparse_softmax_cross_entropy", fw)
+    std = _run("standard", case, "sparse_softmax_cross_entropy", fw)
+    assert strict["status"] == "fail" and std["status"] == "pass"
+    assert strict["max_ulp"] == std["max_ulp"] and strict["max_abs_err"] == std["max_abs_err"]
+    assert std["output"]["out"] == [0.0]
+    assert std["reference"]["out"]["hi"][0] == pytest.approx(4.122307236380e-9, rel=1e-12)
+    assert std["max_rel_err"] == pytest.approx(1.0)
+    assert std["excess"] < 1.0  # the excess over the ULP budget is recorded, within the condition term
+
+
+@need_fw
+def test_finding_softmax_of_pos_inf_row():
+    """Finding: softmax([inf, 0, 1]) is one-hot in the limit; TF returns [nan, 0, 0], torch and
+    JAX return all NaN. The harness reports it as nan_expected_finite."""
+    case = _case("t/posinf", ["inf", 0.0, 1.0])
+    got = {}
+    for fw in FRAMEWORKS:
+        r = _run("standard", case, "softmax", fw)
+        assert r["reference"]["out"]["hi"] == [1.0, 0.0, 0.0]
+        assert r["status"] == "fail" and r["special"] == "nan_expected_finite"
+        got[fw] = r["output"]["out"]
+    if "tensorflow" in got:
+        assert got["tensorflow"] == ["nan", 0.0, 0.0]
+    for fw in ("torch", "jax"):
+        if fw in got:
+            assert got[fw] == ["nan", "nan", "nan"]
+
+
+@need_fw
+def test_finding_dense_ce_with_zero_label_at_masked_logit():
+    """Finding: CE of logits [-inf, 0, 1] with labels [0, 0.5, 0.5] is finite (0 * log 0 = 0:
+    log(1 + e) - 0.5 = 0.8132616875...), but all three frameworks return NaN."""
+    case = _case("t/masked", [["-inf", 0.0, 1.0]], [[0.0, 0.5, 0.5]])
+    for fw in FRAMEWORKS:
+        r = _run("standard", case, "softmax_cross_entropy", fw, dtype="float64")
+        assert r["reference"]["out"]["hi"][0] == pytest.approx(float(np.log1p(np.e)) - 0.5, rel=1e-15)
+        assert r["output"]["out"] == ["nan"], fw
+        assert r["special"] == "nan_expected_finite"
+
+
+def test_out_of_range_label_numpy_raises_and_conforms():
+    case = _case("t/oor", [[1.0, 2.0, 3.0]], [3])
+    r = _run("standard", case, "sparse_softmax_cross_entropy", "numpy")
+    assert r["status"] == "pass" and r["invalid_handling"] == "raised" and r["error_type"] == "IndexError"
+
+
+@pytest.mark.skipif(not A.get("torch").available()[0], reason="torch not installed")
+def test_finding_torch_ignore_index_is_a_silent_invalid():
+    """Label -100 is out of range; torch treats it as ignore_index and returns a finite 0."""
+    case = _case("t/ign", [[1.0, 2.0, 3.0]], [-100])
+    r = _run("standard", case, "sparse_softmax_cross_entropy", "torch")
+    assert r["status"] == "fail" and r["special"] == "silent_invalid" and r["invalid_handling"] == "finite"
+    assert r["output"]["out"] == [0.0]
+
+
+def _cli(*args, env_extra=None, timeout=300):
+    import os
+
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **(env_extra or {}))
+    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+def test_baseline_round_trip(tmp_path):
+    """run, save, rerun with --baseline -> exit 0; perturb one case -> exit 1 naming it."""
+    cases = tmp_path / "c.json"
+    body = {"cases": [
+        {"id": "b/confident", "logits": [[20.0, 0.0, 0.0]], "labels": [0]},
+        {"id": "b/fine", "logits": [[1.0, 1.0]], "labels": [1]},  # log 2, correctly rounded
+    ]}
+    cases.write_text(json.dumps(body))
+    common = ["--framework", "numpy", "--dtype", "float32", "--op", "sparse_softmax_cross_entropy",
+              "--check", "forward", "--policy", "strict", "--no-isolate", "--cases", str(cases),
+              "--cache-dir", str(tmp_path / "cache")]
+    first = _cli("run", *common, "--results", str(tmp_path / "a.jsonl"))
+    assert first.returncode == 1, first.stdout + first.stderr  # the strict failure
+    again = _cli("run", *common, "--results", str(tmp_path / "b.jsonl"), "--baseline", str(tmp_path / "a.jsonl"))
+    assert again.returncode == 0, again.stdout + again.stderr
+    recs = [json.loads(x) for x in (tmp_path / "b.jsonl").read_text().splitlines()]
+    conf = next(r for r in recs if r.get("case_id") == "b/confident")
+    assert conf["status"] == "fail" and conf["baseline"] == "known" and conf["known"]["source"] == "baseline"
+    # Perturb the passing case into a failing one: a new failure, named.
+    body["cases"][1]["logits"] = [[30.0, 0.0, 0.0]]  # 1 - p rounds away: a strict failure
+    body["cases"][1]["labels"] = [0]
+    cases.write_text(json.dumps(body))
+    third = _cli("run", *common, "--results", str(tmp_path / "c.jsonl"), "--baseline", str(tmp_path / "a.jsonl"))
+    assert third.returncode == 1
+    assert "b/fine" in third.stdout and "b/confident" not in third.stdout
+
+
+def test_entry_point_adapter(tmp_path, monkeypatch):
+    """A third-party adapter plugs in through the `harness.adapters` entry point group."""
+    dist = tmp_path / "naive_adapter-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: naive-adapter\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(
+        "[harness.adapters]\nnaive = tests.plugins.misbehaving:NaiveLogSoftmaxAdapter\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    A._cache.pop("naive", None)
+    assert "naive" in A.names()
+    ad = A.get("naive")
+    assert type(ad).__name__ == "NaiveLogSoftmaxAdapter"
+    # Without the max shift, exp(1000) overflows: log_softmax([1000, 0]) = [0, -1000] exactly
+    # (to float32), the naive composition returns NaN.
+    r = _run("standard", _case("t/big", [1000.0, 0.0]), "log_softmax", "naive")
+    assert r["special"] == "nan_expected_finite" and r["status"] == "fail"
+    assert r["reference"]["out"]["rounded"] == [0.0, -1000.0]
+    ok = _run("standard", _case("t/small", [1.0, 0.0]), "log_softmax", "naive")
+    assert ok["status"] == "pass"
+    A._cache.pop("naive", None)
+
+
+def test_exit_code_counts_only_uncovered_failures():
+    assert exit_code([{"status": "pass"}, {"status": "fail", "known": {"id": "x"}}]) == 0
+    assert exit_code([{"status": "error", "known": None}]) == 1
+
+
+@pytest.mark.skipif(importlib.util.find_spec("xdist") is None, reason="pytest-xdist not installed")
+def test_xdist_gives_the_same_records_as_serial(tmp_path):
+    def run(extra, name):
+        out = tmp_path / name
+        p = subprocess.run([sys.executable, "-m", "pytest", "tests/test_conformance.py", "-q", "-p", "no:warnings",
+                            "--framework", "numpy", "--case-filter", "seed/", "--results", str(out),
+                            "--dtype", "float32,float64",
+                            "--timing-reps", "0", "--cache-dir", str(tmp_path / "cache"), *extra],
+                           cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, p.stdout[-2000:]
+        recs = [json.loads(x) for x in out.read_text().splitlines()]
+        res = {r["test_id"]: r for r in recs if r["kind"] == "result"}
+        assert sum(r["kind"] == "run_end" for r in recs) == 1
+        return res
+
+    serial = run([], "serial.jsonl")
+    par = run(["-n", "2"], "parallel.jsonl")
+    assert serial.keys() == par.keys() and len(serial) > 20
+    volatile = {"time_framework_s", "time_first_call_s", "time_reference_s", "time_verdict_s", "run_id",
+                "worker", "reference_cached"}
+    for k in serial:
+        a = {f: v for f, v in serial[k].items() if f not in volatile}
+        b = {f: v for f, v in par[k].items() if f not in volatile}
+        assert a == b, k
