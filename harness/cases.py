@@ -18,7 +18,6 @@ from __future__ import annotations
 import fnmatch
 import json
 import math
-import os
 import tomllib
 import zipfile
 from dataclasses import dataclass, field
@@ -344,5 +343,20 @@ def sample_rows(x: np.ndarray, axis: int, budget: int = ELEMENT_BUDGET) -> np.nd
     return np.array(sorted(picked), dtype=np.int64)
 
 
-def env_cases_dir() -> str | None:
-    return os.environ.get("HARNESS_CASES")
+def array_of(source: str, case_id: str, field: str, dtype: str, op: str | None = None) -> np.ndarray:
+    """The exact array of a case (`logits`, `labels` or the grad check's `cotangent`) in the
+    tested dtype's values, as float64 (int64 for class indices): used by repro snippets of
+    inputs too large to write out."""
+    from . import ops as O
+
+    case = next((c for c in load([source]) if c.id == case_id), None)
+    if case is None:
+        raise HarnessInputError("no such case", file=source, case=case_id)
+    dt = D.get(dtype)
+    if field == "logits":
+        return case.logits_for(dt)
+    if field == "labels":
+        return case.labels_for(dt)  # type: ignore[return-value]
+    x = case.logits_for(dt)
+    return O.cotangent(op or case.ops[0], x.shape, case.axis % x.ndim)
+

@@ -230,10 +230,15 @@ def compute(op: str, check: str, logits: np.ndarray, labels: np.ndarray | None, 
     todo = np.arange(N) if rows is None else np.asarray(rows, dtype=np.int64)
     pmax = start_prec(dt)
     chunks = _chunks(todo, C)
+    results = None
     if len(chunks) > 1:
         jobs = [(op, check, X[c], sub_(Y, c), sub_(G, c), dt.name, be.name) for c in chunks]
-        results = list(_pool().map(_block_job, jobs))
-    else:
+        try:
+            results = list(_pool().map(_block_job, jobs))
+        except Exception:  # noqa: BLE001 - a broken pool costs speed, never a reference
+            _reset_pool()
+    if results is None:
+        chunks = [todo]
         results = [_block(op, check, X[todo], sub_(Y, todo), sub_(G, todo), dt, be)]
     for c, (h_, l_, i_, p_) in zip(chunks, results):
         for n in names:
@@ -275,9 +280,17 @@ def _pool() -> Any:
         import concurrent.futures
         import multiprocessing
 
-        _POOL = concurrent.futures.ProcessPoolExecutor(
-            max_workers=_workers(), mp_context=multiprocessing.get_context("forkserver"))
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["harness.reference"])
+        _POOL = concurrent.futures.ProcessPoolExecutor(max_workers=_workers(), mp_context=ctx)
     return _POOL
+
+
+def _reset_pool() -> None:
+    global _POOL
+    if _POOL is not None:
+        _POOL.shutdown(wait=False, cancel_futures=True)
+    _POOL = None
 
 
 def sub_(A: np.ndarray | None, idx: np.ndarray) -> np.ndarray | None:

@@ -30,6 +30,8 @@ class Call:
     dtype: str
     device: str  # "cpu" or "gpu"
     mode: str  # "eager" or "jit"
+    source: str = ""  # the case file and id, so a repro of a large input can load it
+    case_id: str = ""
 
 
 @dataclass
@@ -94,9 +96,16 @@ def np_dtype(name: str) -> np.dtype:
     return D.get(name).np
 
 
-def format_array(a: np.ndarray, dtype: str) -> str:
-    """Python source for an array literal that reproduces the exact values."""
+#: Arrays up to this many elements are written into a repro as literals; larger ones are
+#: loaded from their case file by `harness.cases.array_of`.
+REPRO_INLINE = 256
+
+
+def format_array(a: np.ndarray, dtype: str, call: "Call | None" = None, field: str = "logits") -> str:
+    """Python source for an expression that reproduces the exact values of `a`."""
     vals = np.asarray(a, dtype=np.float64)
+    if call is not None and vals.size > REPRO_INLINE and call.source:
+        return f"array_of({call.source!r}, {call.case_id!r}, {field!r}, {dtype!r}, op={call.op!r})"
 
     def fmt(v: float) -> str:
         if np.isnan(v):

@@ -113,12 +113,12 @@ class JaxAdapter(Adapter):
     def repro(self, call: Call) -> str:
         ax = call.axis
         lines = ["import jax, jax.numpy as jnp, optax", "jax.config.update('jax_enable_x64', True)",
-                 f"x = jnp.asarray({format_array(call.logits, call.dtype)}, dtype=jnp.{call.dtype})"]
+                 f"x = jnp.asarray({format_array(call.logits, call.dtype, call)}, dtype=jnp.{call.dtype})"]
         if call.labels is not None:
             if call.op == "sparse_softmax_cross_entropy":
-                lines.append(f"y = jnp.asarray({np.asarray(call.labels).tolist()!r})")
+                lines.append(f"y = jnp.asarray({format_array(call.labels, call.dtype, call, 'labels') if np.size(call.labels) > 256 else repr(np.asarray(call.labels).tolist())})")
             else:
-                lines.append(f"y = jnp.asarray({format_array(call.labels, call.dtype)}, dtype=jnp.{call.dtype})")
+                lines.append(f"y = jnp.asarray({format_array(call.labels, call.dtype, call, 'labels')}, dtype=jnp.{call.dtype})")
         body = {
             "softmax": f"jax.nn.softmax(x, axis={ax})",
             "log_softmax": f"jax.nn.log_softmax(x, axis={ax})",
@@ -130,7 +130,7 @@ class JaxAdapter(Adapter):
         if call.mode == "jit":
             lines.append("f = jax.jit(f)")
         if call.check == "grad":
-            lines.append(f"g = jnp.asarray({format_array(call.cotangent, call.dtype)}, dtype=jnp.{call.dtype})")
+            lines.append(f"g = jnp.asarray({format_array(call.cotangent, call.dtype, call, 'cotangent')}, dtype=jnp.{call.dtype})")
             lines.append("print(jax.vjp(f, x)[1](g)[0])")
         else:
             lines.append("print(f(x))")

@@ -130,12 +130,12 @@ class TensorFlowAdapter(Adapter):
         ax = call.axis
         dev = "/GPU:0" if call.device == "gpu" else "/CPU:0"
         lines = ["import tensorflow as tf",
-                 f"x = tf.cast(tf.constant({format_array(call.logits, call.dtype)}, dtype=tf.float64), tf.{call.dtype})"]
+                 f"x = tf.cast(tf.constant({format_array(call.logits, call.dtype, call)}, dtype=tf.float64), tf.{call.dtype})"]
         if call.labels is not None:
             if call.op == "sparse_softmax_cross_entropy":
-                lines.append(f"y = tf.constant({np.asarray(call.labels).tolist()!r}, dtype=tf.int64)")
+                lines.append(f"y = tf.constant({format_array(call.labels, call.dtype, call, 'labels') if np.size(call.labels) > 256 else repr(np.asarray(call.labels).tolist())}, dtype=tf.int64)")
             else:
-                lines.append(f"y = tf.cast(tf.constant({format_array(call.labels, call.dtype)}, dtype=tf.float64), tf.{call.dtype})")
+                lines.append(f"y = tf.cast(tf.constant({format_array(call.labels, call.dtype, call, 'labels')}, dtype=tf.float64), tf.{call.dtype})")
         body = {
             "softmax": f"tf.nn.softmax(x, axis={ax})",
             "log_softmax": f"tf.nn.log_softmax(x, axis={ax})",
@@ -146,7 +146,7 @@ class TensorFlowAdapter(Adapter):
         lines.append(f"f = tf.function(lambda x: {body}, jit_compile={call.mode == 'jit'})")
         lines.append(f"with tf.device({dev!r}):")
         if call.check == "grad":
-            lines.append(f"    g = tf.cast(tf.constant({format_array(call.cotangent, call.dtype)}, dtype=tf.float64), tf.{call.dtype})")
+            lines.append(f"    g = tf.cast(tf.constant({format_array(call.cotangent, call.dtype, call, 'cotangent')}, dtype=tf.float64), tf.{call.dtype})")
             lines.append("    with tf.GradientTape() as tape:")
             lines.append("        tape.watch(x)")
             lines.append("        out = f(x)")

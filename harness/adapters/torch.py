@@ -135,13 +135,13 @@ class TorchAdapter(Adapter):
         dev = "cuda" if call.device == "gpu" else "cpu"
         ax = call.axis
         lines = ["import torch", "import torch.nn.functional as F",
-                 f"x = torch.tensor({format_array(call.logits, call.dtype)}, dtype=torch.float64)"
+                 f"x = torch.tensor({format_array(call.logits, call.dtype, call)}, dtype=torch.float64)"
                  f".to(device={dev!r}, dtype=torch.{call.dtype})"]
         if call.labels is not None:
             if call.op == "sparse_softmax_cross_entropy":
-                lines.append(f"y = torch.tensor({np.asarray(call.labels).tolist()!r}, device={dev!r})")
+                lines.append(f"y = torch.tensor({format_array(call.labels, call.dtype, call, 'labels') if np.size(call.labels) > 256 else repr(np.asarray(call.labels).tolist())}, device={dev!r})")
             else:
-                lines.append(f"y = torch.tensor({format_array(call.labels, call.dtype)}, dtype=torch.float64)"
+                lines.append(f"y = torch.tensor({format_array(call.labels, call.dtype, call, 'labels')}, dtype=torch.float64)"
                              f".to(device={dev!r}, dtype=torch.{call.dtype})")
         nd = call.logits.ndim
         mv = "" if nd == 1 or ax % nd == 1 else f".movedim({ax}, 1)"
@@ -158,7 +158,7 @@ class TorchAdapter(Adapter):
         if call.check == "grad":
             lines[2] = lines[2] + ".requires_grad_()"
             lines.append(f"out = {expr}")
-            lines.append(f"g = torch.tensor({format_array(call.cotangent, call.dtype)}, dtype=torch.float64)"
+            lines.append(f"g = torch.tensor({format_array(call.cotangent, call.dtype, call, 'cotangent')}, dtype=torch.float64)"
                          f".to(device={dev!r}, dtype=torch.{call.dtype})")
             lines.append("out.backward(g)")
             lines.append("print(x.grad)")
