@@ -1,0 +1,41 @@
+"""The CI workflow: valid YAML, valid against GitHub's workflow schema (check-jsonschema's
+vendored copy, offline), and every tox env it calls exists in tox.ini."""
+
+import configparser
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+yaml = pytest.importorskip("yaml")
+ROOT = Path(__file__).resolve().parent.parent
+WF = ROOT / ".github" / "workflows" / "conformance.yml"
+
+
+def _tox_envs():
+    cp = configparser.ConfigParser(interpolation=None)
+    cp.read(ROOT / "tox.ini")
+    return {s.split(":", 1)[1] for s in cp.sections() if s.startswith("testenv:")}
+
+
+def test_workflow_parses_and_names_existing_tox_envs():
+    wf = yaml.safe_load(WF.read_text())
+    assert {"unit", "conformance", "report"} <= set(wf["jobs"])
+    matrix = wf["jobs"]["conformance"]["strategy"]["matrix"]["include"]
+    envs_in_matrix = {m["env"] for m in matrix}
+    assert envs_in_matrix == {"torch", "jax", "tensorflow", "torch-gpu", "jax-gpu", "tensorflow-gpu"}
+    gpu_runners = [m["runner"] for m in matrix if m["env"].endswith("-gpu")]
+    assert all("self-hosted" in r and "gpu" in r for r in gpu_runners)
+    called = set(re.findall(r"tox -e ([\w-]+)", WF.read_text())) - {"$"}
+    called |= envs_in_matrix
+    missing = called - _tox_envs()
+    assert not missing, f"the workflow calls tox envs that tox.ini lacks: {missing}"
+
+
+@pytest.mark.skipif(shutil.which("check-jsonschema") is None, reason="check-jsonschema not installed")
+def test_workflow_valid_against_the_github_schema():
+    p = subprocess.run(["check-jsonschema", "--builtin-schema", "vendor.github-workflows", str(WF)],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stdout + p.stderr
