@@ -1,0 +1,120 @@
+"""The reference cache: content-addressed keys, checksums, atomic writes, parallel writers,
+engine-version misses, and the `cache` command."""
+
+import json
+import logging
+import multiprocessing as mp
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness import dtypes as D
+from harness import reference as R
+from harness.cache import Cache, cache_key
+from harness.cases import parse_case
+from harness.policy import load as load_policy
+from harness.runner import Item, Session
+
+ROOT = Path(__file__).resolve().parent.parent
+F32 = D.get("float32")
+
+
+def _ref(x):
+    return R.compute("log_softmax", "forward", x, None, -1, F32)
+
+
+def _key(x, **kw):
+    args = dict(op="log_softmax", check="forward", dtype="float32", axis=-1, logits=x, labels=None, rows=None,
+                claim=R.claim_bits(F32))
+    args.update(kw)
+    return cache_key(**args)
+
+
+def test_round_trip_and_keys(tmp_path):
+    x = D.cast_exact(np.array([[1.0, 2.0, 3.0], [0.0, -1.0, 5.0]]), F32)
+    c = Cache(tmp_path)
+    k = _key(x)
+    assert c.get(k) is None
+    ref = _ref(x)
+    c.put(k, ref)
+    got = c.get(k)
+    assert np.array_equal(got.outputs["out"].hi, ref.outputs["out"].hi)
+    assert np.array_equal(got.outputs["out"].lo, ref.outputs["out"].lo)
+    assert got.claim_bits == ref.claim_bits and got.backend == ref.backend
+    # Everything in the key matters.
+    assert _key(x) != _key(x, dtype="float64")
+    assert _key(x) != _key(x, check="grad")
+    assert _key(x) != _key(np.ascontiguousarray(x[:, ::-1]))
+    assert _key(x) != _key(x, rows=np.array([0]))
+
+
+def test_engine_version_change_misses(tmp_path, monkeypatch):
+    x = D.cast_exact(np.array([1.0, 2.0]), F32)
+    c = Cache(tmp_path)
+    c.put(_key(x), _ref(x))
+    monkeypatch.setattr(R, "ENGINE_VERSION", R.ENGINE_VERSION + "-changed")
+    assert c.get(_key(x)) is None
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "garbage"])
+def test_corrupt_entry_is_detected_recomputed_and_logged(tmp_path, caplog, damage):
+    """A corrupted cache file: recomputed, same verdicts, a warning."""
+    case = parse_case({"id": "t/c", "logits": [[0.5, 1.5, 0.1], [2.2, 1.3, 1.7]], "labels": [1, 2]},
+                      file="<t>", index=0, family=None, base=ROOT)
+    item = Item(case, "sparse_softmax_cross_entropy", "forward", "default", "numpy", "cpu", "float32", "eager")
+    first = Session(load_policy("standard"), Cache(tmp_path), [], None, 0).run(item)
+    (entry,) = list(tmp_path.glob("*/*.npz"))
+    raw = bytearray(entry.read_bytes())
+    if damage == "flip":
+        # Flip a byte inside the stored hi array (find the float bytes of the first value).
+        needle = np.float64(first["reference"]["out"]["hi"][0]).tobytes()
+        i = bytes(raw).find(needle)
+        assert i > 0
+        raw[i] ^= 0x01
+    elif damage == "truncate":
+        raw = raw[: len(raw) // 2]
+    else:
+        raw = bytearray(b"not a zip file at all")
+    entry.write_bytes(bytes(raw))
+    caplog.set_level(logging.WARNING, logger="harness.cache")
+    cache = Cache(tmp_path)
+    again = Session(load_policy("standard"), cache, [], None, 0).run(item)
+    assert cache.corrupt == 1 and not again["reference_cached"]
+    assert any("corrupt" in r.message for r in caplog.records)
+    for f in ("status", "max_ulp", "max_abs_err", "special"):
+        assert again[f] == first[f]
+    assert np.array_equal(again["reference"]["out"]["hi"], first["reference"]["out"]["hi"])
+    # The recomputed entry was written back whole.
+    assert Cache(tmp_path).get(next(iter(Cache(tmp_path).dir.glob("*/*.npz"))).stem) is not None
+
+
+def _writer(args):
+    d, n = args
+    x = D.cast_exact(np.linspace(-3, 3, 64).reshape(4, 16), F32)
+    c = Cache(d)
+    for _ in range(n):
+        c.put(_key(x), _ref(x))
+    return c.get(_key(x)) is not None
+
+
+def test_parallel_writers_of_the_same_entry(tmp_path):
+    with mp.get_context("spawn").Pool(4) as pool:
+        ok = pool.map(_writer, [(str(tmp_path), 5)] * 4)
+    assert all(ok)
+    assert len(list(tmp_path.glob("*/*.npz"))) == 1
+    assert not list(tmp_path.glob("*/.tmp-*"))  # no temporary file left behind
+
+
+def test_cache_command(tmp_path):
+    x = D.cast_exact(np.array([1.0, 2.0]), F32)
+    Cache(tmp_path).put(_key(x), _ref(x))
+    info = subprocess.run([sys.executable, "-m", "harness", "cache", "info", "--cache-dir", str(tmp_path)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert info.returncode == 0 and "1 entries" in info.stdout
+    clear = subprocess.run([sys.executable, "-m", "harness", "cache", "clear", "--cache-dir", str(tmp_path)],
+                           capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert clear.returncode == 0 and "removed 1 entries" in clear.stdout
+    assert not list(tmp_path.glob("*/*.npz"))
