@@ -191,7 +191,7 @@ def parse_case(raw: Any, *, file: str, index: int, family: str | None, base: Pat
         if not isinstance(ops, list) or not ops:
             raise err("op must be a name or a list of names", "op", O.OP_NAMES)
         for o in ops:
-            if o not in O.OPS:
+            if not isinstance(o, str) or o not in O.OPS:
                 raise err(f"unknown op {o!r}", "op", O.OP_NAMES)
             need = O.OPS[o].labels
             if need != "none" and need != kind:
@@ -200,16 +200,21 @@ def parse_case(raw: Any, *, file: str, index: int, family: str | None, base: Pat
     dts = raw.get("dtypes", D.DTYPE_NAMES)
     if isinstance(dts, str):
         dts = [dts]
-    if not isinstance(dts, list) or any(d not in D.DTYPES for d in dts):
+    if not isinstance(dts, list) or not dts or any(not isinstance(d, str) or d not in D.DTYPES for d in dts):
         raise err(f"bad dtypes {dts!r}", "dtypes", D.DTYPE_NAMES)
     grad = raw.get("grad", True)
     if not isinstance(grad, bool):
         raise err("grad must be true or false", "grad")
     tol = raw.get("tolerance")
-    if tol is not None and (not isinstance(tol, dict) or "reason" not in tol):
-        raise err('tolerance must be an object with a "reason"', "tolerance")
+    if tol is not None:
+        from .policy import validate_budget
+
+        validate_budget(tol, file=file, case=cid, where="tolerance")
+    tags = raw.get("tags", [])
+    if not isinstance(tags, list) or any(not isinstance(t, str) for t in tags):
+        raise err(f"tags must be a list of strings, not {tags!r}", "tags")
     return Case(cid, ops, logits, labels, axis, dts, grad, str(raw.get("why", "")),
-                list(raw.get("tags", [])), tol, file)
+                list(tags), tol, file)
 
 
 def _load_array(spec: Any, base: Path, err: Any, fld: str) -> Any:
@@ -221,23 +226,29 @@ def _load_array(spec: Any, base: Path, err: Any, fld: str) -> Any:
             return _generate(spec, err, fld)
         if "path" not in spec:
             raise err('an array object needs "path" (and "key" for .npz) or "random"', fld)
+        if not isinstance(spec["path"], str) or not spec["path"]:
+            raise err(f'"path" must be a file name, not {spec["path"]!r}', fld)
         p = Path(spec["path"])
         p = p if p.is_absolute() else base / p
-        if not p.exists():
+        if not p.is_file():
             raise err(f"array file {str(p)!r} does not exist", fld)
+        key = spec.get("key", fld)
+        files: list[str] = []
+        arr = None
         try:
             if p.suffix == ".npz":
                 with np.load(p, allow_pickle=False) as z:
-                    key = spec.get("key", fld)
-                    if key not in z.files:
-                        raise err(f"{str(p)!r} has no array {key!r}", fld, list(z.files))
-                    arr = z[key]
+                    files = list(z.files)
+                    if key in files:
+                        arr = z[key]
             else:
                 arr = np.load(p, allow_pickle=False)
         except ValueError as e:  # pickled object arrays are refused, never loaded
             raise err(f"cannot load {str(p)!r} without unpickling ({e}); only numeric arrays are accepted", fld) from None
         except (OSError, zipfile.BadZipFile) as e:
             raise err(f"cannot read {str(p)!r}: {e}", fld) from None
+        if arr is None:
+            raise err(f"{str(p)!r} has no array {key!r}", fld, files)
         if arr.dtype.kind not in "fiub":
             raise err(f"{str(p)!r} holds {arr.dtype}, not numbers", fld)
         if arr.dtype.kind == "b":
@@ -258,6 +269,8 @@ def _check_nested(spec: Any, err: Any, fld: str) -> Any:
         if isinstance(v, bool) or not isinstance(v, (int, float, str)):
             raise err(f"{path or 'value'} is {v!r}: expected a number or one of "
                       f'"inf", "-inf", "nan", {", ".join(repr(t) for t in TOKENS)}', fld)
+        if isinstance(v, int) and abs(v) > 2 ** 1024:
+            raise err(f"{path or 'value'} is an integer too large for float64 ({str(v)[:20]}...)", fld)
         if isinstance(v, str):
             s = v.strip().lower()
             if s not in SPECIAL and s.lstrip("+-") not in TOKENS:
@@ -273,8 +286,20 @@ def _generate(spec: dict, err: Any, fld: str) -> np.ndarray:
     shape = spec.get("shape")
     if not isinstance(shape, list) or not all(isinstance(n, int) and n >= 0 for n in shape):
         raise err("random arrays need a shape: a list of non-negative integers", fld)
-    rng = np.random.default_rng(int(spec.get("seed", 0)))  # fixed per case, never global
-    scale = float(spec.get("scale", 1.0))
+    unknown = set(spec) - {"random", "shape", "seed", "scale", "high"}
+    if unknown:
+        raise err(f"unknown generator key(s) {sorted(unknown)}", fld, ["random", "shape", "seed", "scale", "high"])
+    seed, scale = spec.get("seed", 0), spec.get("scale", 1.0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise err(f"generator seed must be a non-negative integer, not {seed!r}", fld)
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
+        raise err(f"generator scale must be a positive number, not {scale!r}", fld)
+    if kind == "integers":
+        high = spec.get("high")
+        if isinstance(high, bool) or not isinstance(high, int) or high < 1:
+            raise err(f'integer labels need "high" (the class count), a positive integer, not {high!r}', fld)
+    rng = np.random.default_rng(seed)  # fixed per case, never global
+    scale = float(scale)
     if kind == "normal":
         return rng.standard_normal(shape) * scale
     if kind == "uniform":
@@ -303,7 +328,11 @@ def load(paths: list[str] | None = None) -> list[Case]:
         for p in paths:
             q = Path(p)
             if q.is_dir():
-                files += sorted(q.glob("*.json")) + sorted(q.glob("*.toml"))
+                found = sorted(q.glob("*.json")) + sorted(q.glob("*.toml"))
+                if not found:
+                    raise HarnessInputError("the directory holds no .json or .toml case file", file=str(q),
+                                            field="cases")
+                files += found
             else:
                 files.append(q)
     out: list[Case] = []

@@ -118,6 +118,9 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     cases = load_cases(opts)
     known = load_known(opts.known)
     baseline = Baseline(opts.baseline) if opts.baseline else None
+    for path, what in ((args.results, "results"), (args.report, "report")):
+        if path and Path(path).is_dir():
+            raise HarnessInputError("is a directory, not a file", file=path, field=what)
     frameworks, skipped = resolve_frameworks(opts.frameworks)
     for fw, why in skipped.items():
         print(f"harness: {fw} skipped for the whole run: {why}", file=sys.stderr)
@@ -196,10 +199,12 @@ def _check_files(paths: list[str], what: str) -> None:
 
 
 def cmd_report(args: argparse.Namespace, argv: list[str]) -> int:
-    from .report import render
-
     _check_files(args.results, "results")
     _check_files(args.compare or [], "compare")
+    if Path(args.output).is_dir():
+        raise HarnessInputError("is a directory, not a file", file=args.output, field="output")
+    from .report import render
+
     summary = render(args.results, args.output, compare=args.compare)
     print(f"harness: report of {len(args.results)} file(s) -> {args.output}")
     if summary:
@@ -208,11 +213,18 @@ def cmd_report(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def cmd_diff(args: argparse.Namespace, argv: list[str]) -> int:
-    from .report import diff
-
     old, new = args.old.split(","), args.new.split(",")
     _check_files(old, "old")
     _check_files(new, "new")
+    if not (args.threshold >= 0 and args.threshold < float("inf")):
+        raise HarnessInputError(f"{args.threshold!r} is not a non-negative number of ULPs", field="threshold")
+    for p in old + new:
+        loaded = records.read([p])
+        if not loaded.results and not loaded.runs:
+            raise HarnessInputError("holds no result record" + (f" ({loaded.problems[0]})" if loaded.problems else ""),
+                                    file=p, field="results")
+    from .report import diff
+
     d = diff(old, new, threshold_ulp=args.threshold)
     print(d.to_text())
     return EXIT_FAIL if d.has_new_failures else EXIT_OK

@@ -70,9 +70,32 @@ def load_known(path: str | Path | None = None) -> list[Known]:
             if not e.get(req):
                 raise HarnessInputError(f"known[{i}] needs {req!r}", file=str(p), field=req)
         match = {k: ([e[k]] if isinstance(e[k], str) else list(e[k])) for k in LIST_KEYS if k in e}
+        _validate_entry(e, match, str(p), i)
         out.append(Known(e["id"], e["description"].strip(), e["framework"], match, e.get("link", ""),
                          bool(e.get("finding", False))))
     return out
+
+
+def _validate_entry(e: dict[str, Any], match: dict[str, list[str]], file: str, i: int) -> None:
+    """Names must be real: a misspelt one would silently match nothing."""
+    from . import adapters as A
+    from . import dtypes as D
+    from . import ops as O
+
+    if e["framework"] not in A.names():
+        raise HarnessInputError(f"known[{i}]: unknown framework {e['framework']!r}", file=file, field="framework",
+                                choices=A.names())
+    valid = {"ops": O.OP_NAMES, "checks": O.CHECKS, "dtypes": D.DTYPE_NAMES, "devices": O.DEVICES,
+             "modes": O.MODES, "status": ["pass", "fail", "error", "skip"],
+             "special": ["match", "silent_invalid", "finite_expected_nan", "nan_expected_finite", "inf_mismatch",
+                         "raised", "harness_error", "crash", "timeout"]}
+    for k, vals in match.items():
+        if not all(isinstance(v, str) for v in vals):
+            raise HarnessInputError(f"known[{i}]: {k} must be strings", file=file, field=k)
+        bad = [v for v in vals if k in valid and v not in valid[k]]
+        if bad:
+            raise HarnessInputError(f"known[{i}]: unknown {k[:-1] if k.endswith('s') else k} {bad[0]!r}", file=file,
+                                    field=k, choices=valid[k])
 
 
 class Baseline:

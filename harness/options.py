@@ -5,6 +5,7 @@ Each option is validated here; an unknown value raises HarnessInputError naming 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,7 +86,7 @@ def from_values(v: dict[str, Any]) -> RunOptions:
     o.isolate = not v.get("no_isolate", False)
     t = v.get("timeout")
     if t is not None:
-        if float(t) <= 0:
+        if not (float(t) > 0 and math.isfinite(float(t))):
             raise HarnessInputError(f"{t!r} is not a positive number of seconds", field="timeout")
         o.timeout = float(t)
     return o

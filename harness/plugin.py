@@ -64,6 +64,7 @@ class HarnessPlugin:
         self.worker = getattr(config, "workerinput", {}).get("workerid")
         self.run_id = getattr(config, "workerinput", {}).get("harness_run_id") or uuid.uuid4().hex[:12]
         self.ran: list[dict[str, Any]] = []
+        self.started = False
 
     # xdist: the controller writes run_start/run_end; workers append results to the same file.
     def pytest_configure_node(self, node: Any) -> None:
@@ -94,11 +95,19 @@ class HarnessPlugin:
                 meta[fw] = {"error": str(e)}
         return meta
 
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_sessionstart(self, session: pytest.Session) -> None:
-        if self.worker is None:  # the controller (or the only process) starts a fresh file
+    # The controller (or the only process) starts a fresh results file, but only once it knows
+    # conformance tests will run: a run of the unit tests alone leaves the last results alone.
+    def _start_file(self, ids: list[str]) -> None:
+        if self.worker is None and not self.started and any("test_conformance[" in i for i in ids):
             os.makedirs(os.path.dirname(self.results_path) or ".", exist_ok=True)
             open(self.results_path, "w").close()
+            self.started = True
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self._start_file([it.nodeid for it in session.items])
+
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        self._start_file(ids)
 
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
         if "conformance_item" in metafunc.fixturenames:
@@ -128,7 +137,7 @@ class HarnessPlugin:
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         for fw, why in self.skipped.items():
             terminalreporter.write_line(f"harness: {fw} skipped for the whole run: {why}")
-        if self.worker is None:
+        if self.started:
             terminalreporter.write_line(f"harness: results in {self.results_path}")
         if self.baseline is not None:
             for r in self.baseline.fixed:
@@ -139,7 +148,7 @@ class HarnessPlugin:
             self._executor.close()
         if self.writer is not None:
             self.writer.close()
-        if self.worker is None and os.path.exists(self.results_path) and os.path.getsize(self.results_path):
+        if self.started and os.path.exists(self.results_path) and os.path.getsize(self.results_path):
             end = records.Writer(self.results_path, "a")
             end.write({"kind": "run_end", "run_id": self.run_id, "finished": records.now(), "complete": True})
             end.close()

@@ -73,7 +73,7 @@ def load(name_or_path: str) -> Policy:
     p = Path(name_or_path)
     if name_or_path in builtin_names():
         p = POLICY_DIR / f"{name_or_path}.toml"
-    elif not (p.suffix == ".toml" and p.exists()):
+    elif not (p.suffix == ".toml" and p.is_file()):
         raise HarnessInputError(f"unknown policy {name_or_path!r}: neither a built-in name nor an "
                                 f"existing .toml file", field="policy", choices=builtin_names())
     f = str(p)
@@ -93,6 +93,14 @@ def load(name_or_path: str) -> Policy:
     return Policy(str(data.get("name", p.stem)), str(data.get("description", "")), budgets, f)
 
 
+def _filter_values() -> dict[str, list[str]]:
+    from . import adapters as A
+    from . import dtypes as D
+    from . import ops as O
+
+    return {"op": O.OP_NAMES, "check": O.CHECKS, "dtype": D.DTYPE_NAMES, "framework": A.names()}
+
+
 def validate_budget(b: Any, *, file: str | None, where: str, case: str | None = None) -> None:
     if not isinstance(b, dict):
         raise HarnessInputError(f"{where} is not a table", file=file, case=case, field=where)
@@ -106,6 +114,14 @@ def validate_budget(b: Any, *, file: str | None, where: str, case: str | None = 
     for k in ("ulp", "cond"):
         if k in b and (isinstance(b[k], bool) or not isinstance(b[k], (int, float)) or b[k] < 0):
             raise HarnessInputError(f"{where}: {k} must be a non-negative number", file=file, case=case, field=k)
+    valid = _filter_values()
+    for k in FILTERS:
+        if k in b:
+            vals = b[k] if isinstance(b[k], list) else [b[k]]
+            bad = [v for v in vals if v not in valid[k]]
+            if bad:
+                raise HarnessInputError(f"{where}: unknown {k} {bad[0]!r}", file=file, case=case, field=k,
+                                        choices=valid[k])
     if "summation" in b and b["summation"] not in SUMMATIONS:
         raise HarnessInputError(f"{where}: bad summation {b['summation']!r}", file=file, case=case,
                                 field="summation", choices=list(SUMMATIONS))

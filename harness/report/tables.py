@@ -1,0 +1,472 @@
+"""The report's tables, computed from result records alone (no HTML here).
+
+Outcome of a record, used everywhere in the report: `pass`, `fail` and `error` (new: not
+covered), `known` (a fail or error with a non-null `known` field), `skip`.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from .. import dtypes as D
+from .. import ops as O
+from .crossfw import impl_label
+
+OUTCOMES = ("pass", "fail", "error", "known", "skip")
+
+
+def outcome(rec: dict[str, Any]) -> str:
+    st = rec.get("status")
+    if st in ("fail", "error"):
+        return "known" if rec.get("known") else st
+    if st in ("pass", "skip"):
+        return st
+    return "error"  # a record without a valid status is a harness problem: never hide it
+
+
+def counts(results: Iterable[dict[str, Any]]) -> dict[str, int]:
+    c = {k: 0 for k in OUTCOMES}
+    n = 0
+    for r in results:
+        c[outcome(r)] += 1
+        n += 1
+    c["total"] = n
+    return c
+
+
+def num(v: Any) -> float | None:
+    """A stored number (possibly "inf"/"nan"), or None."""
+    if isinstance(v, bool) or v is None:
+        return None
+    if isinstance(v, (int, float)):
+        return float(v)
+    if isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError:
+            return None
+    return None
+
+
+def _order(values: Iterable[Any], preferred: list[str]) -> list[Any]:
+    vals = set(values)
+    first = [v for v in preferred if v in vals]
+    return first + sorted((v for v in vals if v not in preferred), key=lambda v: str(v))
+
+
+# ---------------------------------------------------------------------------------------------
+# Summary matrix
+
+@dataclass
+class Cell:
+    counts: dict[str, int] = field(default_factory=lambda: {k: 0 for k in OUTCOMES})
+    worst_ulp: float | None = None
+    variants: set[str] = field(default_factory=set)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def cls(self) -> str:
+        c = self.counts
+        if c["fail"] or c["error"]:
+            return "red"
+        if c["known"]:
+            return "amber"
+        if c["pass"]:
+            return "green"
+        return "grey"
+
+    def title(self) -> str:
+        parts = [f"{k}: {v}" for k, v in self.counts.items() if v]
+        if self.worst_ulp is not None:
+            parts.append(f"worst max_ulp: {fmt_num(self.worst_ulp)}")
+        if self.variants - {"default"}:
+            parts.append("variants: " + ", ".join(sorted(self.variants)))
+        return "; ".join(parts)
+
+
+def summary_matrix(results: list[dict[str, Any]]) -> dict[str, Any]:
+    cells: dict[tuple, Cell] = {}
+    for r in results:
+        rk = (r.get("framework"), r.get("device"), r.get("dtype"), r.get("mode"))
+        ck = (r.get("op"), r.get("check"))
+        c = cells.setdefault((rk, ck), Cell())
+        c.counts[outcome(r)] += 1
+        c.variants.add(str(r.get("variant")))
+        u = num(r.get("max_ulp"))
+        if u is not None and r.get("status") != "skip" and not math.isnan(u):
+            c.worst_ulp = u if c.worst_ulp is None else max(c.worst_ulp, u)
+    fws = _order({k[0][0] for k in cells}, [])
+    devs = _order({k[0][1] for k in cells}, O.DEVICES)
+    dts = _order({k[0][2] for k in cells}, D.DTYPE_NAMES)
+    modes = _order({k[0][3] for k in cells}, O.MODES)
+    present_rows, present_cols = {k[0] for k in cells}, {k[1] for k in cells}
+    rows = [(f, d, t, m) for f in fws for d in devs for t in dts for m in modes if (f, d, t, m) in present_rows]
+    ops = _order({k[1][0] for k in cells}, O.OP_NAMES)
+    checks = _order({k[1][1] for k in cells}, O.CHECKS)
+    cols = [(o, c) for o in ops for c in checks if (o, c) in present_cols]
+    spans = [(o, sum(1 for c in cols if c[0] == o)) for o in ops]
+    return {"rows": rows, "cols": cols, "cells": cells, "ops": [s for s in spans if s[1]]}
+
+
+# ---------------------------------------------------------------------------------------------
+# Discrepancies
+
+def is_discrepancy(rec: dict[str, Any]) -> bool:
+    if rec.get("status") == "skip":
+        return False
+    return (rec.get("status") in ("fail", "error") or rec.get("special") not in (None, "match")
+            or bool(rec.get("invalid_input")))
+
+
+#: Column order of a discrepancy row in the page's JSON (the JS reads the same indices).
+ROW_FIELDS = ("framework", "device", "dtype", "mode", "op", "variant", "check", "case_id", "status",
+              "special", "max_ulp", "excess", "known", "outcome", "invalid_handling")
+
+OUTCOME_RANK = {"fail": 0, "error": 1, "known": 2, "pass": 3, "skip": 4}
+
+
+def discrepancy_row(rec: dict[str, Any]) -> list[Any]:
+    known = (rec.get("known") or {}).get("id") if isinstance(rec.get("known"), dict) else None
+    return [rec.get("framework"), rec.get("device"), rec.get("dtype"), rec.get("mode"), rec.get("op"),
+            rec.get("variant") or "default", rec.get("check"), rec.get("case_id"), rec.get("status"),
+            rec.get("special"), _json_num(rec.get("max_ulp")), _json_num(rec.get("excess")), known,
+            outcome(rec), rec.get("invalid_handling")]
+
+
+def _json_num(v: Any) -> Any:
+    """Numbers as JSON-safe values: non-finite ones as their strings."""
+    f = num(v)
+    if f is None:
+        return None
+    if math.isnan(f):
+        return "nan"
+    if math.isinf(f):
+        return "inf" if f > 0 else "-inf"
+    return f
+
+
+def _shape(v: Any) -> list[int]:
+    s = []
+    while isinstance(v, list):
+        s.append(len(v))
+        v = v[0] if v else None
+    return s
+
+
+def _flatten(v: Any, out: list[Any], limit: int) -> int:
+    """Appends up to `limit` leaves of v to out; returns the number of leaves."""
+    if not isinstance(v, list):
+        if len(out) < limit:
+            out.append(v)
+        return 1
+    if not v or not isinstance(v[0], list):  # the innermost axis: a slice, not a loop
+        if len(out) < limit:
+            out.extend(v[:limit - len(out)])
+        return len(v)
+    n = 0
+    for x in v:
+        n += _flatten(x, out, limit)
+    return n
+
+
+def flat(v: Any, limit: int) -> dict[str, Any] | None:
+    """A stored array as {s: shape, v: the first `limit` values in C order, n: total size}."""
+    if v is None:
+        return None
+    if not isinstance(v, list):
+        return {"s": [], "v": [v], "n": 1}
+    vals: list[Any] = []
+    n = _flatten(v, vals, limit)
+    return {"s": _shape(v), "v": vals, "n": n}
+
+
+def _cut(s: Any, n: int) -> str:
+    s = "" if s is None else str(s)
+    return s if len(s) <= n else s[:n] + f"\n... ({len(s) - n} more characters)"
+
+
+DETAIL_META = ("test_id", "framework_version", "device_name", "family", "case_source", "tags", "p99_ulp",
+               "max_abs_err", "max_rel_err", "n_bad", "n_checked", "rows_checked", "rows_total", "tolerance",
+               "shape_ok", "dtype_ok", "expected_shape", "out_shape", "out_dtype", "out_device", "error_type",
+               "error_origin", "invalid_input", "invalid_handling", "special_counts", "baseline",
+               "reference_prec_bits", "reference_claim_bits")
+
+
+def detail(rec: dict[str, Any], limit: int = 64, text: int = 4000) -> dict[str, Any]:
+    """What the expanded row of a discrepancy shows, arrays cut to `limit` values."""
+    d: dict[str, Any] = {"message": _cut(rec.get("message"), text), "repro": _cut(rec.get("repro"), text)}
+    meta = {k: rec.get(k) for k in DETAIL_META if rec.get(k) not in (None, "", [], {})}
+    if isinstance(meta.get("tolerance"), dict):
+        meta["tolerance"] = {k: v for k, v in meta["tolerance"].items() if k != "reasons"}
+    d["meta"] = meta
+    if isinstance(rec.get("known"), dict):
+        d["known"] = {k: rec["known"].get(k) for k in ("id", "description", "link", "source")}
+    if isinstance(rec.get("worst"), dict):
+        d["worst"] = rec["worst"]
+    if rec.get("bad"):
+        d["bad"] = rec["bad"][:8]
+    inp = rec.get("input")
+    if isinstance(inp, dict):
+        d["input"] = {k: (flat(v, limit * 4) if isinstance(v, list) else v) for k, v in inp.items() if v is not None}
+    if isinstance(rec.get("input_summary"), dict):
+        d["input_summary"] = rec["input_summary"]
+    out, ref = rec.get("output"), rec.get("reference")
+    if isinstance(out, dict) or isinstance(ref, dict):
+        names = list((ref or {}).keys()) + [n for n in (out or {}) if n not in (ref or {})]
+        cmp = {}
+        for n in names:
+            r = (ref or {}).get(n) or {}
+            cmp[n] = {"got": flat((out or {}).get(n), limit), "hi": flat(r.get("hi"), limit),
+                      "lo": flat(r.get("lo"), limit), "rounded": flat(r.get("rounded"), limit)}
+        d["compare"] = cmp
+    return d
+
+
+# ---------------------------------------------------------------------------------------------
+# Semantics matrix: what each framework returns on special inputs
+
+def _has_nonfinite(v: Any) -> bool:
+    if isinstance(v, list):
+        return any(_has_nonfinite(x) for x in v)
+    return isinstance(v, str) and v in ("inf", "-inf", "nan")
+
+
+def has_special_input(rec: dict[str, Any]) -> bool:
+    inp = rec.get("input")
+    if isinstance(inp, dict) and _has_nonfinite(inp.get("logits")):
+        return True
+    s = rec.get("input_summary")
+    if isinstance(s, dict) and any((s.get(k) or 0) > 0 for k in ("n_nan", "n_posinf", "n_neginf")):
+        return True
+    return bool(rec.get("invalid_input")) or rec.get("special") not in (None, "match")
+
+
+def short_value(v: Any, n: int = 6) -> str:
+    """[nan, 0, 0]: a few values, 4 significant digits."""
+    if v is None:
+        return ""
+    f = flat(v, n)
+    assert f is not None
+
+    def one(x: Any) -> str:
+        if isinstance(x, str):
+            return x
+        if isinstance(x, bool) or x is None:
+            return str(x)
+        if isinstance(x, int):
+            return str(x)
+        return f"{x:.4g}"
+
+    body = ", ".join(one(x) for x in f["v"]) + (", ..." if f["n"] > len(f["v"]) else "")
+    return body if not f["s"] else f"[{body}]"
+
+
+def _sem_cell(rec: dict[str, Any]) -> dict[str, Any]:
+    st, sp = rec.get("status"), rec.get("special")
+    if st == "error" or sp == "raised" or rec.get("invalid_handling") == "raised":
+        value = f"raised {rec.get('error_type') or ''}".strip()
+    elif isinstance(rec.get("output"), dict) and "out" in rec["output"]:
+        value = short_value(rec["output"]["out"])
+    elif rec.get("special_counts"):
+        value = ", ".join(f"{k} ×{v}" for k, v in sorted(rec["special_counts"].items()))
+    else:
+        value = "finite"  # a large output without special values: its error is in the other views
+    return {"special": sp or st, "status": st, "outcome": outcome(rec), "value": value,
+            "invalid": rec.get("invalid_handling"), "max_ulp": num(rec.get("max_ulp")),
+            "known": ((rec.get("known") or {}).get("id") if isinstance(rec.get("known"), dict) else None)}
+
+
+def _input_text(s: dict[str, Any]) -> str:
+    parts = [f"shape {s.get('shape')}"]
+    for k, name in (("n_nan", "nan"), ("n_posinf", "+inf"), ("n_neginf", "-inf")):
+        if s.get(k):
+            parts.append(f"{name} ×{s[k]}")
+    return ", ".join(parts)
+
+
+def semantics(results: list[dict[str, Any]], limit: int = 300) -> dict[str, Any]:
+    """Rows (case, op, dtype, device, mode) of forward results where some implementation saw a
+    special input (non-finite logits, invalid labels) or returned a special-value class other
+    than `match`; one cell per implementation. Rows that differ only by mode and agree on every
+    implementation they share are merged; rows where implementations disagree come first."""
+    rows: dict[tuple, dict[str, Any]] = {}
+    special_rows: set[tuple] = set()
+    for r in results:
+        if r.get("check") != "forward" or r.get("status") == "skip":
+            continue
+        k = (r.get("case_id"), r.get("op"), r.get("dtype"), r.get("device"), r.get("mode"))
+        if has_special_input(r):
+            special_rows.add(k)
+        row = rows.setdefault(k, {"case_id": k[0], "op": k[1], "dtype": k[2], "device": k[3], "modes": [k[4]],
+                                  "input": "", "labels": "", "exact": "", "cells": {}})
+        row["cells"][impl_label(r)] = _sem_cell(r)
+        inp = r.get("input")
+        if isinstance(inp, dict) and not row["input"]:
+            row["input"] = short_value(inp.get("logits"), 8)
+            if inp.get("labels") is not None:
+                row["labels"] = short_value(inp.get("labels"), 8)
+        elif isinstance(r.get("input_summary"), dict) and not row["input"]:
+            row["input"] = _input_text(r["input_summary"])
+        ref = r.get("reference")
+        if isinstance(ref, dict) and isinstance(ref.get("out"), dict) and not row["exact"]:
+            row["exact"] = short_value(ref["out"].get("rounded", ref["out"].get("hi")))
+
+    def sig(c: dict[str, Any]) -> tuple:
+        return (c["special"], c["outcome"], c["value"], c["invalid"])
+
+    merged: list[dict[str, Any]] = []
+    by_place: dict[tuple, list[dict[str, Any]]] = {}
+    for k in sorted(special_rows, key=lambda k: tuple(str(x) for x in k)):
+        row = rows[k]
+        for other in by_place.setdefault(k[:4], []):
+            common = set(other["cells"]) & set(row["cells"])
+            if common and all(sig(other["cells"][lab]) == sig(row["cells"][lab]) for lab in common):
+                other["modes"].extend(row["modes"])
+                for lab, c in row["cells"].items():
+                    other["cells"].setdefault(lab, c)
+                break
+        else:
+            by_place[k[:4]].append(row)
+            merged.append(row)
+    impls: set[str] = set()
+    for row in merged:
+        impls.update(row["cells"])
+        row["disagree"] = len({sig(c)[:3] for c in row["cells"].values()}) > 1
+    dt_rank = {d: i for i, d in enumerate(D.DTYPE_NAMES)}
+    merged.sort(key=lambda r: (not r["disagree"], str(r["case_id"]), str(r["op"]), dt_rank.get(r["dtype"], 9),
+                               str(r["device"])))
+    return {"rows": merged[:limit], "total": len(merged), "impls": sorted(impls)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Timing
+
+def timing(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for r in results:
+        if r.get("status") == "skip":
+            continue
+        groups.setdefault((r.get("framework"), r.get("device"), r.get("dtype")), []).append(r)
+    rank = {d: i for i, d in enumerate(D.DTYPE_NAMES)}
+    out = []
+    for (fw, dev, dt), rs in sorted(groups.items(), key=lambda kv: (str(kv[0][0]), str(kv[0][1]),
+                                                                    rank.get(kv[0][2], 9), str(kv[0][2]))):
+        tf = [x for x in (num(r.get("time_framework_s")) for r in rs) if x is not None and math.isfinite(x)]
+        t1 = [x for x in (num(r.get("time_first_call_s")) for r in rs) if x is not None and math.isfinite(x)]
+        tr = [x for x in (num(r.get("time_reference_s")) for r in rs) if x is not None and math.isfinite(x)]
+        tv = [x for x in (num(r.get("time_verdict_s")) for r in rs) if x is not None and math.isfinite(x)]
+        out.append({"framework": fw, "device": dev, "dtype": dt, "n": len(rs), "n_timed": len(tf),
+                    "median_framework_s": statistics.median(tf) if tf else None,
+                    "max_framework_s": max(tf) if tf else None,
+                    "median_first_call_s": statistics.median(t1) if t1 else None,
+                    "sum_reference_s": sum(tr) if tr else None, "sum_verdict_s": sum(tv) if tv else None})
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Known discrepancies
+
+def known_groups(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    groups: dict[str, dict[str, Any]] = {}
+    for r in results:
+        k = r.get("known")
+        if not isinstance(k, dict):
+            continue
+        kid = str(k.get("id") or "?")
+        g = groups.setdefault(kid, {"id": kid, "description": k.get("description") or "", "link": k.get("link") or "",
+                                    "source": k.get("source") or "", "n": 0, "statuses": {}, "frameworks": set(),
+                                    "ops": set(), "dtypes": set(), "devices": set(), "modes": set(), "cases": set(),
+                                    "worst_ulp": None})
+        g["n"] += 1
+        st = str(r.get("status"))
+        g["statuses"][st] = g["statuses"].get(st, 0) + 1
+        g["frameworks"].add(impl_label(r))
+        op = r.get("op") if r.get("variant") in (None, "default") else f"{r.get('op')}:{r.get('variant')}"
+        g["ops"].add(f"{op} {r.get('check')}")
+        for f, s in (("dtype", "dtypes"), ("device", "devices"), ("mode", "modes"), ("case_id", "cases")):
+            g[s].add(str(r.get(f)))
+        u = num(r.get("max_ulp"))
+        if u is not None and not math.isnan(u):
+            g["worst_ulp"] = u if g["worst_ulp"] is None else max(g["worst_ulp"], u)
+    out = []
+    rank = {d: i for i, d in enumerate(D.DTYPE_NAMES)}
+    for g in sorted(groups.values(), key=lambda g: (-g["n"], g["id"])):
+        for s in ("frameworks", "ops", "devices", "modes", "cases"):
+            g[s] = sorted(g[s])
+        g["dtypes"] = sorted(g["dtypes"], key=lambda d: (rank.get(d, 9), d))
+        out.append(g)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Large vocabularies
+
+def class_count(rec: dict[str, Any]) -> int | None:
+    """Size of the class axis: from `input` (logits and axis) or `input_summary.shape` (whose axis
+    is not recorded: the last one, the cases' default, is assumed)."""
+    inp = rec.get("input")
+    if isinstance(inp, dict) and isinstance(inp.get("logits"), list):
+        shp = _shape(inp["logits"])
+        if shp:
+            ax = inp.get("axis", -1)
+            try:
+                return int(shp[int(ax)])
+            except (IndexError, TypeError, ValueError):
+                return int(shp[-1])
+    s = rec.get("input_summary")
+    if isinstance(s, dict) and isinstance(s.get("shape"), list) and s["shape"]:
+        return int(s["shape"][-1])
+    return None
+
+
+def large_vocab(results: list[dict[str, Any]], family: str = "large_vocab") -> list[dict[str, Any]]:
+    """Worst max_ulp per (framework, dtype, class count) over the family's results."""
+    worst: dict[tuple, float] = {}
+    for r in results:
+        fam = r.get("family") or str(r.get("case_id", "")).split("/")[0]
+        if fam != family or r.get("status") == "skip":
+            continue
+        u, c = num(r.get("max_ulp")), class_count(r)
+        if u is None or c is None or math.isnan(u):
+            continue
+        k = (str(r.get("framework")), str(r.get("dtype")), c)
+        worst[k] = max(worst.get(k, u), u)
+    return [{"framework": k[0], "dtype": k[1], "classes": k[2], "max_ulp": v} for k, v in sorted(worst.items())]
+
+
+# ---------------------------------------------------------------------------------------------
+
+def fmt_num(v: Any) -> str:
+    f = num(v)
+    if f is None:
+        return "–"
+    if math.isnan(f):
+        return "nan"
+    if math.isinf(f):
+        return "∞" if f > 0 else "−∞"
+    if f == 0:
+        return "0"
+    a = abs(f)
+    if a >= 1e5 or a < 1e-3:
+        return f"{f:.2e}"
+    if a >= 100:
+        return f"{f:.0f}"
+    return f"{f:.3g}"
+
+
+def fmt_time(v: Any) -> str:
+    f = num(v)
+    if f is None:
+        return "–"
+    if f < 1e-3:
+        return f"{f * 1e6:.0f} µs"
+    if f < 1:
+        return f"{f * 1e3:.1f} ms"
+    return f"{f:.2f} s"
+

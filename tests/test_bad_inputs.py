@@ -1,0 +1,420 @@
+"""Bad input: a clear message naming the file, case and field, exit 2, nothing written over.
+
+One row per bad input (the table in docs/bad-inputs.md lists the same rows, checked below).
+Each row writes its bad files into tmp_path, runs the CLI, and checks:
+
+- exit code 2;
+- stderr holds "error:" and every expected fragment (the file, the case id and the field
+  where they apply, and the valid names for an unknown one), and no "Traceback";
+- a results file that existed before the run (sentinel content) is byte-identical after it
+  (for `report`, the existing HTML output is left alone).
+
+Most rows call `harness.cli.main([...])` in-process (fast); the rows marked `sub` run
+`python -m harness ...` as a real subprocess, so the real entry point, its stderr and its exit
+status are covered too. Rows marked `bug` describe how the harness *should* behave and are
+strict expected failures until the harness is fixed (the reason says where).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "bad-inputs.md"
+SENTINEL = b'{"kind": "sentinel", "note": "an earlier run; must survive a run on bad input"}\n'
+
+OPS = "softmax, log_softmax, logsumexp, softmax_cross_entropy, sparse_softmax_cross_entropy"
+DTYPES = "float16, bfloat16, float32, float64"
+CASE_KEYS = "axis, dtypes, grad, id, labels, logits, op, tags, tolerance, why"
+BUDGET_KEYS = "check, cond, dtype, framework, op, reason, summation, ulp"
+TOKENS_HINT = '"inf", "-inf", "nan"'
+#: Cuts a run that wrongly gets past validation down to one result (softmax forward, float64).
+ONE = ["--op", "softmax", "--dtype", "float64", "--check", "forward"]
+
+
+class Unpickled:
+    """Pickled into an object array: unpickling it would create the directory `marker`. The
+    harness must refuse such files without loading them, so the marker must never appear."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.mkdir, (self.marker,))
+
+
+def _pickled_npy(p: Path) -> None:
+    np.save(p, np.array([Unpickled(str(p.parent / "UNPICKLED")), 1.0], dtype=object), allow_pickle=True)
+
+
+def _pickled_npz(p: Path) -> None:
+    np.savez(p, logits=np.array([Unpickled(str(p.parent / "UNPICKLED")), 1.0], dtype=object))
+
+
+def _case_file(case: dict | None = None, **top: Any) -> str:
+    """A case file `bad.json` holding one case (id "c1" -> "bad/c1") over logits [[1, 2, 3]]."""
+    c = {"id": "c1", "logits": [[1.0, 2.0, 3.0]]}
+    c.update(case or {})
+    return json.dumps({"cases": [c], **top})
+
+
+GOOD = json.dumps({"cases": [{"id": "ok", "op": "softmax", "logits": [[1.0, 2.0, 3.0]], "dtypes": ["float64"]}]})
+
+FILE = "{tmp}/bad.json"
+CASE = "case 'bad/c1'"
+CASES = ["--cases", FILE]
+
+
+@dataclass
+class Row:
+    id: str
+    input: str  # what is bad, for the docs table
+    args: list[str]  # after the command; "{tmp}" is the test's tmp_path
+    fragments: list[str]  # must all be in stderr ("{tmp}" substituted)
+    files: dict[str, Any] = field(default_factory=dict)  # name -> str | bytes | callable(path)
+    command: str = "run"
+    absent: list[str] = field(default_factory=list)  # must not be in stderr
+    sub: bool = False  # run as a real subprocess
+    bug: str | None = None  # strict xfail: how the harness misbehaves today, where the fix goes
+
+
+ROWS: list[Row] = [
+    # ---------------------------------------------------------------- case files: the file
+    Row("case-malformed-json", "case file that is not valid JSON (`{\"cases\": [ {\"id\": \"c1\",`)",
+        CASES, [FILE, "not valid JSON", "line 1"], {"bad.json": '{"cases": [ {"id": "c1",'}, sub=True),
+    Row("case-malformed-toml", "case file `.toml` that is not valid TOML (unclosed inline table)",
+        ["--cases", "{tmp}/bad.toml"], ["{tmp}/bad.toml", "not valid TOML"],
+        {"bad.toml": 'cases = [ {id = "c1", logits = [[1.0, 2.0]]'}),
+    Row("case-top-level-list", "case file whose top level is a list, not an object",
+        CASES, [FILE, "field 'cases'", 'expected an object with a list "cases"'], {"bad.json": "[1, 2]"}),
+    Row("case-missing-cases", 'case file without a "cases" list', CASES,
+        [FILE, "field 'cases'", 'expected an object with a list "cases"'], {"bad.json": '{"family": "x"}'}),
+    Row("case-unknown-top-key", 'unknown top-level key (`"famly"`)', CASES,
+        [FILE, "'famly'", "valid: cases, description, family"], {"bad.json": _case_file(famly="x")}),
+    Row("case-not-object", "a case that is not an object (`\"cases\": [5]`)", CASES,
+        [FILE, "case #0 is not an object"], {"bad.json": '{"cases": [5]}'}),
+    Row("case-without-id", "case without an id", CASES, [FILE, "field 'id'", "case #0 has no string id"],
+        {"bad.json": json.dumps({"cases": [{"logits": [[1.0, 2.0]]}]})}),
+    Row("case-duplicate-id", "two cases with the same id", CASES, [FILE, CASE, "field 'id'", "duplicate case id"],
+        {"bad.json": json.dumps({"cases": [{"id": "c1", "logits": [[1, 2]]}, {"id": "c1", "logits": [[3, 4]]}]})}),
+    Row("case-unknown-key", 'unknown case key (`"lables"`)', CASES,
+        [FILE, CASE, "field 'lables'", f"valid: {CASE_KEYS}"], {"bad.json": _case_file({"lables": [2]})}),
+    # ---------------------------------------------------------------- case files: op and labels
+    Row("case-unknown-op", 'unknown op (`"op": "softmaxx"`)', CASES,
+        [FILE, CASE, "field 'op'", "unknown op 'softmaxx'", f"valid: {OPS}"], {"bad.json": _case_file({"op": "softmaxx"})}),
+    Row("case-op-needs-labels", "op that needs labels (`sparse_softmax_cross_entropy`), case without labels",
+        CASES, [FILE, CASE, "field 'labels'", "needs sparse labels"],
+        {"bad.json": _case_file({"op": "sparse_softmax_cross_entropy"})}),
+    Row("case-mismatched-labels", "labels of shape [1, 2] for logits of shape [1, 3]", CASES,
+        [FILE, CASE, "field 'labels'", "[1, 2]", "[1, 3]"], {"bad.json": _case_file({"labels": [[0.5, 0.5]]})}),
+    Row("case-non-integer-sparse-labels", "sparse labels that are not integers (`[1.5]`)", CASES,
+        [FILE, CASE, "field 'labels'", "must be integers"], {"bad.json": _case_file({"labels": [1.5]})}),
+    Row("case-sparse-labels-inf", 'sparse labels holding `"inf"`', CASES,
+        [FILE, CASE, "field 'labels'", "must be integers"], {"bad.json": _case_file({"labels": ["inf"]})}),
+    # ---------------------------------------------------------------- case files: values
+    Row("case-ragged-list", "ragged logits `[[1, 2, 3], [1, 2]]`", CASES,
+        [FILE, CASE, "field 'logits'", "ragged nested list"], {"bad.json": _case_file({"logits": [[1, 2, 3], [1, 2]]})}),
+    Row("case-string-infinity", 'the string `"infinity"` as a value', CASES,
+        [FILE, CASE, "field 'logits'", "'infinity'", TOKENS_HINT], {"bad.json": _case_file({"logits": [[1, "infinity", 3]]})}),
+    Row("case-string-1e5x", 'the string `"1e5x"` as a value', CASES,
+        [FILE, CASE, "field 'logits'", "'1e5x'", TOKENS_HINT], {"bad.json": _case_file({"logits": [[1, "1e5x", 3]]})}),
+    Row("case-boolean-value", "a boolean (`true`) as a value", CASES,
+        [FILE, CASE, "field 'logits'", "[0][1] is True", TOKENS_HINT], {"bad.json": _case_file({"logits": [[1, True, 3]]})}),
+    Row("case-null-value", "`null` as a value", CASES,
+        [FILE, CASE, "field 'logits'", "[0][1] is None"], {"bad.json": _case_file({"logits": [[1, None, 3]]})}),
+    Row("case-dense-labels-string", 'dense labels holding the string `"half"`', CASES,
+        [FILE, CASE, "field 'labels'", "'half'"], {"bad.json": _case_file({"labels": [[0.5, "half", 0.0]]})}),
+    # ---------------------------------------------------------------- case files: arrays on disk
+    Row("case-npy-missing", "logits from an .npy path that does not exist", CASES,
+        [FILE, CASE, "field 'logits'", "nothere.npy", "does not exist"], {"bad.json": _case_file({"logits": "nothere.npy"})}),
+    Row("case-npy-pickled", ".npy holding a pickled object array (refused, never unpickled)", CASES,
+        [FILE, CASE, "field 'logits'", "obj.npy", "only numeric arrays"],
+        {"obj.npy": _pickled_npy, "bad.json": _case_file({"logits": "obj.npy"})}, sub=True),
+    Row("case-npz-pickled", ".npz whose array is a pickled object array (refused, never unpickled)", CASES,
+        [FILE, CASE, "field 'logits'", "obj.npz", "only numeric arrays"],
+        {"obj.npz": _pickled_npz, "bad.json": _case_file({"logits": "obj.npz"})}),
+    Row("case-npz-missing-key", '.npz without the key asked for (`{"path": "a.npz", "key": "logits"}`, file holds `x`)',
+        CASES, [FILE, CASE, "field 'logits'", "a.npz", "has no array 'logits'", "valid: x"],
+        {"a.npz": lambda p: np.savez(p, x=np.ones((2, 3))),
+         "bad.json": _case_file({"logits": {"path": "a.npz", "key": "logits"}})},
+        absent=["unpickling"]),
+    Row("case-npy-strings", "non-numeric .npy (a string array, dtype `<U3`)", CASES,
+        [FILE, CASE, "field 'logits'", "s.npy", "<U3", "not numbers"],
+        {"s.npy": lambda p: np.save(p, np.array(["abc", "def"])), "bad.json": _case_file({"logits": "s.npy"})}),
+    Row("case-npy-complex", "non-real .npy (complex128)", CASES,
+        [FILE, CASE, "field 'logits'", "c.npy", "complex128", "not numbers"],
+        {"c.npy": lambda p: np.save(p, np.ones((1, 3), dtype=complex)), "bad.json": _case_file({"logits": "c.npy"})}),
+    Row("case-npy-garbage", "an .npy path holding bytes that are not an .npy file", CASES,
+        [FILE, CASE, "field 'logits'", "g.npy", "cannot load"],
+        {"g.npy": b"this is not an npy file", "bad.json": _case_file({"logits": "g.npy"})}),
+    Row("case-array-object-without-path", 'array object with neither "path" nor "random"', CASES,
+        [FILE, CASE, "field 'logits'", '"path"'], {"bad.json": _case_file({"logits": {"file": "x.npy"}})}),
+    Row("case-unknown-random-kind", 'generator `{"random": "gauss"}`', CASES,
+        [FILE, CASE, "field 'logits'", "'gauss'", "valid: normal, uniform, simplex, onehot, integers"],
+        {"bad.json": _case_file({"logits": {"random": "gauss", "shape": [2, 3]}})}),
+    Row("case-random-without-shape", 'generator without a shape', CASES,
+        [FILE, CASE, "field 'logits'", "shape"], {"bad.json": _case_file({"logits": {"random": "normal"}})}),
+    # ---------------------------------------------------------------- case files: other fields
+    Row("case-axis-out-of-range", "axis 2 for 2-D logits", CASES,
+        [FILE, CASE, "field 'axis'", "axis 2 is out of range", "[1, 3]"], {"bad.json": _case_file({"axis": 2})}),
+    Row("case-axis-not-int", 'axis `"last"`', CASES,
+        [FILE, CASE, "field 'axis'", "'last'"], {"bad.json": _case_file({"axis": "last"})}),
+    Row("case-scalar-logits", "0-d logits (`5`)", CASES,
+        [FILE, CASE, "field 'logits'", "at least one dimension"], {"bad.json": _case_file({"logits": 5})}),
+    Row("case-empty-class-axis", "empty class axis (`[[], []]`)", CASES,
+        [FILE, CASE, "field 'logits'", "class axis is empty"], {"bad.json": _case_file({"logits": [[], []]})}),
+    Row("case-bad-dtype", 'unknown dtype in "dtypes" (`"float33"`)', CASES,
+        [FILE, CASE, "field 'dtypes'", "'float33'", f"valid: {DTYPES}"], {"bad.json": _case_file({"dtypes": ["float33"]})}),
+    Row("case-grad-not-bool", 'non-boolean grad (`"yes"`)', CASES,
+        [FILE, CASE, "field 'grad'", "true or false"], {"bad.json": _case_file({"grad": "yes"})}),
+    Row("case-tolerance-without-reason", 'tolerance without a reason (`{"ulp": 4}`)', CASES,
+        [FILE, CASE, "field 'reason'", "written reason"], {"bad.json": _case_file({"tolerance": {"ulp": 4}})}),
+    Row("case-tolerance-empty-reason", 'tolerance with an empty reason (`"reason": ""`)', CASES + ONE,
+        [FILE, CASE, "field 'reason'"], {"bad.json": _case_file({"tolerance": {"ulp": 4, "reason": ""}})}),
+    Row("case-tolerance-unknown-key", 'tolerance with an unknown key (`"ulpp": 4`)', CASES + ONE,
+        [FILE, CASE, "field 'ulpp'", f"valid: {BUDGET_KEYS}"],
+        {"bad.json": _case_file({"tolerance": {"ulpp": 4, "reason": "r"}})}),
+    Row("case-tolerance-bad-ulp", 'tolerance with a non-numeric ulp (`"ulp": "x"`)', CASES + ONE,
+        [FILE, CASE, "field 'ulp'"], {"bad.json": _case_file({"tolerance": {"ulp": "x", "reason": "r"}})}),
+    Row("case-tags-not-list", 'tags that are not a list (`"tags": 5`)', CASES,
+        [FILE, CASE, "field 'tags'"], {"bad.json": _case_file({"tags": 5})}),
+    Row("case-op-nested-list", 'op list holding a list (`"op": [["softmax"]]`)', CASES,
+        [FILE, CASE, "field 'op'", f"valid: {OPS}"], {"bad.json": _case_file({"op": [["softmax"]]})}),
+    Row("case-dtypes-nested-list", 'dtypes list holding a list (`"dtypes": [["float32"]]`)', CASES,
+        [FILE, CASE, "field 'dtypes'", f"valid: {DTYPES}"], {"bad.json": _case_file({"dtypes": [["float32"]]})}),
+    Row("case-integer-too-large", "an integer logit too large for float64 (400 digits)", CASES,
+        [FILE, CASE, "field 'logits'"],
+        {"bad.json": '{"cases": [{"id": "c1", "logits": [[1, ' + "9" * 400 + "]]}]}"}),
+    Row("case-random-bad-seed", 'generator with a non-integer seed (`"seed": "x"`)', CASES,
+        [FILE, CASE, "field 'logits'", "seed"],
+        {"bad.json": _case_file({"logits": {"random": "normal", "shape": [2, 3], "seed": "x"}})}),
+    Row("case-random-integers-without-high", 'generator `"integers"` without "high"', CASES,
+        [FILE, CASE, "field 'labels'", "high"],
+        {"bad.json": _case_file({"labels": {"random": "integers", "shape": [1]}})}),
+    Row("case-array-path-not-string", 'array object whose path is a number (`{"path": 5}`)', CASES,
+        [FILE, CASE, "field 'logits'", "path"], {"bad.json": _case_file({"logits": {"path": 5}})}),
+    Row("cases-missing-file", "`--cases` naming a file that does not exist", ["--cases", "{tmp}/nope.json"],
+        ["{tmp}/nope.json", "no such case file"]),
+    Row("cases-empty-directory", "`--cases` naming a directory with no .json/.toml file", ["--cases", "{tmp}/emptydir"],
+        ["{tmp}/emptydir"], {"emptydir": lambda p: p.mkdir()}),
+    # ---------------------------------------------------------------- CLI flags
+    Row("flag-unknown-framework", "`--framework nope`", ["--framework", "nope"],
+        ["field 'framework'", "unknown framework 'nope'", "valid: ", "numpy", "torch", "jax", "tensorflow"], sub=True),
+    Row("flag-unknown-device", "`--device tpu`", ["--device", "tpu"],
+        ["field 'device'", "unknown device 'tpu'", "valid: cpu, gpu"]),
+    Row("flag-unknown-dtype", "`--dtype float32,float33`", ["--dtype", "float32,float33"],
+        ["field 'dtype'", "unknown dtype 'float33'", f"valid: {DTYPES}"]),
+    Row("flag-unknown-mode", "`--mode graph`", ["--mode", "graph"],
+        ["field 'mode'", "unknown mode 'graph'", "valid: eager, jit"]),
+    Row("flag-unknown-op", "`--op softmaxx`", ["--op", "softmaxx"],
+        ["field 'op'", "unknown op 'softmaxx'", f"valid: {OPS}"]),
+    Row("flag-unknown-check", "`--check backward`", ["--check", "backward"],
+        ["field 'check'", "unknown check 'backward'", "valid: forward, grad"]),
+    Row("flag-unknown-policy", "`--policy lenient` (no such built-in, no such file)", ["--policy", "lenient"],
+        ["field 'policy'", "'lenient'", "valid: standard, strict"]),
+    Row("flag-timeout-not-a-number", "`--timeout abc`", ["--timeout", "abc"],
+        ["--timeout", "invalid float value: 'abc'"], sub=True),
+    Row("flag-timeout-zero", "`--timeout 0`", ["--timeout", "0"], ["field 'timeout'", "positive number of seconds"]),
+    Row("flag-timeout-nan", "`--timeout nan`", ["--timeout", "nan", *ONE], ["field 'timeout'"]),
+    Row("flag-timing-reps-negative", "`--timing-reps -1`", ["--timing-reps", "-1"], ["field 'timing-reps'", ">= 0"]),
+    Row("flag-baseline-missing", "`--baseline` naming a file that does not exist", ["--baseline", "{tmp}/nobase.jsonl"],
+        ["{tmp}/nobase.jsonl", "field 'baseline'", "no such baseline file"], sub=True),
+    Row("flag-known-missing", "`--known` naming a file that does not exist", ["--known", "{tmp}/noknown.toml"],
+        ["{tmp}/noknown.toml", "no such known-discrepancies file"]),
+    Row("flag-results-is-directory", "`--results` naming a directory", ["--results", "{tmp}/rdir", *ONE],
+        ["{tmp}/rdir", "field 'results'"], {"rdir": lambda p: p.mkdir()}),
+    # ---------------------------------------------------------------- policy and known files
+    Row("policy-unknown-top-key", "policy file with an unknown top-level key (`budgets = 1`)",
+        ["--policy", "{tmp}/p.toml"], ["{tmp}/p.toml", "field 'budgets'", "valid: budget, description, name"],
+        {"p.toml": 'name = "p"\nbudgets = 1\n[[budget]]\nulp = 1.0\nreason = "r"\n'}, sub=True),
+    Row("policy-budget-unknown-key", "policy budget with an unknown key (`ulps`)", ["--policy", "{tmp}/p.toml"],
+        ["{tmp}/p.toml", "field 'ulps'", f"valid: {BUDGET_KEYS}"],
+        {"p.toml": 'name = "p"\n[[budget]]\nulps = 1.0\nreason = "r"\n'}),
+    Row("policy-budget-without-reason", "policy budget without a reason", ["--policy", "{tmp}/p.toml"],
+        ["{tmp}/p.toml", "field 'reason'", "written reason"], {"p.toml": 'name = "p"\n[[budget]]\nulp = 1.0\n'}),
+    Row("policy-budget-bad-summation", 'policy budget with `summation = "cubic"`', ["--policy", "{tmp}/p.toml"],
+        ["{tmp}/p.toml", "field 'summation'", "valid: log2, sqrt, linear"],
+        {"p.toml": 'name = "p"\n[[budget]]\nulp = 1.0\nsummation = "cubic"\nreason = "r"\n'}),
+    Row("policy-no-budget", "policy file without any [[budget]]", ["--policy", "{tmp}/p.toml"],
+        ["{tmp}/p.toml", "field 'budget'"], {"p.toml": 'name = "p"\n'}),
+    Row("policy-malformed-toml", "policy file that is not valid TOML", ["--policy", "{tmp}/p.toml"],
+        ["{tmp}/p.toml", "not valid TOML"], {"p.toml": 'name = "p\n'}),
+    Row("policy-budget-unknown-dtype", 'policy budget filtering on an unknown dtype (`dtype = "float33"`)',
+        ["--policy", "{tmp}/p.toml", "--cases", "{tmp}/good.json", *ONE],
+        ["{tmp}/p.toml", "field 'dtype'", "'float33'", f"valid: {DTYPES}"],
+        {"p.toml": 'name = "p"\n[[budget]]\ndtype = "float33"\nulp = 1.0\nreason = "r"\n'}),
+    Row("policy-is-directory", "`--policy` naming a directory called `d.toml`", ["--policy", "{tmp}/d.toml"],
+        ["{tmp}/d.toml", "policy"], {"d.toml": lambda p: p.mkdir()}),
+    Row("known-unknown-key", "known-discrepancies file with an unknown key (`opz`)", ["--known", "{tmp}/k.toml"],
+        ["{tmp}/k.toml", "field 'opz'", "valid: cases, checks"],
+        {"k.toml": '[[known]]\nid = "a"\ndescription = "d"\nframework = "numpy"\nopz = ["softmax"]\n'}),
+    Row("known-unknown-framework", 'known-discrepancies entry for an unknown framework (`"nump"`)',
+        ["--known", "{tmp}/k.toml", *ONE], ["{tmp}/k.toml", "field 'framework'", "'nump'", "valid: "],
+        {"k.toml": '[[known]]\nid = "a"\ndescription = "d"\nframework = "nump"\n'}),
+    # ---------------------------------------------------------------- report and diff
+    Row("report-missing-results", "`report` of a results file that does not exist",
+        ["{tmp}/nores.jsonl", "-o", "{tmp}/index.html"], ["{tmp}/nores.jsonl", "field 'results'", "no such results file"],
+        {"index.html": "<p>an earlier report</p>"}, command="report", sub=True),
+    Row("diff-missing-file", "`diff` with a new results file that does not exist",
+        ["{tmp}/old.jsonl", "{tmp}/nores.jsonl"], ["{tmp}/nores.jsonl", "field 'new'", "no such results file"],
+        {"old.jsonl": ""}, command="diff", sub=True),
+    Row("report-compare-missing", "`report --compare` naming a file that does not exist",
+        ["{tmp}/old.jsonl", "--compare", "{tmp}/nores.jsonl", "-o", "{tmp}/index.html"],
+        ["{tmp}/nores.jsonl", "field 'compare'", "no such results file"],
+        {"old.jsonl": "", "index.html": "<p>an earlier report</p>"}, command="report"),
+]
+
+
+def _env(tmp: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["HARNESS_CACHE_DIR"] = str(tmp / "cache")
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    return env
+
+
+def _argv(row: Row, tmp: Path) -> list[str]:
+    args = [a.replace("{tmp}", str(tmp)) for a in row.args]
+    if row.command != "run":
+        return [row.command, *args]
+    # Fast and contained: the numpy adapter in this process, eager only, the tmp results file,
+    # a one-case file unless the row names its own cases.
+    base = ["run"]
+    if "--framework" not in args:
+        base += ["--framework", "numpy"]
+    if "--mode" not in args:
+        base += ["--mode", "eager"]
+    if "--cases" not in args:
+        base += ["--cases", str(tmp / "good.json")]
+    if "--results" not in args:
+        base += ["--results", str(tmp / "results.jsonl")]
+    return [*base, *args, "--no-isolate", "-q"]
+
+
+def run_cli(argv: list[str], tmp: Path, sub: bool, monkeypatch: pytest.MonkeyPatch) -> tuple[int | None, str]:
+    """(exit code, stderr). In-process, an exception escaping main() is a crash: exit None and
+    the traceback in stderr, as the real entry point would print it."""
+    if sub:
+        p = subprocess.run([sys.executable, "-m", "harness", *argv], cwd=ROOT, env=_env(tmp),
+                           capture_output=True, text=True, timeout=120, check=False)
+        return p.returncode, p.stderr
+    from harness.cli import main
+
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp / "cache"))
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "3")
+    term = signal.getsignal(signal.SIGTERM)  # cmd_run installs its own once past validation
+    err, out = io.StringIO(), io.StringIO()
+    rc: int | None
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+            try:
+                rc = main(argv)
+            except SystemExit as e:  # argparse's usage errors
+                rc = e.code if isinstance(e.code, int) else 1
+            except Exception:  # noqa: BLE001
+                rc = None
+                traceback.print_exc()
+    finally:
+        signal.signal(signal.SIGTERM, term)
+    return rc, err.getvalue()
+
+
+def _marks(row: Row) -> list[Any]:
+    if row.bug is None:
+        return []
+    return [pytest.mark.xfail(strict=True, reason=f"harness bug: {row.bug}")]
+
+
+@pytest.mark.parametrize("row", [pytest.param(r, id=r.id, marks=_marks(r)) for r in ROWS])
+def test_bad_input(row: Row, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "good.json").write_text(GOOD)
+    for name, content in row.files.items():
+        p = tmp_path / name
+        if callable(content):
+            content(p)
+        elif isinstance(content, bytes):
+            p.write_bytes(content)
+        else:
+            p.write_text(content)
+    # An earlier run's results (and, for `report -o`, its page): a run on bad input must not touch them.
+    results = tmp_path / "results.jsonl"
+    results.write_bytes(SENTINEL)
+    before = {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+
+    argv = _argv(row, tmp_path)
+    rc, stderr = run_cli(argv, tmp_path, row.sub, monkeypatch)
+    shown = f"argv: {argv}\nexit: {rc}\nstderr:\n{stderr}"
+
+    assert "Traceback" not in stderr, shown
+    assert rc == 2, shown
+    assert "error:" in stderr, shown
+    for frag in row.fragments:
+        assert frag.replace("{tmp}", str(tmp_path)) in stderr, f"missing {frag!r}\n{shown}"
+    for frag in row.absent:
+        assert frag not in stderr, f"unexpected {frag!r}\n{shown}"
+    for p, content in before.items():
+        assert p.read_bytes() == content, f"{p} was written over\n{shown}"
+    assert not (tmp_path / "UNPICKLED").exists(), "a pickled object was unpickled"
+
+
+# -------------------------------------------------------------------- the pytest front end
+
+PLUGIN_ROWS = [
+    ("plugin-unknown-framework", ["--framework", "nope"], ["unknown framework 'nope'", "valid: ", "numpy", "torch"]),
+    ("plugin-unknown-dtype", ["--dtype", "float33"], ["unknown dtype 'float33'", f"valid: {DTYPES}"]),
+]
+
+
+@pytest.mark.parametrize("args,fragments", [pytest.param(a, f, id=i) for i, a, f in PLUGIN_ROWS])
+def test_plugin_rejects_unknown_names(args: list[str], fragments: list[str], tmp_path: Path) -> None:
+    results = tmp_path / "pytest-results.jsonl"
+    results.write_bytes(SENTINEL)
+    p = subprocess.run([sys.executable, "-m", "pytest", "tests/test_conformance.py", *args, "-q",
+                        "--results", str(results), "-p", "no:cacheprovider"],
+                       cwd=ROOT, env=_env(tmp_path), capture_output=True, text=True, timeout=120, check=False)
+    out = p.stdout + p.stderr
+    assert p.returncode != 0, out
+    assert p.returncode == 4, out  # pytest's usage error
+    for frag in fragments:
+        assert frag in out, f"missing {frag!r}\n{out}"
+    assert "Traceback" not in out, out
+    assert results.read_bytes() == SENTINEL, "the pytest front end wrote over the results file"
+
+
+# -------------------------------------------------------------------- the docs table
+
+
+def _doc_rows() -> dict[str, tuple[str, str]]:
+    """test id -> (expected fragment cell, exit code cell) from the table in docs/bad-inputs.md."""
+    rows = {}
+    for line in DOC.read_text(encoding="utf-8").splitlines():
+        m = re.match(r"\|\s*\d+\s*\|\s*`([a-z0-9-]+)`\s*\|(.*)\|\s*$", line)
+        if m:
+            cells = [c.strip() for c in m.group(2).split(" | ")]
+            rows[m.group(1)] = (cells[-3], cells[-2])
+    return rows
+
+
+def test_docs_table_lists_every_row() -> None:
+    doc = _doc_rows()
+    ids = [r.id for r in ROWS] + [i for i, _, _ in PLUGIN_ROWS]
+    assert len(ids) == len(set(ids))
+    assert sorted(doc) == sorted(ids), (sorted(set(ids) - set(doc)), sorted(set(doc) - set(ids)))
+    assert len(doc) >= 24
+    for r in ROWS:
+        assert doc[r.id][1] == "2", r.id
+        # the docs name at least the field (or the message) that the test checks
+        assert any(f.replace("{tmp}/", "") in doc[r.id][0].replace("`", "") for f in r.fragments), r.id
