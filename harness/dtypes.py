@@ -107,23 +107,45 @@ def round_to(hi: np.ndarray, lo: np.ndarray, dt: DType) -> np.ndarray:
         # hi is float64's round-to-nearest of hi + lo when the pair is normalised.
         return hi.copy()
     with np.errstate(over="ignore", invalid="ignore"):
-        r = hi.astype(dt.np).astype(np.float64)
-        finite = np.isfinite(hi) & np.isfinite(r)
-        step = ulp(r, None, dt)
-        # The neighbours of hi in dt: down <= hi <= up.
-        down = np.where(r <= hi, r, r - np.where(r > 0, _toward_zero_step(r, dt), step))
-        up = np.where(r >= hi, r, r + np.where(r < 0, _toward_zero_step(r, dt), step))
-        d_down = (hi - down) + lo  # distances, exact up to a rounding of the tiny lo term
-        d_up = (up - hi) - lo
-        tie = d_down == d_up
+        # Clip first: a library cast of a value just below the overflow threshold can round
+        # twice (bfloat16 through float32) onto inf; the overflow is decided below, exactly.
+        r = np.clip(hi, -dt.max, dt.max).astype(dt.np).astype(np.float64)
+        finite = np.isfinite(hi)
+        down, up = neighbours(hi, r, dt)
+        # hi + lo is nearer to down than to up  <=>  (hi - down) + lo < (up - hi) - lo
+        #                                      <=>  2 lo < delta, with delta exact.
+        delta = (up - hi) - (hi - down)
+        two_lo = 2.0 * lo
+        tie = two_lo == delta
         even_down = _is_even(down, dt)
-        pick = np.where(tie, np.where(even_down, down, up), np.where(d_down < d_up, down, up))
-        out = np.where(finite, pick, r)
-        # Overflow: round-to-nearest goes to inf at max + half an ULP of max.
-        big = np.isfinite(hi) & (np.abs(hi + lo) >= dt.max + 0.5 * 2.0 ** (dt.emax - dt.p + 1))
+        pick = np.where(tie, np.where(even_down, down, up), np.where(two_lo < delta, down, up))
+        out = np.where(finite, pick, hi)
+        # Overflow: round-to-nearest goes to inf from T = max + half an ULP of max (a tie
+        # at T goes to inf too: max is odd).
+        T = dt.max + 0.5 * 2.0 ** (dt.emax - dt.p + 1)
+        a = np.abs(hi)
+        big = finite & ((a > T) | ((a == T) & (np.sign(hi) * lo >= 0)))
         out = np.where(big, np.copysign(np.inf, hi), out)
-        out = np.where(np.abs(out) > dt.max, np.copysign(np.inf, out), out)
     return out
+
+
+def neighbours(hi: np.ndarray, r: np.ndarray, dt: DType) -> tuple[np.ndarray, np.ndarray]:
+    """The two numbers of dt around hi (down <= hi <= up), given r, a number of dt next to hi."""
+    step = ulp(r, None, dt)
+    down = np.where(r <= hi, r, r - np.where(r > 0, _toward_zero_step(r, dt), step))
+    up = np.where(r >= hi, r, r + np.where(r < 0, _toward_zero_step(r, dt), step))
+    return down, up
+
+
+def is_midpoint(hi: np.ndarray, dt: DType) -> np.ndarray:
+    """True where hi lies exactly halfway between two neighbours in dt (or on the overflow
+    threshold): there the rounding of hi + lo depends on the sign of lo."""
+    hi = np.asarray(hi, dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        r = np.clip(hi, -dt.max, dt.max).astype(dt.np).astype(np.float64)
+        down, up = neighbours(hi, r, dt)
+        T = dt.max + 0.5 * 2.0 ** (dt.emax - dt.p + 1)
+        return np.isfinite(hi) & (((hi - down) == (up - hi)) & (down != up) | (np.abs(hi) == T))
 
 
 def _toward_zero_step(r: np.ndarray, dt: DType) -> np.ndarray:

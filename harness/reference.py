@@ -245,10 +245,11 @@ def compute(op: str, check: str, logits: np.ndarray, labels: np.ndarray | None, 
             hi[n][c], lo[n][c], inv[n][c] = h_[n], l_[n], i_[n]
         pmax = max(pmax, p_)
     out: dict[str, RefArray] = {}
+    keep = not (check == "forward" and spec.reduces)  # the output keeps the class axis
     for n in names:
-        shape = (batch_shape if width == 1 else batch_shape + (C,))
+        shape = batch_shape + (C,) if keep else batch_shape
         h, l_, iv = (a.reshape(shape) for a in (hi[n], lo[n], inv[n]))
-        if width != 1:
+        if keep:
             h, l_, iv = (np.moveaxis(a, -1, ax) for a in (h, l_, iv))
         h, l_, iv = (np.ascontiguousarray(a) for a in (h, l_, iv))
         out[n] = RefArray(h, l_, D.round_to(h, l_, dt), iv)
@@ -336,10 +337,7 @@ def _to_dd(be: Any, vals: list[Any], dt: D.DType) -> tuple[Any, Any]:
         return be.to_dd(vals)
     his = np.array([v if isinstance(v, float) else float(v) for v in vals])
     los = np.zeros_like(his)
-    with np.errstate(all="ignore"):
-        r = D.round_to(his, los, dt)
-        mid = np.isfinite(his) & (np.abs(his - r) == 0.5 * D.ulp(r, None, dt))
-    for i in np.nonzero(mid)[0].tolist():
+    for i in np.nonzero(D.is_midpoint(his, dt))[0].tolist():
         los[i] = be.to_dd([vals[i]])[1][0]
     return his, los
 
@@ -348,7 +346,7 @@ def _certified_row(be: Any, op: str, check: str, xs: list[float], ys: Any, gs: A
                    claim: int, floor: float) -> tuple[dict[str, list[Any]], bool, int]:
     p = p0
     while True:
-        special = _special_row(op, check, xs, ys, gs)
+        special = _special_row(be, op, check, xs, ys, gs)
         if special is not None:
             vals, invalid = special
             return vals, invalid, p
@@ -433,17 +431,29 @@ def _formula(be: Any, op: str, check: str, d: list[Any], e: list[Any], ys: Any, 
             if inf_terms:
                 return {"out": [_signed_inf_sum(inf_terms)]}
             return {"out": [be.fsum([y * (L - di) for y, di in zip(ys, d) if y != 0])]}
+        # The VJP with the row's cotangent gs (1 in the suite: the gradient of the sum).
         Sy = be.fsum([be.num(y) for y in ys])
-        dl = [float(-y) if si == 0.0 else si * Sy - y for y, si in zip(ys, s)]
-        dy = [_INF if di is None else L - di for di in d]
+        dl = [(-be.num(y)) * gs if si == 0.0 else (si * Sy - y) * gs for y, si in zip(ys, s)]
+        dy = [_scaled_inf(gs) if di is None else (L - di) * gs for di in d]
         return {"d_logits": dl, "d_labels": dy}
     if op == "sparse_softmax_cross_entropy":
         k = ys
         if check == "forward":
             return {"out": [_INF if d[k] is None else L - d[k]]}
-        return {"d_logits": [(si - 1 if i == k else si) if not (si == 0.0 and i == k) else -1.0
+        return {"d_logits": [((si - 1 if i == k else si) if not (si == 0.0 and i == k) else be.num(-1.0)) * gs
                              for i, si in enumerate(s)]}
     raise ValueError(op)
+
+
+def _scaled_inf(g: float) -> float:
+    """+inf times the cotangent g (0 for g == 0: the VJP of a zero cotangent is zero)."""
+    return math.copysign(_INF, g) if g != 0 else 0.0
+
+
+def _exact_sum(be: Any, vals: list[float]) -> Any:
+    """The exact sum of floats (a wide enough precision holds any sum of doubles exactly)."""
+    with be.context(4400):
+        return be.fsum([be.num(v) for v in vals])
 
 
 def _signed_inf_sum(weights: list[float]) -> float:
@@ -453,7 +463,8 @@ def _signed_inf_sum(weights: list[float]) -> float:
     return _NAN if (pos and neg) else (_INF if pos else -_INF)
 
 
-def _special_row(op: str, check: str, xs: list[float], ys: Any, gs: Any) -> tuple[dict[str, list[Any]], bool] | None:
+def _special_row(be: Any, op: str, check: str, xs: list[float], ys: Any,
+                 gs: Any) -> tuple[dict[str, list[Any]], bool] | None:
     """The row's values when docs/semantics.md decides them without arithmetic, else None.
 
     Returns (values by output name, invalid) where invalid marks NaN caused by invalid labels.
@@ -487,8 +498,9 @@ def _special_row(op: str, check: str, xs: list[float], ys: Any, gs: Any) -> tupl
         if op == "log_softmax":
             if check == "forward":
                 return {"out": [0.0 if i == k else -_INF for i in range(C)]}, False
-            Sg = math.fsum(gs)
-            return {"d_logits": [g - Sg if i == k else float(g) for i, g in enumerate(gs)]}, False
+            # g_k - sum g = -(sum of the others), exactly: a float fsum minus g_k can cancel.
+            rest = _exact_sum(be, [-g for i, g in enumerate(gs) if i != k])
+            return {"d_logits": [rest if i == k else float(g) for i, g in enumerate(gs)]}, False
         if op == "logsumexp":
             if check == "forward":
                 return {"out": [_INF]}, False
@@ -497,11 +509,14 @@ def _special_row(op: str, check: str, xs: list[float], ys: Any, gs: Any) -> tupl
             if check == "forward":
                 inf_terms = [y for i, y in enumerate(ys) if i != k and y != 0]
                 return {"out": [_signed_inf_sum(inf_terms) if inf_terms else 0.0]}, False
-            Sy = math.fsum(ys)
-            return {"d_logits": [o * Sy - y for o, y in zip(onehot, ys)],
-                    "d_labels": [0.0 if i == k else _INF for i in range(C)]}, False
+            # s = onehot(k): d_logits = gs (s sum(y) - y) is gs * (sum of the other labels) at k.
+            rest = _exact_sum(be, [y for i, y in enumerate(ys) if i != k])
+            with be.context(4400):
+                dl = [rest * gs if i == k else be.num(-y) * gs for i, y in enumerate(ys)]
+            return {"d_logits": dl,
+                    "d_labels": [0.0 if i == k else _scaled_inf(gs) for i in range(C)]}, False
         if op == "sparse_softmax_cross_entropy":
             if check == "forward":
                 return {"out": [0.0 if ys == k else _INF]}, False
-            return {"d_logits": [o - (1.0 if i == ys else 0.0) for i, o in enumerate(onehot)]}, False
+            return {"d_logits": [(o - (1.0 if i == ys else 0.0)) * gs for i, o in enumerate(onehot)]}, False
     return None

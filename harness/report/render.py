@@ -24,8 +24,10 @@ from .crossfw import cross_framework, impl_label
 from .diffing import Diff, diff_merged
 from .merge import FileInfo, Merged, merge
 
-#: The report must stay well under 10 MB; the expanded-row details give way first.
-SIZE_BUDGET = 8_500_000
+#: The report must stay under 10 MB; the expanded-row details give way first (bytes).
+SIZE_BUDGET = 9_300_000
+#: Stands in for the discrepancy JSON while the rest of the page is measured.
+_SLOT = "\x00DISCREPANCY-DATA\x00"
 CROSS_LIMIT = 200
 LIST_LIMIT = 500
 
@@ -126,19 +128,24 @@ def _overview(m: Merged) -> dict[str, Any]:
 
 
 def _discrepancy_data(results: list[dict[str, Any]], budget: int) -> tuple[dict[str, Any], int]:
-    """Rows and details of the discrepancy table, details cut to fit `budget` characters."""
+    """Rows and details of the discrepancy table, details cut to fit `budget` bytes (about:
+    JSON characters are counted, and the data is nearly all ASCII)."""
     recs = [r for r in results if T.is_discrepancy(r)]
     recs.sort(key=lambda r: (T.OUTCOME_RANK.get(T.outcome(r), 9), str(r.get("framework")), str(r.get("op")),
                              str(r.get("dtype")), str(r.get("case_id"))))
     rows = [T.discrepancy_row(r) for r in recs]
     rows_size = len(dumps(rows))
-    left = max(500_000, budget - rows_size)
+    left = max(200_000, int(0.97 * (budget - rows_size)))
     details: list[Any] = [None] * len(recs)
     omitted = 0
-    for limit, text in ((64, 4000), (16, 1500), (8, 600)):
+    levels = [(64, 4000), (16, 1500), (8, 600)]
+    while levels:
+        limit, text = levels.pop(0)
         ds = [T.detail(r, limit, text) for r in recs]
         sizes = [len(dumps(d)) for d in ds]
-        if sum(sizes) <= left or limit == 8:
+        if limit == 64 and sum(sizes) > 3 * left:
+            levels = levels[1:]  # far too big: straight to the smallest details
+        if sum(sizes) <= left or not levels:
             used = 0
             for i, (d, s) in enumerate(zip(ds, sizes)):  # recs are sorted: new failures keep their details first
                 if used + s > left:
@@ -183,7 +190,6 @@ def _plots(results: list[dict[str, Any]]) -> dict[str, Any]:
 def context(m: Merged, compare: Diff | None = None) -> dict[str, Any]:
     results = m.results
     counts = T.counts(results)
-    disc, n_disc = _discrepancy_data(results, SIZE_BUDGET - 1_500_000)
     skipped = {}
     for run in m.runs:
         skipped.update(run.get("skipped_frameworks") or {})
@@ -195,9 +201,9 @@ def context(m: Merged, compare: Diff | None = None) -> dict[str, Any]:
         "incomplete": [{"path": f.path, "reason": f.incomplete_reason} for f in m.incomplete],
         "problems": m.problems, "duplicates": m.duplicates[:LIST_LIMIT], "n_duplicates": len(m.duplicates),
         "skipped_frameworks": skipped,
-        "counts": counts, "n_discrepancies": n_disc,
+        "counts": counts, "n_discrepancies": sum(1 for r in results if T.is_discrepancy(r)),
         "matrix": T.summary_matrix(results),
-        "disc_json": script_json(disc), "disc_omitted": disc["omitted"],
+        "disc_json": Markup(_SLOT),
         "cross": _cross_context(results),
         "semantics": T.semantics(results),
         "plots": _plots(results),
@@ -210,7 +216,16 @@ def context(m: Merged, compare: Diff | None = None) -> dict[str, Any]:
 
 def render_merged(m: Merged, out_path: str | Path, compare: Diff | None = None) -> dict[str, Any]:
     ctx = context(m, compare)
-    html = env().get_template("report.html.j2").render(**ctx)
+    page = env().get_template("report.html.j2").render(**ctx)
+    # The discrepancy details get whatever the rest of the page leaves of the size budget.
+    budget = SIZE_BUDGET - len(page.encode("utf-8"))
+    for _ in range(3):
+        disc, _ = _discrepancy_data(m.results, budget)
+        html = page.replace(_SLOT, str(script_json(disc)), 1)
+        over = len(html.encode("utf-8")) - SIZE_BUDGET
+        if over <= 0:
+            break
+        budget -= int(1.2 * over)  # multi-byte characters: measured in bytes, try again smaller
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
@@ -219,7 +234,7 @@ def render_merged(m: Merged, out_path: str | Path, compare: Diff | None = None) 
     c = ctx["counts"]
     summary: dict[str, Any] = {
         "results": c["total"], "pass": c["pass"], "fail": c["fail"], "error": c["error"], "known": c["known"],
-        "skip": c["skip"], "discrepancies": ctx["n_discrepancies"], "details_omitted": ctx["disc_omitted"],
+        "skip": c["skip"], "discrepancies": ctx["n_discrepancies"], "details_omitted": disc["omitted"],
         "duplicates": len(m.duplicates), "files": len(m.files), "incomplete": [f.path for f in m.incomplete],
         "problems": len(m.problems), "bytes": len(html.encode("utf-8")), "path": str(out)}
     if compare is not None:

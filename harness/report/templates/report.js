@@ -358,6 +358,11 @@
     });
   });
 
+  if (data.omitted) {
+    var om = document.getElementById("disc-omitted");
+    om.textContent = "The details of " + data.omitted + " rows (those listed last by default) were left out to keep the page under 10 MB; the results files have them.";
+    om.hidden = false;
+  }
   render();
   document.documentElement.setAttribute("data-ready", "1");
 })();
