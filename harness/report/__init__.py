@@ -14,4 +14,4 @@ from .diffing import Change, Diff, diff
 from .merge import Duplicate, FileInfo, Merged, merge
 from .render import render
 
-__all__ = ["render", "merge", "diff", "cross_framework", "Merged", "Diff", "Change", "Duplicate", "FileInfo"]
+__all__ = ["Change", "Diff", "Duplicate", "FileInfo", "Merged", "cross_framework", "diff", "merge", "render"]

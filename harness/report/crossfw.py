@@ -9,13 +9,15 @@ of the dtype at the exact value (`harness.dtypes.ulp` of the reference hi/lo):
   `reference` for them (small cases): max_i |a_i - b_i| / ULP(exact_i). Two NaNs, or two
   infinities of the same sign, agree (0); any other non-finite difference is a special-value
   mismatch and counts as an infinite disagreement;
-- otherwise as a bound, max_ulp_a + max_ulp_b (the triangle inequality through the exact value).
+- otherwise as a bound, max_ulp_a + max_ulp_b (the triangle inequality through the exact value),
+  or an infinite one (a special-value mismatch) when the two records' `special` classes differ.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -74,12 +76,23 @@ def disagreement_ulp(a: np.ndarray, b: np.ndarray, hi: np.ndarray, lo: np.ndarra
     return float(np.max(d))
 
 
+def _ulp_value(v: Any) -> float | None:
+    """A stored max_ulp ("inf" as a string in strict JSON), or None; NaN counts as None."""
+    if isinstance(v, bool) or v is None:
+        return None
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(f) else f
+
+
 class _Impl:
     """One record's arrays, converted once."""
 
     def __init__(self, rec: dict[str, Any]):
         self.rec = rec
-        self.max_ulp = rec.get("max_ulp") if isinstance(rec.get("max_ulp"), (int, float)) else None
+        self.max_ulp = _ulp_value(rec.get("max_ulp"))
         self.outputs: dict[str, np.ndarray] = {}
         self.refs: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
         out, ref = rec.get("output"), rec.get("reference")
@@ -110,6 +123,10 @@ def _pair(a: _Impl, b: _Impl, dt: D.DType | None) -> dict[str, Any] | None:
             worst = max(worst, disagreement_ulp(x, y, ref[0], ref[1], dt))
         if ok:
             return {"ulp": worst, "kind": "outputs", "special_mismatch": math.isinf(worst)}
+    sa, sb = a.rec.get("special"), b.rec.get("special")
+    if sa and sb and sa != sb:
+        # Different special-value classes: somewhere one returns a special value the other does not.
+        return {"ulp": math.inf, "kind": "bound", "special_mismatch": True}
     if a.max_ulp is not None and b.max_ulp is not None:
         return {"ulp": float(a.max_ulp) + float(b.max_ulp), "kind": "bound", "special_mismatch": False}
     return None

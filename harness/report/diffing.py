@@ -9,9 +9,11 @@ around zero and small drifts of large errors are both left out.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from .. import records
 from .merge import Merged, merge
@@ -128,7 +130,13 @@ def _first_line(s: Any) -> str:
 
 
 def _ulp(v: Any) -> float | None:
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+    if isinstance(v, bool) or v is None:
+        return None
+    try:
+        f = float(v)  # "inf" is stored as a string
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(f) else f
 
 
 def _changed(old: float, new: float, threshold: float) -> bool:
@@ -166,7 +174,7 @@ def diff_merged(old: Merged, new: Merged, old_paths: list[str], new_paths: list[
     d.removed = sum(1 for k in before if k not in now_keys)
     d.new_failures.sort(key=lambda c: (c.known, c.old is None, c.name))
     d.fixed.sort(key=lambda c: c.name)
-    d.error_changes.sort(key=lambda c: -abs(c.new["max_ulp"] - c.old["max_ulp"]))  # type: ignore[index]
+    d.error_changes.sort(key=lambda c: -abs((_ulp(c.new["max_ulp"]) or 0.0) - (_ulp(c.old["max_ulp"]) or 0.0)))  # type: ignore[index]
     ov, nv = old.framework_versions(), new.framework_versions()
     for fw in sorted(set(ov) | set(nv)):
         if ov.get(fw, []) != nv.get(fw, []):  # a framework that appears or goes away counts too

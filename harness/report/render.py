@@ -19,7 +19,8 @@ import jinja2
 from markupsafe import Markup
 
 from .. import __version__, records
-from . import svg, tables as T
+from . import svg
+from . import tables as T
 from .crossfw import cross_framework, impl_label
 from .diffing import Diff, diff_merged
 from .merge import FileInfo, Merged, merge
@@ -38,7 +39,8 @@ def env() -> jinja2.Environment:
     global _ENV
     if _ENV is None:
         e = jinja2.Environment(loader=jinja2.PackageLoader("harness.report", "templates"), autoescape=True,
-                               trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
+                               trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined,
+                               finalize=lambda v: "–" if v is None else v)  # a missing field reads as a dash
         e.filters["num"] = T.fmt_num
         e.filters["secs"] = T.fmt_time
         e.filters["safe_url"] = safe_url
@@ -257,4 +259,4 @@ def render(results_paths: list[str], out_path: str, compare: list[str] | None = 
     return render_merged(m, out_path, d)
 
 
-__all__ = ["render", "render_merged", "context", "FileInfo"]
+__all__ = ["FileInfo", "context", "render", "render_merged"]

@@ -42,8 +42,8 @@ def _frame(title: str, x0: float, x1: float, y1: float, xlabel: str, ylabel: str
     def sy(y: float) -> float:
         return MT + ph - (y - y0) / (y1 - y0 or 1) * ph
 
-    p = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" width="{W}" height="{H}" '
-         f'role="img" aria-label="{esc(title)}" class="plot">',
+    p = [(f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" width="{W}" height="{H}" '
+          f'role="img" aria-label="{esc(title)}" class="plot">'),
          f'<text x="{ML}" y="14" class="pt">{esc(title)}</text>',
          f'<rect x="{ML}" y="{MT}" width="{pw}" height="{ph}" class="pbg"/>']
     xstep = max(1, math.ceil((x1 - x0) / 7))  # at most ~7 labelled decades: no overlapping labels
@@ -97,7 +97,7 @@ def histograms(values: dict[str, dict[str, list[float]]], dtypes: list[str], fra
     x1 = max(1.0, float(math.floor(max(logs)) + 1)) if logs else 1.0
     if x1 - x0 < 2:
         x1 = x0 + 2
-    nb = max(1, int(round((x1 - x0) / bin_width)))
+    nb = max(1, round((x1 - x0) / bin_width))
     panels = []
     for dt in dtypes:
         series = {}

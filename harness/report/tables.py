@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from .. import dtypes as D
 from .. import ops as O
@@ -120,7 +121,7 @@ def summary_matrix(results: list[dict[str, Any]]) -> dict[str, Any]:
 def is_discrepancy(rec: dict[str, Any]) -> bool:
     if rec.get("status") == "skip":
         return False
-    return (rec.get("status") in ("fail", "error") or rec.get("special") not in (None, "match")
+    return (outcome(rec) != "pass" or rec.get("special") not in (None, "match")  # a malformed status is an error
             or bool(rec.get("invalid_input")))
 
 

@@ -1,0 +1,431 @@
+"""The HTML report, merge and diff, on small synthetic results files built here."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections import Counter
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from harness.report import cross_framework, diff, merge, render
+from harness.report.tables import semantics
+
+XSS = "<script>alert(1)</script>"
+
+
+# ---------------------------------------------------------------------------------------------
+# Synthetic records
+
+def rec(case_id="fam/c1", op="softmax", check="forward", framework="torch", dtype="float32", mode="eager",
+        device="cpu", variant="default", status="pass", special="match", max_ulp=0.5, known=None, message="",
+        version=None, **kw):
+    r = {"kind": "result", "case_id": case_id, "family": case_id.split("/")[0], "op": op, "check": check,
+         "variant": variant, "framework": framework,
+         "framework_version": version or {"torch": "2.13.0", "jax": "0.10.2", "tensorflow": "2.21.0"}.get(framework, "1.0"),
+         "device": device, "dtype": dtype, "mode": mode, "status": status,
+         "special": None if status == "skip" else special, "max_ulp": None if status in ("skip", "error") else max_ulp,
+         "excess": None if max_ulp is None or status in ("skip", "error") else max_ulp / 2.0,
+         "message": message, "known": known, "invalid_input": False,
+         "time_framework_s": None if status in ("skip", "error") else 1e-4, "time_reference_s": 2e-3,
+         "time_verdict_s": 1e-3}
+    r.update(kw)
+    return r
+
+
+def run_start(run_id="r1", frameworks=None):
+    fws = frameworks or {"torch": "2.13.0", "jax": "0.10.2", "tensorflow": "2.21.0"}
+    return {"kind": "run_start", "schema": 1, "run_id": run_id, "harness_version": "0.1.0",
+            "started": "2026-01-01T00:00:00+00:00", "git_commit": "0123456789abcdef", "policy": "standard",
+            "machine": {"hostname": "ci-host", "platform": "Linux", "python": "3.11", "cpus": 4},
+            "frameworks": {fw: {"versions": {fw: v}, "devices": {"cpu": "cpu"}} for fw, v in fws.items()},
+            "argv": ["test"], "worker": None}
+
+
+def write(path: Path, results, *, start=True, end=True, run_id="r1", frameworks=None, tail: str = "") -> str:
+    lines = []
+    if start:
+        lines.append(json.dumps(run_start(run_id, frameworks)))
+    lines += [json.dumps(r) for r in results]
+    if end:
+        lines.append(json.dumps({"kind": "run_end", "run_id": run_id, "finished": "2026-01-01T00:01:00+00:00",
+                                 "complete": True}))
+    path.write_text("\n".join(lines) + "\n" + tail, encoding="utf-8")
+    return str(path)
+
+
+KNOWN = {"id": "tf-keras-floatx", "description": "Keras computes in float32", "link": "https://example.org/issue/1",
+         "source": "known"}
+
+
+def mixed_records():
+    """Every outcome, three frameworks, two dtypes, two modes, a known discrepancy and an
+    error; counts are computed from this list in the tests, never typed in."""
+    out = []
+    for fw in ("torch", "jax", "tensorflow"):
+        for dt in ("float32", "float16"):
+            for mode in ("eager", "jit"):
+                for op in ("softmax", "log_softmax"):
+                    out.append(rec(f"fam/{op}_a", op, framework=fw, dtype=dt, mode=mode, max_ulp=0.4))
+                out.append(rec("fam/grad_a", "softmax", "grad", framework=fw, dtype=dt, mode=mode, max_ulp=1.5))
+    out.append(rec("fam/bad1", "softmax", framework="torch", status="fail", max_ulp=12.0, message="Bad results (1 of 3)",
+                   worst={"output": "out", "index": [1], "got": 0.25, "exact": 0.2, "rounded": 0.2, "ulp": 12.0,
+                          "budget_ulp": 2.0, "ratio": 6.0},
+                   bad=[{"output": "out", "index": [1], "got": 0.25, "exact": 0.2, "ulp": 12.0}],
+                   input={"logits": [1.0, 2.0, 3.0], "labels": None, "axis": -1},
+                   output={"out": [0.1, 0.25, 0.65]}, reference={"out": {"hi": [0.1, 0.2, 0.7], "lo": [0, 0, 0],
+                                                                         "rounded": [0.1, 0.2, 0.7]}},
+                   repro="import torch\nprint(torch.softmax(torch.tensor([1., 2., 3.]), -1))"))
+    out.append(rec("fam/bad1", "softmax", framework="jax", status="error", special="raised", message="ValueError: boom",
+                   error_type="ValueError"))
+    out.append(rec("fam/ce", "softmax_cross_entropy", framework="tensorflow", variant="keras", status="fail",
+                   max_ulp=1e8, known=KNOWN, message="dtype float32 != float64"))
+    out.append(rec("fam/ce", "softmax_cross_entropy", framework="tensorflow", variant="keras", dtype="float16",
+                   status="fail", max_ulp=3.0, known=KNOWN))
+    out.append(rec("fam/ce", "softmax_cross_entropy", framework="torch", mode="jit", status="skip", message="no jit"))
+    out.append(rec("special/posinf", "softmax", framework="tensorflow", status="fail", special="nan_expected_finite",
+                   max_ulp=0.0, input={"logits": ["inf", 0.0, 1.0], "labels": None, "axis": -1},
+                   output={"out": ["nan", 0.0, 0.0]},
+                   reference={"out": {"hi": [1.0, 0.0, 0.0], "lo": [0.0, 0.0, 0.0], "rounded": [1.0, 0.0, 0.0]}}))
+    for fw in ("torch", "jax"):
+        out.append(rec("special/posinf", "softmax", framework=fw, status="fail", special="nan_expected_finite",
+                       max_ulp=None, input={"logits": ["inf", 0.0, 1.0], "labels": None, "axis": -1},
+                       output={"out": ["nan", "nan", "nan"]},
+                       reference={"out": {"hi": [1.0, 0.0, 0.0], "lo": [0.0, 0.0, 0.0], "rounded": [1.0, 0.0, 0.0]}}))
+    out.append(rec("special/oor", "sparse_softmax_cross_entropy", framework="jax", status="pass", special="match",
+                   max_ulp=None, invalid_input=True, invalid_handling="nan", output={"out": ["nan"]},
+                   input={"logits": [[1.0, 2.0, 3.0]], "labels": [3], "axis": -1}))
+    return out
+
+
+def outcome(r):
+    if r["status"] in ("fail", "error"):
+        return "known" if r.get("known") else r["status"]
+    return r["status"]
+
+
+def expected_counts(records):
+    c = Counter(outcome(r) for r in records)
+    return {k: c.get(k, 0) for k in ("pass", "fail", "error", "known", "skip")}
+
+
+def is_discrepancy(r):
+    return r["status"] != "skip" and (r["status"] in ("fail", "error") or r.get("special") not in (None, "match")
+                                      or bool(r.get("invalid_input")))
+
+
+class Cells(HTMLParser):
+    """The summary matrix's cells (their data-* counts), the KPI numbers and the element ids."""
+
+    def __init__(self):
+        super().__init__()
+        self.cells, self.kpi, self.ids, self._kpi = [], {}, set(), None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if a.get("id"):
+            self.ids.add(a["id"])
+        if tag == "td" and "data-pass" in a:
+            cell = {k[5:]: (v if k == "data-filter" else int(v)) for k, v in a.items() if k.startswith("data-")}
+            cell["cls"] = a.get("class", "").split()[-1]
+            self.cells.append(cell)
+        if a.get("id", "").startswith("kpi-"):
+            self._kpi = a["id"][4:]
+
+    def handle_data(self, data):
+        if self._kpi and data.strip():
+            self.kpi[self._kpi] = int(data.strip())
+            self._kpi = None
+
+
+def parse(html: str) -> Cells:
+    p = Cells()
+    p.feed(html)
+    return p
+
+
+# ---------------------------------------------------------------------------------------------
+
+def test_summary_counts_equal_counts_from_records(tmp_path):
+    records = mixed_records()
+    path = write(tmp_path / "r.jsonl", records)
+    out = tmp_path / "report.html"
+    summary = render([path], str(out))
+    exp = expected_counts(records)
+    assert {k: summary[k] for k in exp} == exp
+    assert summary["results"] == len(records)
+    assert summary["discrepancies"] == sum(1 for r in records if is_discrepancy(r))
+    assert summary["incomplete"] == [] and summary["duplicates"] == 0
+    html = out.read_text(encoding="utf-8")
+    page = parse(html)
+    assert page.kpi == {"total": len(records), "pass": exp["pass"], "fail": exp["fail"], "error": exp["error"],
+                        "known": exp["known"], "skip": exp["skip"], "disc": summary["discrepancies"]}
+    # The matrix cells add up to the same counts, and one cell holds exactly its records.
+    for k in ("pass", "fail", "error", "known", "skip"):
+        assert sum(c[k] for c in page.cells) == exp[k], k
+    cell = next(c for c in page.cells if json.loads(c["filter"]) == {
+        "framework": "torch", "device": "cpu", "dtype": "float32", "mode": "eager", "op": "softmax", "check": "forward"})
+    mine = [r for r in records if (r["framework"], r["dtype"], r["mode"], r["op"], r["check"]) ==
+            ("torch", "float32", "eager", "softmax", "forward")]
+    assert (cell["pass"], cell["fail"], cell["error"]) == (sum(r["status"] == "pass" for r in mine),
+                                                           sum(r["status"] == "fail" for r in mine), 0)
+    assert cell["pass"] == 1 and cell["fail"] == 2  # fam/bad1 and special/posinf
+    # Self-contained: no external resources.
+    assert not re.search(r'(src|href)="(https?:)?//', html.replace('href="https://example.org/issue/1"', ""))
+    assert "<link" not in html and "@import" not in html
+
+
+def test_matrix_cell_colours(tmp_path):
+    html = tmp_path / "o.html"
+    render([write(tmp_path / "r.jsonl", mixed_records())], str(html))
+    keys = ("framework", "device", "dtype", "mode", "op", "check")
+    by = {tuple(json.loads(c["filter"])[k] for k in keys): c["cls"] for c in parse(html.read_text(encoding="utf-8")).cells}
+    assert by[("torch", "cpu", "float32", "eager", "softmax", "forward")] == "red"  # a new failure
+    assert by[("tensorflow", "cpu", "float32", "eager", "softmax_cross_entropy", "forward")] == "amber"  # known only
+    assert by[("torch", "cpu", "float32", "jit", "softmax_cross_entropy", "forward")] == "grey"  # skipped only
+    assert by[("jax", "cpu", "float16", "jit", "log_softmax", "forward")] == "green"
+
+
+def test_xss_is_escaped(tmp_path):
+    records = [rec(XSS, "softmax", framework="torch", status="fail", max_ulp=5.0, message=XSS, repro=XSS,
+                   known={"id": XSS, "description": XSS, "link": "javascript:alert(1)", "source": "known"}),
+               rec(XSS, "softmax", framework="jax", status="pass", max_ulp=0.5),
+               rec("fam/ok", "softmax", framework=XSS, status="pass")]
+    out = tmp_path / "x.html"
+    render([write(tmp_path / "r.jsonl", records)], str(out))
+    html = out.read_text(encoding="utf-8")
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<script>alert(1)" not in html
+    assert "alert(1)</script>" not in html
+    assert 'href="javascript:' not in html
+    # Only the page's own two script elements exist.
+    assert len(re.findall(r"<script\b", html)) == 2
+    # The embedded JSON still holds the exact string.
+    data = re.search(r'<script type="application/json" id="disc-data">(.*?)</script>', html, re.DOTALL).group(1)
+    assert json.loads(data)["rows"][0][7] == XSS
+
+
+def test_merge_detects_duplicates_and_keeps_the_last(tmp_path):
+    a = write(tmp_path / "a.jsonl", [rec("fam/x", status="fail", max_ulp=9.0), rec("fam/y")], run_id="a")
+    b = write(tmp_path / "b.jsonl", [rec("fam/x", status="pass", max_ulp=0.5), rec("fam/z")], run_id="b")
+    m = merge([a, b])
+    assert len(m.results) == 3
+    kept = next(r for r in m.results if r["case_id"] == "fam/x")
+    assert kept["status"] == "pass" and kept["max_ulp"] == 0.5
+    assert len(m.duplicates) == 1
+    d = m.duplicates[0]
+    assert d.key["case_id"] == "fam/x" and d.files == [a, b] and d.statuses == ["fail", "pass"]
+    assert m.complete and len(m.runs) == 2
+    out = tmp_path / "m.html"
+    s = render([a, b], str(out))
+    assert s["duplicates"] == 1 and s["files"] == 2 and s["results"] == 3 and s["fail"] == 0
+    html = out.read_text(encoding="utf-8")
+    assert 'id="banner-duplicates"' in html and "1 duplicate result" in html
+
+
+def test_diff_new_failure_fixed_and_error_change(tmp_path):
+    old = [rec("fam/a", status="pass", max_ulp=0.5), rec("fam/b", status="fail", max_ulp=30.0),
+           rec("fam/c", status="pass", max_ulp=1.0), rec("fam/d", status="pass", max_ulp=1.0),
+           rec("fam/k", status="pass", max_ulp=1.0)]
+    new = [rec("fam/a", status="fail", max_ulp=8.0, message="Bad results"), rec("fam/b", status="pass", max_ulp=0.6),
+           rec("fam/c", status="pass", max_ulp=10.0), rec("fam/d", status="pass", max_ulp=1.9),
+           rec("fam/e", status="error", special="raised"), rec("fam/k", status="fail", max_ulp=1.0, known=KNOWN)]
+    o = write(tmp_path / "old.jsonl", old, frameworks={"torch": "2.12.0"})
+    n = write(tmp_path / "new.jsonl", [dict(r, framework_version="2.13.0") for r in new],
+              frameworks={"torch": "2.13.0"})
+    for r in old:
+        r["framework_version"] = "2.12.0"
+    o = write(tmp_path / "old.jsonl", old, frameworks={"torch": "2.12.0"})
+    d = diff([o], [n], threshold_ulp=1.0)
+    new_ids = {c.new["case_id"]: c.was for c in d.new_failures}
+    assert new_ids == {"fam/a": "pass", "fam/e": "absent", "fam/k": "pass"}
+    assert [c.new["case_id"] for c in d.new_results] == ["fam/e"]
+    assert [c.new["case_id"] for c in d.fixed] == ["fam/b"]
+    # a: 0.5 -> 8 (fail, and a change); b: 30 -> 0.6; c: 1 -> 10; d: 1 -> 1.9 is below the threshold.
+    assert {c.new["case_id"] for c in d.error_changes} == {"fam/a", "fam/b", "fam/c"}
+    assert d.version_changes == [{"framework": "torch", "old": ["2.12.0"], "new": ["2.13.0"]}]
+    assert d.has_new_failures and d.added == 1 and d.removed == 0
+    text = d.to_text()
+    assert "new failures: 3" in text and "fixed: 1" in text and "[new result]" in text
+    assert "fam/c" in text and "max_ulp 1 -> 10" in text and "2.12.0 -> 2.13.0" in text
+    assert "(known: tf-keras-floatx)" in text
+    # Only a known new failure: no new failures for the exit status.
+    only_known = diff([o], [write(tmp_path / "n2.jsonl", [new[-1]] + [r for r in old if r["case_id"] != "fam/k"])])
+    assert len(only_known.new_failures) == 1 and not only_known.has_new_failures
+    # The report's diff section.
+    out = tmp_path / "d.html"
+    s = render([n], str(out), compare=[o])
+    assert (s["new_failures"], s["fixed"], s["error_changes"]) == (3, 1, 3)
+    page = parse(out.read_text(encoding="utf-8"))
+    assert {"diff", "diff-new", "diff-fixed", "diff-err"} <= page.ids
+
+
+def test_diff_threshold_needs_both_absolute_and_ratio(tmp_path):
+    o = write(tmp_path / "o.jsonl", [rec("fam/a", max_ulp=100.0), rec("fam/b", max_ulp=0.1)])
+    n = write(tmp_path / "n.jsonl", [rec("fam/a", max_ulp=150.0), rec("fam/b", max_ulp=0.9)])
+    d = diff([o], [n], threshold_ulp=1.0)
+    assert d.error_changes == []  # a: x1.5 only; b: |delta| = 0.8 ULP only
+    assert not d.has_new_failures and "no new failures" in d.to_text()
+
+
+def test_incomplete_run_is_flagged(tmp_path):
+    path = write(tmp_path / "cut.jsonl", [rec("fam/a"), rec("fam/b", status="fail", max_ulp=7.0)], end=False)
+    m = merge([path])
+    assert not m.complete and [f.path for f in m.incomplete] == [path]
+    assert "no run_end" in m.incomplete[0].incomplete_reason
+    out = tmp_path / "i.html"
+    s = render([path], str(out))
+    assert s["incomplete"] == [path] and s["results"] == 2
+    html = out.read_text(encoding="utf-8")
+    assert 'id="banner-incomplete"' in html and "Incomplete run." in html
+    assert "<title>Softmax-family conformance report (incomplete)</title>" in html
+    assert 'id="incomplete-pill"' in html
+    # A complete file next to it does not hide it.
+    ok = write(tmp_path / "ok.jsonl", [rec("fam/c")], run_id="r2")
+    s2 = render([ok, path], str(out))
+    assert s2["incomplete"] == [path] and s2["results"] == 3
+    s3 = render([ok], str(out))
+    assert s3["incomplete"] == [] and 'id="banner-incomplete"' not in out.read_text(encoding="utf-8")
+
+
+def test_truncated_last_line_is_tolerated_and_reported(tmp_path):
+    path = write(tmp_path / "t.jsonl", [rec("fam/a"), rec("fam/b", status="fail", max_ulp=3.0)], end=False,
+                 tail='{"kind": "result", "case_id": "fam/c", "op": "soft')
+    m = merge([path])
+    assert len(m.results) == 2
+    assert any("truncated last line" in p for p in m.problems)
+    out = tmp_path / "t.html"
+    s = render([path], str(out))
+    assert s["results"] == 2 and s["fail"] == 1 and s["problems"] == 1 and s["incomplete"] == [path]
+    html = out.read_text(encoding="utf-8")
+    assert 'id="banner-problems"' in html and "truncated last line" in html
+
+
+def test_cross_framework_disagreement_in_ulps_from_outputs():
+    # float32 ULP at 0.5 is 2**-24 and at 0.25 is 2**-25.
+    ref = {"out": {"hi": [0.5, 0.25], "lo": [0.0, 0.0], "rounded": [0.5, 0.25]}}
+    common = {"case_id": "fam/x", "op": "softmax", "dtype": "float32", "reference": ref}
+    a = rec(framework="torch", max_ulp=1.0, output={"out": [0.5 + 2 ** -24, 0.25]}, **common)
+    b = rec(framework="tensorflow", max_ulp=3.0, output={"out": [0.5 - 2 ** -25, 0.25 + 3 * 2 ** -25]}, **common)
+    c = rec(framework="jax", max_ulp=0.7, input_summary={"shape": [2]}, **common)  # no stored outputs
+    c.pop("reference")
+    n1 = rec(case_id="fam/nan", framework="torch", max_ulp=None, output={"out": ["nan", 1.0]},
+             reference={"out": {"hi": [1.0, 1.0], "lo": [0.0, 0.0]}})
+    n2 = rec(case_id="fam/nan", framework="jax", max_ulp=None, output={"out": [1.0, 1.0]},
+             reference={"out": {"hi": [1.0, 1.0], "lo": [0.0, 0.0]}})
+    s1 = rec(case_id="fam/same", framework="torch", output={"out": ["nan", "-inf"]},
+             reference={"out": {"hi": [1.0, 1.0], "lo": [0.0, 0.0]}})
+    s2 = rec(case_id="fam/same", framework="jax", output={"out": ["nan", "-inf"]},
+             reference={"out": {"hi": [1.0, 1.0], "lo": [0.0, 0.0]}})
+    lone = rec(case_id="fam/lone", framework="torch")
+    big1 = rec(case_id="fam/big", framework="torch", special="inf_mismatch", max_ulp=3.0, input_summary={"shape": [9]})
+    big2 = rec(case_id="fam/big", framework="jax", max_ulp=1.0, input_summary={"shape": [9]})
+    entries = cross_framework([a, b, c, n1, n2, s1, s2, lone, big1, big2,
+                               rec(case_id="fam/x", framework="numpy", status="skip")])
+    assert [e["case_id"] for e in entries] == ["fam/big", "fam/nan", "fam/x", "fam/same"]  # no single-framework group
+    assert entries[0]["worst"] == {"a": "jax", "b": "torch", "ulp": float("inf"), "kind": "bound", "special_mismatch": True}
+    entries = entries[1:]
+    nan = entries[0]
+    assert nan["worst"]["special_mismatch"] and nan["worst"]["ulp"] == float("inf")
+    x = entries[1]
+    pairs = {(p["a"], p["b"]): p for p in x["pairs"]}
+    # element 0: (2**-24 + 2**-25) / 2**-24 = 1.5; element 1: 3 * 2**-25 / 2**-25 = 3
+    assert pairs[("tensorflow", "torch")] == {"a": "tensorflow", "b": "torch", "ulp": 3.0, "kind": "outputs",
+                                              "special_mismatch": False}
+    assert pairs[("jax", "torch")]["kind"] == "bound" and pairs[("jax", "torch")]["ulp"] == pytest.approx(1.7)
+    assert pairs[("jax", "tensorflow")]["ulp"] == pytest.approx(3.7)
+    assert x["worst"]["a"] == "jax" and x["worst"]["b"] == "tensorflow"  # the bound 3.7 is the largest
+    assert set(x["impls"]) == {"jax", "tensorflow", "torch"} and x["impls"]["torch"]["max_ulp"] == 1.0
+    assert entries[2]["worst"]["ulp"] == 0.0  # same non-finite values agree
+
+
+def test_cross_framework_labels_variants_apart():
+    ref = {"out": {"hi": [1.0], "lo": [0.0]}}
+    a = rec(op="softmax_cross_entropy", framework="tensorflow", output={"out": [1.0]}, reference=ref)
+    b = rec(op="softmax_cross_entropy", framework="tensorflow", variant="keras", output={"out": [1.0 + 2 ** -22]},
+            reference=ref)
+    (e,) = cross_framework([a, b])
+    assert set(e["impls"]) == {"tensorflow", "tensorflow:keras"}
+    assert e["worst"]["ulp"] == 2.0  # float32 ULP at 1 is 2**-23
+
+
+def test_semantics_matrix_shows_what_each_framework_returns():
+    sem = semantics(mixed_records())
+    row = next(r for r in sem["rows"] if r["case_id"] == "special/posinf")
+    assert row["input"] == "[inf, 0, 1]" and row["exact"] == "[1, 0, 0]" and row["disagree"]
+    assert row["cells"]["tensorflow"]["value"] == "[nan, 0, 0]"
+    assert row["cells"]["torch"]["value"] == row["cells"]["jax"]["value"] == "[nan, nan, nan]"
+    assert row["cells"]["torch"]["special"] == "nan_expected_finite"
+    oor = next(r for r in sem["rows"] if r["case_id"] == "special/oor")
+    assert oor["cells"]["jax"]["invalid"] == "nan" and oor["labels"] == "[3]"
+    # Cases without special inputs or outcomes stay out.
+    assert not any(r["case_id"] == "fam/softmax_a" for r in sem["rows"])
+
+
+def test_large_vocab_plot_and_its_absence(tmp_path):
+    out = tmp_path / "v.html"
+    render([write(tmp_path / "a.jsonl", mixed_records())], str(out))
+    html = out.read_text(encoding="utf-8")
+    assert "no large-vocabulary results" in html and 'id="vocab-plots"' not in html
+    assert html.count('class="plot"') == 2  # one histogram per dtype
+    lv = [rec(f"large_vocab/v{c}", "log_softmax", framework=fw, max_ulp=u, input_summary={"shape": [1, c]})
+          for fw in ("torch", "jax") for c, u in ((1000, 1.0), (100000, 40.0))]
+    render([write(tmp_path / "b.jsonl", lv)], str(out))
+    html = out.read_text(encoding="utf-8")
+    assert 'id="vocab-plots"' in html and "no large-vocabulary results" not in html
+    assert "torch float32, 100000 classes: 40 ULP" in html
+
+
+def test_known_section_and_timing(tmp_path):
+    records = mixed_records()
+    out = tmp_path / "k.html"
+    render([write(tmp_path / "r.jsonl", records)], str(out))
+    html = out.read_text(encoding="utf-8")
+    assert 'id="known-tf-keras-floatx"' in html and "Keras computes in float32" in html
+    assert 'href="https://example.org/issue/1"' in html
+    assert "2 results" in html  # both keras records
+    # Timing: errors and skips carry no framework time; the table still renders.
+    assert 'id="timing-table"' in html and "100 µs" in html
+
+
+def test_report_of_20000_records_stays_under_10_mb(tmp_path):
+    import random
+
+    rnd = random.Random(0)
+    records = []
+    fws, dts, ops = ("torch", "jax", "tensorflow", "numpy"), ("float16", "bfloat16", "float32", "float64"), \
+        ("softmax", "log_softmax", "logsumexp", "softmax_cross_entropy", "sparse_softmax_cross_entropy")
+    i = 0
+    while len(records) < 20000:
+        fw, dt, op = fws[i % 4], dts[(i // 4) % 4], ops[(i // 16) % 5]
+        mode, check = ("eager", "jit")[(i // 80) % 2], ("forward", "grad")[(i // 160) % 2]
+        case = f"gen/case_{i // 320:04d}"
+        i += 1
+        n = rnd.choice((4, 16, 64))
+        arr = [rnd.random() for _ in range(n)]
+        bad = rnd.random() < 0.3  # a heavy failure rate: the size budget must hold anyway
+        records.append(rec(case, op, check, framework=fw, dtype=dt, mode=mode,
+                           status="fail" if bad else "pass", max_ulp=rnd.random() * (100 if bad else 2),
+                           message=("Bad results (3 of 64): " + "x" * 300) if bad else "",
+                           input={"logits": arr, "labels": None, "axis": -1},
+                           output={"out": arr}, reference={"out": {"hi": arr, "lo": [1e-18] * n, "rounded": arr}},
+                           worst={"output": "out", "index": [0], "got": arr[0], "exact": arr[0], "ulp": 1.0},
+                           bad=[{"output": "out", "index": [j], "got": arr[j], "ulp": 3.0} for j in range(min(n, 5))],
+                           repro=f"import torch\nx = torch.tensor({arr!r})\nprint(torch.softmax(x, -1))"))
+    path = write(tmp_path / "big.jsonl", records)
+    out = tmp_path / "big.html"
+    t0 = time.perf_counter()
+    s = render([path], str(out))
+    elapsed = time.perf_counter() - t0
+    assert s["results"] == 20000
+    assert s["discrepancies"] == sum(1 for r in records if r["status"] == "fail")
+    assert out.stat().st_size == s["bytes"] < 10_000_000
+    assert s["details_omitted"] < s["discrepancies"]  # the size budget cuts details, never rows
+    html = out.read_text(encoding="utf-8")
+    data = json.loads(re.search(r'<script type="application/json" id="disc-data">(.*?)</script>', html, re.DOTALL).group(1))
+    assert len(data["rows"]) == s["discrepancies"] and data["omitted"] == s["details_omitted"]
+    assert data["details"][0] is not None  # the first rows (new failures) keep theirs
+    assert elapsed < 60

@@ -1,0 +1,183 @@
+"""The report in a real browser (headless Debian Chromium through Playwright): the numbers shown,
+the filters, the expanded rows, the load time, and a screenshot in reports/."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from harness.report import render
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--no-first-run"]
+SCREENSHOT = Path(__file__).resolve().parent.parent / "reports" / "report-screenshot.png"
+XSS = "<script>alert(1)</script>"
+
+try:
+    from playwright.sync_api import sync_playwright
+except ImportError:  # pragma: no cover - depends on the environment
+    sync_playwright = None
+
+pytestmark = [
+    pytest.mark.skipif(sync_playwright is None, reason="the playwright package is not installed (pip install playwright)"),
+    pytest.mark.skipif(not (Path(CHROMIUM).exists() or shutil.which("chromium")),
+                       reason=f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium)"),
+]
+
+
+def rec(case_id, op="softmax", framework="torch", dtype="float32", mode="eager", status="pass", special="match",
+        max_ulp=0.5, known=None, check="forward", variant="default", **kw):
+    r = {"kind": "result", "case_id": case_id, "family": case_id.split("/")[0], "op": op, "check": check,
+         "variant": variant, "framework": framework, "framework_version": "1.0", "device": "cpu", "dtype": dtype,
+         "mode": mode, "status": status, "special": None if status == "skip" else special,
+         "max_ulp": None if status in ("skip", "error") else max_ulp, "excess": None, "message": kw.pop("message", ""),
+         "known": known, "invalid_input": False, "time_framework_s": 1e-4}
+    r.update(kw)
+    return r
+
+
+def records():
+    out = []
+    known = {"id": "k1", "description": "documented", "link": "", "source": "known"}
+    for fw in ("torch", "jax", "tensorflow"):
+        for dt in ("float32", "float64"):
+            for mode in ("eager", "jit"):
+                for op in ("softmax", "log_softmax", "logsumexp"):
+                    out.append(rec(f"fam/{op}", op, fw, dt, mode, max_ulp=0.25 + len(fw) / 10))
+                out.append(rec("fam/bad", "softmax", fw, dt, mode, status="fail", max_ulp=10.0 * len(fw),
+                               message=f"Bad results ({fw})",
+                               input={"logits": [1.0, 2.0, 3.0], "labels": None, "axis": -1},
+                               output={"out": [0.1, 0.25, 0.65]},
+                               reference={"out": {"hi": [0.09003057317038046, 0.24472847105479764, 0.6652409557748218],
+                                                  "lo": [0.0, 0.0, 0.0], "rounded": [0.09003057, 0.24472847, 0.66524096]}},
+                               repro=f"import {fw}\nprint('repro {fw}')"))
+            out.append(rec("fam/ce", "softmax_cross_entropy", fw, dt, status="fail" if fw == "tensorflow" else "pass",
+                           max_ulp=3.0, known=known if fw == "tensorflow" else None))
+            out.append(rec("fam/ce", "softmax_cross_entropy", fw, dt, "jit", status="skip", message="no jit"))
+    out.append(rec("special/posinf", "softmax", "tensorflow", status="fail", special="nan_expected_finite", max_ulp=0.0,
+                   input={"logits": ["inf", 0.0, 1.0], "labels": None, "axis": -1}, output={"out": ["nan", 0.0, 0.0]},
+                   reference={"out": {"hi": [1.0, 0.0, 0.0], "lo": [0.0, 0.0, 0.0], "rounded": [1.0, 0.0, 0.0]}}))
+    out.append(rec(XSS, "softmax", "jax", status="error", special="raised", message=XSS, repro=XSS))
+    return out
+
+
+def outcome(r):
+    return ("known" if r.get("known") else r["status"]) if r["status"] in ("fail", "error") else r["status"]
+
+
+def is_discrepancy(r):
+    return r["status"] != "skip" and (r["status"] in ("fail", "error") or r.get("special") not in (None, "match"))
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    d = tmp_path_factory.mktemp("browser")
+    recs = records()
+    path = d / "results.jsonl"
+    lines = [{"kind": "run_start", "schema": 1, "run_id": "b1", "harness_version": "0.1.0", "policy": "standard",
+              "started": "2026-01-01T00:00:00+00:00", "git_commit": "abc", "machine": {"hostname": "h"},
+              "frameworks": {}}] + recs + [{"kind": "run_end", "run_id": "b1", "complete": True}]
+    path.write_text("\n".join(json.dumps(x) for x in lines) + "\n", encoding="utf-8")
+    out = d / "report.html"
+    summary = render([str(path)], str(out))
+    return out, recs, summary
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as p:
+        exe = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
+        b = p.chromium.launch(executable_path=exe, args=ARGS)
+        yield b
+        b.close()
+
+
+def open_page(browser, out):
+    page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    dialogs, errors = [], []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    t0 = time.perf_counter()
+    page.goto(out.as_uri())
+    page.wait_for_selector("html[data-ready='1']")
+    return page, time.perf_counter() - t0, dialogs, errors
+
+
+def test_summary_numbers_filters_details_and_load_time(report, browser):
+    out, recs, summary = report
+    page, load_s, dialogs, errors = open_page(browser, out)
+    assert load_s < 2.0, f"the report took {load_s:.2f} s to load and render"
+
+    c = Counter(outcome(r) for r in recs)
+    shown = {k: int(page.inner_text(f"#kpi-{k}")) for k in ("total", "pass", "fail", "error", "known", "skip", "disc")}
+    assert shown == {"total": len(recs), "pass": c["pass"], "fail": c["fail"], "error": c["error"],
+                     "known": c["known"], "skip": c["skip"], "disc": sum(map(is_discrepancy, recs))}
+    assert shown["total"] == summary["results"]
+    # The matrix cells add up to the records, and a cell's visible text is its own count.
+    sums = page.evaluate("""() => { const s = {pass: 0, fail: 0, error: 0, known: 0, skip: 0};
+        document.querySelectorAll('#matrix td.cell[data-filter]').forEach(td => {
+          for (const k in s) s[k] += +td.dataset[k]; }); return s; }""")
+    assert sums == {k: c[k] for k in ("pass", "fail", "error", "known", "skip")}
+    torch_sm = [r for r in recs if (r["framework"], r["dtype"], r["mode"], r["op"], r["check"]) ==
+                ("torch", "float64", "jit", "softmax", "forward")]
+    cells = page.locator("#matrix td.cell[data-filter]")
+    filters = cells.evaluate_all("tds => tds.map(td => JSON.parse(td.dataset.filter))")
+    want = {"framework": "torch", "device": "cpu", "dtype": "float64", "mode": "jit", "op": "softmax", "check": "forward"}
+    assert filters.count(want) == 1
+    cell = cells.nth(filters.index(want))
+    n_pass = sum(r["status"] == "pass" for r in torch_sm)
+    n_fail = sum(r["status"] == "fail" for r in torch_sm)
+    assert cell.inner_text().split()[0] == f"{n_pass}/{len(torch_sm)}"
+    assert f"{n_fail} fail" in cell.inner_text()
+
+    # All discrepancy rows, then only torch's.
+    rows = page.locator("#disc-body tr.main")
+    assert rows.count() == sum(map(is_discrepancy, recs))
+    page.select_option("#f-framework", "torch")
+    assert rows.count() == sum(1 for r in recs if is_discrepancy(r) and r["framework"] == "torch") == 4
+    page.select_option("#f-dtype", "float64")
+    assert rows.count() == 2
+    assert page.get_attribute("#disc-count", "data-matching") == "2"
+    page.click("#f-reset")
+    assert rows.count() == sum(map(is_discrepancy, recs))
+
+    # Sorting by max ulp (descending first) puts the largest error on top.
+    page.click("#disc-table th[data-key='max_ulp']")
+    top = max(r["max_ulp"] for r in recs if is_discrepancy(r) and r["max_ulp"] is not None)
+    assert float(rows.first.locator("td").nth(10).get_attribute("title")) == top
+
+    # Expanding a row shows the message, the output against the reference and the repro.
+    page.select_option("#f-framework", "jax")
+    page.fill("#f-text", "fam/bad")
+    page.locator("#disc-body tr.main summary").first.click()
+    detail = page.locator("#disc-body tr.detail").first
+    assert "Bad results (jax)" in detail.inner_text()
+    assert "0.09003057317038046" in detail.inner_text() and "repro jax" in detail.inner_text()
+
+    # A hostile case id and message are shown as text and never run.
+    page.click("#f-reset")
+    page.fill("#f-text", "script")
+    assert rows.count() == 1
+    assert rows.first.locator("td.case").inner_text() == XSS
+    rows.first.locator("summary").click()
+    assert XSS in page.locator("#disc-body tr.detail").first.inner_text()
+    assert dialogs == [] and errors == []
+
+    # A matrix cell filters the table to itself.
+    page.click("#f-reset")
+    cell.click()
+    assert page.input_value("#f-framework") == "torch" and page.input_value("#f-dtype") == "float64"
+    assert rows.count() == n_fail
+
+    page.click("#f-reset")
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
+    assert SCREENSHOT.stat().st_size > 10_000
+    page.close()
