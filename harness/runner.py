@@ -307,12 +307,12 @@ def _fill(rec: dict[str, Any], v: Verdict, out: A.Output | None, raised: BaseExc
         if out is not None:
             rec["output"] = out.arrays
     else:
-        rec["input_summary"] = summarize(x)
+        rec["input_summary"] = summarize(x, item.case.axis)
 
 
-def summarize(x: np.ndarray) -> dict[str, Any]:
+def summarize(x: np.ndarray, axis: int = -1) -> dict[str, Any]:
     f = x[np.isfinite(x)]
-    return {"shape": list(x.shape), "min": float(f.min()) if f.size else None,
+    return {"shape": list(x.shape), "axis": axis, "min": float(f.min()) if f.size else None,
             "max": float(f.max()) if f.size else None, "n_nan": int(np.isnan(x).sum()),
             "n_posinf": int(np.isposinf(x).sum()), "n_neginf": int(np.isneginf(x).sum())}
 

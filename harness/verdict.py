@@ -20,7 +20,8 @@ from .policy import Tolerance
 from .reference import Reference
 
 #: Special-value classes, most severe first (the result's `special` is the first present).
-CLASSES = ["raised", "silent_invalid", "finite_expected_nan", "nan_expected_finite", "inf_mismatch", "match"]
+CLASSES = ["raised", "silent_invalid", "finite_expected_nan", "nan_expected_finite", "inf_mismatch",
+           "subnormal_flushed", "match"]
 
 
 @dataclass
@@ -42,6 +43,9 @@ class Verdict:
     shape_ok: bool = True
     dtype_ok: bool = True
     message: str = ""
+
+
+_BIG = float(np.finfo(np.float64).max) / 16
 
 
 def _sum_term(C: int, how: str) -> float:
@@ -71,7 +75,9 @@ def condition(op: str, check: str, x: np.ndarray, y: np.ndarray | None, g: np.nd
         Dw = np.sum(s * absd, axis=-1, keepdims=True)
         sig = _sum_term(C, summation)
         W = absd + np.abs(lse) + sig + Dw
-        W = np.where(masked, 0.0, W)
+        # Terms of the size of float64's max (logits of +-max) overflow: cap them, a budget
+        # that large is "anything finite" anyway, and keep 0 * cap = 0 where s_i = 0.
+        W = np.where(masked, 0.0, np.nan_to_num(W, nan=_BIG, posinf=_BIG))
         bad_row = ~np.all(np.isfinite(xm) | masked, axis=-1, keepdims=True) | ~np.isfinite(lse)
         if spec.labels == "dense":
             ym = np.moveaxis(np.asarray(y, np.float64), ax, -1)
@@ -187,8 +193,13 @@ def judge(op: str, check: str, arrays: dict[str, np.ndarray] | None, out_dtypes:
         with np.errstate(divide="ignore", invalid="ignore"):
             ue = err / u
             rel = np.where(r.hi != 0, err / np.abs(r.hi), np.where(err == 0, 0.0, np.inf))
-            budget = tol.ulp * u + tol.cond * dt.u * cond_n
+            budget = tol.ulp * u + tol.cond * dt.u * np.nan_to_num(cond_n, nan=np.inf)
             ratio = np.where(budget > 0, err / budget, np.where(err == 0, 0.0, np.inf))
+        # Gradual underflow: a zero where the exact value rounds to a nonzero subnormal of dt is
+        # a flush to zero (FTZ/DAZ), a class of its own (its error is still measured).
+        flushed = numeric & (o == 0) & (r.rounded != 0) & (np.abs(r.rounded) < dt.tiny)
+        cls[flushed] = "subnormal_flushed"
+        counts["subnormal_flushed"] += int(np.sum(flushed))
         ulps.append(ue[numeric])
         abss.append(err[numeric])
         rels.append(rel[numeric])
