@@ -86,6 +86,9 @@ class _Mpmath:
     def log(self, x: Any) -> Any:
         return self.mp.log(x)
 
+    def log1p(self, x: Any) -> Any:
+        return self.mp.log1p(x)
+
     def fsum(self, xs: list[Any]) -> Any:
         return self.mp.fsum(xs) if xs else self.mp.mpf(0)
 
@@ -118,6 +121,9 @@ class _Mpfr:
 
     def log(self, x: Any) -> Any:
         return self.g.log(x)
+
+    def log1p(self, x: Any) -> Any:
+        return self.g.log1p(x)
 
     def fsum(self, xs: list[Any]) -> Any:
         return self.g.fsum(xs) if xs else self.g.mpfr(0)
@@ -251,7 +257,7 @@ def compute(op: str, check: str, logits: np.ndarray, labels: np.ndarray | None, 
         h, l_, iv = (a.reshape(shape) for a in (hi[n], lo[n], inv[n]))
         if keep:
             h, l_, iv = (np.moveaxis(a, -1, ax) for a in (h, l_, iv))
-        h, l_, iv = (np.ascontiguousarray(a) for a in (h, l_, iv))
+        h, l_, iv = (np.array(a, copy=True) for a in (h, l_, iv))  # contiguous; 0-d stays 0-d
         out[n] = RefArray(h, l_, D.round_to(h, l_, dt), iv)
     return Reference(out, pmax, claim_bits(dt), be.name, None if rows is None else todo)
 
@@ -406,20 +412,34 @@ def _agree_all(be: Any, a: dict[str, list[Any]], b: dict[str, list[Any]], prec: 
 def _formula(be: Any, op: str, check: str, d: list[Any], e: list[Any], ys: Any, gs: Any,
              m: float) -> dict[str, list[Any]]:
     """The op's value from d_i = x_i - m and e_i = exp(d_i) (None at -inf logits), at the
-    current precision. Masked (-inf) entries take their limit values."""
-    S = be.fsum([v for v in e if v is not None])
-    L = be.log(S)
+    current precision. Masked (-inf) entries take their limit values.
+
+    No quantity is formed as 1 + tiny and then taken apart again: with k the first index of
+    the row max (e_k = 1 exactly) and T = sum of the other terms, log S = log1p(T) and
+    1 - s_k = T / S. A confident row (T below 2^-P) would otherwise round S to 1 at both
+    precisions, and the two evaluations would agree on a wrong 0.
+    """
+    k = next(i for i, di in enumerate(d) if di is not None and di == 0)
+    T = be.fsum([v for i, v in enumerate(e) if v is not None and i != k])
+    S = 1 + T
+    L = be.log1p(T)
     s = [0.0 if v is None else v / S for v in e]
+    one_minus_sk = T / S
     if op == "softmax":
         if check == "forward":
             return {"out": s}
-        Gs = be.fsum([g * si for g, si in zip(gs, s) if si != 0.0])
-        return {"d_logits": [0.0 if si == 0.0 else si * (g - Gs) for g, si in zip(gs, s)]}
+        # g_i - G with G = sum g_j s_j = g_k s_k + R: g_i - G = (g_i - g_k) + Q, Q = g_k (1 - s_k) - R.
+        R = be.fsum([g * si for i, (g, si) in enumerate(zip(gs, s)) if si != 0.0 and i != k])
+        Q = gs[k] * one_minus_sk - R
+        return {"d_logits": [0.0 if si == 0.0 else si * ((g - gs[k]) + Q) for g, si in zip(gs, s)]}
     if op == "log_softmax":
         if check == "forward":
             return {"out": [-_INF if di is None else di - L for di in d]}
         Sg = be.fsum([be.num(g) for g in gs])
-        return {"d_logits": [float(g) if si == 0.0 else g - si * Sg for g, si in zip(gs, s)]}
+        # At k: g_k - s_k sum g = -(sum of the other g) + (1 - s_k) sum g.
+        rest = be.fsum([be.num(-g) for i, g in enumerate(gs) if i != k])
+        return {"d_logits": [float(g) if si == 0.0 else (rest + one_minus_sk * Sg if i == k else g - si * Sg)
+                             for i, (g, si) in enumerate(zip(gs, s))]}
     if op == "logsumexp":
         if check == "forward":
             return {"out": [L + m]}
@@ -431,17 +451,31 @@ def _formula(be: Any, op: str, check: str, d: list[Any], e: list[Any], ys: Any, 
             if inf_terms:
                 return {"out": [_signed_inf_sum(inf_terms)]}
             return {"out": [be.fsum([y * (L - di) for y, di in zip(ys, d) if y != 0])]}
-        # The VJP with the row's cotangent gs (1 in the suite: the gradient of the sum).
+        # The VJP with the row's cotangent gs (1 in the suite: the gradient of the sum):
+        # s_i sum(y) - y_i, at k as (sum of the other y) - (1 - s_k) sum(y).
         Sy = be.fsum([be.num(y) for y in ys])
-        dl = [(-be.num(y)) * gs if si == 0.0 else (si * Sy - y) * gs for y, si in zip(ys, s)]
+        rest = be.fsum([be.num(y) for i, y in enumerate(ys) if i != k])
+        dl = [(-be.num(y)) * gs if si == 0.0 else
+              ((rest - one_minus_sk * Sy) if i == k else (si * Sy - y)) * gs
+              for i, (y, si) in enumerate(zip(ys, s))]
         dy = [_scaled_inf(gs) if di is None else (L - di) * gs for di in d]
         return {"d_logits": dl, "d_labels": dy}
     if op == "sparse_softmax_cross_entropy":
-        k = ys
+        lab = ys
         if check == "forward":
-            return {"out": [_INF if d[k] is None else L - d[k]]}
-        return {"d_logits": [((si - 1 if i == k else si) if not (si == 0.0 and i == k) else be.num(-1.0)) * gs
-                             for i, si in enumerate(s)]}
+            return {"out": [_INF if d[lab] is None else L - d[lab]]}
+        out = []
+        for i, si in enumerate(s):
+            if i != lab:
+                v = si
+            elif si == 0.0:
+                v = be.num(-1.0)
+            elif i == k:
+                v = -one_minus_sk  # s_k - 1, without the cancellation
+            else:
+                v = si - 1
+            out.append(v * gs)
+        return {"d_logits": out}
     raise ValueError(op)
 
 

@@ -347,7 +347,10 @@ def test_S16_extreme_inputs(op, row):
     elif op == "sparse_softmax_cross_entropy":
         y = np.array([C - 1])
     ylist = None if y is None else (y[0].tolist() if y.ndim == 2 else int(y[0]))
-    with mpmath.workdps(DPS):
+    # The oracle is the textbook formula: it needs the digits to keep 1 + e^-spread apart from
+    # 1 (up to the spread below which the terms stay above float64's smallest subnormal).
+    spread = max(row) - min(row)
+    with mpmath.workdps(DPS + int(min(spread, 800.0) / 2.3)):
         xs = [mpmath.mpf(v) for v in row]
         fwd = mp_forward(op, xs, ylist)
         grads = mp_grads(op, xs, ylist, np.ravel(O.cotangent(op, x.shape, -1)).tolist())
@@ -803,3 +806,24 @@ def test_every_rule_of_the_semantics_has_a_test():
     names = [n for n in globals() if n.startswith("test_")]
     missing = [r for r in rules if not any(n.startswith(f"test_{r}_") for n in names)]
     assert not missing, f"rules without a test: {missing}"
+
+
+@pytest.mark.parametrize("backend", ["mpfr", "mpmath"])
+def test_S17_confident_rows_do_not_round_1_plus_tiny_away(backend):
+    """A row whose non-max terms sum below 2^-P: S = 1 + T rounds to 1 at both precisions, and
+    a naive engine certifies log S = 0. The exact values are log1p(T) (and s_k - 1 = -T/S)."""
+    with mpmath.workdps(80):
+        T = 7 * mpmath.exp(-100)
+        want = mpmath.log1p(T)
+        lse60 = mpmath.log1p(mpmath.exp(-60))
+    for dtype in ("float32", "float64"):
+        dt = D.get(dtype)
+        x = np.array([[100.0] + [0.0] * 7])
+        f = R.compute("sparse_softmax_cross_entropy", "forward", x, np.array([0]), -1, dt, backend_name=backend)
+        assert f.outputs["out"].hi[0] == pytest.approx(float(want), rel=1e-15)
+        g = R.compute("sparse_softmax_cross_entropy", "grad", x, np.array([0]), -1, dt, backend_name=backend)
+        assert g.outputs["d_logits"].hi[0, 0] == pytest.approx(-float(T / (1 + T)), rel=1e-15)
+        ls = R.compute("log_softmax", "forward", x, None, -1, dt, backend_name=backend)
+        assert ls.outputs["out"].hi[0, 0] == pytest.approx(-float(want), rel=1e-15)
+    lse = R.compute("logsumexp", "forward", np.array([0.0, -60.0]), None, -1, D.get("bfloat16"), backend_name=backend)
+    assert lse.outputs["out"].hi == pytest.approx(float(lse60), rel=1e-15)

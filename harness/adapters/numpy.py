@@ -38,8 +38,7 @@ class NumpyAdapter(Adapter):
                 lab = np.asarray(call.labels)
                 if np.any((lab < 0) | (lab >= x.shape[ax])):
                     raise IndexError("label out of range")
-                y = (np.arange(x.shape[ax]) == np.expand_dims(lab, ax)).astype(dt)
-                y = np.moveaxis(y, -1, ax) if ax % x.ndim != x.ndim - 1 else y
+                y = np.moveaxis((np.arange(x.shape[ax]) == lab[..., None]).astype(dt), -1, ax)
             else:
                 y = call.labels
             if call.check == "forward":
