@@ -17,7 +17,7 @@ from typing import Any
 
 from . import __version__, records
 from .errors import HarnessInputError
-from .options import LIST_OPTIONS, executor, from_values, load_cases
+from .options import LIST_OPTIONS, SUITES, executor, from_values, load_cases
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -41,8 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
         extra = f" [valid: {', '.join(valid)}]" if valid else ""
         r.add_argument(flag, dest=dest, action="append", help=help_ + extra + " (repeatable, comma-separated)")
     r.add_argument("--case-filter", help="select case ids by substring or glob (comma-separated)")
-    r.add_argument("--include-large", action="store_true",
-                   help="also run the cases tagged 'large' (large vocabularies, long batches)")
+    r.add_argument("--suite", default="default", help="built-in case selection: " + "; ".join(
+        f"{k}: {v}" for k, v in SUITES.items()) + " (default %(default)s; ignored with --cases)")
     r.add_argument("--policy", default="standard", help="strict, standard (default), or a .toml file")
     r.add_argument("--results", default="reports/results.jsonl", help="JSON Lines results (default %(default)s)")
     r.add_argument("--report", help="also write the HTML report here (e.g. reports/index.html)")

@@ -30,6 +30,26 @@ LIST_OPTIONS = [
 ]
 
 
+#: Named selections of the built-in library. `quick` keeps the families that probe special
+#: values and conditioning (what CI runs on every commit); `default` is every case but those
+#: tagged `large`; `full` adds the large vocabularies and the long batch.
+SUITES: dict[str, str] = {
+    "quick": "seed, extreme, soft_labels and integer_labels (no random draws, no layout variants)",
+    "default": "every case except those tagged 'large'",
+    "full": "every case, the large vocabularies and the long batch included",
+}
+QUICK_FAMILIES = ("seed", "extreme", "soft_labels", "integer_labels")
+
+
+def select_suite(cases: list[K.Case], suite: str) -> list[K.Case]:
+    if suite == "full":
+        return cases
+    cs = [c for c in cases if "large" not in c.tags]
+    if suite == "quick":
+        cs = [c for c in cs if c.family in QUICK_FAMILIES]
+    return cs
+
+
 @dataclass
 class RunOptions:
     frameworks: list[str] | None = None
@@ -40,7 +60,7 @@ class RunOptions:
     checks: list[str] = field(default_factory=lambda: list(O.CHECKS))
     cases: list[str] = field(default_factory=list)
     case_filter: str | None = None
-    exclude_tags: list[str] = field(default_factory=lambda: ["large"])
+    suite: str = "default"
     policy: str = "standard"
     baseline: list[str] = field(default_factory=list)
     known: str | None = None
@@ -71,8 +91,10 @@ def from_values(v: dict[str, Any]) -> RunOptions:
         attr = {"device": "devices", "dtype": "dtypes", "op": "ops", "mode": "modes", "check": "checks"}.get(dest, dest)
         setattr(o, attr, vals)
     o.case_filter = v.get("case_filter") or None
-    if v.get("include_large"):
-        o.exclude_tags = []
+    suite = v.get("suite") or "default"
+    if suite not in SUITES:
+        raise HarnessInputError(f"unknown suite {suite!r}", field="suite", choices=list(SUITES))
+    o.suite = suite
     o.policy = v.get("policy") or "standard"
     o.known = v.get("known") or None
     o.variants = not v.get("no_variants", False)
@@ -104,6 +126,6 @@ def executor(o: RunOptions, session: Any) -> Any:
 
 def load_cases(o: RunOptions) -> list[K.Case]:
     cs = K.load(o.cases or None)
-    if o.exclude_tags and not o.cases:
-        cs = [c for c in cs if not set(c.tags) & set(o.exclude_tags)]
+    if not o.cases:  # a user's own case files run whole
+        cs = select_suite(cs, o.suite)
     return K.select(cs, o.case_filter)

@@ -13,7 +13,7 @@ from . import records
 from .cache import Cache
 from .errors import HarnessInputError
 from .known import Baseline, load_known
-from .options import LIST_OPTIONS, RunOptions, executor, from_values, load_cases
+from .options import LIST_OPTIONS, SUITES, RunOptions, executor, from_values, load_cases
 from .policy import load as load_policy
 from .runner import Item, Session, expand, is_covered, resolve_frameworks
 
@@ -27,8 +27,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         g.addoption(flag, dest=f"harness_{dest}", action="append", default=None, help=help_ + extra)
     g.addoption("--case-filter", dest="harness_case_filter", default=None,
                 help="select case ids by substring or glob (comma-separated)")
-    g.addoption("--include-large", dest="harness_include_large", action="store_true",
-                help="also run the cases tagged 'large' (large vocabularies, long batches)")
+    g.addoption("--suite", dest="harness_suite", default="default", help="built-in case selection: " + "; ".join(
+        f"{k}: {v}" for k, v in SUITES.items()) + " (default: default; ignored with --cases)")
     g.addoption("--policy", dest="harness_policy", default="standard",
                 help="tolerance policy: strict, standard, or a path to a .toml file")
     g.addoption("--results", dest="harness_results", default=DEFAULT_RESULTS,

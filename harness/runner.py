@@ -122,7 +122,8 @@ class Session:
         self._inputs: dict[tuple[str, str, str], np.ndarray] = {}
 
     def inputs(self, case: K.Case, dt: D.DType) -> tuple[np.ndarray, np.ndarray | None]:
-        """The case's logits and labels cast to dt, computed once per case and dtype."""
+        """The case's logits and labels cast to dt, computed once per case and dtype. Cases are
+        told apart by (source file, id), which a case library keeps unique."""
         key = (case.source, case.id, dt.name)
         if key not in self._inputs:
             if len(self._inputs) > 64:

@@ -55,8 +55,9 @@ def search(session: Session, framework: str, op: str, dtype: str, *, check: str 
         x = D.cast_exact(x, dt)
         if not np.all(np.isfinite(x)):
             return -1.0
-        case = Case(f"search/{framework}_{op}_{dtype}_candidate", [op], x.reshape(1, -1),
-                    labels, -1, [dtype], check == "grad")
+        # A fresh id per candidate: the session caches cast inputs by (source, id, dtype).
+        case = Case(f"search/{framework}_{op}_{dtype}_candidate{len(evaluated)}", [op], x.reshape(1, -1),
+                    labels, -1, [dtype], check == "grad", source="<search>")
         rec = session.run(Item(case, op, check, "default", framework, device, dtype, mode))
         if rec.get("status") == "skip":
             raise HarnessInputError(f"cannot search: {rec.get('message')}", field="framework")
