@@ -172,6 +172,9 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         writer.write({"kind": "run_end", "run_id": run_id, "finished": records.now(), "complete": True,
                       "counts": counts})
     writer.close()
+    if not interrupted and not opts.case_filter and opts.suite == "full" and not opts.cases:
+        for k in session.unmatched_known(frameworks):
+            print(f"harness: warning: known discrepancy {k.id!r} matched no result", file=sys.stderr)
     if baseline is not None:
         ran = {records.key(r) for r in results}
         baseline.warn_unmatched(ran)

@@ -81,14 +81,14 @@ def _validate_entry(e: dict[str, Any], match: dict[str, list[str]], file: str, i
     from . import adapters as A
     from . import dtypes as D
     from . import ops as O
+    from .verdict import ALL_SPECIAL
 
     if e["framework"] not in A.names():
         raise HarnessInputError(f"known[{i}]: unknown framework {e['framework']!r}", file=file, field="framework",
                                 choices=A.names())
     valid = {"ops": O.OP_NAMES, "checks": O.CHECKS, "dtypes": D.DTYPE_NAMES, "devices": O.DEVICES,
              "modes": O.MODES, "status": ["pass", "fail", "error", "skip"],
-             "special": ["match", "silent_invalid", "finite_expected_nan", "nan_expected_finite", "inf_mismatch",
-                         "raised", "harness_error", "crash", "timeout"]}
+             "special": ALL_SPECIAL}
     for k, vals in match.items():
         if not all(isinstance(v, str) for v in vals):
             raise HarnessInputError(f"known[{i}]: {k} must be strings", file=file, field=k)

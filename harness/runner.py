@@ -120,6 +120,7 @@ class Session:
         self.backend = backend
         self._refs: dict[str, R.Reference] = {}
         self._inputs: dict[tuple[str, str, str], np.ndarray] = {}
+        self.known_hits: set[str] = set()
 
     def inputs(self, case: K.Case, dt: D.DType) -> tuple[np.ndarray, np.ndarray | None]:
         """The case's logits and labels cast to dt, computed once per case and dtype. Cases are
@@ -233,9 +234,16 @@ class Session:
             for k in self.known:
                 if k.matches(rec):
                     rec["known"] = k.to_json()
+                    self.known_hits.add(k.id)
                     break
         if self.baseline is not None:
             self.baseline.apply(rec)
+
+    def unmatched_known(self, frameworks: list[str]) -> list[Known]:
+        """Known discrepancies of the frameworks that ran which matched no result: stale
+        entries, or a selection that did not reach them."""
+        return [k for k in self.known if k.framework in frameworks and k.id not in self.known_hits]
+
 
 
 def base_record(item: Item) -> dict[str, Any]:

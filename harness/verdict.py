@@ -22,6 +22,8 @@ from .reference import Reference
 #: Special-value classes, most severe first (the result's `special` is the first present).
 CLASSES = ["raised", "silent_invalid", "finite_expected_nan", "nan_expected_finite", "inf_mismatch",
            "subnormal_flushed", "match"]
+#: Every value the record's `special` field takes (the runner adds the last three).
+ALL_SPECIAL = CLASSES + ["harness_error", "crash", "timeout"]
 
 
 @dataclass
@@ -195,9 +197,10 @@ def judge(op: str, check: str, arrays: dict[str, np.ndarray] | None, out_dtypes:
             rel = np.where(r.hi != 0, err / np.abs(r.hi), np.where(err == 0, 0.0, np.inf))
             budget = tol.ulp * u + tol.cond * dt.u * np.nan_to_num(cond_n, nan=np.inf)
             ratio = np.where(budget > 0, err / budget, np.where(err == 0, 0.0, np.inf))
-        # Gradual underflow: a zero where the exact value rounds to a nonzero subnormal of dt is
-        # a flush to zero (FTZ/DAZ), a class of its own (its error is still measured).
-        flushed = numeric & (o == 0) & (r.rounded != 0) & (np.abs(r.rounded) < dt.tiny)
+        # Gradual underflow: a zero where the exact value rounds to a nonzero subnormal of dt,
+        # beyond the budget, is a flush to zero (FTZ/DAZ): a class of its own (its error is
+        # still measured). Within the budget it is ordinary rounding error of a tiny result.
+        flushed = numeric & (o == 0) & (r.rounded != 0) & (np.abs(r.rounded) < dt.tiny) & (ratio > 1.0)
         cls[flushed] = "subnormal_flushed"
         counts["subnormal_flushed"] += int(np.sum(flushed))
         ulps.append(ue[numeric])
