@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import queue
 import signal
+import threading
 import sys
 import uuid
 from pathlib import Path
@@ -52,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--cache-dir", help="reference cache directory (default ~/.cache/softmax-harness "
                    "or $HARNESS_CACHE_DIR)")
     r.add_argument("--no-cache", action="store_true", help="do not use the reference cache")
+    r.add_argument("-j", "--jobs", type=int, help="isolated worker processes running at once (default: the CPU "
+                   "count; 1 with --no-isolate)")
     r.add_argument("--no-isolate", action="store_true",
                    help="run the frameworks in this process (faster start; a crash ends the run)")
     r.add_argument("--timeout", type=float, help="seconds per result before the worker is killed and "
@@ -118,6 +122,8 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     cases = load_cases(opts)
     known = load_known(opts.known)
     baseline = Baseline(opts.baseline) if opts.baseline else None
+    if args.jobs is not None and args.jobs < 1:
+        raise HarnessInputError(f"{args.jobs} is not a positive number of jobs", field="jobs")
     for path, what in ((args.results, "results"), (args.report, "report")):
         if path and Path(path).is_dir():
             raise HarnessInputError("is a directory, not a file", file=path, field=what)
@@ -148,10 +154,16 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     results: list[dict[str, Any]] = []
     counts: dict[str, int] = {}
     interrupted = False
-    runner = executor(opts, session)
-    try:
-        for n, item in enumerate(items, 1):
-            rec = runner.run(item)
+    jobs = max(1, args.jobs if args.jobs is not None else (os.cpu_count() or 1)) if opts.isolate else 1
+    runners = [executor(opts, session) for _ in range(min(jobs, len(items)))]
+    todo: queue.Queue = queue.Queue()
+    for item in items:
+        todo.put(item)
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def record(item: Any, rec: dict[str, Any]) -> None:
+        with lock:
             rec["run_id"] = run_id
             writer.write(rec)
             results.append(rec)
@@ -159,15 +171,35 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
             counts[st] = counts.get(st, 0) + 1
             if not args.quiet and st in ("fail", "error"):
                 print(f"{st.upper():5} {item.id}: {rec.get('special')} {first_line(rec.get('message', ''))}")
-            if not args.quiet and n % 200 == 0:
-                print(f"... {n}/{len(items)} {counts}", file=sys.stderr)
+            if not args.quiet and len(results) % 500 == 0:
+                print(f"... {len(results)}/{len(items)} {counts}", file=sys.stderr)
+
+    def work(runner: Any) -> None:
+        while not stop.is_set():
+            try:
+                item = todo.get_nowait()
+            except queue.Empty:
+                return
+            record(item, runner.run(item))
+
+    # One thread per job, each driving its own isolated worker process.
+    threads = [threading.Thread(target=work, args=(r,), daemon=True) for r in runners]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            while t.is_alive():
+                t.join(0.2)
     except KeyboardInterrupt:
         interrupted = True
+        stop.set()
         print(f"interrupted after {len(results)} of {len(items)} results; {args.results} is marked incomplete",
               file=sys.stderr)
     finally:
-        if runner is not session:
-            runner.close()
+        stop.set()
+        for r in runners:
+            if r is not session:
+                r.close()
     if not interrupted:
         writer.write({"kind": "run_end", "run_id": run_id, "finished": records.now(), "complete": True,
                       "counts": counts})

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import statistics
 import sys
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -121,6 +122,7 @@ class Session:
         self._refs: dict[str, R.Reference] = {}
         self._inputs: dict[tuple[str, str, str], np.ndarray] = {}
         self.known_hits: set[str] = set()
+        self._lock = threading.Lock()
 
     def inputs(self, case: K.Case, dt: D.DType) -> tuple[np.ndarray, np.ndarray | None]:
         """The case's logits and labels cast to dt, computed once per case and dtype. Cases are
@@ -230,6 +232,10 @@ class Session:
         return rec
 
     def classify_known(self, rec: dict[str, Any]) -> None:
+        with self._lock:  # the CLI's job threads share the session
+            self._classify_known(rec)
+
+    def _classify_known(self, rec: dict[str, Any]) -> None:
         if rec["status"] in ("fail", "error"):
             for k in self.known:
                 if k.matches(rec):
