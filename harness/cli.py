@@ -155,7 +155,7 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     counts: dict[str, int] = {}
     interrupted = False
     jobs = max(1, args.jobs if args.jobs is not None else (os.cpu_count() or 1)) if opts.isolate else 1
-    runners = [executor(opts, session) for _ in range(min(jobs, len(items)))]
+    runners = [executor(opts, session, job) for job in range(min(jobs, len(items)))]
     todo: queue.Queue = queue.Queue()
     for item in items:
         todo.put(item)

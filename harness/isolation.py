@@ -25,6 +25,7 @@ DEFAULT_TIMEOUT = 300.0
 
 def _worker(conn: Any, session_args: dict[str, Any], registrations: list[tuple[str, str]]) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ["HARNESS_JOB"] = str(session_args.get("job", 0))  # per-job compiler caches
     from importlib import import_module
 
     from . import adapters as A
@@ -59,12 +60,12 @@ class Executor:
     """Runs items in an isolated worker process; `run(item)` returns the record."""
 
     def __init__(self, session: Session, *, policy_ref: str, known_ref: str | None, timeout: float = DEFAULT_TIMEOUT,
-                 registrations: list[tuple[str, str]] | None = None):
+                 registrations: list[tuple[str, str]] | None = None, job: int = 0):
         self.session = session
         self.timeout = timeout
         self.args = {"policy": policy_ref, "known": known_ref, "cache_dir": str(session.cache.dir),
                      "cache_enabled": session.cache.enabled, "timing_reps": session.timing_reps,
-                     "backend": session.backend}
+                     "backend": session.backend, "job": job}
         self.registrations = registrations or []
         self.ctx = mp.get_context("spawn")
         self.proc: Any = None

@@ -114,14 +114,14 @@ def from_values(v: dict[str, Any]) -> RunOptions:
     return o
 
 
-def executor(o: RunOptions, session: Any) -> Any:
+def executor(o: RunOptions, session: Any, job: int = 0) -> Any:
     """What runs one item: the session itself, or an isolating worker process (the default),
     so that a crash or a hang in a framework costs one result, not the run."""
     if not o.isolate:
         return session
     from .isolation import Executor
 
-    return Executor(session, policy_ref=o.policy, known_ref=o.known, timeout=o.timeout)
+    return Executor(session, policy_ref=o.policy, known_ref=o.known, timeout=o.timeout, job=job)
 
 
 def load_cases(o: RunOptions) -> list[K.Case]:

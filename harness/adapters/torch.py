@@ -5,6 +5,8 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import tempfile
 from typing import Any, Callable
 
 import numpy as np
@@ -29,6 +31,11 @@ class TorchAdapter(Adapter):
 
     @property
     def torch(self) -> Any:
+        # One inductor cache per worker: two processes compiling the same kernel into one
+        # shared cache raced here ("ImportError: ... .so: file too short").
+        job = os.environ.get("PYTEST_XDIST_WORKER") or os.environ.get("HARNESS_JOB") or "main"
+        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR",
+                              os.path.join(tempfile.gettempdir(), f"torchinductor_harness_{job}"))
         import torch
 
         return torch
