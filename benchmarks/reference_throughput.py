@@ -3,8 +3,10 @@
 softmax, log_softmax and dense softmax cross-entropy (forward) on a (64, 1000) float32 case
 (standard normal logits, seed 0; Dirichlet labels), computed by
 
-- the engine cold: a direct `reference.compute` (no cache), in one process
-  (HARNESS_REF_WORKERS=1) and with the default worker pool;
+- the engine cold: a direct `reference.compute` (no cache) with the default backend (arb when
+  python-flint is installed; HARNESS_REF_BACKEND picks another), in one process
+  (HARNESS_REF_WORKERS=1) and with the default worker pool; then the other backends, cold, in
+  one process;
 - the engine warm: through `harness.cache.Cache` in a temporary directory (put, then get);
 - a naive loop in this process: mpmath at 50 digits, `mp.exp` of each element, `mp.fsum` per
   row, then a division (softmax) or a log (log_softmax, cross-entropy).
@@ -20,6 +22,7 @@ Prints figures; asserts nothing. About a minute.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 import tempfile
@@ -77,14 +80,16 @@ def timed(fn, *a, **k):
     return time.perf_counter() - t0, out
 
 
-def engine(op: str, x: np.ndarray, y: np.ndarray | None, dt: D.DType, workers: str | None) -> tuple[float, R.Reference]:
+def engine(op: str, x: np.ndarray, y: np.ndarray | None, dt: D.DType, workers: str | None,
+           backend: str | None = None) -> tuple[float, R.Reference]:
     old = os.environ.get("HARNESS_REF_WORKERS")
     if workers is None:
         os.environ.pop("HARNESS_REF_WORKERS", None)
     else:
         os.environ["HARNESS_REF_WORKERS"] = workers
     try:
-        return timed(R.compute, op, "forward", x, y if op == "softmax_cross_entropy" else None, -1, dt)
+        return timed(R.compute, op, "forward", x, y if op == "softmax_cross_entropy" else None, -1, dt,
+                     backend_name=backend)
     finally:
         if old is None:
             os.environ.pop("HARNESS_REF_WORKERS", None)
@@ -97,6 +102,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=64)
     ap.add_argument("--classes", type=int, default=1000)
     ap.add_argument("--no-float64", action="store_true", help="skip the float64 accuracy run")
+    ap.add_argument("--mpmath-backend", action="store_true", help="also time the (slow) mpmath backend")
     args = ap.parse_args()
     B, C = args.rows, args.classes
     n = B * C
@@ -133,6 +139,17 @@ def main() -> None:
                   f" {tn / t1:9.1f} {tn / tp:8.1f} {tn / tw:9.0f} {rd:13.2e} {refp.prec_bits:5d}"
                   + ("" if same else "  (1-proc and pool results differ!)"))
         print(f"\nmax rel diff bound for float32 outputs (hi only, lo kept at midpoints): 2^-53 = {2.0 ** -53:.2e}")
+        others = [b for b in ("arb", "mpfr", "mpmath") if b != be and (b != "mpmath" or args.mpmath_backend)]
+        others = [b for b in others if importlib.util.find_spec({"arb": "flint", "mpfr": "gmpy2"}.get(b, "mpmath"))]
+        if others:
+            print("\nthe other backends, cold, one process (x: speedup over the naive loop):")
+            for op in OPS:
+                tn, _ = timed(naive, op, x, y)
+                row = []
+                for b in others:
+                    tb, _ = engine(op, x, y, f32, "1", b)
+                    row.append(f"{b} {n / tb:10.3g} el/s x{tn / tb:5.1f}")
+                print(f"  {op:22} " + "   ".join(row))
         if not args.no_float64:
             f64 = D.DTYPES["float64"]
             print(f"\nfloat64 outputs of the same inputs (hi + lo certified to {R.claim_bits(f64)} bits, "

@@ -1,24 +1,28 @@
 """High-precision references for the softmax family, from the exact input values.
 
-One algorithm, two arithmetic backends:
+One algorithm, three arithmetic backends:
 
 - ``mpmath`` (the ground truth): mpf numbers inside ``mpmath.workprec``.
-- ``mpfr`` (the default when gmpy2 is installed): gmpy2's MPFR numbers, whose exp, log and
-  sum are correctly rounded, inside a local gmpy2 context. Several times faster; the tests
-  check it against the mpmath backend value for value.
+- ``mpfr``: gmpy2's MPFR numbers, whose exp, log and sum are correctly rounded, inside a local
+  gmpy2 context. The tests check it against the mpmath backend value for value.
+- ``arb`` (the default when python-flint is installed): Arb's midpoint-radius balls, which
+  carry a rigorous bound on their own error. About five times faster than MPFR per
+  exponential; the tests check it against mpmath to the claimed precision.
 
-Both only ever set precision in a local context, never globally.
+All only ever set precision in a local context, never globally.
 
 Per row (the class axis moved last) the engine works with d_i = x_i - m (m the row max),
 e_i = exp(d_i), S = sum e_i and L = log S, and evaluates each op's formula from those. The
 special values of docs/semantics.md are decided per row before any arithmetic.
 
-Certification: every row is evaluated at a high precision P_hi and again at P_lo = P_hi - 32
-(the exponentials rounded from the P_hi ones, the rest of the formula recomputed at P_lo).
-Each output element must agree between the two to ``claim_bits(dtype)`` bits relative (or
-absolutely, far below the dtype's smallest subnormal, for results that cancel to ~0). Where it
-does not, the row is redone at twice the precision, up to MAX_PREC bits, and the engine raises
-ReferenceAccuracyError if it still does not agree: cancellation cannot slip through.
+Certification: with the point backends (mpmath, mpfr), every row is evaluated at a high
+precision P_hi and again at P_lo = P_hi - GAP (the exponentials rounded from the P_hi ones, the
+rest of the formula recomputed at P_lo). Each output element must agree between the two to
+``claim_bits(dtype)`` bits relative (or absolutely, far below the dtype's smallest subnormal,
+for results that cancel to ~0). With the ball backend (arb) one evaluation suffices: each
+output ball must be that narrow, and the exact value lies inside it. Where a row falls short,
+it is redone at twice the precision, up to MAX_PREC bits, and the engine raises
+ReferenceAccuracyError if it still does: cancellation cannot slip through.
 
 The result of each output element is kept as a double-double (hi, lo) of float64, good to
 ``claim_bits`` bits, and rounded to the tested dtype with round-to-nearest-even.
@@ -38,7 +42,7 @@ from . import ops as O
 from .errors import ReferenceAccuracyError
 
 #: Bump when a change to this module can change any stored reference (cache keys include it).
-ENGINE_VERSION = "1"
+ENGINE_VERSION = "2"  # 2: precision resolves the closest logits (S17); arb balls
 MAX_PREC = 16384
 _NAN = float("nan")
 _INF = float("inf")
@@ -55,6 +59,13 @@ def claim_bits(dt: D.DType) -> int:
 #: the formula costs at most P_lo - claim bits there, and the P_hi value is then good to
 #: claim + GAP bits: the stored value has GAP bits of margin over its claim.
 GAP = 24
+
+
+def zero_floor(dt: D.DType) -> float:
+    """The absolute accuracy that certifies a value which cancels to ~0 (S16): 2^-16 of dt's
+    smallest subnormal, so anything within it rounds to 0 in dt. Underflows to 0 for float64
+    (there a difference below 2^-1074 counts as agreement)."""
+    return dt.min_sub * 2.0 ** -16
 
 
 def start_prec(dt: D.DType) -> int:
@@ -136,6 +147,55 @@ class _Mpfr:
             return _split(xs)
 
 
+class _Arb:
+    """Arb balls (python-flint). Conversions from float are exact; every operation returns a
+    ball that contains the exact result, so the width of an output is a proof of its accuracy."""
+
+    name = "arb"
+    ball = True
+
+    def __init__(self) -> None:
+        import flint
+
+        self.f = flint
+        self.arb = flint.arb
+
+    def context(self, prec: int) -> Any:
+        return self.f.ctx.workprec(prec)
+
+    def num(self, x: float) -> Any:
+        return self.arb(x)
+
+    def exp(self, x: Any) -> Any:
+        return x.exp()
+
+    def log(self, x: Any) -> Any:
+        return x.log()
+
+    def log1p(self, x: Any) -> Any:
+        return x.log1p()
+
+    def fsum(self, xs: list[Any]) -> Any:
+        s = self.arb(0)
+        for v in xs:
+            s += v
+        return s
+
+    def tight(self, vals: dict[str, list[Any]], claim: int, floor: float) -> bool:
+        """Every ball is narrower than 2^-claim relative, or than `floor` absolute."""
+        for xs in vals.values():
+            for v in xs:
+                if isinstance(v, float):
+                    continue
+                if v.rel_accuracy_bits() <= claim and not float(v.rad()) <= floor:
+                    return False
+        return True
+
+    def to_dd(self, xs: list[Any]) -> tuple[list[float], list[float]]:
+        with self.f.ctx.workprec(2200):  # float() of a ball rounds its midpoint to nearest
+            return _split(xs)
+
+
 def _split(xs: list[Any]) -> tuple[list[float], list[float]]:
     """Double-double (hi, lo) of each value; plain floats (special values) pass through."""
     his: list[float] = []
@@ -151,18 +211,29 @@ def _split(xs: list[Any]) -> tuple[list[float], list[float]]:
     return his, los
 
 
-_BACKENDS: dict[str, Callable[[], Any]] = {"mpmath": _Mpmath, "mpfr": _Mpfr}
+_BACKENDS: dict[str, Callable[[], Any]] = {"mpmath": _Mpmath, "mpfr": _Mpfr, "arb": _Arb}
 _instances: dict[str, Any] = {}
+
+
+def default_backend() -> str:
+    """arb where python-flint is installed, else mpfr where gmpy2 is, else mpmath;
+    $HARNESS_REF_BACKEND chooses one explicitly."""
+    env = os.environ.get("HARNESS_REF_BACKEND")
+    if env:
+        if env not in _BACKENDS:
+            raise ValueError(f"HARNESS_REF_BACKEND={env!r}: choose one of {', '.join(_BACKENDS)}")
+        return env
+    import importlib.util
+
+    for name, module in (("arb", "flint"), ("mpfr", "gmpy2")):
+        if importlib.util.find_spec(module) is not None:
+            return name
+    return "mpmath"
 
 
 def backend(name: str | None = None) -> Any:
     if name is None:
-        try:
-            import gmpy2  # noqa: F401
-
-            name = "mpfr"
-        except ImportError:
-            name = "mpmath"
+        name = default_backend()
     if name not in _instances:
         _instances[name] = _BACKENDS[name]()
     return _instances[name]
@@ -322,17 +393,36 @@ def _block(op: str, check: str, X: np.ndarray, Y: np.ndarray | None, G: np.ndarr
     inv = {n: np.zeros((n_rows, width), dtype=bool) for n in names}
     p0 = pmax = start_prec(dt)
     claim = claim_bits(dt)
-    floor = dt.min_sub * 2.0 ** -16  # absolute agreement below which a value is ~0 for dt
+    floor = zero_floor(dt)
     for r in range(n_rows):
         xs = X[r].tolist()
         ys = None if Y is None else (Y[r].tolist() if spec.labels == "dense" else Y[r].item())
         gs = None if G is None else (G[r].tolist() if not spec.reduces else float(G[r]))
-        vals, invalid, p = _certified_row(be, op, check, xs, ys, gs, p0, claim, floor)
+        vals, invalid, p = _certified_row(be, op, check, xs, ys, gs, _resolving_prec(X[r], p0), claim, floor)
         pmax = max(pmax, p)
         for n in names:
             hi[n][r, :], lo[n][r, :] = _to_dd(be, vals[n], dt)
             inv[n][r, :] = invalid
     return hi, lo, inv, pmax
+
+
+def _resolving_prec(x: np.ndarray, p0: int) -> int:
+    """The first working precision for the row x: p0, raised so that exp keeps the smallest
+    difference between two finite logits. Logits closer than 2^-P give exponentials that round
+    alike at P bits (exp(d) = 1 + d + ...), and at P - GAP as well: a point evaluation at both
+    precisions would then agree on whatever the lost difference decides (a softmax gradient
+    that is exactly 0 instead of 1.4e-309). The ball backend would widen and escalate; this
+    starts where the information is kept, for every backend. (Higher-order cancellations, a
+    second difference of three nearly equal logits, remain the ball backend's to catch.)"""
+    f = np.unique(x[np.isfinite(x)])
+    if f.size < 2:
+        return p0
+    with np.errstate(over="ignore"):  # -max and max are 2 max apart: inf, no constraint
+        gap = float(np.min(np.diff(f)))
+    if gap >= 2.0 ** -(p0 - GAP - 8):  # kept at P_lo to the claimed bits: the check sees it
+        return p0
+    need = p0 + int(math.ceil(-math.log2(gap))) if gap > 0 else MAX_PREC
+    return min(MAX_PREC, max(p0, need))
 
 
 def _to_dd(be: Any, vals: list[Any], dt: D.DType) -> tuple[Any, Any]:
@@ -374,12 +464,16 @@ def _certified_row(be: Any, op: str, check: str, xs: list[float], ys: Any, gs: A
                 d.append(hit[0])
                 e.append(hit[1])
             hi_vals = _formula(be, op, check, d, e, ys, gs, m)
-        with be.context(p - GAP):
-            d_lo = [None if v is None else be.round(v) for v in d]
-            e_lo = [None if v is None else be.round(v) for v in e]
-            lo_vals = _formula(be, op, check, d_lo, e_lo, ys, gs, m)
-        if _agree_all(be, hi_vals, lo_vals, p + 64, 2.0 ** -claim, floor):
-            return hi_vals, False, p
+        if getattr(be, "ball", False):
+            if be.tight(hi_vals, claim, floor):
+                return hi_vals, False, p
+        else:
+            with be.context(p - GAP):
+                d_lo = [None if v is None else be.round(v) for v in d]
+                e_lo = [None if v is None else be.round(v) for v in e]
+                lo_vals = _formula(be, op, check, d_lo, e_lo, ys, gs, m)
+            if _agree_all(be, hi_vals, lo_vals, p + 64, 2.0 ** -claim, floor):
+                return hi_vals, False, p
         if p * 2 > MAX_PREC:
             raise ReferenceAccuracyError(
                 f"{op}/{check}: no agreement to {claim} bits up to {p} bits of working precision "

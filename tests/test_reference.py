@@ -7,6 +7,7 @@ global `mp.dps`), and gradients as finite-difference derivatives (`mpmath.diff`)
 
 from __future__ import annotations
 
+import importlib.util
 import math
 
 import mpmath
@@ -348,9 +349,13 @@ def test_S16_extreme_inputs(op, row):
         y = np.array([C - 1])
     ylist = None if y is None else (y[0].tolist() if y.ndim == 2 else int(y[0]))
     # The oracle is the textbook formula: it needs the digits to keep 1 + e^-spread apart from
-    # 1 (up to the spread below which the terms stay above float64's smallest subnormal).
+    # 1 (up to the spread below which the terms stay above float64's smallest subnormal), and
+    # to keep the smallest difference of two logits in their exponentials (2e-308 and 1e-310:
+    # 308 digits, or every exponential is 1 and a gradient of 1.4e-309 comes out 0).
     spread = max(row) - min(row)
-    with mpmath.workdps(DPS + int(min(spread, 800.0) / 2.3)):
+    fin = sorted({v for v in row if math.isfinite(v)})
+    gap = min([b - a for a, b in zip(fin, fin[1:])] + [1.0])
+    with mpmath.workdps(DPS + int(min(spread, 800.0) / 2.3) + max(0, int(-math.log10(gap)) + 1)):
         xs = [mpmath.mpf(v) for v in row]
         fwd = mp_forward(op, xs, ylist)
         grads = mp_grads(op, xs, ylist, np.ravel(O.cotangent(op, x.shape, -1)).tolist())
@@ -701,12 +706,16 @@ def test_S15_cross_entropy_grad_honours_a_cotangent():
 # --------------------------------------------------------------------------------------------
 # certification (S17)
 
+BACKENDS = ["mpfr", pytest.param("arb", marks=pytest.mark.skipif(
+    importlib.util.find_spec("flint") is None, reason="python-flint is not installed"))]
 
-def test_S17_escalates_on_cancelling_logsumexp():
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_S17_escalates_on_cancelling_logsumexp(backend):
     """lse of two entries at -log 2 (rounded) is ~2e-17: ~55 bits cancel."""
     v = -math.log(2.0)
     for dt in ("float64", "float32"):
-        r = ref("logsumexp", "forward", [[v, v]], dt=dt)
+        r = ref("logsumexp", "forward", [[v, v]], dt=dt, backend_name=backend)
         assert r.prec_bits > R.start_prec(D.DTYPES[dt]), (dt, r.prec_bits)
         with mpmath.workdps(80):
             exact = mpmath.log(2) + mpmath.mpf(v)
@@ -715,28 +724,30 @@ def test_S17_escalates_on_cancelling_logsumexp():
                   rel=2.0 ** -R.claim_bits(D.DTYPES[dt]) if dt == "float64" else 2.0 ** -53)
 
 
-def test_S17_escalates_on_cancelling_negative_labels():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_S17_escalates_on_cancelling_negative_labels(backend):
     x = [[0.0, 1e-10]]
     y = [[1.0, -(1.0 - 2.0 ** -40)]]  # (lse + 1e-10) - (1 - 2^-40) lse: ~33 bits of the terms cancel
-    r = ref("softmax_cross_entropy", "forward", x, y)
+    r = ref("softmax_cross_entropy", "forward", x, y, backend_name=backend)
     assert r.prec_bits > R.start_prec(F64)
     with mpmath.workdps(DPS):
         exact = mp_forward("softmax_cross_entropy", [mpmath.mpf(v) for v in x[0]], y[0])
     out = r.outputs["out"]
     assert_dd(out.hi, out.lo, exact, rel=2.0 ** -R.claim_bits(F64))
     # (y = [1, -1] cancels as much, but exactly: no escalation is needed there)
-    easy = ref("softmax_cross_entropy", "forward", x, [[1.0, 0.5]])
+    easy = ref("softmax_cross_entropy", "forward", x, [[1.0, 0.5]], backend_name=backend)
     assert easy.prec_bits == R.start_prec(F64)
 
 
-def test_S17_raises_when_precision_runs_out(monkeypatch):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_S17_raises_when_precision_runs_out(monkeypatch, backend):
     monkeypatch.setattr(R, "MAX_PREC", R.start_prec(F64))
     with pytest.raises(ReferenceAccuracyError):
-        ref("softmax_cross_entropy", "forward", [[0.0, 1e-10]], [[1.0, -(1.0 - 2.0 ** -40)]])
+        ref("softmax_cross_entropy", "forward", [[0.0, 1e-10]], [[1.0, -(1.0 - 2.0 ** -40)]], backend_name=backend)
     with pytest.raises(ReferenceAccuracyError):
-        ref("logsumexp", "forward", [[-math.log(2.0)] * 2])
+        ref("logsumexp", "forward", [[-math.log(2.0)] * 2], backend_name=backend)
     # a row that needs no escalation is unaffected
-    ref("softmax_cross_entropy", "forward", [[0.0, 1e-10]], [[1.0, 0.0]])
+    ref("softmax_cross_entropy", "forward", [[0.0, 1e-10]], [[1.0, 0.0]], backend_name=backend)
 
 
 _SPECIAL = [INF, -INF, NAN, 0.0, -0.0, 1e30, -1e30, 5e-324, FMAX, -FMAX, 700.0, -745.0]
@@ -774,6 +785,102 @@ def test_S17_mpfr_and_mpmath_backends_identical(case):
             np.testing.assert_array_equal(getattr(a.outputs[n], f), getattr(b.outputs[n], f), err_msg=f"{n}.{f}")
 
 
+def _assert_within_claim(a: R.Reference, b: R.Reference, dt: str) -> None:
+    """a's values agree with b's to the claimed bits (hi + lo against hi + lo), and round alike.
+    The claim (S16) is relative, or absolute to the zero floor for values that cancel to ~0:
+    each of a and b may sit up to that floor from the exact value, so they agree to twice it."""
+    claim = R.claim_bits(D.DTYPES[dt])
+    floor = 2 * mpmath.mpf(R.zero_floor(D.DTYPES[dt])) + mpmath.mpf(2) ** -1074
+    for n in b.outputs:
+        ra, rb = a.outputs[n], b.outputs[n]
+        np.testing.assert_array_equal(ra.invalid, rb.invalid, err_msg=f"{n}.invalid")
+        np.testing.assert_array_equal(ra.rounded, rb.rounded, err_msg=f"{n}.rounded")
+        with mpmath.workprec(2200):
+            for i in np.ndindex(rb.hi.shape):
+                if not np.isfinite(rb.hi[i]):
+                    np.testing.assert_array_equal(ra.hi[i], rb.hi[i], err_msg=f"{n}{i}")
+                    continue
+                va = mpmath.mpf(ra.hi[i]) + mpmath.mpf(ra.lo[i])
+                vb = mpmath.mpf(rb.hi[i]) + mpmath.mpf(rb.lo[i])
+                # float32 and smaller keep lo only at rounding midpoints: hi alone is good to 2^-53
+                tol = mpmath.mpf(2) ** -(claim if dt == "float64" else 52)
+                assert abs(va - vb) <= tol * abs(vb) + floor, (n, i, va, vb)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_cases())
+def test_S17_arb_balls_agree_with_mpmath(case):
+    """The arb backend certifies by the width of its balls instead of a second evaluation; its
+    values must agree with the mpmath ground truth to the claimed bits and round identically."""
+    pytest.importorskip("flint")
+    op, check, dt, x, y = case
+    a = ref(op, check, x, y, dt=dt, backend_name="arb")
+    b = ref(op, check, x, y, dt=dt, backend_name="mpmath")
+    assert a.backend == "arb"
+    _assert_within_claim(a, b, dt)
+
+
+@pytest.mark.parametrize("dt", ["float16", "bfloat16", "float32", "float64"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_S16_exact_zero_gradient_is_within_the_zero_floor(backend, dt):
+    """Uniform logits with the middle cotangent the mean of the others: the softmax VJP's
+    middle element is exactly 0 while its neighbours are -+(g2 - g0)/6. A ball backend's
+    midpoint there is working-precision noise (CI found 3.4e-26 from arb at 83 bits for
+    float16, where mpmath's point arithmetic happened to cancel to 0): S16 allows it up to the
+    zero floor, far below anything dt can hold, so it must round to 0 in dt."""
+    if backend == "arb":
+        pytest.importorskip("flint")
+    d = D.DTYPES[dt]
+    assert O.cotangent("softmax", (1, 3), -1).tolist() == [[-0.625, 0.0, 0.625]]  # S15's g
+    r = ref("softmax", "grad", [[0.0, 0.0, 0.0]], dt=dt, backend_name=backend).outputs["d_logits"]
+    assert abs(r.hi[0, 1] + r.lo[0, 1]) <= R.zero_floor(d)
+    assert r.rounded[0, 1] == 0.0
+    with mpmath.workprec(300):
+        third = mpmath.mpf(0.625) / 3  # s_i (g_i - sum g s) = g_i / 3
+        h = float(third)
+        want = D.round_to(np.array([h]), np.array([float(third - h)]), d)[0]
+    assert r.rounded[0, 0] == -want and r.rounded[0, 2] == want
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_S16_relative_error_of_a_result_within_the_zero_floor(backend):
+    """The verdict's relative error does not depend on a backend's noise below the zero floor:
+    float16 outputs [-0.2083, 0, 0.2083] against the exact [-5/24, 0, 5/24] have the rounding
+    error of 5/24 only; a nonzero output where the exact value is 0 is infinitely wrong."""
+    if backend == "arb":
+        pytest.importorskip("flint")
+    from harness import verdict as V
+    from harness.policy import Tolerance
+
+    f16 = D.DTYPES["float16"]
+    x = np.zeros((1, 3))
+    r = ref("softmax", "grad", x, dt="float16", backend_name=backend)
+    g = O.cotangent("softmax", (1, 3), -1)
+    cond = V.condition("softmax", "grad", x, None, g, -1, "sqrt")
+    tol = Tolerance(2.0, 4.0, "sqrt", ("test",))
+    h = float(np.float16(5 / 24))
+    rel_h = abs(h - 5 / 24) / (5 / 24)
+    for mid, want in ((0.0, rel_h), (float(np.float16(6e-8)), INF)):
+        out = {"d_logits": np.array([[-h, mid, h]])}
+        v = V.judge("softmax", "grad", out, {"d_logits": "float16"}, None, r, f16, tol, cond, {"d_logits": (1, 3)})
+        assert v.max_rel_err == pytest.approx(want, rel=1e-6), (mid, v.max_rel_err)
+
+
+@pytest.mark.parametrize("dt", ["float16", "bfloat16", "float32", "float64"])
+@pytest.mark.parametrize("op", O.OP_NAMES)
+def test_S17_arb_agrees_with_mpmath_on_the_benchmark_rows(op, dt):
+    """Random rows like the benchmark's (and a wide spread), every output of both checks."""
+    pytest.importorskip("flint")
+    rng = np.random.default_rng(7)
+    x = D.cast_exact(np.concatenate([rng.standard_normal((2, 40)), 30 * rng.standard_normal((1, 40))]),
+                     D.DTYPES[dt])
+    y = (D.cast_exact(rng.dirichlet(np.ones(40), 3), D.DTYPES[dt]) if O.OPS[op].labels == "dense" else
+         np.array([0, 17, 39]) if O.OPS[op].labels == "sparse" else None)
+    for check in O.CHECKS:
+        _assert_within_claim(ref(op, check, x, y, dt=dt, backend_name="arb"),
+                             ref(op, check, x, y, dt=dt, backend_name="mpmath"), dt)
+
+
 # --------------------------------------------------------------------------------------------
 # Regression tests of engine bugs found while writing these tests (all fixed).
 
@@ -808,10 +915,12 @@ def test_every_rule_of_the_semantics_has_a_test():
     assert not missing, f"rules without a test: {missing}"
 
 
-@pytest.mark.parametrize("backend", ["mpfr", "mpmath"])
+@pytest.mark.parametrize("backend", ["arb", "mpfr", "mpmath"])
 def test_S17_confident_rows_do_not_round_1_plus_tiny_away(backend):
     """A row whose non-max terms sum below 2^-P: S = 1 + T rounds to 1 at both precisions, and
     a naive engine certifies log S = 0. The exact values are log1p(T) (and s_k - 1 = -T/S)."""
+    if backend == "arb":
+        pytest.importorskip("flint")
     with mpmath.workdps(80):
         T = 7 * mpmath.exp(-100)
         want = mpmath.log1p(T)
