@@ -5,6 +5,12 @@ engine version). Entry: an .npz file (read with allow_pickle=False) holding the 
 sha256 checksum of their bytes. Writes go to a temporary file in the same directory and are
 renamed into place, so parallel workers never see a partial entry and the last rename wins with
 identical content. A corrupt or truncated entry is detected, logged, removed and recomputed.
+
+The cache directory also holds the frameworks' own compilation caches under `compile/`
+(`compile/<framework>/<job>`: XLA executables of JAX and TensorFlow, inductor's graphs for
+torch), so that a warm run loads what a cold run compiled. A run exports the location to its
+workers in $HARNESS_COMPILE_CACHE ("off" with the reference cache disabled); a value the user
+set beforehand wins.
 """
 
 from __future__ import annotations
@@ -23,6 +29,19 @@ import numpy as np
 from . import reference as R
 
 log = logging.getLogger("harness.cache")
+
+COMPILE_CACHE_ENV = "HARNESS_COMPILE_CACHE"
+#: Whether the user chose the compile cache location (or "off") before the harness started.
+_USER_COMPILE_CACHE = COMPILE_CACHE_ENV in os.environ
+
+
+def compile_root() -> Path | None:
+    """Where the frameworks' compilation caches go: $HARNESS_COMPILE_CACHE (set by the run, or by
+    the user), else `compile/` in the default cache directory; None when it says off."""
+    root = os.environ.get(COMPILE_CACHE_ENV)
+    if root is None:
+        return default_dir() / "compile"
+    return None if root.lower() in ("", "0", "off", "false", "no") else Path(root)
 
 
 def default_dir() -> Path:
@@ -119,12 +138,25 @@ class Cache:
                 pass
             raise
 
+    @property
+    def compile_dir(self) -> Path:
+        return self.dir / "compile"
+
+    def export_compile_cache(self) -> None:
+        """Tell the adapters (in this process and the workers it starts) where to keep compiled
+        executables: beside the references, or nowhere when this cache is disabled."""
+        if not _USER_COMPILE_CACHE:
+            os.environ[COMPILE_CACHE_ENV] = str(self.compile_dir) if self.enabled else "off"
+
     def info(self) -> dict[str, Any]:
         files = list(self.dir.glob("*/*.npz")) if self.dir.exists() else []
-        return {"dir": str(self.dir), "entries": len(files), "bytes": sum(f.stat().st_size for f in files)}
+        compiled = [f for f in self.compile_dir.rglob("*") if f.is_file()] if self.compile_dir.exists() else []
+        return {"dir": str(self.dir), "entries": len(files), "bytes": sum(f.stat().st_size for f in files),
+                "compile_files": len(compiled), "compile_bytes": sum(f.stat().st_size for f in compiled)}
 
-    def clear(self) -> int:
-        n = self.info()["entries"]
+    def clear(self) -> dict[str, Any]:
+        """Remove the whole cache, compiled executables included; returns what was there."""
+        info = self.info()
         if self.dir.exists():
             shutil.rmtree(self.dir)
-        return n
+        return info

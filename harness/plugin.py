@@ -40,7 +40,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--timing-reps", dest="harness_timing_reps", default=None, type=int,
                 help="timed repetitions per call after the first (default 3; 0: time the first call)")
     g.addoption("--cache-dir", dest="harness_cache_dir", default=None, help="reference cache directory")
-    g.addoption("--no-cache", dest="harness_no_cache", action="store_true", help="do not use the reference cache")
+    g.addoption("--no-cache", dest="harness_no_cache", action="store_true",
+                help="do not use the reference cache, nor the compilation caches beside it")
     g.addoption("--no-isolate", dest="harness_no_isolate", action="store_true",
                 help="run the frameworks in the test process (a crash ends the run)")
     g.addoption("--timeout", dest="harness_timeout", default=None, type=float,

@@ -3,6 +3,8 @@ engine-version misses, and the `cache` command."""
 
 import json
 import logging
+import os
+import re
 import multiprocessing as mp
 import subprocess
 import sys
@@ -118,3 +120,51 @@ def test_cache_command(tmp_path):
                            capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert clear.returncode == 0 and "removed 1 entries" in clear.stdout
     assert not list(tmp_path.glob("*/*.npz"))
+
+
+def test_compile_cache_dir_follows_the_environment(tmp_path, monkeypatch):
+    from harness.adapters.base import compile_cache_dir
+
+    monkeypatch.setenv("HARNESS_COMPILE_CACHE", str(tmp_path / "cc"))
+    monkeypatch.setenv("HARNESS_JOB", "3")
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+    assert compile_cache_dir("jax") == str(tmp_path / "cc" / "jax" / "3")
+    assert (tmp_path / "cc" / "jax" / "3").is_dir()
+    for off in ("off", "0", ""):
+        monkeypatch.setenv("HARNESS_COMPILE_CACHE", off)
+        assert compile_cache_dir("jax") is None
+
+
+def _compiled_run(cache: Path, results: Path, *extra: str) -> dict[str, tuple]:
+    env = {k: v for k, v in os.environ.items() if k not in ("HARNESS_COMPILE_CACHE", "TORCHINDUCTOR_CACHE_DIR",
+                                                             "TF_XLA_FLAGS", "PYTEST_XDIST_WORKER")}
+    r = subprocess.run([sys.executable, "-m", "harness", "run", "-q", "--mode", "jit", "--dtype", "float32",
+                        "--op", "softmax,sparse_softmax_cross_entropy", "--case-filter", "seed/*", "-j", "1",
+                        "--no-variants", "--cache-dir", str(cache), "--results", str(results), *extra],
+                       capture_output=True, text=True, cwd=ROOT, timeout=900, env=env)
+    assert r.returncode in (0, 1), r.stderr[-3000:]
+    recs = [json.loads(line) for line in results.read_text().splitlines()]
+    return {r["test_id"]: (r["status"], r["special"], r["max_ulp"]) for r in recs if r["kind"] == "result"}
+
+
+def test_compile_caches_persist_beside_the_references_and_change_no_value(tmp_path):
+    """Each installed framework's compiled executables land in <cache>/compile/<framework>/<job>;
+    the warm run loads them and gives the very same results; --no-cache writes none."""
+    from harness.adapters import get
+
+    fws = [fw for fw in ("jax", "tensorflow", "torch") if get(fw).available()[0]]
+    if not fws:
+        pytest.skip("no compiling framework installed")
+    cold = _compiled_run(tmp_path / "c", tmp_path / "cold.jsonl")
+    for fw in fws:
+        files = [f for f in (tmp_path / "c" / "compile" / fw / "0").rglob("*") if f.is_file()]
+        assert files, f"{fw} left no compiled executable in its cache"
+    warm = _compiled_run(tmp_path / "c", tmp_path / "warm.jsonl")
+    assert cold and warm == cold
+    _compiled_run(tmp_path / "n", tmp_path / "none.jsonl", "--no-cache", "--op", "softmax")
+    assert not (tmp_path / "n" / "compile").exists() or not any(
+        f.is_file() for f in (tmp_path / "n" / "compile").rglob("*"))
+    info = subprocess.run([sys.executable, "-m", "harness", "cache", "info", "--cache-dir", str(tmp_path / "c")],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert info.returncode == 0 and "compiled executables" in info.stdout
+    assert not re.search(r": 0 files", info.stdout), info.stdout

@@ -10,12 +10,16 @@ them as what they are.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .. import dtypes as D
+from ..cache import compile_root
 
 
 @dataclass
@@ -76,6 +80,44 @@ class Adapter:
     def repro(self, call: Call) -> str:
         """A snippet that runs as is and prints the framework's answer for this call."""
         return ""
+
+
+def job_name() -> str:
+    """This process's job: the xdist worker or the CLI job index, "main" otherwise."""
+    return os.environ.get("PYTEST_XDIST_WORKER") or os.environ.get("HARNESS_JOB") or "main"
+
+
+def compile_cache_dir(framework: str) -> str | None:
+    """The persistent compilation cache directory for `framework` in this job, or None when
+    compile caching is off (`harness.cache.compile_root`). One directory per job: two processes
+    never write one entry.
+
+    The caches hold what the framework itself compiled, keyed by the framework on the program
+    and its own version; loading an executable instead of compiling it changes no value, only
+    `time_first_call_s`."""
+    root = compile_root()
+    if root is None:
+        return None
+    d = root / framework / job_name()
+    d.mkdir(parents=True, exist_ok=True)
+    return str(d)
+
+
+def scratch_dir(framework: str) -> str:
+    """A per-job scratch directory outside the cache, for compilers that need one anyway."""
+    d = Path(tempfile.gettempdir()) / f"harness_{framework}_{os.getuid()}_{job_name()}"
+    d.mkdir(parents=True, exist_ok=True)
+    return str(d)
+
+
+def set_by_harness(path: str) -> bool:
+    """Whether a compiler cache path in the environment is one the harness chose (in this
+    process or in the parent that started it, for another job) rather than the user's: the
+    adapters then replace it with this job's own, so that no two jobs share one."""
+    p, root = Path(path), compile_root()
+    if root is not None and p.is_relative_to(root):
+        return True
+    return p.parent == Path(tempfile.gettempdir()) and p.name.startswith("harness_")
 
 
 def dtype_name(dt: Any) -> str:

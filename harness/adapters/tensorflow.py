@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from typing import Any, Callable
 
 import numpy as np
 
-from .base import Adapter, Call, Output, Unsupported, dtype_name, format_array
+from .base import (Adapter, Call, Output, Unsupported, compile_cache_dir, dtype_name, format_array,
+                   set_by_harness)
 
 
 class TensorFlowAdapter(Adapter):
@@ -29,6 +31,15 @@ class TensorFlowAdapter(Adapter):
     def tf(self) -> Any:
         # Silence TF's C++ logging before the first import; the user's setting wins.
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        # XLA's persistent cache for jit_compile functions, this job's own, set before TF reads
+        # its flags; a cache directory the user gave in TF_XLA_FLAGS wins.
+        opt = "--tf_xla_persistent_cache_directory="
+        flags = os.environ.get("TF_XLA_FLAGS", "").split()
+        given = [f for f in flags if f.startswith(opt)]
+        if "tensorflow" not in sys.modules and all(set_by_harness(f[len(opt):]) for f in given):
+            d = compile_cache_dir("tensorflow")
+            flags = [f for f in flags if f not in given] + ([opt + d] if d else [])
+            os.environ["TF_XLA_FLAGS"] = " ".join(flags)
         import tensorflow as tf
 
         tf.get_logger().setLevel("ERROR")  # retracing notices: one trace per shape is intended
@@ -37,6 +48,12 @@ class TensorFlowAdapter(Adapter):
     def versions(self) -> dict[str, str]:
         tf = self.tf
         v = {"tensorflow": tf.__version__}
+        try:  # oneDNN kernels change summation orders (TF says so at import): record which ran
+            from tensorflow.python.util import _pywrap_util_port
+
+            v["onednn"] = "on" if _pywrap_util_port.IsMklEnabled() else "off"
+        except (ImportError, AttributeError):
+            pass
         info = tf.sysconfig.get_build_info()
         for k in ("cuda_version", "cudnn_version"):
             if info.get(k):

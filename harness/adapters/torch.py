@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import tempfile
+import sys
 from typing import Any, Callable
 
 import numpy as np
 
-from .base import Adapter, Call, Output, Unsupported, dtype_name, format_array
+from .base import (Adapter, Call, Output, Unsupported, compile_cache_dir, dtype_name, format_array,
+                   scratch_dir, set_by_harness)
 
 
 class TorchAdapter(Adapter):
@@ -31,11 +32,17 @@ class TorchAdapter(Adapter):
 
     @property
     def torch(self) -> Any:
-        # One inductor cache per worker: two processes compiling the same kernel into one
-        # shared cache raced here ("ImportError: ... .so: file too short").
-        job = os.environ.get("PYTEST_XDIST_WORKER") or os.environ.get("HARNESS_JOB") or "main"
-        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR",
-                              os.path.join(tempfile.gettempdir(), f"torchinductor_harness_{job}"))
+        # One inductor cache per job: two processes compiling the same kernel into one shared
+        # cache raced here ("ImportError: ... .so: file too short"). Under the harness cache it
+        # persists between runs (inductor's FX graph and AOTAutograd caches); with compile
+        # caching off, a scratch directory and both caches disabled. The user's setting wins.
+        given = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+        if "torch" not in sys.modules and (given is None or set_by_harness(given)):
+            d = compile_cache_dir("torch")
+            if d is None:
+                os.environ.setdefault("TORCHINDUCTOR_FX_GRAPH_CACHE", "0")
+                os.environ.setdefault("TORCHINDUCTOR_AUTOGRAD_CACHE", "0")
+            os.environ["TORCHINDUCTOR_CACHE_DIR"] = d or scratch_dir("torchinductor")
         import torch
 
         return torch
