@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,6 +116,7 @@ class Session:
                  baseline: Baseline | None = None, timing_reps: int = 3, backend: str | None = None):
         self.policy = policy
         self.cache = cache or Cache()
+        self.cache.export_compile_cache()
         self.known = load_known() if known is None else known
         self.baseline = baseline
         self.timing_reps = timing_reps
@@ -194,21 +196,27 @@ class Session:
         raised: BaseException | None = None
         out: A.Output | None = None
         t0 = time.perf_counter()
-        try:
-            out = ad.run(call)
-        except A.Unsupported as e:
-            return _skip(rec, str(e))
-        except Exception as e:  # the framework raised: recorded as what it is
-            raised = e
+        with warnings.catch_warnings(record=True) as warned:
+            warnings.simplefilter("always")
+            try:
+                out = ad.run(call)
+            except A.Unsupported as e:
+                return _skip(rec, str(e))
+            except Exception as e:  # the framework raised: recorded as what it is
+                raised = e
         first = time.perf_counter() - t0
+        # What the framework warned about on this call is part of its answer (Keras on C = 1).
+        rec["framework_warnings"] = sorted({f"{w.category.__name__}: {w.message}"[:500] for w in warned})
         if out is not None:
             times = [first]
             if self.timing_reps > 0:
                 times = []
-                for _ in range(self.timing_reps):
-                    t1 = time.perf_counter()
-                    ad.run(call)
-                    times.append(time.perf_counter() - t1)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # recorded once, above
+                    for _ in range(self.timing_reps):
+                        t1 = time.perf_counter()
+                        ad.run(call)
+                        times.append(time.perf_counter() - t1)
             rec["time_framework_s"] = statistics.median(times)
             rec["time_first_call_s"] = first
         t0 = time.perf_counter()

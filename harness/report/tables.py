@@ -196,7 +196,7 @@ DETAIL_META = ("test_id", "framework_version", "device_name", "family", "case_so
                "max_abs_err", "max_rel_err", "n_bad", "n_checked", "rows_checked", "rows_total", "tolerance",
                "shape_ok", "dtype_ok", "expected_shape", "out_shape", "out_dtype", "out_device", "error_type",
                "error_origin", "invalid_input", "invalid_handling", "special_counts", "baseline",
-               "reference_prec_bits", "reference_claim_bits")
+               "reference_prec_bits", "reference_claim_bits", "framework_warnings")
 
 
 def detail(rec: dict[str, Any], limit: int = 64, text: int = 4000) -> dict[str, Any]:

@@ -46,3 +46,15 @@ class NaiveLogSoftmaxAdapter(NumpyAdapter):
             e = np.exp(x)
             out = np.log(e / np.sum(e, axis=call.axis, keepdims=True)).astype(x.dtype)
         return Output({"out": out.astype(np.float64)}, {"out": str(out.dtype)}, {"out": "cpu"})
+
+
+class WarnyAdapter(NumpyAdapter):
+    """Warns on every call, as Keras does for a single class: the record keeps the warning."""
+
+    name = "warny"
+
+    def run(self, call: Call) -> Output:
+        import warnings
+
+        warnings.warn(f"{call.logits.shape[-1]} classes is an odd choice", UserWarning, stacklevel=1)
+        return super().run(call)
