@@ -6,7 +6,7 @@ Each option is validated here; an unknown value raises HarnessInputError naming 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from . import adapters as A
@@ -51,20 +51,15 @@ def select_suite(cases: list[K.Case], suite: str) -> list[K.Case]:
 
 
 @dataclass
-class RunOptions:
-    frameworks: list[str] | None = None
-    devices: list[str] = field(default_factory=lambda: ["cpu"])
-    dtypes: list[str] = field(default_factory=lambda: list(D.DTYPE_NAMES))
-    ops: list[str] = field(default_factory=lambda: list(O.OP_NAMES))
-    modes: list[str] = field(default_factory=lambda: list(O.MODES))
-    checks: list[str] = field(default_factory=lambda: list(O.CHECKS))
+class RunOptions(Selection):
+    """What to run (the Selection's fields) and how."""
+
     cases: list[str] = field(default_factory=list)
     case_filter: str | None = None
     suite: str = "default"
     policy: str = "standard"
     baseline: list[str] = field(default_factory=list)
     known: str | None = None
-    variants: bool = True
     timing_reps: int = 3
     cache_dir: str | None = None
     no_cache: bool = False
@@ -72,7 +67,7 @@ class RunOptions:
     timeout: float = 300.0
 
     def selection(self) -> Selection:
-        return Selection(self.frameworks, self.devices, self.dtypes, self.ops, self.modes, self.checks, self.variants)
+        return Selection(**{f.name: getattr(self, f.name) for f in fields(Selection)})
 
 
 def from_values(v: dict[str, Any]) -> RunOptions:

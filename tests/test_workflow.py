@@ -5,6 +5,7 @@ import configparser
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -34,8 +35,30 @@ def test_workflow_parses_and_names_existing_tox_envs():
     assert not missing, f"the workflow calls tox envs that tox.ini lacks: {missing}"
 
 
-@pytest.mark.skipif(shutil.which("check-jsonschema") is None, reason="check-jsonschema not installed")
+# Beside this interpreter first: `.venv/bin/python -m pytest` runs without the venv on PATH.
+_BESIDE = Path(sys.executable).parent / "check-jsonschema"
+CHECK_JSONSCHEMA = str(_BESIDE) if _BESIDE.exists() else shutil.which("check-jsonschema")
+
+
+@pytest.mark.skipif(CHECK_JSONSCHEMA is None, reason="check-jsonschema not installed")
 def test_workflow_valid_against_the_github_schema():
-    p = subprocess.run(["check-jsonschema", "--builtin-schema", "vendor.github-workflows", str(WF)],
+    p = subprocess.run([CHECK_JSONSCHEMA, "--builtin-schema", "vendor.github-workflows", str(WF)],
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_the_committed_baseline_the_report_job_diffs_against():
+    """The report job runs `harness diff reports/baseline.jsonl <shards>`: the file must be in the
+    repository, readable, and hold only results that did not pass (what a baseline is for)."""
+    from harness import records
+
+    assert "reports/baseline.jsonl" in WF.read_text()
+    base = ROOT / "reports" / "baseline.jsonl"
+    loaded = records.read([base])
+    assert not loaded.problems and loaded.complete
+    assert loaded.results and all(r["status"] not in ("pass", "skip") for r in loaded.results)
+    assert {r["framework"] for r in loaded.results} == {"tensorflow", "torch", "jax"}
+    tracked = subprocess.run(["git", "ls-files", "--error-unmatch", "reports/baseline.jsonl"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=30)
+    if tracked.returncode != 0 and "not a git repository" not in tracked.stderr:
+        pytest.fail("reports/baseline.jsonl is not committed")

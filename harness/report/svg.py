@@ -28,6 +28,14 @@ def colors(names: list[str]) -> dict[str, str]:
     return out
 
 
+def _decades(lo: float, hi: float, most: int) -> list[tuple[int, bool]]:
+    """The integer decades in [lo, hi], each with whether it gets a label: every step-th one,
+    so that at most about `most` are labelled."""
+    step = max(1, math.ceil((hi - lo) / most))
+    first = math.ceil(lo)
+    return [(k, (k - first) % step == 0) for k in range(first, math.floor(hi) + 1)]
+
+
 def _pow10_label(k: int) -> str:
     return {-2: "0.01", -1: "0.1", 0: "1", 1: "10", 2: "100"}.get(k, f"1e{k}")
 
@@ -46,19 +54,17 @@ def _frame(title: str, x0: float, x1: float, y1: float, xlabel: str, ylabel: str
           f'role="img" aria-label="{esc(title)}" class="plot">'),
          f'<text x="{ML}" y="14" class="pt">{esc(title)}</text>',
          f'<rect x="{ML}" y="{MT}" width="{pw}" height="{ph}" class="pbg"/>']
-    xstep = max(1, math.ceil((x1 - x0) / 7))  # at most ~7 labelled decades: no overlapping labels
-    for k in range(math.ceil(x0), math.floor(x1) + 1):
+    for k, labelled in _decades(x0, x1, 7):  # at most ~7 labelled decades: no overlapping labels
         x = sx(k)
         p.append(f'<line x1="{x:.1f}" y1="{MT}" x2="{x:.1f}" y2="{MT + ph}" class="grid"/>')
-        if (k - math.ceil(x0)) % xstep == 0:
+        if labelled:
             p.append(f'<text x="{x:.1f}" y="{MT + ph + 12}" class="tick" text-anchor="middle">'
                      f'{esc(_pow10_label(k))}</text>')
     if ylog:
-        ystep = max(1, math.ceil((y1 - y0) / 6))
-        for k in range(math.ceil(y0), math.floor(y1) + 1):
+        for k, labelled in _decades(y0, y1, 6):
             y = sy(k)
             p.append(f'<line x1="{ML}" y1="{y:.1f}" x2="{ML + pw}" y2="{y:.1f}" class="grid"/>')
-            if (k - math.ceil(y0)) % ystep == 0:
+            if labelled:
                 p.append(f'<text x="{ML - 4}" y="{y + 3:.1f}" class="tick" text-anchor="end">'
                          f'{esc(_pow10_label(k))}</text>')
     else:
