@@ -55,8 +55,9 @@ def test_confident_ce_fails_strict_passes_standard_with_the_same_error(fw):
 
 @need_fw
 def test_finding_softmax_of_pos_inf_row():
-    """Finding: softmax([inf, 0, 1]) is one-hot in the limit; TF returns [nan, 0, 0], torch and
-    JAX return all NaN. The harness reports it as nan_expected_finite."""
+    """Finding: softmax([inf, 0, 1]) is one-hot in the limit; torch and JAX return all NaN, and
+    so does TF, except with oneDNN's kernels ([nan, 0, 0]; see the next test). The harness
+    reports it as nan_expected_finite either way."""
     case = _case("t/posinf", ["inf", 0.0, 1.0])
     got = {}
     for fw in FRAMEWORKS:
@@ -65,10 +66,55 @@ def test_finding_softmax_of_pos_inf_row():
         assert r["status"] == "fail" and r["special"] == "nan_expected_finite"
         got[fw] = r["output"]["out"]
     if "tensorflow" in got:
-        assert got["tensorflow"] == ["nan", 0.0, 0.0]
+        onednn = A.get("tensorflow").versions().get("onednn")
+        assert got["tensorflow"] == (["nan", 0.0, 0.0] if onednn == "on" else ["nan", "nan", "nan"]), onednn
     for fw in ("torch", "jax"):
         if fw in got:
             assert got[fw] == ["nan", "nan", "nan"]
+
+
+_ONEDNN_PROBE = """
+import json, sys
+sys.path.insert(0, {root!r})
+from harness import adapters as A
+from harness.cache import Cache
+from harness.policy import load
+from harness.records import jsonable
+from harness.runner import Item, Session
+from harness import cases as K
+s = Session(load("standard"), Cache(None, enabled=False), [], None, 0)
+out = {{"onednn": A.get("tensorflow").versions().get("onednn")}}
+for cid, x in (("t/posinf", ["inf", 0.0, 1.0]), ("t/nan", ["nan", 0.0, 1.0])):
+    case = K.parse_case({{"id": cid, "logits": x}}, file="<probe>", index=0, family=None, base={root!r})
+    r = jsonable(s.run(Item(case, "softmax", "forward", "default", "tensorflow", "cpu", "float32", "eager")))
+    out[cid] = [r["output"]["out"], r["status"], r["special"]]
+print("PROBE" + json.dumps(out))
+"""
+
+
+@pytest.mark.skipif("tensorflow" not in FRAMEWORKS, reason="TensorFlow not installed")
+def test_finding_tf_softmax_of_inf_and_nan_rows_depends_on_onednn():
+    """Finding: TF's float32 softmax of a row with +inf or NaN depends on whether its oneDNN
+    kernels run, which TF decides from the CPU (on by default where it has AVX512_VNNI,
+    AVX512_BF16 or AMX, Intel Cascade Lake on; off on an AVX2-only AMD EPYC; forced either way
+    by TF_ENABLE_ONEDNN_OPTS): with them [nan, 0, 0] for both rows (the NaN not propagated),
+    without them all NaN (right for the NaN row). The run header records which (versions.onednn)."""
+    import os
+
+    got = {}
+    for flag in ("0", "1"):
+        env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": flag, "TF_CPP_MIN_LOG_LEVEL": "3"}
+        p = subprocess.run([sys.executable, "-c", _ONEDNN_PROBE.format(root=str(ROOT))], env=env,
+                           capture_output=True, text=True, timeout=300)
+        line = next((ln for ln in p.stdout.splitlines() if ln.startswith("PROBE")), None)
+        assert line, p.stderr[-2000:]
+        got[flag] = json.loads(line[5:])
+    off, on = got["0"], got["1"]
+    assert off["onednn"] == "off" and on["onednn"] == "on"
+    assert off["t/posinf"] == [["nan", "nan", "nan"], "fail", "nan_expected_finite"]
+    assert off["t/nan"] == [["nan", "nan", "nan"], "pass", "match"]
+    assert on["t/posinf"] == [["nan", 0.0, 0.0], "fail", "nan_expected_finite"]
+    assert on["t/nan"] == [["nan", 0.0, 0.0], "fail", "finite_expected_nan"]
 
 
 @need_fw
@@ -133,6 +179,20 @@ def test_baseline_round_trip(tmp_path):
     third = _cli("run", *common, "--results", str(tmp_path / "c.jsonl"), "--baseline", str(tmp_path / "a.jsonl"))
     assert third.returncode == 1
     assert "b/fine" in third.stdout and "b/confident" not in third.stdout
+    # The slim baseline a project commits (what did not pass) and `diff` against it, as CI does.
+    slim = _cli("baseline", str(tmp_path / "a.jsonl"), "-o", str(tmp_path / "base.jsonl"))
+    full = [json.loads(x) for x in (tmp_path / "a.jsonl").read_text().splitlines()]
+    n_bad = sum(1 for r in full if r["kind"] == "result" and r["status"] not in ("pass", "skip"))
+    n_all = sum(1 for r in full if r["kind"] == "result")
+    assert slim.returncode == 0 and f"{n_bad} of {n_all} results did not pass" in slim.stdout, slim.stdout + slim.stderr
+    kept = [json.loads(x) for x in (tmp_path / "base.jsonl").read_text().splitlines()]
+    assert [r["kind"] for r in kept] == ["run_start"] + ["result"] * n_bad + ["run_end"]
+    assert {r["case_id"] for r in kept[1:-1]} == {"b/confident"}
+    assert all(r["status"] == "fail" and "input" not in r and "repro" not in r for r in kept[1:-1])
+    same = _cli("diff", str(tmp_path / "base.jsonl"), str(tmp_path / "b.jsonl"))
+    assert same.returncode == 0, same.stdout
+    worse = _cli("diff", str(tmp_path / "base.jsonl"), str(tmp_path / "c.jsonl"))
+    assert worse.returncode == 1 and "b/fine" in worse.stdout, worse.stdout
 
 
 def test_entry_point_adapter(tmp_path, monkeypatch):
@@ -186,3 +246,28 @@ def test_xdist_gives_the_same_records_as_serial(tmp_path):
         a = {f: v for f, v in serial[k].items() if f not in volatile}
         b = {f: v for f, v in par[k].items() if f not in volatile}
         assert a == b, k
+
+
+def test_framework_warnings_are_recorded_once():
+    from tests.plugins.misbehaving import WarnyAdapter
+
+    A.register("warny", WarnyAdapter)
+    try:
+        s = Session(load_policy("standard"), Cache(None, enabled=False), [], None, 3)
+        rec = s.run(Item(_case("t/w", [[1.0, 2.0, 3.0]]), "softmax", "forward", "default", "warny", "cpu",
+                         "float32", "eager"))
+    finally:
+        A._extra.pop("warny", None)
+        A._cache.pop("warny", None)
+    assert rec["status"] == "pass"
+    assert rec["framework_warnings"] == ["UserWarning: 3 classes is an odd choice"]
+    plain = _run("standard", _case("t/w", [[1.0, 2.0, 3.0]]), "softmax", "numpy")
+    assert plain["framework_warnings"] == []
+
+
+@pytest.mark.skipif("tensorflow" not in FRAMEWORKS, reason="tensorflow is not installed")
+def test_finding_keras_warns_on_a_single_class():
+    case = _case("t/c1", [[0.5], [1.5], [-2.0]], [[1.0], [1.0], [1.0]])
+    s = Session(load_policy("standard"), Cache(None, enabled=False), [], None, 0)
+    rec = s.run(Item(case, "softmax_cross_entropy", "forward", "keras", "tensorflow", "cpu", "float32", "eager"))
+    assert any("num_classes > 1" in w for w in rec["framework_warnings"]), rec["framework_warnings"]
