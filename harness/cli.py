@@ -8,7 +8,6 @@ Bad input is found before anything is written, so no earlier results are overwri
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import queue
 import signal
@@ -307,9 +306,13 @@ def cmd_baseline(args: argparse.Namespace, argv: list[str]) -> int:
         kept.append(slim)
     lines = [*loaded.runs, *kept, *loaded.ends]
     out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text("".join(json.dumps(records.jsonable(x), allow_nan=False) + "\n" for x in lines), encoding="utf-8")
+    writer = records.Writer(tmp)  # the one serialiser of records; then swapped in whole
+    try:
+        for x in lines:
+            writer.write(x)
+    finally:
+        writer.close()
     os.replace(tmp, out)
     print(f"harness: {len(kept)} of {len(loaded.results)} results did not pass -> {out}")
     return EXIT_OK

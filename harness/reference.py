@@ -79,6 +79,7 @@ def start_prec(dt: D.DType) -> int:
 
 class _Mpmath:
     name = "mpmath"
+    ball = False  # a point backend: certified by a second evaluation
 
     def __init__(self) -> None:
         import mpmath
@@ -113,6 +114,7 @@ class _Mpmath:
 
 class _Mpfr:
     name = "mpfr"
+    ball = False
 
     def __init__(self) -> None:
         import gmpy2
@@ -464,7 +466,7 @@ def _certified_row(be: Any, op: str, check: str, xs: list[float], ys: Any, gs: A
                 d.append(hit[0])
                 e.append(hit[1])
             hi_vals = _formula(be, op, check, d, e, ys, gs, m)
-        if getattr(be, "ball", False):
+        if be.ball:
             if be.tight(hi_vals, claim, floor):
                 return hi_vals, False, p
         else:
