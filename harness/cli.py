@@ -17,9 +17,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from . import __version__, records
+from . import __version__, flags, records
 from .errors import HarnessInputError
-from .options import LIST_OPTIONS, SUITES, executor, from_values, load_cases
+from .options import executor, from_values, load_cases
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -39,29 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     r = sub.add_parser("run", help="run the conformance suite, write results (and a report)")
-    for flag, dest, help_, valid in LIST_OPTIONS:
-        extra = f" [valid: {', '.join(valid)}]" if valid else ""
-        r.add_argument(flag, dest=dest, action="append", help=help_ + extra + " (repeatable, comma-separated)")
-    r.add_argument("--case-filter", help="select case ids by substring or glob (comma-separated)")
-    r.add_argument("--suite", default="default", help="built-in case selection: " + "; ".join(
-        f"{k}: {v}" for k, v in SUITES.items()) + " (default %(default)s; ignored with --cases)")
-    r.add_argument("--policy", default="standard", help="strict, standard (default), or a .toml file")
-    r.add_argument("--results", default="reports/results.jsonl", help="JSON Lines results (default %(default)s)")
-    r.add_argument("--report", help="also write the HTML report here (e.g. reports/index.html)")
-    r.add_argument("--known", help="known-discrepancies TOML (default: harness/known.toml)")
-    r.add_argument("--no-variants", action="store_true", help="only the default API of each op")
-    r.add_argument("--timing-reps", type=int, help="timed repetitions per call (default 3)")
-    r.add_argument("--cache-dir", help="reference cache directory (default ~/.cache/softmax-harness "
-                   "or $HARNESS_CACHE_DIR)")
-    r.add_argument("--no-cache", action="store_true", help="do not use the reference cache, nor the "
-                   "frameworks' compilation caches kept beside it (a cold run)")
-    r.add_argument("-j", "--jobs", type=int, help="isolated worker processes running at once (default: the CPU "
-                   "count; 1 with --no-isolate)")
-    r.add_argument("--no-isolate", action="store_true",
-                   help="run the frameworks in this process (faster start; a crash ends the run)")
-    r.add_argument("--timeout", type=float, help="seconds per result before the worker is killed and "
-                   "the result is an error (default 300; compilation included)")
-    r.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
+    flags.add_to_cli(r)
 
     rep = sub.add_parser("report", help="render results files (CI shards are merged) into one HTML page")
     rep.add_argument("results", nargs="+", help="JSON Lines results files")

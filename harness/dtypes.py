@@ -14,6 +14,7 @@ import ml_dtypes
 import numpy as np
 
 from .errors import HarnessInputError
+from .vocab import DTYPE_NAMES
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,8 @@ DTYPES: dict[str, DType] = {
     "float32": DType("float32", np.dtype(np.float32), 24, -126, 127),
     "float64": DType("float64", np.dtype(np.float64), 53, -1022, 1023),
 }
-DTYPE_NAMES = list(DTYPES)
+__all__ = ["DTYPE_NAMES", "DTYPES", "DType", "get", "cast_exact", "ulp", "round_to", "neighbours", "is_midpoint",
+           "ulp_error", "abs_error"]
 
 
 def get(name: str) -> DType:

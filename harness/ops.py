@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import HarnessInputError
+from .vocab import CHECKS, DEVICES, MODES, OP_NAMES
 
 
 @dataclass(frozen=True)
@@ -29,10 +30,7 @@ OPS: dict[str, OpSpec] = {
     "sparse_softmax_cross_entropy": OpSpec("sparse_softmax_cross_entropy", "sparse", True,
                                            ("d_logits",), "ones"),
 }
-OP_NAMES = list(OPS)
-CHECKS = ["forward", "grad"]
-MODES = ["eager", "jit"]
-DEVICES = ["cpu", "gpu"]
+__all__ = ["CHECKS", "DEVICES", "MODES", "OP_NAMES", "OPS", "OpSpec", "cotangent", "get", "output_shapes"]
 
 
 def get(name: str) -> OpSpec:

@@ -1,6 +1,7 @@
-"""The run options shared by the CLI and the pytest plugin: one definition, two front ends.
+"""The run options shared by the CLI and the pytest plugin: declared once (harness.flags),
+parsed by two front ends, validated here.
 
-Each option is validated here; an unknown value raises HarnessInputError naming the valid ones.
+An unknown value raises HarnessInputError naming the valid ones.
 """
 
 from __future__ import annotations
@@ -11,34 +12,10 @@ from typing import Any
 
 from . import adapters as A
 from . import cases as K
-from . import dtypes as D
-from . import ops as O
 from .errors import HarnessInputError
+from .flags import FLAGS
 from .runner import Selection, split_csv, validate_choices
-
-#: (flag, dest, help, valid values or None). Repeatable, comma-separated lists.
-LIST_OPTIONS = [
-    ("--framework", "framework", "frameworks to run (default: tensorflow,torch,jax; also numpy "
-     "and any adapter registered under the harness.adapters entry point group)", None),
-    ("--device", "device", "devices: cpu, gpu (default: cpu)", O.DEVICES),
-    ("--dtype", "dtype", "dtypes (default: all four)", D.DTYPE_NAMES),
-    ("--op", "op", "ops (default: all five)", O.OP_NAMES),
-    ("--mode", "mode", "modes: eager, jit (default: both)", O.MODES),
-    ("--check", "check", "checks: forward, grad (default: both)", O.CHECKS),
-    ("--cases", "cases", "case files or directories (default: the built-in library in cases/)", None),
-    ("--baseline", "baseline", "results file(s) of an earlier run: the same failures are known (exit 0)", None),
-]
-
-
-#: Named selections of the built-in library. `quick` keeps the families that probe special
-#: values and conditioning (what CI runs on every commit); `default` is every case but those
-#: tagged `large`; `full` adds the large vocabularies and the long batch.
-SUITES: dict[str, str] = {
-    "quick": "seed, extreme, soft_labels and integer_labels (no random draws, no layout variants)",
-    "default": "every case except those tagged 'large'",
-    "full": "every case, the large vocabularies and the long batch included",
-}
-QUICK_FAMILIES = ("seed", "extreme", "soft_labels", "integer_labels")
+from .vocab import QUICK_FAMILIES, SUITES
 
 
 def select_suite(cases: list[K.Case], suite: str) -> list[K.Case]:
@@ -77,14 +54,14 @@ def from_values(v: dict[str, Any]) -> RunOptions:
     if fws:
         validate_choices(fws, A.names(), "framework")
         o.frameworks = fws
-    for flag, dest, _, valid in LIST_OPTIONS:
-        vals = split_csv(v.get(dest))
-        if not vals or dest in ("framework",):
+    attrs = {"device": "devices", "dtype": "dtypes", "op": "ops", "mode": "modes", "check": "checks"}
+    for f in FLAGS:
+        vals = split_csv(v.get(f.dest)) if f.kind == "list" and f.dest != "framework" else []
+        if not vals:
             continue
-        if valid is not None:
-            validate_choices(vals, valid, dest)
-        attr = {"device": "devices", "dtype": "dtypes", "op": "ops", "mode": "modes", "check": "checks"}.get(dest, dest)
-        setattr(o, attr, vals)
+        if f.choices is not None:
+            validate_choices(vals, list(f.choices), f.dest)
+        setattr(o, attrs.get(f.dest, f.dest), vals)
     o.case_filter = v.get("case_filter") or None
     suite = v.get("suite") or "default"
     if suite not in SUITES:

@@ -1,86 +1,114 @@
 """pytest plugin: glue only. Options, parametrization of `test_conformance`, record writing,
-and the pass / fail / xfail / skip outcome of each result. The logic lives in runner.py."""
+and the pass / fail / xfail / skip outcome of each result. The logic lives in runner.py.
+
+The plugin loads into every pytest run of every environment the package is installed in (the
+`pytest11` entry point), most of which test something else. So it stays out of their way:
+
+- its options all carry the prefix `--harness-` (harness.flags), leaving `--device`, `--dtype`,
+  `--timeout` and the rest to the project's own conftest and to other plugins;
+- its pytest-xdist hooks are optional: without xdist they are never called, never validated;
+- it imports nothing beyond harness.flags, reads no file, writes no file and sets no
+  environment variable until a test asks for a conformance item (the `conformance_item`
+  fixture of tests/test_conformance.py), or a `--harness-*` option is given, which is checked
+  at start-up so that a bad value is a usage error before anything runs.
+"""
 
 from __future__ import annotations
 
 import os
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from . import records
-from .cache import Cache
-from .errors import HarnessInputError
-from .known import Baseline, load_known
-from .options import LIST_OPTIONS, SUITES, RunOptions, executor, from_values, load_cases
-from .policy import load as load_policy
-from .runner import Item, Session, expand, is_covered, resolve_frameworks
-
-DEFAULT_RESULTS = "reports/pytest-results.jsonl"
+from . import flags
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    g = parser.getgroup("harness", "softmax-family conformance harness")
-    for flag, dest, help_, valid in LIST_OPTIONS:
-        extra = f" [valid: {', '.join(valid)}]" if valid else ""
-        g.addoption(flag, dest=f"harness_{dest}", action="append", default=None, help=help_ + extra)
-    g.addoption("--case-filter", dest="harness_case_filter", default=None,
-                help="select case ids by substring or glob (comma-separated)")
-    g.addoption("--suite", dest="harness_suite", default="default", help="built-in case selection: " + "; ".join(
-        f"{k}: {v}" for k, v in SUITES.items()) + " (default: default; ignored with --cases)")
-    g.addoption("--policy", dest="harness_policy", default="standard",
-                help="tolerance policy: strict, standard, or a path to a .toml file")
-    g.addoption("--results", dest="harness_results", default=DEFAULT_RESULTS,
-                help=f"JSON Lines results file (default {DEFAULT_RESULTS})")
-    g.addoption("--known", dest="harness_known", default=None,
-                help="known-discrepancies TOML (default: harness/known.toml)")
-    g.addoption("--no-variants", dest="harness_no_variants", action="store_true",
-                help="run only the default API of each op (no Keras, CrossEntropyLoss, ... variants)")
-    g.addoption("--timing-reps", dest="harness_timing_reps", default=None, type=int,
-                help="timed repetitions per call after the first (default 3; 0: time the first call)")
-    g.addoption("--cache-dir", dest="harness_cache_dir", default=None, help="reference cache directory")
-    g.addoption("--no-cache", dest="harness_no_cache", action="store_true",
-                help="do not use the reference cache, nor the compilation caches beside it")
-    g.addoption("--no-isolate", dest="harness_no_isolate", action="store_true",
-                help="run the frameworks in the test process (a crash ends the run)")
-    g.addoption("--timeout", dest="harness_timeout", default=None, type=float,
-                help="seconds per result before its worker is killed (default 300)")
+    flags.add_to_pytest(parser.getgroup("harness", "softmax-family conformance harness (harness.flags)"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "conformance: a softmax-family conformance result")
+    plugin = HarnessPlugin(config)
+    config.pluginmanager.register(plugin, "harness_session")
+    if plugin.given:
+        plugin.state  # noqa: B018 - validate the options the user gave, before anything runs
+
+
+@dataclass
+class _State:
+    """What a session of conformance tests needs, built on first use."""
+
+    opts: Any
+    frameworks: list[str]
+    skipped: dict[str, str]
+    policy: Any
+    baseline: Any
+    session: Any
+    items: list[Any]
 
 
 class HarnessPlugin:
-    def __init__(self, config: pytest.Config, opts: RunOptions, results: str):
+    def __init__(self, config: pytest.Config):
         self.config = config
-        self.opts = opts
-        self.results_path = results
-        self.frameworks, self.skipped = resolve_frameworks(opts.frameworks)
-        self.cases = load_cases(opts)
-        self.policy = load_policy(opts.policy)
-        self.baseline = Baseline(opts.baseline) if opts.baseline else None
-        self.session = Session(self.policy, Cache(opts.cache_dir, enabled=not opts.no_cache),
-                               load_known(opts.known), self.baseline, opts.timing_reps)
-        self.items = expand(self.cases, opts.selection(), self.frameworks)
-        self._executor: Any = None
-        self.writer: records.Writer | None = None
+        self.values = flags.given_in_pytest(config.option)
+        self.given = flags.explicitly_given(self.values)
+        # Workers must not truncate what the controller started: one absolute path for all.
+        self.results_path = os.path.abspath(self.values.get("results") or flags.PLUGIN_RESULTS)
         self.worker = getattr(config, "workerinput", {}).get("workerid")
         self.run_id = getattr(config, "workerinput", {}).get("harness_run_id") or uuid.uuid4().hex[:12]
+        self._state: _State | None = None
+        self._executor: Any = None
+        self.writer: Any = None
         self.ran: list[dict[str, Any]] = []
         self.started = False
 
+    @property
+    def state(self) -> _State:
+        if self._state is None:
+            self._state = self._build()
+        return self._state
+
+    def _build(self) -> _State:
+        from .cache import Cache
+        from .errors import HarnessInputError
+        from .known import Baseline, load_known
+        from .options import from_values, load_cases
+        from .policy import load as load_policy
+        from .runner import Session, expand, resolve_frameworks
+
+        try:
+            opts = from_values(self.values)
+            frameworks, skipped = resolve_frameworks(opts.frameworks)
+            cases = load_cases(opts)
+            policy = load_policy(opts.policy)
+            baseline = Baseline(opts.baseline) if opts.baseline else None
+            session = Session(policy, Cache(opts.cache_dir, enabled=not opts.no_cache), load_known(opts.known),
+                              baseline, opts.timing_reps)
+        except HarnessInputError as e:
+            raise pytest.UsageError(f"harness: {e}") from None
+        return _State(opts, frameworks, skipped, policy, baseline, session, expand(cases, opts.selection(), frameworks))
+
     # xdist: the controller writes run_start/run_end; workers append results to the same file.
+    @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
         node.workerinput["harness_run_id"] = self.run_id
 
-    def _open(self) -> records.Writer:
+    def _open(self) -> Any:
         """The results file, opened on the first result of this process. The run metadata
         (framework versions need the frameworks imported) is written then, by each process
         that runs results, so a run of the unit tests alone imports no framework."""
+        from . import records
+
         if self.writer is None:
+            st = self.state
             self.writer = records.Writer(self.results_path, "a")
-            meta = records.run_start(self.policy.name, self._framework_meta(),
+            meta = records.run_start(st.policy.name, self._framework_meta(),
                                      ["pytest", *self.config.invocation_params.args], self.run_id, self.worker)
-            meta["policy_budgets"] = self.policy.budgets
-            meta["skipped_frameworks"] = self.skipped
+            meta["policy_budgets"] = st.policy.budgets
+            meta["skipped_frameworks"] = st.skipped
             self.writer.write(meta)
         return self.writer
 
@@ -88,7 +116,7 @@ class HarnessPlugin:
         from . import adapters as A
 
         meta = {}
-        for fw in self.frameworks:
+        for fw in self.state.frameworks:
             ad = A.get(fw)
             try:
                 meta[fw] = {"versions": ad.versions(), "devices": ad.devices()}
@@ -107,16 +135,21 @@ class HarnessPlugin:
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         self._start_file([it.nodeid for it in session.items])
 
+    @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
         self._start_file(ids)
 
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
         if "conformance_item" in metafunc.fixturenames:
-            metafunc.parametrize("conformance_item", self.items, ids=[i.id for i in self.items])
+            items = self.state.items
+            metafunc.parametrize("conformance_item", items, ids=[i.id for i in items])
 
-    def check(self, item: Item, request: Any) -> None:
+    def check(self, item: Any, request: Any) -> None:
+        from .options import executor
+        from .runner import is_covered
+
         if self._executor is None:
-            self._executor = executor(self.opts, self.session)
+            self._executor = executor(self.state.opts, self.state.session)
         rec = self._executor.run(item)
         rec["run_id"] = self.run_id
         if self.worker:
@@ -136,20 +169,24 @@ class HarnessPlugin:
         pytest.fail(text, pytrace=False)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        for fw, why in self.skipped.items():
+        if self._state is None:
+            return
+        for fw, why in self._state.skipped.items():
             terminalreporter.write_line(f"harness: {fw} skipped for the whole run: {why}")
         if self.started:
             terminalreporter.write_line(f"harness: results in {self.results_path}")
-        if self.baseline is not None:
-            for r in self.baseline.fixed:
+        if self._state.baseline is not None:
+            for r in self._state.baseline.fixed:
                 terminalreporter.write_line(f"harness: fixed since the baseline: {r['test_id']}")
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
-        if self._executor is not None and self._executor is not self.session:
+        if self._executor is not None and self._state is not None and self._executor is not self._state.session:
             self._executor.close()
         if self.writer is not None:
             self.writer.close()
         if self.started and os.path.exists(self.results_path) and os.path.getsize(self.results_path):
+            from . import records
+
             end = records.Writer(self.results_path, "a")
             end.write({"kind": "run_end", "run_id": self.run_id, "finished": records.now(), "complete": True})
             end.close()
@@ -157,6 +194,8 @@ class HarnessPlugin:
 
 def format_failure(rec: dict[str, Any]) -> str:
     """The message of a failing result: what failed, the worst elements, a repro."""
+    from . import records
+
     lines = [f"{rec['test_id']}: {rec['status']} ({rec.get('special')}): {rec.get('message', '')}"]
     if rec.get("max_ulp") is not None:
         lines.append(f"max error {rec['max_ulp']:.4g} ulp, {rec.get('excess') or 0:.3g} x budget "
@@ -172,19 +211,6 @@ def format_failure(rec: dict[str, Any]) -> str:
     if rec.get("repro"):
         lines.append("repro:\n" + rec["repro"])
     return "\n".join(lines)
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    vals = {k[len("harness_"):]: v for k, v in vars(config.option).items() if k.startswith("harness_")}
-    try:
-        opts = from_values(vals)
-        results = vals.get("results") or DEFAULT_RESULTS
-        # Workers must not truncate what the controller started.
-        plugin = HarnessPlugin(config, opts, os.path.abspath(results))
-    except HarnessInputError as e:
-        raise pytest.UsageError(f"harness: {e}") from None
-    config.pluginmanager.register(plugin, "harness_session")
-    config.addinivalue_line("markers", "conformance: a softmax-family conformance result")
 
 
 @pytest.fixture

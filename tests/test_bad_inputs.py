@@ -373,8 +373,10 @@ def test_bad_input(row: Row, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 # -------------------------------------------------------------------- the pytest front end
 
 PLUGIN_ROWS = [
-    ("plugin-unknown-framework", ["--framework", "nope"], ["unknown framework 'nope'", "valid: ", "numpy", "torch"]),
-    ("plugin-unknown-dtype", ["--dtype", "float33"], ["unknown dtype 'float33'", f"valid: {DTYPES}"]),
+    ("plugin-unknown-framework", ["--harness-framework", "nope"], ["unknown framework 'nope'", "valid: ", "numpy", "torch"]),
+    ("plugin-unknown-dtype", ["--harness-dtype", "float33"], ["unknown dtype 'float33'", f"valid: {DTYPES}"]),
+    ("plugin-renamed-option", ["--suite", "quick", "--dtype", "float32"],
+     ["--suite is now --harness-suite", "--dtype is now --harness-dtype"]),
 ]
 
 
@@ -383,7 +385,7 @@ def test_plugin_rejects_unknown_names(args: list[str], fragments: list[str], tmp
     results = tmp_path / "pytest-results.jsonl"
     results.write_bytes(SENTINEL)
     p = subprocess.run([sys.executable, "-m", "pytest", "tests/test_conformance.py", *args, "-q",
-                        "--results", str(results), "-p", "no:cacheprovider"],
+                        "--harness-results", str(results), "-p", "no:cacheprovider"],
                        cwd=ROOT, env=_env(tmp_path), capture_output=True, text=True, timeout=120, check=False)
     out = p.stdout + p.stderr
     assert p.returncode != 0, out

@@ -1,8 +1,8 @@
 """The conformance suite: one test per (framework, device, dtype, mode, op, check, case).
 
-Parametrized by the harness plugin from its options (--framework, --dtype, --cases, ...);
-each test writes one result record and passes, fails, skips, or xfails for a documented
-known discrepancy.
+Parametrized by the harness plugin from its options (--harness-framework, --harness-dtype,
+--harness-cases, ...); each test writes one result record and passes, fails, skips, or xfails
+for a documented known discrepancy.
 """
 
 

@@ -27,6 +27,27 @@ def test_every_run_option_is_in_the_readme():
                 assert f"`{flag}" in README, f"README does not document {flag}"
 
 
+def test_every_plugin_option_is_the_prefixed_cli_option():
+    """The plugin's options are the CLI's (harness.flags) with one prefix, which README states; the
+    CLI-only ones are marked (CLI) in README's table."""
+    from harness import flags
+
+    assert f"`{flags.PLUGIN_PREFIX}`" in README and f"`{flags.PLUGIN_PREFIX}suite quick`" in README
+    run = build_parser()._subparsers._group_actions[0].choices["run"]
+    cli = {o for a in run._actions for o in a.option_strings}
+    for f in flags.FLAGS:
+        assert f"--{f.name}" in cli
+        row = next(line for line in README.splitlines() if line.startswith("| ") and f"`--{f.name}" in line)
+        assert ("(CLI)" in row) == f.cli_only, row
+
+
+def test_vocabulary_names_the_definitions():
+    from harness import dtypes, ops, vocab
+
+    assert list(dtypes.DTYPES) == vocab.DTYPE_NAMES
+    assert list(ops.OPS) == vocab.OP_NAMES
+
+
 def test_policies_give_a_reason_for_every_budget():
     for name in builtin_names():
         pol = load(name)

@@ -227,9 +227,9 @@ def test_xdist_gives_the_same_records_as_serial(tmp_path):
     def run(extra, name):
         out = tmp_path / name
         p = subprocess.run([sys.executable, "-m", "pytest", "tests/test_conformance.py", "-q", "-p", "no:warnings",
-                            "--framework", "numpy", "--case-filter", "seed/", "--results", str(out),
-                            "--dtype", "float32,float64",
-                            "--timing-reps", "0", "--cache-dir", str(tmp_path / "cache"), *extra],
+                            "--harness-framework", "numpy", "--harness-case-filter", "seed/",
+                            "--harness-results", str(out), "--harness-dtype", "float32,float64",
+                            "--harness-timing-reps", "0", "--harness-cache-dir", str(tmp_path / "cache"), *extra],
                            cwd=ROOT, capture_output=True, text=True, timeout=300)
         assert p.returncode == 0, p.stdout[-2000:]
         recs = [json.loads(x) for x in out.read_text().splitlines()]

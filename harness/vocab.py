@@ -1,0 +1,23 @@
+"""The harness's names: dtypes, ops, checks, modes, devices and suites.
+
+Imports nothing, so that the pytest plugin can declare its options (whose help lists these)
+without importing numpy: the plugin loads into every pytest run of an environment the package
+is installed in, and must cost those runs nothing. `harness.dtypes` and `harness.ops` hold the
+definitions behind the names and check that they agree with these lists.
+"""
+
+DTYPE_NAMES = ["float16", "bfloat16", "float32", "float64"]
+OP_NAMES = ["softmax", "log_softmax", "logsumexp", "softmax_cross_entropy", "sparse_softmax_cross_entropy"]
+CHECKS = ["forward", "grad"]
+MODES = ["eager", "jit"]
+DEVICES = ["cpu", "gpu"]
+
+#: Named selections of the built-in library. `quick` keeps the families that probe special
+#: values and conditioning (what CI runs on every commit); `default` is every case but those
+#: tagged `large`; `full` adds the large vocabularies and the long batch.
+SUITES: dict[str, str] = {
+    "quick": "seed, extreme, soft_labels and integer_labels (no random draws, no layout variants)",
+    "default": "every case except those tagged 'large'",
+    "full": "every case, the large vocabularies and the long batch included",
+}
+QUICK_FAMILIES = ("seed", "extreme", "soft_labels", "integer_labels")
