@@ -48,12 +48,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
 # Property tests: random examples on a developer's machine (new ones each run, failures kept in
 # .hypothesis/), a fixed derandomized set in CI ($CI, which GitHub Actions and .ci/run set), so
-# that a CI verdict is reproducible and a failure there replays anywhere with CI=1.
+# that a CI verdict is reproducible and a failure there replays anywhere with CI=1. No deadline
+# in either: a time limit per example fails at random on a loaded machine (issue 23).
 try:
     from hypothesis import settings as _settings
 except ImportError:  # the test extra brings it; the harness's plugin does not need it
     pass
 else:
-    _settings.register_profile("ci", derandomize=True, print_blob=True)
-    if os.environ.get("CI"):
-        _settings.load_profile("ci")
+    _settings.register_profile("ci", derandomize=True, print_blob=True, deadline=None)
+    _settings.register_profile("dev", deadline=None)
+    _settings.load_profile("ci" if os.environ.get("CI") else "dev")

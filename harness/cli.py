@@ -8,6 +8,7 @@ Bad input is found before anything is written, so no earlier results are overwri
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import queue
 import signal
@@ -15,7 +16,7 @@ import threading
 import sys
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from . import __version__, flags, records
 from .errors import HarnessInputError
@@ -80,12 +81,36 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """SIGINT and SIGTERM end the command as an interrupt (exit 130; what was written stays,
+    marked incomplete), whatever dispositions the parent process left: a process started with
+    SIGINT ignored (as some process managers and CI runners do) inherits that, and Python then
+    leaves it ignored. The previous handlers come back afterwards (the CLI may run in-process)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h if h is not None else signal.SIG_DFL)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     try:
-        return {"run": cmd_run, "report": cmd_report, "diff": cmd_diff, "baseline": cmd_baseline, "cases": cmd_cases,
-                "cache": cmd_cache, "search": cmd_search}[args.command](args, argv)
+        with interruptible():
+            return {"run": cmd_run, "report": cmd_report, "diff": cmd_diff, "baseline": cmd_baseline, "cases": cmd_cases,
+                    "cache": cmd_cache, "search": cmd_search}[args.command](args, argv)
     except HarnessInputError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -133,8 +158,6 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     meta["skipped_frameworks"] = skipped
     writer.write(meta)
 
-    # SIGTERM ends the run like Ctrl-C: what was written stays, the run is marked incomplete.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     results: list[dict[str, Any]] = []
     counts: dict[str, int] = {}
     interrupted = False

@@ -21,6 +21,12 @@ from .runner import Item, Session, base_record
 
 #: Default per-item timeout in seconds: the first call of a compiled mode includes compilation.
 DEFAULT_TIMEOUT = 300.0
+#: What a worker sends once it has started (imports done, session built). Its start-up is not
+#: part of any item's time: on a loaded machine a spawned interpreter importing numpy can take
+#: longer than an item's whole timeout.
+READY = "ready"
+#: How long a worker may take to start before it counts as crashed.
+STARTUP_TIMEOUT = 300.0
 
 
 def _worker(conn: Any, session_args: dict[str, Any], registrations: list[tuple[str, str]]) -> None:
@@ -40,6 +46,7 @@ def _worker(conn: Any, session_args: dict[str, Any], registrations: list[tuple[s
                       Cache(session_args["cache_dir"], enabled=session_args["cache_enabled"]),
                       load_known(session_args["known"]), None, session_args["timing_reps"],
                       session_args.get("backend"))
+    conn.send(READY)  # the item clock of the parent starts after this
     while True:
         try:
             item = conn.recv()
@@ -73,17 +80,24 @@ class Executor:
         self.restarts = 0
 
     def _start(self) -> None:
+        """Start a worker and wait until it is ready; EOFError if it died or never got there."""
         parent, child = self.ctx.Pipe()
         self.proc = self.ctx.Process(target=_worker, args=(child, self.args, self.registrations), daemon=True)
         self.proc.start()
         child.close()
         self.conn = parent
+        if not parent.poll(max(STARTUP_TIMEOUT, self.timeout)):
+            self.proc.kill()
+            raise EOFError("the worker did not start")
+        if parent.recv() != READY:
+            raise EOFError("the worker did not say it was ready")
 
     def run(self, item: Item) -> dict[str, Any]:
-        if self.proc is None or not self.proc.is_alive():
-            self._start()
         t0 = time.perf_counter()
         try:
+            if self.proc is None or not self.proc.is_alive():
+                self._start()
+                t0 = time.perf_counter()
             self.conn.send(item)
             if self.conn.poll(self.timeout):
                 rec = self.conn.recv()
