@@ -15,8 +15,13 @@ It prints the figures, the speedups, and the largest relative difference between
 values and the engine's stored values (hi + lo; for float32 outputs lo is kept only where hi
 sits on a rounding midpoint, so hi is good to float64's 2^-53, the float64 run to 2^-claim).
 
-Run by hand:  python benchmarks/reference_throughput.py [--rows 64] [--classes 1000]
-Prints figures; asserts nothing. About a minute.
+Then, over every reference of the default library (each case, op, check and dtype, cold, in
+one process), what deciding the correct rounding near boundaries costs (docs/semantics.md S18):
+how many elements needed a decision, how many rows a raised precision, and the seconds that
+took against the library's whole reference time.
+
+Run by hand:  python benchmarks/reference_throughput.py [--rows 64] [--classes 1000] [--no-library]
+Prints figures; asserts nothing. A few minutes.
 """
 
 from __future__ import annotations
@@ -103,6 +108,7 @@ def main() -> None:
     ap.add_argument("--classes", type=int, default=1000)
     ap.add_argument("--no-float64", action="store_true", help="skip the float64 accuracy run")
     ap.add_argument("--mpmath-backend", action="store_true", help="also time the (slow) mpmath backend")
+    ap.add_argument("--no-library", action="store_true", help="skip the default library's rounding decisions")
     args = ap.parse_args()
     B, C = args.rows, args.classes
     n = B * C
@@ -160,6 +166,41 @@ def main() -> None:
                 rd = max_rel_diff(vals, refp.outputs["out"])
                 print(f"  {op:22} pool {n / tp:10.3g} el/s   max rel diff {rd:.2e}")
     R._reset_pool()
+    if not args.no_library:
+        library_rounding()
+
+
+def library_rounding() -> None:
+    """What the correct-rounding decisions (S18) cost over the default library's references."""
+    from harness import ops as O
+    from harness.options import RunOptions, load_cases
+
+    os.environ["HARNESS_REF_WORKERS"] = "1"
+    refs = decided = escalated = elements = 0
+    total = deciding = 0.0
+    for case in load_cases(RunOptions()):
+        for op in case.ops:
+            spec = O.OPS[op]
+            for check in ("forward", "grad") if case.grad else ("forward",):
+                for name in case.dtypes:
+                    dt = D.DTYPES[name]
+                    x = case.logits_for(dt)
+                    y = case.labels_for(dt) if spec.labels != "none" else None
+                    from harness.cases import sample_rows
+
+                    t, ref = timed(R.compute, op, check, x, y, case.axis, dt,
+                                   rows=sample_rows(x, case.axis % max(x.ndim, 1)))
+                    refs += 1
+                    total += t
+                    deciding += ref.deciding_s
+                    decided += ref.decided
+                    escalated += ref.escalated_rows
+                    elements += sum(int(np.size(r.hi)) for r in ref.outputs.values())
+    print(f"\ncorrect rounding near boundaries (S18) over the default library: {refs} references, "
+          f"{elements} elements, {total:.1f} s cold in one process")
+    print(f"  elements decided from their exact part: {decided} ({decided / max(elements, 1):.2%}); rows whose "
+          f"precision was raised to decide: {escalated}")
+    print(f"  time deciding: {deciding:.2f} s ({deciding / max(total, 1e-9):.1%} of the reference time)")
 
 
 if __name__ == "__main__":

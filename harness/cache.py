@@ -106,11 +106,11 @@ class Cache:
                 pass
             return None
         self.hits += 1
-        backend, prec, claim = meta.split(",")
+        backend, prec, claim, decided, escalated = meta.split(",")
         names = sorted({n.split(".")[0] for n in arrays if n != "rows"})
         outs = {n: R.RefArray(arrays[f"{n}.hi"], arrays[f"{n}.lo"], arrays[f"{n}.rounded"], arrays[f"{n}.invalid"])
                 for n in names}
-        return R.Reference(outs, int(prec), int(claim), backend, arrays.get("rows"))
+        return R.Reference(outs, int(prec), int(claim), backend, arrays.get("rows"), int(decided), int(escalated))
 
     def put(self, k: str, ref: R.Reference) -> None:
         if not self.enabled:
@@ -121,7 +121,7 @@ class Cache:
         if ref.rows is not None:
             arrays["rows"] = ref.rows
         arrays["__checksum__"] = np.array(_checksum(arrays))
-        arrays["__meta__"] = np.array(f"{ref.backend},{ref.prec_bits},{ref.claim_bits}")
+        arrays["__meta__"] = np.array(f"{ref.backend},{ref.prec_bits},{ref.claim_bits},{ref.decided},{ref.escalated_rows}")
         p = self._path(k)
         p.parent.mkdir(parents=True, exist_ok=True)
         buf = io.BytesIO()

@@ -56,7 +56,7 @@ DTYPES: dict[str, DType] = {
     "float64": DType("float64", np.dtype(np.float64), 53, -1022, 1023),
 }
 __all__ = ["DTYPE_NAMES", "DTYPES", "DType", "get", "cast_exact", "ulp", "round_to", "neighbours", "is_midpoint",
-           "ulp_error", "abs_error"]
+           "ulp_error", "abs_error", "STICKY"]
 
 
 def get(name: str) -> DType:
@@ -172,8 +172,16 @@ def ulp_error(out: np.ndarray, hi: np.ndarray, lo: np.ndarray, dt: DType) -> np.
     return abs_error(out, hi, lo) / ulp(hi, lo, dt)
 
 
+#: The lo word of a double-double whose remainder is nonzero but below float64's range: it keeps
+#: the remainder's sign (which decides a rounding or a binade at hi, docs/semantics.md S18) and
+#: stands for a magnitude below 2^-1074, which an error measurement takes as 0.
+STICKY = 5e-324
+
+
 def abs_error(out: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
     out = np.asarray(out, dtype=np.float64)
+    lo = np.asarray(lo, dtype=np.float64)
     with np.errstate(invalid="ignore", over="ignore"):
+        lo = np.where((np.abs(lo) == STICKY) & (np.abs(hi) >= 2.0 ** -1022), 0.0, lo)
         # out - hi is exact when both are close (Sterbenz); when they are not, lo is negligible.
         return np.abs((out - hi) - lo)

@@ -25,14 +25,20 @@ it is redone at twice the precision, up to MAX_PREC bits, and the engine raises
 ReferenceAccuracyError if it still does: cancellation cannot slip through.
 
 The result of each output element is kept as a double-double (hi, lo) of float64, good to
-``claim_bits`` bits, and rounded to the tested dtype with round-to-nearest-even.
+``claim_bits`` bits, and rounded to the tested dtype with round-to-nearest-even. Where the
+certified value may lie on either side of a rounding boundary of the dtype (a midpoint, a power
+of two), the side is decided from a split evaluation, exact rationals plus a transcendental
+rest, and the precision raised until it is (S18, `_SplitBackend`): `rounded` is the correct
+rounding of the exact value, not round-half-to-even's guess.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import time
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any, Callable
 
 import numpy as np
@@ -42,7 +48,7 @@ from . import ops as O
 from .errors import ReferenceAccuracyError
 
 #: Bump when a change to this module can change any stored reference (cache keys include it).
-ENGINE_VERSION = "2"  # 2: precision resolves the closest logits (S17); arb balls
+ENGINE_VERSION = "3"  # 3: correct rounding decided near boundaries (S18); 2: S17, arb balls
 MAX_PREC = 16384
 _NAN = float("nan")
 _INF = float("inf")
@@ -77,6 +83,10 @@ def start_prec(dt: D.DType) -> int:
 # Backends: the few operations the formulas need beyond + - * / and comparisons.
 
 
+class _NeverRaised(Exception):
+    """The underflow of a backend whose exponents are unbounded."""
+
+
 class _Mpmath:
     name = "mpmath"
     ball = False  # a point backend: certified by a second evaluation
@@ -88,6 +98,9 @@ class _Mpmath:
 
     def context(self, prec: int) -> Any:
         return self.mp.workprec(prec)
+
+    strict_context = context  # mpf exponents are unbounded: nothing underflows
+    underflow = _NeverRaised
 
     def num(self, x: float) -> Any:
         return self.mp.mpf(x)  # exact for any float
@@ -111,6 +124,17 @@ class _Mpmath:
         with self.mp.workprec(2200):  # wide enough that x - hi is exact
             return _split(xs)
 
+    def zero(self) -> Any:
+        return self.mp.mpf(0)
+
+    def rational(self, q: Fraction) -> Any:
+        from mpmath.libmp import from_rational, round_nearest
+
+        return self.mp.mpf(from_rational(q.numerator, q.denominator, self.mp.mp.prec, round_nearest))
+
+    def is_exact_zero(self, x: Any) -> bool:
+        return x == 0
+
 
 class _Mpfr:
     name = "mpfr"
@@ -125,6 +149,17 @@ class _Mpfr:
     def context(self, prec: int) -> Any:
         g = self.g
         return g.context(precision=prec, emax=g.get_emax_max(), emin=g.get_emin_min())
+
+    def strict_context(self, prec: int) -> Any:
+        """For the formulas: MPFR's exponent range ends near 2^-4.6e18, and exp(-1e30) would
+        underflow to 0 silently, making a present entry look masked and losing the sign of a
+        rest that decides a rounding (S18); here it raises `underflow` (mpmath then computes)."""
+        g = self.g
+        return g.context(precision=prec, emax=g.get_emax_max(), emin=g.get_emin_min(), trap_underflow=True)
+
+    @property
+    def underflow(self) -> type[Exception]:
+        return self.g.UnderflowResultError
 
     def num(self, x: float) -> Any:
         return self.g.mpfr(x)
@@ -148,6 +183,15 @@ class _Mpfr:
         with self.context(2200):  # wide enough that x - hi is exact
             return _split(xs)
 
+    def zero(self) -> Any:
+        return self.g.mpfr(0)
+
+    def rational(self, q: Fraction) -> Any:
+        return self.g.mpfr(self.g.mpq(q.numerator, q.denominator))  # rounded at the context precision
+
+    def is_exact_zero(self, x: Any) -> bool:
+        return x == 0
+
 
 class _Arb:
     """Arb balls (python-flint). Conversions from float are exact; every operation returns a
@@ -164,6 +208,9 @@ class _Arb:
 
     def context(self, prec: int) -> Any:
         return self.f.ctx.workprec(prec)
+
+    strict_context = context  # arb exponents are unbounded: nothing underflows
+    underflow = _NeverRaised
 
     def num(self, x: float) -> Any:
         return self.arb(x)
@@ -183,23 +230,45 @@ class _Arb:
             s += v
         return s
 
-    def tight(self, vals: dict[str, list[Any]], claim: int, floor: float) -> bool:
-        """Every ball is narrower than 2^-claim relative, or than `floor` absolute."""
-        for xs in vals.values():
+    def widths(self, vals: dict[str, list[Any]], claim: int, floor: float) -> dict[str, np.ndarray] | None:
+        """None unless every ball is narrower than 2^-claim relative, or than `floor` absolute;
+        else each element's radius: 0 for an exact ball, -1 for a special float or an exact ball
+        that a double holds (nothing to decide)."""
+        out = {}
+        for n, xs in vals.items():
+            w = []
             for v in xs:
                 if isinstance(v, float):
-                    continue
-                if v.rel_accuracy_bits() <= claim and not float(v.rad()) <= floor:
-                    return False
-        return True
+                    w.append(-1.0)
+                elif v.is_exact():  # nothing to decide where the double holds it (h, lo = 0)
+                    w.append(-1.0 if v == float(v) else 0.0)
+                else:
+                    r = float(v.rad())
+                    if not r <= floor and v.rel_accuracy_bits() <= claim:
+                        return None
+                    w.append(r * (1 + 2.0 ** -20))
+            out[n] = np.asarray(w)
+        return out
 
     def to_dd(self, xs: list[Any]) -> tuple[list[float], list[float]]:
         with self.f.ctx.workprec(2200):  # float() of a ball rounds its midpoint to nearest
             return _split(xs)
 
+    def zero(self) -> Any:
+        return self.arb(0)
+
+    def rational(self, q: Fraction) -> Any:
+        return self.arb(self.f.fmpq(q.numerator, q.denominator))  # a ball around q at the context precision
+
+    def is_exact_zero(self, x: Any) -> bool:
+        return bool(x.is_zero() and x.is_exact())
+
 
 def _split(xs: list[Any]) -> tuple[list[float], list[float]]:
-    """Double-double (hi, lo) of each value; plain floats (special values) pass through."""
+    """Double-double (hi, lo) of each value: hi its rounding to nearest (ties to even), lo the
+    rounding of the rest, never 0 beside a normal hi where the rest is not (STICKY with its sign
+    where it is below float64's range): the sign of lo is what decides a rounding or a binade at
+    hi. Plain floats (special values) pass through."""
     his: list[float] = []
     los: list[float] = []
     for x in xs:
@@ -209,8 +278,22 @@ def _split(xs: list[Any]) -> tuple[list[float], list[float]]:
             continue
         h = float(x)
         his.append(h)
-        los.append(float(x - h) if math.isfinite(h) else 0.0)
+        if not math.isfinite(h):
+            los.append(0.0)
+            continue
+        rest = x - h
+        lo = float(rest)
+        if lo == 0.0 and abs(h) >= _TINY64 and rest != 0:
+            lo = STICKY if rest > 0 else -STICKY
+        los.append(lo)
     return his, los
+
+
+#: The lo word standing for a nonzero remainder below float64's smallest subnormal, beside a
+#: normal hi (dtypes.abs_error measures it as 0). Beside a zero or subnormal hi the remainder is
+#: below the zero floor (S16) and left 0.
+STICKY = D.STICKY
+_TINY64 = 2.0 ** -1022
 
 
 _BACKENDS: dict[str, Callable[[], Any]] = {"mpmath": _Mpmath, "mpfr": _Mpfr, "arb": _Arb}
@@ -266,6 +349,9 @@ class Reference:
     claim_bits: int
     backend: str
     rows: np.ndarray | None = None  # flat batch indices computed (None: all)
+    decided: int = 0  # elements whose rounding side was decided from their exact part (S18)
+    escalated_rows: int = 0  # rows whose precision was raised to decide one
+    deciding_s: float = 0.0  # seconds spent deciding (not stored in the cache)
 
 
 # --------------------------------------------------------------------------------------------
@@ -319,10 +405,12 @@ def compute(op: str, check: str, logits: np.ndarray, labels: np.ndarray | None, 
     if results is None:
         chunks = [todo]
         results = [_block(op, check, X[todo], sub_(Y, todo), sub_(G, todo), dt, be)]
-    for c, (h_, l_, i_, p_) in zip(chunks, results):
+    rounding = RoundingStats()
+    for c, (h_, l_, i_, p_, st) in zip(chunks, results):
         for n in names:
             hi[n][c], lo[n][c], inv[n][c] = h_[n], l_[n], i_[n]
         pmax = max(pmax, p_)
+        rounding.add(st)
     out: dict[str, RefArray] = {}
     keep = not (check == "forward" and spec.reduces)  # the output keeps the class axis
     for n in names:
@@ -332,7 +420,8 @@ def compute(op: str, check: str, logits: np.ndarray, labels: np.ndarray | None, 
             h, l_, iv = (np.moveaxis(a, -1, ax) for a in (h, l_, iv))
         h, l_, iv = (np.array(a, copy=True) for a in (h, l_, iv))  # contiguous; 0-d stays 0-d
         out[n] = RefArray(h, l_, D.round_to(h, l_, dt), iv)
-    return Reference(out, pmax, claim_bits(dt), be.name, None if rows is None else todo)
+    return Reference(out, pmax, claim_bits(dt), be.name, None if rows is None else todo, rounding.decided,
+                     rounding.escalated_rows, rounding.seconds)
 
 
 #: Inputs with at least this many elements to compute are split over worker processes.
@@ -382,10 +471,26 @@ def _block_job(job: tuple) -> tuple:
     return _block(op, check, X, Y, G, D.DTYPES[dt_name], backend(be_name))
 
 
+@dataclass
+class RoundingStats:
+    """What deciding roundings cost (rule S18): elements whose side of a rounding boundary was
+    decided from their exact part, rows whose precision was raised (Ziv) before it was, and the
+    seconds spent on both."""
+
+    decided: int = 0
+    escalated_rows: int = 0
+    seconds: float = 0.0
+
+    def add(self, other: "RoundingStats") -> None:
+        self.decided += other.decided
+        self.escalated_rows += other.escalated_rows
+        self.seconds += other.seconds
+
+
 def _block(op: str, check: str, X: np.ndarray, Y: np.ndarray | None, G: np.ndarray | None, dt: D.DType,
-           be: Any) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray], int]:
+           be: Any) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray], int, RoundingStats]:
     """The certified values of the rows X (N, C) (labels Y, cotangents G), as (hi, lo, invalid,
-    highest working precision used)."""
+    highest working precision used, what the rounding decisions cost)."""
     spec = O.OPS[op]
     n_rows, C = X.shape
     names = ("out",) if check == "forward" else spec.grad_outputs
@@ -396,16 +501,18 @@ def _block(op: str, check: str, X: np.ndarray, Y: np.ndarray | None, G: np.ndarr
     p0 = pmax = start_prec(dt)
     claim = claim_bits(dt)
     floor = zero_floor(dt)
+    stats = RoundingStats()
     for r in range(n_rows):
         xs = X[r].tolist()
         ys = None if Y is None else (Y[r].tolist() if spec.labels == "dense" else Y[r].item())
         gs = None if G is None else (G[r].tolist() if not spec.reduces else float(G[r]))
-        vals, invalid, p = _certified_row(be, op, check, xs, ys, gs, _resolving_prec(X[r], p0), claim, floor)
+        dd, invalid, p = _certified_row(be, op, check, xs, ys, gs, _resolving_prec(X[r], p0), claim, floor, dt,
+                                        stats)
         pmax = max(pmax, p)
         for n in names:
-            hi[n][r, :], lo[n][r, :] = _to_dd(be, vals[n], dt)
+            hi[n][r, :], lo[n][r, :] = dd[n]
             inv[n][r, :] = invalid
-    return hi, lo, inv, pmax
+    return hi, lo, inv, pmax, stats
 
 
 def _resolving_prec(x: np.ndarray, p0: int) -> int:
@@ -427,66 +534,277 @@ def _resolving_prec(x: np.ndarray, p0: int) -> int:
     return min(MAX_PREC, max(p0, need))
 
 
-def _to_dd(be: Any, vals: list[Any], dt: D.DType) -> tuple[Any, Any]:
-    """hi (float64 round-to-nearest of each value) and lo (the remainder). lo matters for
-    float64 outputs (errors to 1/1000 ULP) and, for the smaller dtypes, only where hi sits on a
-    rounding midpoint of dt, which lo moves off; elsewhere it is left 0 (saves the time)."""
+def _dd(be: Any, vals: list[Any], dt: D.DType, exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """hi (float64 round-to-nearest of each value) and lo (the rest, rounded; STICKY where it
+    underflows). lo matters for float64 outputs (errors to 1/1000 ULP) and, for the smaller
+    dtypes, only where hi sits on a rounding boundary of dt (a midpoint, a power of two, the
+    overflow threshold), which lo moves off; elsewhere it is left 0 (saves the time). For
+    `exact` values (the special rows) lo is taken there at once; computed values near a boundary
+    are settled by `_at_risk` and `_decide`."""
     if dt.name == "float64":
-        return be.to_dd(vals)
-    his = np.array([v if isinstance(v, float) else float(v) for v in vals])
+        h, l_ = be.to_dd(vals)
+        return np.asarray(h, dtype=np.float64), np.asarray(l_, dtype=np.float64)
+    his = np.array([v if isinstance(v, float) else float(v) for v in vals], dtype=np.float64)
     los = np.zeros_like(his)
-    for i in np.nonzero(D.is_midpoint(his, dt))[0].tolist():
-        los[i] = be.to_dd([vals[i]])[1][0]
+    if exact:
+        for i in np.nonzero(_on_boundary(his, dt))[0].tolist():
+            if not isinstance(vals[i], float):
+                los[i] = be.to_dd([vals[i]])[1][0]
     return his, los
 
 
-def _certified_row(be: Any, op: str, check: str, xs: list[float], ys: Any, gs: Any, p0: int,
-                   claim: int, floor: float) -> tuple[dict[str, list[Any]], bool, int]:
-    p = p0
-    while True:
-        special = _special_row(be, op, check, xs, ys, gs)
-        if special is not None:
-            vals, invalid = special
-            return vals, invalid, p
-        with be.context(p):
-            m = max(v for v in xs if v != -_INF)
-            mm = be.num(m)
-            exp = be.exp
-            d: list[Any] = []
-            e: list[Any] = []
-            cache: dict[float, tuple[Any, Any]] = {}
-            for v in xs:
-                hit = cache.get(v)
-                if hit is None:
-                    if v == -_INF:
-                        hit = cache[v] = (None, None)
-                    else:
-                        dv = v - mm
-                        hit = cache[v] = (dv, exp(dv))
-                d.append(hit[0])
-                e.append(hit[1])
-            hi_vals = _formula(be, op, check, d, e, ys, gs, m)
-        if be.ball:
-            if be.tight(hi_vals, claim, floor):
-                return hi_vals, False, p
+def _on_boundary(h: np.ndarray, dt: D.DType) -> np.ndarray:
+    """Where h is a rounding midpoint of dt, the overflow threshold, or a power of two above dt's
+    smallest normal (where the ULP changes): there the rest below h decides."""
+    a = np.abs(h)
+    with np.errstate(invalid="ignore", over="ignore"):
+        pow2 = np.isfinite(a) & (a > dt.tiny) & (np.frexp(np.where(np.isfinite(a), a, 1.0))[0] == 0.5)
+    return D.is_midpoint(h, dt) | pow2
+
+
+#: A rounding boundary near a value: ("double", B) where B is a float64 (a midpoint or power of
+#: two of a smaller dtype, a power of two of float64), or ("mid", parts, low, high): the float64
+#: midpoint, the exact sum of the products in `parts`, between the doubles low < high.
+Boundary = tuple
+
+
+def _point_widths(h: np.ndarray, diffs: list[float], p: int) -> np.ndarray:
+    """A bound on |value - exact| per element of a point backend: its distance to the evaluation
+    at P - GAP bits plus two of its own ULPs at P bits; -1 where there is nothing to decide (an
+    exact 0, or a special float: `_agree_all` gives those the distance -1)."""
+    d = np.asarray(diffs)
+    with np.errstate(invalid="ignore"):
+        r = d + np.abs(h) * 2.0 ** (2 - p)
+    return np.where(((h == 0) & (d == 0)) | (d < 0) | ~np.isfinite(h), -1.0, r)
+
+
+def _at_risk(h: np.ndarray, l_: np.ndarray, r: np.ndarray, dt: D.DType) -> list[tuple[int, Boundary | None]]:
+    """The elements whose enclosure (h + l within r) may hold a rounding boundary of dt (for
+    float64 outputs: of float64, whose correct rounding is hi itself), with that boundary; None
+    where the nearest one is not worth naming (the precision is simply raised)."""
+    maybe = (r >= 0) & np.isfinite(h)
+    if dt.name != "float64":
+        # A fast screen on the bits of h below dt's precision, in units of h's double ULP: the
+        # distance to dt's midpoint (the low bits at one half) and to a power of two (all the
+        # mantissa bits 0, or all 1 just below). Only normal values away from max; the rest,
+        # and whatever the screen keeps, get the exact treatment below.
+        a = np.abs(h)
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            inner = maybe & (a >= 2 * dt.tiny) & (a < dt.max / 2)
+            bits = np.where(inner, a, 1.0).view(np.int64) & ((1 << 52) - 1)
+            shift = 53 - dt.p
+            d_mid = np.abs((bits & ((1 << shift) - 1)) - (1 << (shift - 1)))
+            d_pow = np.minimum(bits, (1 << 52) - bits)
+            slack = np.where(inner, r, 0.0) / np.spacing(np.where(inner, a, 1.0)) + 4
+            maybe &= ~(inner & (np.minimum(d_mid, d_pow) > slack))
+    cand = np.nonzero(maybe)[0]
+    if cand.size == 0:
+        return []
+    hh, ll, rr = h[cand], l_[cand], r[cand]
+    inf = np.full(hh.shape, np.inf)
+    with np.errstate(invalid="ignore", over="ignore"):
+        a = np.abs(hh)
+        sg = np.where(np.signbit(hh), -1.0, 1.0)
+        if dt.name == "float64":
+            la = ll * sg
+            up = np.where(a < D.DTYPES["float64"].max, np.spacing(a), 2.0 ** 971)  # away from zero (beyond max: inf)
+            pow2 = (a > 2.0 ** -1022) & (np.frexp(np.where(a > 0, a, 1.0))[0] == 0.5)
+            down = np.where(pow2, up / 2, up)  # to the neighbour toward zero
+            margin = rr + up * 2.0 ** -50
+            d_away = np.where(a > 0, up / 2 - la, 0.0)  # at 0: the midpoint 2^-1075, beyond doubles
+            d_toward = np.where(a > 0, down / 2 + la, inf)
+            d_pow = np.where(pow2, np.abs(la), inf)
+            near = np.stack([d_away, d_toward, d_pow])
         else:
-            with be.context(p - GAP):
-                d_lo = [None if v is None else be.round(v) for v in d]
-                e_lo = [None if v is None else be.round(v) for v in e]
-                lo_vals = _formula(be, op, check, d_lo, e_lo, ys, gs, m)
-            if _agree_all(be, hi_vals, lo_vals, p + 64, 2.0 ** -claim, floor):
-                return hi_vals, False, p
+            c = np.clip(hh, -dt.max, dt.max).astype(dt.np).astype(np.float64)
+            lo_n, hi_n = D.neighbours(hh, c, dt)
+            inside = lo_n != hi_n
+            mid = (lo_n + hi_n) / 2
+            d_mid = np.where(inside, np.abs(hh - mid), D.ulp(hh, None, dt) / 4)
+
+            def pow2(v: np.ndarray) -> np.ndarray:
+                av = np.abs(v)
+                return (av > dt.tiny) & np.isfinite(av) & (np.frexp(np.where(np.isfinite(av), av, 1.0))[0] == 0.5)
+
+            T = dt.max + 0.5 * 2.0 ** (dt.emax - dt.p + 1)
+            near = np.stack([d_mid, np.where(pow2(lo_n), np.abs(hh - lo_n), inf),
+                             np.where(pow2(hi_n), np.abs(hh - hi_n), inf), np.abs(a - T)])
+            margin = rr + 2 * np.spacing(a)
+    which = np.argmin(near, axis=0)
+    out: list[tuple[int, Boundary | None]] = []
+    for j in np.nonzero(near[which, np.arange(len(cand))] <= margin)[0].tolist():
+        w = int(which[j])
+        hj, sj = float(hh[j]), float(sg[j])
+        if dt.name == "float64":
+            if w == 2:
+                b: Boundary | None = ("double", hj)
+            elif w == 0:  # away from zero
+                step = float(up[j])
+                other = hj + sj * step  # +-inf beyond max: the midpoint is the overflow threshold
+                b = ("mid", ((hj, 1.0), (sj * step, 0.5)), min(hj, other), max(hj, other))
+            else:
+                step = float(down[j])
+                other = hj - sj * step
+                b = ("mid", ((hj, 1.0), (-sj * step, 0.5)), min(hj, other), max(hj, other))
+        else:
+            if w == 0:
+                b = ("double", float(mid[j])) if inside[j] else None
+            else:
+                b = ("double", [float(lo_n[j]), float(hi_n[j]), sj * T][w - 1])
+        out.append((int(cand[j]), b))
+    return out
+
+
+def _decide_row(be: Any, op: str, check: str, xs: list[float], ys: Any, gs: Any, p: int,
+                risky: list[tuple[str, int, Boundary]]) -> list[tuple[float, float]] | None:
+    """(hi, lo) of each risky element from the row's split evaluation at p bits, or None when
+    one is not decided there. Where MPFR's exponent range would lose a sign, mpmath decides."""
+    sp = _SplitBackend(be)
+    try:
+        split = _evaluate(sp, op, check, xs, ys, gs, p)[0]
+        split_lo = None if be.ball else _evaluate(sp, op, check, xs, ys, gs, p - GAP)[0]
+    except be.underflow:
+        return _decide_row(backend("mpmath"), op, check, xs, ys, gs, p, risky)
+    out = []
+    for n, i, bnd in risky:
+        res = _decide(be, split[n][i], None if split_lo is None else split_lo[n][i], bnd, p)
+        if res is None:
+            return None
+        out.append(res)
+    return out
+
+
+def _joined(be: Any, vals: dict[str, list[Any]], p: int) -> dict[str, list[Any]]:
+    """Split values a + t as numbers of the base backend, at p bits."""
+    with be.context(p):
+        return {n: [v.base() if isinstance(v, _Split) else v for v in xs] for n, xs in vals.items()}
+
+
+def _sign(be: Any, w: Any, w_lo: Any) -> int | None:
+    """The certain sign of w (+1, -1, or 0 for an exact zero), or None. A ball's sign is certain
+    when it excludes 0, its zero when it is the exact ball 0. A point value's sign is taken as
+    certain when its two evaluations (P and P - GAP bits) agree on it, 0 included: the rest of a
+    value that sits exactly on a boundary at both precisions would have to agree with a short
+    dyadic to P bits without being it (the point backends' certification is agreement, S17)."""
+    if be.ball:
+        if be.is_exact_zero(w):
+            return 0
+        return 1 if w > 0 else (-1 if w < 0 else None)
+    sw, sl = (w > 0) - (w < 0), (w_lo > 0) - (w_lo < 0)
+    return sw if sw == sl else None
+
+
+def _decide(be: Any, v: _Split, v_lo: _Split | None, bnd: Boundary, p: int) -> tuple[float, float] | None:
+    """The double-double (hi, lo) of an element near the boundary bnd, from its split value
+    a + t (and, for a point backend, the same at P - GAP bits): the side of the exact value is
+    the sign of (a - B) + t, exact in its first term. None when that sign is not certain at this
+    precision (the precision is then raised)."""
+    B = Fraction(bnd[1]) if bnd[0] == "double" else sum((Fraction(x) * Fraction(y) for x, y in bnd[1]), Fraction(0))
+    Dq = v.a - B
+
+    def rest(x: _Split, q: Fraction, prec: int) -> Any:
+        with be.context(prec):
+            return be.rational(q) + x.t if q else x.t
+
+    w = rest(v, Dq, p)
+    side = _sign(be, w, None if v_lo is None else rest(v_lo, Dq, p - GAP))
+    if side is None:
+        return None
+    if bnd[0] == "double":
+        hi = float(bnd[1])
+        if side == 0:
+            return hi, 0.0
+        with be.context(2200):
+            return hi, _sticky(float(w), side, hi)
+    low, high = bnd[2], bnd[3]
+    if side == 0:
+        hi = low if _even64(low) else high
+    else:
+        hi = high if side > 0 else low
+    if not math.isfinite(hi):
+        return hi, 0.0
+    r = rest(v, v.a - Fraction(hi), p)
+    with be.context(2200):
+        f = float(r)
+    return hi, _sticky(f, 1 if r > 0 else -1, hi)
+
+
+def _sticky(f: float, side: int, hi: float) -> float:
+    """A rest of sign `side` beside hi, never rounded away to 0 beside a normal hi."""
+    return f if f != 0.0 or abs(hi) < _TINY64 else math.copysign(STICKY, side)
+
+
+def _even64(x: float) -> bool:
+    return (int(np.float64(abs(x)).view(np.int64)) & 1) == 0
+
+
+def _certified_row(be: Any, op: str, check: str, xs: list[float], ys: Any, gs: Any, p0: int, claim: int,
+                   floor: float, dt: D.DType, stats: RoundingStats
+                   ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], bool, int]:
+    """The row's outputs as double-doubles (hi, lo) per output name, whether it is invalid, and the
+    precision it needed: certified to the claim (S16, S17) and correctly rounded (S18)."""
+    special = _special_row(be, op, check, xs, ys, gs)
+    if special is not None:  # exact values: their rounding needs no decision
+        vals, invalid = special
+        return {n: _dd(be, v, dt, exact=True) for n, v in vals.items()}, invalid, p0
+    p = p0
+    deciding = False
+    # A point backend cannot see a cancellation that is exact at both of its precisions: tied
+    # maxima (each e_i = 1) whose contributions cancel (softmax grad of [0, -1000, -500, 0] with
+    # g = [1, 0, 0, 1] is e^-500 / 4, and 0 at P and P - GAP). It evaluates such rows in split
+    # arithmetic, whose exact parts cancel exactly and leave the rest to its own precision.
+    finite = [v for v in xs if v != -_INF]
+    ev = _SplitBackend(be) if not be.ball and finite.count(max(finite)) > 1 else be
+    while True:
+        t_iter = time.perf_counter()
+        try:
+            hi_vals, d, e = _evaluate(ev, op, check, xs, ys, gs, p)
+            if be.ball:
+                widths = be.widths(hi_vals, claim, floor)
+            else:
+                lo_vals, _, _ = _evaluate(ev, op, check, xs, ys, gs, p - GAP, rounded_from=(d, e))
+                if ev is not be:
+                    hi_vals, lo_vals = _joined(be, hi_vals, p), _joined(be, lo_vals, p - GAP)
+                widths = _agree_all(be, hi_vals, lo_vals, p + 64, 2.0 ** -claim, floor)
+            ok = widths is not None
+        except be.underflow:  # MPFR's exponent range ends near 2^-4.6e18: mpmath's does not
+            return _certified_row(backend("mpmath"), op, check, xs, ys, gs, p0, claim, floor, dt, stats)
+        if ok:
+            t0 = time.perf_counter()
+            dd = {n: _dd(be, v, dt) for n, v in hi_vals.items()}
+            risky = [(n, i, bnd) for n in hi_vals
+                     for i, bnd in _at_risk(*dd[n], widths[n] if be.ball else _point_widths(dd[n][0], widths[n], p), dt)]
+            undecided = any(bnd is None for _, _, bnd in risky)
+            if risky and not undecided:
+                decided = _decide_row(be, op, check, xs, ys, gs, p, risky)
+                if decided is None:
+                    undecided = True
+                else:
+                    for (n, i, _), (h, l_) in zip(risky, decided):
+                        dd[n][0][i], dd[n][1][i] = h, l_
+            if risky or deciding:
+                stats.seconds += time.perf_counter() - t0 + (t0 - t_iter if deciding else 0.0)
+            if not undecided:
+                stats.decided += len(risky)
+                return dd, False, p
+            if not deciding:
+                stats.escalated_rows += 1
+                deciding = True
+        elif deciding:
+            stats.seconds += time.perf_counter() - t_iter
         if p * 2 > MAX_PREC:
             raise ReferenceAccuracyError(
-                f"{op}/{check}: no agreement to {claim} bits up to {p} bits of working precision "
-                f"for the row {xs[:8]}{'...' if len(xs) > 8 else ''}")
+                f"{op}/{check}: no agreement to {claim} bits, or no decided rounding, up to {p} bits of working "
+                f"precision for the row {xs[:8]}{'...' if len(xs) > 8 else ''}")
         p *= 2
 
 
 def _agree_all(be: Any, a: dict[str, list[Any]], b: dict[str, list[Any]], prec: int, tol: float,
-               floor: float) -> bool:
-    """Every element of the two evaluations agrees to `tol` relative, or to `floor` absolute
-    (results that cancel to ~0). The differences are taken exactly, compared as floats."""
+               floor: float) -> dict[str, list[float]] | None:
+    """|a - b| per element (-1 for a special float), when every element of the two evaluations
+    agrees to `tol` relative, or to `floor` absolute (results that cancel to ~0); None when one
+    does not. The differences are taken exactly, compared as floats."""
+    out: dict[str, list[float]] = {}
     with be.context(prec):
         for n in a:
             his, diffs = [], []
@@ -501,14 +819,18 @@ def _agree_all(be: Any, a: dict[str, list[Any]], b: dict[str, list[Any]], prec: 
             h = np.abs(np.asarray(his))
             d = np.abs(np.asarray(diffs))
             if not np.all((d <= h * tol) | (d <= floor)):
-                return False
-    return True
+                return None
+            special = np.array([isinstance(x, float) for x in a[n]], dtype=bool)
+            out[n] = np.where(special, -1.0, d).tolist()  # -1: an exact special (_point_widths)
+    return out
 
 
 def _formula(be: Any, op: str, check: str, d: list[Any], e: list[Any], ys: Any, gs: Any,
              m: float) -> dict[str, list[Any]]:
     """The op's value from d_i = x_i - m and e_i = exp(d_i) (None at -inf logits), at the
-    current precision. Masked (-inf) entries take their limit values.
+    current precision. Masked (-inf) entries take their limit values. Written once against the
+    backends' common arithmetic (+ - * /, exp, log1p, fsum, num): it runs on Arb balls, MPFR and
+    mpmath numbers, and on the split numbers of `_SplitBackend` that decide roundings (S18).
 
     No quantity is formed as 1 + tiny and then taken apart again: with k the first index of
     the row max (e_k = 1 exactly) and T = sum of the other terms, log S = log1p(T) and
@@ -527,7 +849,8 @@ def _formula(be: Any, op: str, check: str, d: list[Any], e: list[Any], ys: Any, 
         # g_i - G with G = sum g_j s_j = g_k s_k + R: g_i - G = (g_i - g_k) + Q, Q = g_k (1 - s_k) - R.
         R = be.fsum([g * si for i, (g, si) in enumerate(zip(gs, s)) if si != 0.0 and i != k])
         Q = gs[k] * one_minus_sk - R
-        return {"d_logits": [0.0 if si == 0.0 else si * ((g - gs[k]) + Q) for g, si in zip(gs, s)]}
+        gk = be.num(gs[k])  # g_i - g_k in the backend: as floats it would round
+        return {"d_logits": [0.0 if si == 0.0 else si * ((g - gk) + Q) for g, si in zip(gs, s)]}
     if op == "log_softmax":
         if check == "forward":
             return {"out": [-_INF if di is None else di - L for di in d]}
@@ -573,6 +896,147 @@ def _formula(be: Any, op: str, check: str, d: list[Any], e: list[Any], ys: Any, 
             out.append(v * gs)
         return {"d_logits": out}
     raise ValueError(op)
+
+
+def _evaluate(be: Any, op: str, check: str, xs: list[float], ys: Any, gs: Any, p: int,
+              rounded_from: tuple[list[Any], list[Any]] | None = None) -> tuple[dict[str, list[Any]], list, list]:
+    """The formula at p bits: d_i = x_i - m and e_i = exp(d_i) (each distinct logit once), then
+    `_formula`. With `rounded_from` (the d and e of a higher precision) they are rounded from
+    those instead, as the point backends' second evaluation does (S17)."""
+    with be.strict_context(p):
+        m = max(v for v in xs if v != -_INF)
+        if rounded_from is not None:
+            d = [None if v is None else be.round(v) for v in rounded_from[0]]
+            e = [None if v is None else be.round(v) for v in rounded_from[1]]
+        else:
+            mm = be.num(m)
+            exp = be.exp
+            d, e = [], []
+            cache: dict[float, tuple[Any, Any]] = {}
+            for v in xs:
+                hit = cache.get(v)
+                if hit is None:
+                    if v == -_INF:
+                        hit = cache[v] = (None, None)
+                    else:
+                        dv = v - mm
+                        hit = cache[v] = (dv, exp(dv))
+                d.append(hit[0])
+                e.append(hit[1])
+        return _formula(be, op, check, d, e, ys, gs, m), d, e
+
+
+class _Split:
+    """a + t: a an exact rational (Fraction), t the rest in the base backend's arithmetic.
+
+    Arithmetic keeps a exact and never adds it into t, so a rest far below a (log S = 1e-90
+    beside 414.625, or e^-3.4e38 beside the 1 of a tie) is carried with its own relative
+    accuracy instead of being rounded away at P bits: the sign of (value - B) for a rounding
+    boundary B is then the sign of (a - B) + t, exact in its first term (rule S18).
+    """
+
+    __slots__ = ("a", "t", "be")
+
+    def __init__(self, a: Fraction, t: Any, be: Any):
+        self.a, self.t, self.be = a, t, be
+
+    def _of(self, x: Any) -> "_Split":
+        return x if isinstance(x, _Split) else _Split(Fraction(x), self.be.zero(), self.be)
+
+    def base(self) -> Any:
+        """a + t as one number of the base backend (rounded at the current precision)."""
+        return self.be.rational(self.a) + self.t if self.a else self.t
+
+    def t_is_zero(self) -> bool:
+        return self.be.is_exact_zero(self.t)
+
+    def __add__(self, o: Any) -> "_Split":
+        o = self._of(o)
+        return _Split(self.a + o.a, self.t + o.t, self.be)
+
+    __radd__ = __add__
+
+    def __neg__(self) -> "_Split":
+        return _Split(-self.a, -self.t, self.be)
+
+    def __sub__(self, o: Any) -> "_Split":
+        return self + (-self._of(o))
+
+    def __rsub__(self, o: Any) -> "_Split":
+        return self._of(o) - self
+
+    def __mul__(self, o: Any) -> "_Split":
+        o = self._of(o)
+        be = self.be
+        # the first-order terms first: they may cancel exactly ((1/2 + t)(1/2 - t)), leaving t t
+        lin = (be.rational(self.a) * o.t if self.a else be.zero()) + (be.rational(o.a) * self.t if o.a else be.zero())
+        return _Split(self.a * o.a, lin + self.t * o.t, be)
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, o: Any) -> "_Split":
+        o = self._of(o)
+        be = self.be
+        if not o.a:
+            return _Split(Fraction(0), self.base() / o.t, be)
+        q = self.a / o.a
+        # a1/b1 with a1 = a + t, b1 = b + u: a/b + (t b - a u) / (b (b + u))
+        bb = be.rational(o.a)
+        num = self.t * bb - (be.rational(self.a) * o.t if self.a else be.zero())
+        return _Split(q, num / (bb * (bb + o.t)), be)
+
+    def __rtruediv__(self, o: Any) -> "_Split":
+        return self._of(o) / self
+
+    def __eq__(self, o: object) -> bool:  # exact equality with a float (the formula asks `== 0`)
+        return isinstance(o, (int, float)) and self.a == Fraction(o) and self.t_is_zero()
+
+    def __ne__(self, o: object) -> bool:
+        return not self.__eq__(o)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class _SplitBackend:
+    """The base backend's arithmetic on `_Split` numbers: exact rationals for what the inputs
+    determine exactly (differences of logits, the 1 = exp(0) of each maximum, sums of labels and
+    cotangents, their quotients), the base backend for every transcendental value."""
+
+    def __init__(self, base: Any):
+        self.base = base
+        self.ball = base.ball
+        self.name = base.name
+
+    def context(self, prec: int) -> Any:
+        return self.base.strict_context(prec)
+
+    strict_context = context
+
+    def num(self, x: float) -> _Split:
+        return _Split(Fraction(x), self.base.zero(), self.base)
+
+    def _transcendental(self, f: Callable[[Any], Any], x: _Split, exact_at: int, value_there: int) -> _Split:
+        if x.a == exact_at and x.t_is_zero():
+            return self.num(value_there)
+        return _Split(Fraction(0), f(x.base()), self.base)
+
+    def exp(self, x: _Split) -> _Split:  # exp(0) = 1; exp of anything else is transcendental
+        return self._transcendental(self.base.exp, x, 0, 1)
+
+    def log(self, x: _Split) -> _Split:  # log(1) = 0
+        return self._transcendental(self.base.log, x, 1, 0)
+
+    def log1p(self, x: _Split) -> _Split:  # log1p(0) = 0
+        return self._transcendental(self.base.log1p, x, 0, 0)
+
+    def fsum(self, xs: list[Any]) -> _Split:
+        total = self.num(0.0)
+        for v in xs:
+            total = total + v
+        return total
+
+    def round(self, x: _Split) -> _Split:
+        return _Split(x.a, self.base.round(x.t), self.base)
 
 
 def _scaled_inf(g: float) -> float:

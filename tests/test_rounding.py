@@ -1,0 +1,337 @@
+"""Correct rounding of the reference (docs/semantics.md S18, issue 24).
+
+`rounded`, the exact value rounded to the tested dtype, must be the correct rounding even where
+the exact value lies a hair away from a rounding midpoint (or a power of two, where the ULP
+changes): the engine decides the side (Ziv's strategy on the exact part and the rest, S18)
+instead of letting round-half-to-even guess. Checked here against an independent computation:
+the formulas of docs/semantics.md in mpmath at 2000 bits, rounded to the dtype by the function
+below (scaling and round-half-even on mpf numbers, nothing from harness.dtypes).
+"""
+
+from __future__ import annotations
+
+import math
+
+import mpmath
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from harness import cases as K
+from harness import dtypes as D
+from harness import ops as O
+from harness import reference as R
+
+BITS = 2000
+BACKENDS = [b for b in ("arb", "mpfr", "mpmath") if b != "arb" or R.default_backend() == "arb"]
+
+
+# --------------------------------------------------------------------------------------------
+# The independent reference: semantics table formulas at 2000 bits, and rounding to a dtype.
+
+
+def mp_outputs(op: str, check: str, xs: list[float], y, g) -> dict[str, list]:
+    """Exact outputs of one row of finite logits (no masking), at the current mpmath precision."""
+    x = [mpmath.mpf(v) for v in xs]
+    m = max(v for v in x if v != -mpmath.inf)
+    d = [v - m for v in x]  # exact: the working precision holds any difference of these doubles
+    e = [mpmath.exp(v) for v in d]  # 0 at a masked (-inf) logit
+    S = mpmath.fsum(e)
+    L = mpmath.log(S)
+    s = [v / S for v in e]
+    if check == "forward":
+        if op == "softmax":
+            return {"out": s}
+        if op == "log_softmax":
+            return {"out": [v - L for v in d]}
+        if op == "logsumexp":
+            return {"out": [m + L]}
+        if op == "softmax_cross_entropy":
+            return {"out": [mpmath.fsum(mpmath.mpf(yi) * (L - v) for yi, v in zip(y, d) if yi != 0)]}
+        return {"out": [L - d[y]]}
+    if op == "softmax":
+        G = mpmath.fsum(mpmath.mpf(gi) * si for gi, si in zip(g, s))
+        return {"d_logits": [si * (gi - G) for gi, si in zip(g, s)]}
+    if op == "log_softmax":
+        Sg = mpmath.fsum(mpmath.mpf(v) for v in g)
+        return {"d_logits": [gi - si * Sg for gi, si in zip(g, s)]}
+    if op == "logsumexp":
+        return {"d_logits": [g * si for si in s]}
+    if op == "softmax_cross_entropy":
+        Sy = mpmath.fsum(mpmath.mpf(v) for v in y)
+        return {"d_logits": [g * (si * Sy - yi) for si, yi in zip(s, y)], "d_labels": [g * (L - v) for v in d]}
+    return {"d_logits": [g * (si - (1 if i == y else 0)) for i, si in enumerate(s)]}
+
+
+def mp_round(v, dt: D.DType) -> float:
+    """v rounded to dt: to nearest, ties to even, gradual underflow, overflow to inf."""
+    if v == 0 or mpmath.isinf(v):
+        return float(v)
+    sign = -1 if v < 0 else 1
+    a = abs(v)
+    _, e2 = mpmath.frexp(a)  # a = f 2^e2, f in [1/2, 1)
+    e = max(int(e2) - 1, dt.emin)
+    q = mpmath.ldexp(a, dt.p - 1 - e)  # a in units of the spacing at a
+    n = mpmath.floor(q)
+    frac = q - n
+    if frac > 0.5 or (frac == 0.5 and int(n) % 2 == 1):
+        n += 1
+    r = mpmath.ldexp(n, e - dt.p + 1)
+    return sign * (math.inf if r > dt.max else float(r))
+
+
+def mp_ulp(v, dt: D.DType) -> float:
+    """The spacing of dt at the exact value v (its binade, clamped to dt's normal range)."""
+    if v == 0:
+        return dt.min_sub
+    _, e2 = mpmath.frexp(abs(v))
+    e = min(max(int(e2) - 1, dt.emin), dt.emax)
+    return math.ldexp(1.0, e - dt.p + 1)
+
+
+def check_row(op, check, x, y, g, dt_name, backend=None):
+    """The engine's rounded values (and the ULP it measures with) against the independent ones."""
+    dt = D.DTYPES[dt_name]
+    xa = np.asarray([x], dtype=np.float64)
+    ya = None
+    if O.OPS[op].labels == "dense":
+        ya = np.asarray([y], dtype=np.float64)
+    elif O.OPS[op].labels == "sparse":
+        ya = np.asarray([y], dtype=np.int64)
+    ga = None
+    if check == "grad":
+        ga = np.asarray([g], dtype=np.float64) if not O.OPS[op].reduces else np.asarray([g], dtype=np.float64)
+    ref = R.compute(op, check, xa, ya, -1, dt, backend_name=backend, cotangent=ga)
+    # 2000 bits, or enough to see a rest of e^-2 spread beside the largest value (a softmax
+    # gradient s (1 - s) of a tie is 1/4 - e^-2 spread / 16: 5770 bits for a spread of 2000)
+    spread = max(x) - min(x)
+    with mpmath.workprec(max(BITS, int(spread * 2.9) + 200)):
+        exact = mp_outputs(op, check, x, y, g)
+        for name, vals in exact.items():
+            r = ref.outputs[name]
+            got = np.ravel(r.rounded)
+            ulps = np.ravel(D.ulp(r.hi, r.lo, dt))
+            for i, v in enumerate(vals):
+                want = mp_round(v, dt)
+                assert got[i] == want, (op, check, dt_name, backend, name, i, mpmath.nstr(v, 30), got[i], want)
+                assert ulps[i] == mp_ulp(v, dt), (op, check, dt_name, backend, name, i, mpmath.nstr(v, 30),
+                                                  ulps[i], mp_ulp(v, dt))
+    return ref
+
+
+# --------------------------------------------------------------------------------------------
+# The three records of issue 24, as golden values.
+
+
+@pytest.mark.parametrize("case_id,dt,row,want", [
+    ("random/scale_1e2_sparse_seed503", "float16", 7, 414.75),
+    ("random/scale_1e3_sparse_seed603", "float16", 7, 1289.0),
+    ("random/scale_1e3_sparse_seed603", "float64", 7, 1288.7292255570208),
+])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_S18_the_three_records_of_the_default_library(case_id, dt, row, want, backend):
+    case = next(c for c in K.load() if c.id == case_id)
+    d = D.DTYPES[dt]
+    x, y = case.logits_for(d), case.labels_for(d)
+    ref = R.compute("sparse_softmax_cross_entropy", "forward", x, y, case.axis, d, backend_name=backend)
+    assert ref.outputs["out"].rounded[row] == want
+    assert ref.decided >= 1
+    # and the exact value of the row, independently, is a hair above the midpoint
+    with mpmath.workprec(BITS):
+        v = mp_outputs("sparse_softmax_cross_entropy", "forward", x[row].tolist(), int(y[row]), None)["out"][0]
+        assert mp_round(v, d) == want
+
+
+# --------------------------------------------------------------------------------------------
+# Constructed near-boundary inputs: every op, every dtype, log S below 2^-200, below 2^-1000, and
+# in float64's subnormal range (a hair below float64's normal numbers).
+
+#: (N, K): the value sits at N plus half an ULP of dt (a midpoint) and the other logits K below
+#: the max, so that log S is about e^-K: 2^-202, 2^-1010, and e^-714.25 = 1.2e-310 (subnormal).
+HAIRS = [(140, 140.0), (700, 700.0), (712, 714.0)]
+
+
+def half_ulp(n: float, dt: D.DType) -> float:
+    return float(D.ulp(np.array([n]), None, dt)[0]) / 2
+
+
+def constructed(op: str, check: str, dt: D.DType, N: int, K: float):
+    """A row whose exact result is a midpoint (or a power of two) of dt plus a hair of about
+    e^-K, the hair's sign deciding the rounding; (x, y, g)."""
+    h = half_ulp(N, dt)
+    if check == "forward" and op in ("log_softmax", "softmax_cross_entropy", "sparse_softmax_cross_entropy"):
+        # the label's logit is -N, the max is h: max - x_label = N + h, a midpoint; then + log S
+        x = [h, -float(N), -K]
+        return x, ([0.0, 1.0, 0.0] if op == "softmax_cross_entropy" else 1), None
+    if check == "forward" and op == "logsumexp":
+        # -2^10 + log S: just above -1024, inside the lower binade (the ULP halves)
+        return [-1024.0, -1024.0 - K], None, None
+    if check == "forward":  # softmax at the max: 1 - tiny, below the power of two 1
+        return [0.0, -K, -K], None, None
+    if op == "log_softmax":  # at the max: -(1 + 3 h') + s (sum g): a midpoint of [1, 2) plus a hair
+        hh = half_ulp(1, dt)
+        return [0.0, -K, -K], None, [0.0, 1.0, 3 * hh]
+    if op == "softmax_cross_entropy":  # d_logits at the max: (sum of the other labels)(1 - ...) - ...
+        hh = half_ulp(1, dt)
+        return [0.0, -K, -K], [0.0, 1.0, 3 * hh], 1.0
+    if op == "logsumexp":  # g s_max = g - g (1 - s_max): just inside |g|'s lower binade
+        return [0.0, -K], None, -1.0
+    if op == "sparse_softmax_cross_entropy":  # s_max with the label elsewhere: 1 - tiny
+        return [0.0, -K], 1, 1.0
+    # softmax: s_i ((g_i - g_max) + Q): no exact part; checked like every other op
+    return [0.0, -K, -K + 0.5], None, [0.25, -0.5, 0.125]
+
+
+@pytest.mark.parametrize("N,K", HAIRS, ids=["log S 2^-202", "log S 2^-1010", "log S subnormal"])
+@pytest.mark.parametrize("dt", D.DTYPE_NAMES)
+@pytest.mark.parametrize("op,check", [(op, ch) for op in O.OP_NAMES for ch in O.CHECKS])
+def test_S18_constructed_near_boundaries(op, check, dt, N, K):
+    d = D.DTYPES[dt]
+    x, y, g = constructed(op, check, d, N, K)
+    x = D.cast_exact(np.asarray(x), d).tolist()
+    assert x[1] == -float(N) or op not in ("log_softmax", "sparse_softmax_cross_entropy") or check != "forward"
+    for backend in BACKENDS:
+        check_row(op, check, x, y, g, dt, backend)
+
+
+def test_S18_the_hairs_are_what_they_say():
+    with mpmath.workprec(BITS):
+        L = [mpmath.log1p(mpmath.exp(-mpmath.mpf(K))) for _, K in HAIRS]
+    assert L[0] < mpmath.mpf(2) ** -200 and L[1] < mpmath.mpf(2) ** -1000
+    assert mpmath.mpf(2) ** -1074 < L[2] < mpmath.mpf(2) ** -1022
+
+
+def test_S18_exact_midpoints_round_to_even():
+    """A value exactly on a midpoint (a sum of labels, the gradient of a row with one finite
+    entry) is decided as such: ties to even."""
+    for dt in D.DTYPE_NAMES:
+        d = D.DTYPES[dt]
+        hh = half_ulp(1, d)
+        for backend in BACKENDS:
+            # d_logits at the only finite entry: sum of the other labels = 1 + h (a midpoint; even: 1)
+            r = R.compute("softmax_cross_entropy", "grad", np.array([[0.0, -np.inf, -np.inf]]),
+                          np.array([[0.0, 1.0, hh]]), -1, d, backend_name=backend)
+            assert r.outputs["d_logits"].rounded[0, 0] == 1.0
+            # 1 + 3h: the tie goes up, to 1 + 4h
+            r = R.compute("softmax_cross_entropy", "grad", np.array([[0.0, -np.inf, -np.inf]]),
+                          np.array([[0.0, 1.0, 3 * hh]]), -1, d, backend_name=backend)
+            assert r.outputs["d_logits"].rounded[0, 0] == 1.0 + 4 * hh
+
+
+# --------------------------------------------------------------------------------------------
+# Property: rounded is the correct rounding of a 2000-bit mpmath recompute.
+
+
+@st.composite
+def rows(draw):
+    dt = D.DTYPES[draw(st.sampled_from(D.DTYPE_NAMES))]
+    op = draw(st.sampled_from(O.OP_NAMES))
+    check = draw(st.sampled_from(O.CHECKS))
+    if draw(st.booleans()):  # near a boundary, the hair anywhere from 2^-3 to 2^-1070
+        N = draw(st.sampled_from([1, 3, 17, 140, 700, 1000]))
+        K = float(draw(st.integers(2, 740)))
+        x, y, g = constructed(op, check, dt, N, K)
+    else:
+        C = draw(st.integers(1, 6))
+        scale = draw(st.sampled_from([1e-3, 1.0, 30.0, 1e3]))
+        x = [draw(st.floats(-1, 1, width=32)) * scale for _ in range(C)]
+        y = (draw(st.integers(0, C - 1)) if O.OPS[op].labels == "sparse" else
+             [draw(st.floats(-1, 2, width=16)) for _ in range(C)] if O.OPS[op].labels == "dense" else None)
+        if check == "grad":
+            g = (draw(st.floats(-2, 2, width=16)) if O.OPS[op].reduces else
+                 [draw(st.floats(-2, 2, width=16)) for _ in range(C)])
+        else:
+            g = None
+    x = D.cast_exact(np.asarray(x, dtype=np.float64), dt).tolist()
+    if isinstance(y, list):
+        y = D.cast_exact(np.asarray(y), dt).tolist()
+    if isinstance(g, list):
+        g = D.cast_exact(np.asarray(g), dt).tolist()
+    elif isinstance(g, float):
+        g = float(D.cast_exact(np.asarray([g]), dt)[0])
+    return op, check, dt.name, x, y, g
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows(), st.sampled_from(BACKENDS))
+def test_S18_rounded_is_the_correct_rounding_of_a_2000_bit_recompute(row, backend):
+    op, check, dt, x, y, g = row
+    check_row(op, check, x, y, g, dt, backend)
+
+
+# --------------------------------------------------------------------------------------------
+# Every reference of the default library (issue 24's done-when): each finite output element of
+# each case, op, check and dtype, recomputed here at 2000 bits (or as many as the row's spread
+# needs to see a rest of e^-spread, up to MAX_BITS) and rounded independently. Rows the
+# semantics decide without arithmetic (+inf, NaN, invalid labels, no finite entry) are exact by
+# rule and checked by test_reference; rows whose spread no direct recompute can resolve (logits
+# of 1e30) are counted and left to the backends' agreement (S17) and the constructed cases above.
+MAX_BITS = 60000
+
+
+def test_S18_every_reference_of_the_default_library_rounds_correctly():
+    from harness.options import RunOptions, load_cases
+
+    checked = rows_checked = skipped = beyond = 0
+    for case in load_cases(RunOptions()):
+        for op in case.ops:
+            spec = O.OPS[op]
+            for check in ("forward", "grad") if case.grad else ("forward",):
+                for name in case.dtypes:
+                    dt = D.DTYPES[name]
+                    x = case.logits_for(dt)
+                    y = case.labels_for(dt) if spec.labels != "none" else None
+                    rows = K.sample_rows(x, case.axis % x.ndim)
+                    ref = R.compute(op, check, x, y, case.axis, dt, rows=rows)
+                    ax = case.axis % x.ndim
+                    X = np.moveaxis(x, ax, -1).reshape(-1, x.shape[ax])
+                    Y = None if y is None else (np.moveaxis(y, ax, -1).reshape(X.shape) if spec.labels == "dense"
+                                                else np.asarray(y).reshape(-1))
+                    G = None
+                    if check == "grad":
+                        g = O.cotangent(op, x.shape, ax)
+                        G = g.reshape(-1) if spec.reduces else np.moveaxis(g, ax, -1).reshape(X.shape)
+                    outs = {}
+                    for n, r in ref.outputs.items():
+                        keep = not (check == "forward" and spec.reduces)
+                        flat = (lambda a: np.moveaxis(a, ax, -1).reshape(X.shape)) if keep else \
+                            (lambda a: np.asarray(a).reshape(X.shape[0], 1))
+                        outs[n] = (flat(r.rounded), flat(r.hi), flat(r.lo))
+                    for i in (range(X.shape[0]) if rows is None else rows):
+                        xs = X[i].tolist()
+                        if not all(v == v and v != math.inf for v in xs) or all(v == -math.inf for v in xs):
+                            skipped += 1
+                            continue
+                        yi = None if Y is None else (int(Y[i]) if spec.labels == "sparse" else Y[i].tolist())
+                        if spec.labels == "sparse" and not 0 <= yi < len(xs):
+                            skipped += 1
+                            continue
+                        if spec.labels == "dense" and not all(math.isfinite(v) for v in yi):
+                            skipped += 1
+                            continue
+                        gi = None if G is None else (float(G[i]) if spec.reduces else G[i].tolist())
+                        finite = [v for v in xs if v != -math.inf]
+                        spread = max(finite) - min(finite)  # inf for [max, -max] in float64
+                        bits = max(BITS, int(spread * 2.9) + 200) if spread < 1e6 else MAX_BITS + 1
+                        if bits > MAX_BITS:  # a rest of e^-1e30: beyond any direct recompute
+                            beyond += 1
+                            continue
+                        rows_checked += 1
+                        with mpmath.workprec(bits):
+                            exact = mp_outputs(op, check, xs, yi, gi)
+                            for n, vals in exact.items():
+                                rounded, hi, lo = outs[n]
+                                for j, v in enumerate(vals):
+                                    if not math.isfinite(rounded[i, j]) or mpmath.isnan(v):
+                                        continue
+                                    want = mp_round(v, dt)
+                                    assert rounded[i, j] == want, (case.id, op, check, name, n, i, j,
+                                                                   mpmath.nstr(v, 40), rounded[i, j], want)
+                                    ulp = float(D.ulp(hi[i, j:j + 1], lo[i, j:j + 1], dt)[0])
+                                    assert ulp == mp_ulp(v, dt), (case.id, op, check, name, n, i, j, ulp)
+                                    checked += 1
+    print(f"{checked} elements of {rows_checked} rows checked; {skipped} rows decided by rule, {beyond} rows "
+          "beyond a direct recompute")
+    assert checked > 90000 and skipped < rows_checked / 10 and beyond < rows_checked / 5, \
+        (checked, rows_checked, skipped, beyond)
