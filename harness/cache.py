@@ -1,7 +1,7 @@
 """Content-addressed on-disk cache of references.
 
-Key: sha256 of (op, check, dtype, axis, input bytes and shapes, rows, claimed precision,
-engine version). Entry: an .npz file (read with allow_pickle=False) holding the arrays and a
+Key: sha256 of (op, check, dtype, axis, input bytes and shapes, rows, the grad check's
+cotangent, claimed precision, engine version). Entry: an .npz file (read with allow_pickle=False) holding the arrays and a
 sha256 checksum of their bytes. Writes go to a temporary file in the same directory and are
 renamed into place, so parallel workers never see a partial entry and the last rename wins with
 identical content. A corrupt or truncated entry is detected, logged, removed and recomputed.
@@ -53,11 +53,11 @@ def default_dir() -> Path:
 
 
 def cache_key(op: str, check: str, dtype: str, axis: int, logits: np.ndarray, labels: np.ndarray | None,
-              rows: np.ndarray | None, claim: int) -> str:
+              rows: np.ndarray | None, claim: int, cotangent: np.ndarray | None = None) -> str:
     h = hashlib.sha256()
     for part in (op, check, dtype, str(axis), str(claim), R.ENGINE_VERSION):
         h.update(part.encode() + b"\0")
-    for a in (logits, labels, rows):
+    for a in (logits, labels, rows, cotangent):
         if a is None:
             h.update(b"none\0")
         else:

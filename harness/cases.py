@@ -43,7 +43,7 @@ TOKENS = {
     "exp_overflow": lambda dt: math.log(dt.max),  # the largest x with exp(x) finite in dt
 }
 SPECIAL = {"inf": math.inf, "+inf": math.inf, "-inf": -math.inf, "nan": math.nan}
-CASE_KEYS = {"id", "why", "op", "logits", "labels", "axis", "dtypes", "grad", "tags", "tolerance"}
+CASE_KEYS = {"id", "why", "op", "logits", "labels", "axis", "dtypes", "grad", "tags", "tolerance", "cotangent"}
 FILE_KEYS = {"family", "description", "cases"}
 
 
@@ -60,6 +60,9 @@ class Case:
     tags: list[str] = field(default_factory=list)
     tolerance: dict[str, Any] | None = None
     source: str = ""
+    #: The grad check's cotangents: (name, None) for a named kind of ops.COTANGENTS, (name,
+    #: array spec) for the case's own arrays ("given", "given2", ...).
+    cotangents: list[tuple[str, Any]] = field(default_factory=lambda: [(k, None) for k in O.DEFAULT_COTANGENTS])
 
     @property
     def family(self) -> str:
@@ -75,6 +78,18 @@ class Case:
         if self.label_kind == "sparse":
             return np.asarray(self.labels, dtype=np.int64)
         return D.cast_exact(_resolve(self.labels, dt), dt)
+
+    def cotangent_for(self, name: str, op: str, dt: D.DType) -> np.ndarray:
+        """The grad check's cotangent `name` for `op`, cast to dt, as float64 holding the exact
+        cast values (what the framework and the reference both get)."""
+        spec = dict(self.cotangents).get(name, None)
+        shape = self.shape
+        if spec is None:
+            g = O.cotangent(name, op, shape, self.axis % len(shape))
+        else:
+            g = _resolve(spec, dt)
+        with np.errstate(over="ignore"):
+            return D.cast_exact(g, dt)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -213,8 +228,51 @@ def parse_case(raw: Any, *, file: str, index: int, family: str | None, base: Pat
     tags = raw.get("tags", [])
     if not isinstance(tags, list) or any(not isinstance(t, str) for t in tags):
         raise err(f"tags must be a list of strings, not {tags!r}", "tags")
-    return Case(cid, ops, logits, labels, axis, dts, grad, str(raw.get("why", "")),
-                list(tags), tol, file)
+    cots = _parse_cotangents(raw["cotangent"], ops, shape, axis, base, err) if "cotangent" in raw else None
+    case = Case(cid, ops, logits, labels, axis, dts, grad, str(raw.get("why", "")), list(tags), tol, file)
+    if cots is not None:
+        case.cotangents = cots
+    return case
+
+
+def _parse_cotangents(spec: Any, ops: list[str], shape: tuple[int, ...], axis: int, base: Path,
+                      err: Any) -> list[tuple[str, Any]]:
+    """The case key "cotangent": a name of ops.COTANGENTS, an explicit array (a nested list of
+    numbers, or {"values": ...}, {"path": ...}), or a list of those; each runs as its own grad
+    check. An explicit array must have the forward output's shape of every op of the case."""
+    names = list(O.COTANGENTS)
+    is_array = isinstance(spec, list) and spec and all(not isinstance(v, (str, dict)) for v in spec)
+    items = [spec] if isinstance(spec, (str, dict)) or is_array else spec
+    if not isinstance(items, list) or not items:
+        raise err(f"cotangent must be one of {names}, an array, or a list of those; not {spec!r}", "cotangent", names)
+    out: list[tuple[str, Any]] = []
+    n_given = 0
+    for it in items:
+        if isinstance(it, str):
+            if it not in names:
+                raise err(f"unknown cotangent {it!r}", "cotangent", names)
+            name, arr = it, None
+        else:
+            if isinstance(it, dict) and "values" in it:
+                if set(it) != {"values"}:
+                    raise err('an explicit cotangent is {"values": [...]} or {"path": ...}', "cotangent")
+                it = it["values"]
+            arr = _load_array(it, base, err, "cotangent")
+            got = tuple(np.shape(_resolve(arr, D.DTYPES["float64"])))
+            for op in ops:
+                want = O.output_shapes(op, "forward", shape, axis % len(shape))["out"]
+                if got != tuple(want):
+                    raise err(f"an explicit cotangent must have the shape of {op}'s output {list(want)}, not "
+                              f"{list(got)} (restrict the case's op, or name a cotangent: {', '.join(names)})",
+                              "cotangent")
+            if not np.all(np.isfinite(_resolve(arr, D.DTYPES["float64"]))):
+                raise err("an explicit cotangent must be finite", "cotangent")
+            n_given += 1
+            name = "given" if n_given == 1 else f"given{n_given}"
+        if any(name == n for n, _ in out):
+            raise err(f"cotangent {name!r} named twice", "cotangent")
+        out.append((name, arr))
+    return out
 
 
 def _load_array(spec: Any, base: Path, err: Any, fld: str) -> Any:
@@ -372,12 +430,11 @@ def sample_rows(x: np.ndarray, axis: int, budget: int = ELEMENT_BUDGET) -> np.nd
     return np.array(sorted(picked), dtype=np.int64)
 
 
-def array_of(source: str, case_id: str, field: str, dtype: str, op: str | None = None) -> np.ndarray:
+def array_of(source: str, case_id: str, field: str, dtype: str, op: str | None = None,
+             cotangent: str | None = None) -> np.ndarray:
     """The exact array of a case (`logits`, `labels` or the grad check's `cotangent`) in the
     tested dtype's values, as float64 (int64 for class indices): used by repro snippets of
     inputs too large to write out."""
-    from . import ops as O
-
     case = next((c for c in load([source]) if c.id == case_id), None)
     if case is None:
         raise HarnessInputError("no such case", file=source, case=case_id)
@@ -386,6 +443,5 @@ def array_of(source: str, case_id: str, field: str, dtype: str, op: str | None =
         return case.logits_for(dt)
     if field == "labels":
         return case.labels_for(dt)  # type: ignore[return-value]
-    x = case.logits_for(dt)
-    return O.cotangent(op or case.ops[0], x.shape, case.axis % x.ndim)
+    return case.cotangent_for(cotangent or case.cotangents[0][0], op or case.ops[0], dt)
 

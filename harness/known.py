@@ -16,9 +16,10 @@ from . import records
 from .errors import HarnessInputError
 
 KNOWN_FILE = Path(__file__).resolve().parent / "known.toml"
-ENTRY_KEYS = {"id", "description", "framework", "versions", "ops", "checks", "cases", "dtypes",
+ENTRY_KEYS = {"id", "description", "framework", "versions", "ops", "checks", "cotangents", "cases", "dtypes",
               "devices", "modes", "variants", "special", "status", "link", "finding"}
-LIST_KEYS = ("ops", "checks", "cases", "dtypes", "devices", "modes", "variants", "special", "status", "versions")
+LIST_KEYS = ("ops", "checks", "cotangents", "cases", "dtypes", "devices", "modes", "variants", "special", "status",
+             "versions")
 
 
 @dataclass
@@ -33,8 +34,8 @@ class Known:
     def matches(self, rec: dict[str, Any]) -> bool:
         if rec.get("framework") != self.framework:
             return False
-        fields = {"ops": "op", "checks": "check", "dtypes": "dtype", "devices": "device", "modes": "mode",
-                  "variants": "variant", "special": "special", "status": "status"}
+        fields = {"ops": "op", "checks": "check", "cotangents": "cotangent", "dtypes": "dtype", "devices": "device",
+                  "modes": "mode", "variants": "variant", "special": "special", "status": "status"}
         for k, f in fields.items():
             if k in self.match and rec.get(f) not in self.match[k]:
                 return False
@@ -86,7 +87,8 @@ def _validate_entry(e: dict[str, Any], match: dict[str, list[str]], file: str, i
     if e["framework"] not in A.names():
         raise HarnessInputError(f"known[{i}]: unknown framework {e['framework']!r}", file=file, field="framework",
                                 choices=A.names())
-    valid = {"ops": O.OP_NAMES, "checks": O.CHECKS, "dtypes": D.DTYPE_NAMES, "devices": O.DEVICES,
+    valid = {"ops": O.OP_NAMES, "checks": O.CHECKS, "cotangents": list(O.COTANGENTS) + ["given"],
+             "dtypes": D.DTYPE_NAMES, "devices": O.DEVICES,
              "modes": O.MODES, "status": ["pass", "fail", "error", "skip"],
              "special": ALL_SPECIAL}
     for k, vals in match.items():

@@ -16,21 +16,25 @@ class OpSpec:
     labels: str  # "none", "dense" or "sparse"
     reduces: bool  # True when the class axis is reduced away in the forward output
     grad_outputs: tuple[str, ...]  # names of the gradient arrays the grad check returns
-    # Which cotangent the grad check uses: "pattern" (a fixed non-constant array) for the
-    # ops whose output keeps the class axis, "ones" (the gradient of the sum) for reductions.
-    cotangent: str
 
 
 OPS: dict[str, OpSpec] = {
-    "softmax": OpSpec("softmax", "none", False, ("d_logits",), "pattern"),
-    "log_softmax": OpSpec("log_softmax", "none", False, ("d_logits",), "pattern"),
-    "logsumexp": OpSpec("logsumexp", "none", True, ("d_logits",), "ones"),
-    "softmax_cross_entropy": OpSpec("softmax_cross_entropy", "dense", True,
-                                    ("d_logits", "d_labels"), "ones"),
-    "sparse_softmax_cross_entropy": OpSpec("sparse_softmax_cross_entropy", "sparse", True,
-                                           ("d_logits",), "ones"),
+    "softmax": OpSpec("softmax", "none", False, ("d_logits",)),
+    "log_softmax": OpSpec("log_softmax", "none", False, ("d_logits",)),
+    "logsumexp": OpSpec("logsumexp", "none", True, ("d_logits",)),
+    "softmax_cross_entropy": OpSpec("softmax_cross_entropy", "dense", True, ("d_logits", "d_labels")),
+    "sparse_softmax_cross_entropy": OpSpec("sparse_softmax_cross_entropy", "sparse", True, ("d_logits",)),
 }
-__all__ = ["CHECKS", "DEVICES", "MODES", "OP_NAMES", "OPS", "OpSpec", "cotangent", "get", "output_shapes"]
+__all__ = ["CHECKS", "COTANGENTS", "DEFAULT_COTANGENTS", "DEVICES", "MODES", "OP_NAMES", "OPS", "OpSpec", "cotangent",
+           "get", "output_shapes", "reference_default"]
+
+#: The named cotangents of the grad check (docs/semantics.md S15): the gradient of a sum, a
+#: fixed non-constant pattern, the gradient of a mean. A case may also give its own arrays.
+COTANGENTS = ("ones", "pattern", "mean")
+#: What every grad check runs unless the case names its own: a VJP that drops or mis-scales
+#: the upstream gradient is invisible to "ones" for the reductions, and "ones" is what
+#: training feeds softmax and log_softmax (the gradient of sum(log_softmax(x))).
+DEFAULT_COTANGENTS = ("ones", "pattern")
 
 
 def get(name: str) -> OpSpec:
@@ -50,17 +54,30 @@ def output_shapes(op: str, check: str, logits_shape: tuple[int, ...], axis: int)
     return {name: tuple(logits_shape) for name in spec.grad_outputs}
 
 
-def cotangent(op: str, logits_shape: tuple[int, ...], axis: int) -> np.ndarray | None:
-    """The cotangent of the grad check, in the forward output's shape, exact in every dtype.
+def reference_default(op: str) -> str:
+    """The cotangent the reference engine takes for a grad check given none (S15): the gradient
+    of the sum for the reductions, the pattern for softmax and log_softmax (for which "ones" makes
+    softmax's exact VJP identically 0)."""
+    return "ones" if OPS[op].reduces else "pattern"
 
-    For softmax the cotangent must not be constant along the class axis: with all-ones the
-    exact VJP is identically zero and the check would measure nothing but rounding noise.
-    The values are multiples of 1/8 in [-5/8, 5/8], exactly representable in float16 and
-    bfloat16.
+
+def cotangent(kind: str, op: str, logits_shape: tuple[int, ...], axis: int) -> np.ndarray:
+    """A named cotangent of the grad check, in the forward output's shape, as float64 (cast to
+    the tested dtype by the caller: the reference and the framework see the same values).
+
+    - `ones`: the gradient of the sum of the outputs (what training feeds a loss, and what
+      sum(log_softmax(x)) feeds log_softmax). For softmax the exact VJP is then 0.
+    - `pattern`: ((5j mod 11) - 5) / 8 over the C-order flat index j: multiples of 1/8 in
+      [-5/8, 5/8], mixed signs, zeros, unequal magnitudes, exact in every dtype.
+    - `mean`: 1/N for N output elements (the rows of a reduction): the gradient of a mean.
     """
-    spec = OPS[op]
     shape = output_shapes(op, "forward", logits_shape, axis)["out"]
-    if spec.cotangent == "ones":
+    n = int(np.prod(shape, dtype=np.int64))
+    if kind == "ones":
         return np.ones(shape, dtype=np.float64)
-    k = np.arange(int(np.prod(shape, dtype=np.int64)), dtype=np.int64)
-    return (((k * 5) % 11 - 5) / 8.0).reshape(shape)
+    if kind == "pattern":
+        k = np.arange(n, dtype=np.int64)
+        return (((k * 5) % 11 - 5) / 8.0).reshape(shape)
+    if kind == "mean":
+        return np.full(shape, 1.0 / max(n, 1))
+    raise HarnessInputError(f"unknown cotangent {kind!r}", field="cotangent", choices=list(COTANGENTS))

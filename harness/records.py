@@ -27,7 +27,7 @@ from . import SCHEMA_VERSION, __version__
 #: Outputs of at most this many elements carry their input, output and reference values.
 SMALL = 64
 #: The fields that identify a result: one record per such key in a run.
-KEY_FIELDS = ("case_id", "op", "check", "variant", "framework", "device", "dtype", "mode")
+KEY_FIELDS = ("case_id", "op", "check", "cotangent", "variant", "framework", "device", "dtype", "mode")
 
 
 def key(rec: dict[str, Any]) -> tuple:

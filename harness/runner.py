@@ -39,11 +39,13 @@ class Item:
     device: str
     dtype: str
     mode: str
+    cotangent: str | None = None  # the grad check's cotangent (ops.COTANGENTS, or a case's own)
 
     @property
     def id(self) -> str:
         op = self.op if self.variant == "default" else f"{self.op}:{self.variant}"
-        return f"{self.framework}-{self.device}-{self.dtype}-{self.mode}-{op}-{self.check}-{self.case.id}"
+        check = self.check if self.cotangent is None else f"{self.check}.{self.cotangent}"
+        return f"{self.framework}-{self.device}-{self.dtype}-{self.mode}-{op}-{check}-{self.case.id}"
 
 
 @dataclass
@@ -99,13 +101,15 @@ def expand(cases: list[K.Case], sel: Selection, frameworks: list[str]) -> list[I
                 for check in sel.checks:
                     if check == "grad" and not c.grad:
                         continue
+                    cots = [name for name, _ in c.cotangents] if check == "grad" else [None]
                     for dt in c.dtypes:
                         if dt not in sel.dtypes:
                             continue
                         for dev in sel.devices:
                             for mode in sel.modes:
                                 for var in variants:
-                                    items.append(Item(c, op, check, var, fw, dev, dt, mode))
+                                    for cot in cots:
+                                        items.append(Item(c, op, check, var, fw, dev, dt, mode, cot))
     return items
 
 
@@ -137,14 +141,15 @@ class Session:
         return self._inputs[key]  # type: ignore[return-value]
 
     def reference(self, item: Item, x: np.ndarray, y: np.ndarray | None, dt: D.DType,
-                  rows: np.ndarray | None) -> tuple[R.Reference, bool]:
-        k = cache_key(item.op, item.check, dt.name, item.case.axis, x, y, rows, R.claim_bits(dt))
+                  rows: np.ndarray | None, g: np.ndarray | None = None) -> tuple[R.Reference, bool]:
+        k = cache_key(item.op, item.check, dt.name, item.case.axis, x, y, rows, R.claim_bits(dt), g)
         if k in self._refs:
             return self._refs[k], True
         ref = self.cache.get(k)
         hit = ref is not None
         if ref is None:
-            ref = R.compute(item.op, item.check, x, y, item.case.axis, dt, rows=rows, backend_name=self.backend)
+            ref = R.compute(item.op, item.check, x, y, item.case.axis, dt, rows=rows, backend_name=self.backend,
+                            cotangent=g)
             self.cache.put(k, ref)
         self._refs[k] = ref
         if len(self._refs) > 256:
@@ -178,13 +183,13 @@ class Session:
         x, y = self.inputs(case, dt)
         y = y if spec.labels != "none" else None  # label-free ops ignore the case's labels
         ax = case.axis % x.ndim
-        g = O.cotangent(item.op, x.shape, ax) if item.check == "grad" else None
+        g = case.cotangent_for(item.cotangent, item.op, dt) if item.check == "grad" else None
         rows = K.sample_rows(x, ax)
         n_rows = x.size // x.shape[ax]
         rec["rows_total"] = n_rows
         rec["rows_checked"] = n_rows if rows is None else int(len(rows))
         t0 = time.perf_counter()
-        ref, hit = self.reference(item, x, y, dt, rows)
+        ref, hit = self.reference(item, x, y, dt, rows, g)
         rec["time_reference_s"] = time.perf_counter() - t0
         rec["reference_cached"] = hit
         rec["reference_prec_bits"] = ref.prec_bits
@@ -192,7 +197,7 @@ class Session:
         call = A.Call(item.op, item.check, item.variant, x.astype(dt.np),
                       None if y is None else (y if spec.labels == "sparse" else y.astype(dt.np)),
                       case.axis, None if g is None else g.astype(dt.np), item.dtype, item.device, item.mode,
-                      case.source, case.id)
+                      case.source, case.id, item.cotangent)
         raised: BaseException | None = None
         out: A.Output | None = None
         t0 = time.perf_counter()
@@ -262,7 +267,7 @@ class Session:
 
 def base_record(item: Item) -> dict[str, Any]:
     return {"kind": "result", "case_id": item.case.id, "family": item.case.family, "op": item.op,
-            "check": item.check, "variant": item.variant, "framework": item.framework,
+            "check": item.check, "cotangent": item.cotangent, "variant": item.variant, "framework": item.framework,
             "framework_version": None, "device": item.device, "device_name": None, "dtype": item.dtype,
             "mode": item.mode, "status": None, "special": None, "max_ulp": None, "p99_ulp": None,
             "max_abs_err": None, "max_rel_err": None, "excess": None, "tolerance": None,

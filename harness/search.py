@@ -58,7 +58,8 @@ def search(session: Session, framework: str, op: str, dtype: str, *, check: str 
         # A fresh id per candidate: the session caches cast inputs by (source, id, dtype).
         case = Case(f"search/{framework}_{op}_{dtype}_candidate{len(evaluated)}", [op], x.reshape(1, -1),
                     labels, -1, [dtype], check == "grad", source="<search>")
-        rec = session.run(Item(case, op, check, "default", framework, device, dtype, mode))
+        rec = session.run(Item(case, op, check, "default", framework, device, dtype, mode,
+                               "pattern" if check == "grad" else None))
         if rec.get("status") == "skip":
             raise HarnessInputError(f"cannot search: {rec.get('message')}", field="framework")
         s = _score(rec)

@@ -39,7 +39,7 @@ SENTINEL = b'{"kind": "sentinel", "note": "an earlier run; must survive a run on
 
 OPS = "softmax, log_softmax, logsumexp, softmax_cross_entropy, sparse_softmax_cross_entropy"
 DTYPES = "float16, bfloat16, float32, float64"
-CASE_KEYS = "axis, dtypes, grad, id, labels, logits, op, tags, tolerance, why"
+CASE_KEYS = "axis, cotangent, dtypes, grad, id, labels, logits, op, tags, tolerance, why"
 BUDGET_KEYS = "check, cond, dtype, framework, op, reason, summation, ulp"
 TOKENS_HINT = '"inf", "-inf", "nan"'
 #: Cuts a run that wrongly gets past validation down to one result (softmax forward, float64).
@@ -192,6 +192,15 @@ ROWS: list[Row] = [
         [FILE, CASE, "field 'ulp'"], {"bad.json": _case_file({"tolerance": {"ulp": "x", "reason": "r"}})}),
     Row("case-tags-not-list", 'tags that are not a list (`"tags": 5`)', CASES,
         [FILE, CASE, "field 'tags'"], {"bad.json": _case_file({"tags": 5})}),
+    Row("case-cotangent-unknown", 'an unknown cotangent name (`"cotangent": "zeros"`)', CASES,
+        [FILE, CASE, "field 'cotangent'", "unknown cotangent 'zeros'", "valid: ones, pattern, mean"],
+        {"bad.json": _case_file({"cotangent": "zeros"})}),
+    Row("case-cotangent-wrong-shape", 'an explicit cotangent of the wrong shape (`"cotangent": [[1, 2]]`)', CASES,
+        [FILE, CASE, "field 'cotangent'", "must have the shape of softmax's output [1, 3]"],
+        {"bad.json": _case_file({"cotangent": [[1.0, 2.0]]})}),
+    Row("case-cotangent-not-finite", 'an explicit cotangent holding NaN (`{"values": [["nan", 1, 2]]}`)', CASES,
+        [FILE, CASE, "field 'cotangent'", "must be finite"],
+        {"bad.json": _case_file({"op": "softmax", "cotangent": {"values": [["nan", 1.0, 2.0]]}})}),
     Row("case-op-nested-list", 'op list holding a list (`"op": [["softmax"]]`)', CASES,
         [FILE, CASE, "field 'op'", f"valid: {OPS}"], {"bad.json": _case_file({"op": [["softmax"]]})}),
     Row("case-dtypes-nested-list", 'dtypes list holding a list (`"dtypes": [["float32"]]`)', CASES,

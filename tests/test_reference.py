@@ -273,7 +273,7 @@ def test_S2_grad_matches_finite_differences(op, row):
         y = np.array([[(-1) ** i * (i + 1) / 4 for i in range(C)]])  # signed, unnormalised
     elif op == "sparse_softmax_cross_entropy":
         y = np.array([C - 1])
-    g = O.cotangent(op, x.shape, -1)
+    g = O.cotangent(O.reference_default(op), op, x.shape, -1)
     r = ref(op, "grad", x, y)
     ylist = None if y is None else (y[0].tolist() if y.ndim == 2 else int(y[0]))
     fd = mp_vjp_fd(op, row, ylist, np.ravel(g).tolist() if not O.OPS[op].reduces else [1.0])
@@ -291,7 +291,7 @@ def test_S2_grad_float32_inputs_match_finite_differences(op):
         y = D.cast_exact(rng.dirichlet(np.ones(6), size=1), F32)
     elif op == "sparse_softmax_cross_entropy":
         y = np.array([3])
-    g = O.cotangent(op, x.shape, -1)
+    g = O.cotangent(O.reference_default(op), op, x.shape, -1)
     r = ref(op, "grad", x, y, dt="float32")
     ylist = None if y is None else (y[0].tolist() if y.ndim == 2 else int(y[0]))
     fd = mp_vjp_fd(op, x[0].tolist(), ylist, np.ravel(g).tolist() if not O.OPS[op].reduces else [1.0])
@@ -358,7 +358,7 @@ def test_S16_extreme_inputs(op, row):
     with mpmath.workdps(DPS + int(min(spread, 800.0) / 2.3) + max(0, int(-math.log10(gap)) + 1)):
         xs = [mpmath.mpf(v) for v in row]
         fwd = mp_forward(op, xs, ylist)
-        grads = mp_grads(op, xs, ylist, np.ravel(O.cotangent(op, x.shape, -1)).tolist())
+        grads = mp_grads(op, xs, ylist, np.ravel(O.cotangent(O.reference_default(op), op, x.shape, -1)).tolist())
     r = ref(op, "forward", x, y).outputs["out"]
     assert_dd(r.hi, r.lo, fwd, rel=1e-28, name=f"{op} forward")
     rg = ref(op, "grad", x, y)
@@ -454,7 +454,7 @@ def test_S6_one_plus_inf_forward():
 
 def test_S7_gradients_at_the_limits_one_plus_inf():
     x = np.array([[1.0, INF, -INF, -3.0]])
-    g = O.cotangent("softmax", x.shape, -1)[0]
+    g = O.cotangent("pattern", "softmax", x.shape, -1)[0]
     np.testing.assert_array_equal(hi("softmax", "grad", x), [[0.0] * 4])  # s_p (g_p - g_p) = 0
     want = g.copy()
     want[1] = g[1] - g.sum()
@@ -470,7 +470,7 @@ def test_S7_gradients_at_the_limits_one_plus_inf():
 
 def test_S7_gradients_at_masked_entries():
     x = np.array([[-INF, 0.5, -1.0, -INF]])
-    g = O.cotangent("softmax", x.shape, -1)[0]
+    g = O.cotangent("pattern", "softmax", x.shape, -1)[0]
     sm = hi("softmax", "grad", x)
     assert sm[0, 0] == 0.0 and sm[0, 3] == 0.0
     ls = hi("log_softmax", "grad", x)
@@ -607,7 +607,7 @@ def test_S14_axis_equals_moved_axis(op, axis):
     for check in ("forward", "grad"):
         kw, kwm = {}, {}
         if check == "grad":
-            g = O.cotangent(op, x.shape, ax)
+            g = O.cotangent(O.reference_default(op), op, x.shape, ax)
             kw = {"cotangent": g}
             kwm = {"cotangent": g if spec.reduces else np.moveaxis(g, ax, -1)}
         a = ref(op, check, x, y, axis=axis, **kw)
@@ -629,7 +629,7 @@ def test_S14_rows_are_independent():
             both = ref(op, check, rows, y)
             for i in range(5):
                 yi = None if y is None else y[i:i + 1]
-                g = O.cotangent(op, rows.shape, -1)
+                g = O.cotangent(O.reference_default(op), op, rows.shape, -1)
                 gi = g[i:i + 1] if g is not None else None
                 one = ref(op, check, rows[i:i + 1], yi, cotangent=gi)
                 for n in both.outputs:
@@ -682,13 +682,13 @@ def test_S14_single_class_shapes(op):
 def test_S15_default_cotangent():
     x = np.random.default_rng(8).normal(size=(2, 3, 4))
     for op in ("softmax", "log_softmax"):
-        g = O.cotangent(op, x.shape, 1)
+        g = O.cotangent(O.reference_default(op), op, x.shape, 1)
         assert set(np.unique(g * 8)) <= set(range(-5, 6)) and len(np.unique(g)) > 1
         a = ref(op, "grad", x, axis=1)
         b = ref(op, "grad", x, axis=1, cotangent=g)
         np.testing.assert_array_equal(a.outputs["d_logits"].hi, b.outputs["d_logits"].hi)
     for op in ("logsumexp", "softmax_cross_entropy", "sparse_softmax_cross_entropy"):
-        np.testing.assert_array_equal(O.cotangent(op, x.shape, 1), np.ones((2, 4)))
+        np.testing.assert_array_equal(O.cotangent(O.reference_default(op), op, x.shape, 1), np.ones((2, 4)))
     # logsumexp honours a cotangent
     a = hi("logsumexp", "grad", x[0], cotangent=np.ones(3))
     b = hi("logsumexp", "grad", x[0], cotangent=np.full(3, 0.5))
@@ -831,7 +831,7 @@ def test_S16_exact_zero_gradient_is_within_the_zero_floor(backend, dt):
     if backend == "arb":
         pytest.importorskip("flint")
     d = D.DTYPES[dt]
-    assert O.cotangent("softmax", (1, 3), -1).tolist() == [[-0.625, 0.0, 0.625]]  # S15's g
+    assert O.cotangent("pattern", "softmax", (1, 3), -1).tolist() == [[-0.625, 0.0, 0.625]]  # S15's g
     r = ref("softmax", "grad", [[0.0, 0.0, 0.0]], dt=dt, backend_name=backend).outputs["d_logits"]
     assert abs(r.hi[0, 1] + r.lo[0, 1]) <= R.zero_floor(d)
     assert r.rounded[0, 1] == 0.0
@@ -855,7 +855,7 @@ def test_S16_relative_error_of_a_result_within_the_zero_floor(backend):
     f16 = D.DTYPES["float16"]
     x = np.zeros((1, 3))
     r = ref("softmax", "grad", x, dt="float16", backend_name=backend)
-    g = O.cotangent("softmax", (1, 3), -1)
+    g = O.cotangent("pattern", "softmax", (1, 3), -1)
     cond = V.condition("softmax", "grad", x, None, g, -1, "sqrt")
     tol = Tolerance(2.0, 4.0, "sqrt", ("test",))
     h = float(np.float16(5 / 24))

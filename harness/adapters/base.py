@@ -36,6 +36,7 @@ class Call:
     mode: str  # "eager" or "jit"
     source: str = ""  # the case file and id, so a repro of a large input can load it
     case_id: str = ""
+    cotangent_name: str | None = None  # which of the case's cotangents `cotangent` is
 
 
 @dataclass
@@ -147,7 +148,8 @@ def format_array(a: np.ndarray, dtype: str, call: "Call | None" = None, field: s
     """Python source for an expression that reproduces the exact values of `a`."""
     vals = np.asarray(a, dtype=np.float64)
     if call is not None and vals.size > REPRO_INLINE and call.source:
-        return f"array_of({call.source!r}, {call.case_id!r}, {field!r}, {dtype!r}, op={call.op!r})"
+        cot = f", cotangent={call.cotangent_name!r}" if field == "cotangent" and call.cotangent_name else ""
+        return f"array_of({call.source!r}, {call.case_id!r}, {field!r}, {dtype!r}, op={call.op!r}{cot})"
 
     def fmt(v: float) -> str:
         if np.isnan(v):

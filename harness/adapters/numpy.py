@@ -60,9 +60,11 @@ class NumpyAdapter(Adapter):
                 elif call.op == "logsumexp":
                     arrays = {"d_logits": np.expand_dims(g, ax) * s}
                 elif call.op == "softmax_cross_entropy":
-                    arrays = {"d_logits": s * np.sum(y, axis=ax, keepdims=True, dtype=dt) - y, "d_labels": -ls}
+                    gg = np.expand_dims(g, ax)  # the upstream gradient of each row's loss
+                    arrays = {"d_logits": gg * (s * np.sum(y, axis=ax, keepdims=True, dtype=dt) - y),
+                              "d_labels": gg * -ls}
                 else:
-                    arrays = {"d_logits": s - y}
+                    arrays = {"d_logits": np.expand_dims(g, ax) * (s - y)}
         out_arrays = {k: np.asarray(v).astype(dt).astype(np.float64) for k, v in arrays.items()}
         return Output(out_arrays, {k: str(np.asarray(v).astype(dt).dtype) for k, v in arrays.items()},
                       {k: "cpu" for k in arrays})

@@ -1,6 +1,6 @@
 """Cross-framework disagreement: how far apart the frameworks are from each other.
 
-Results are grouped by (case_id, op, check, dtype, device, mode); inside a group each
+Results are grouped by (case_id, op, check, cotangent, dtype, device, mode); inside a group each
 implementation (`framework`, or `framework:variant` for an API variant other than "default")
 is one column. For every pair of implementations the largest disagreement is measured in ULPs
 of the dtype at the exact value (`harness.dtypes.ulp` of the reference hi/lo):
@@ -23,7 +23,7 @@ import numpy as np
 
 from .. import dtypes as D
 
-GROUP_FIELDS = ("case_id", "op", "check", "dtype", "device", "mode")
+GROUP_FIELDS = ("case_id", "op", "check", "cotangent", "dtype", "device", "mode")
 
 
 def impl_label(rec: dict[str, Any]) -> str:
@@ -133,7 +133,7 @@ def _pair(a: _Impl, b: _Impl, dt: D.DType | None) -> dict[str, Any] | None:
 
 
 def cross_framework(results: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One entry per (case_id, op, check, dtype, device, mode) run by two or more implementations:
+    """One entry per (case_id, op, check, cotangent, dtype, device, mode) run by two or more implementations:
 
     `impls`: label -> {framework, variant, status, special, max_ulp, kind ("outputs" when the
     record carries its outputs)}; `pairs`: [{a, b, ulp, kind ("outputs" | "bound"),
@@ -152,7 +152,7 @@ def cross_framework(results: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         if len(by_impl) < 2:
             continue
         try:
-            dt: D.DType | None = D.get(str(k[3]))
+            dt: D.DType | None = D.get(str(k[GROUP_FIELDS.index("dtype")]))
         except Exception:  # noqa: BLE001 - an unknown dtype: bounds only
             dt = None
         impls = {lab: _Impl(r) for lab, r in sorted(by_impl.items())}

@@ -26,8 +26,9 @@ def label(rec: dict[str, Any]) -> str:
     op = rec.get("op") or "?"
     if rec.get("variant") not in (None, "default"):
         op = f"{op}:{rec['variant']}"
+    check = rec.get("check") if not rec.get("cotangent") else f"{rec.get('check')}.{rec['cotangent']}"
     return "-".join(str(rec.get(k)) for k in ("framework", "device", "dtype", "mode")) + \
-        f"-{op}-{rec.get('check')}-{rec.get('case_id')}"
+        f"-{op}-{check}-{rec.get('case_id')}"
 
 
 @dataclass

@@ -145,7 +145,7 @@
       h("td", { text: full(val(row, "dtype")) }),
       h("td", { text: full(val(row, "mode")) }),
       h("td", { text: op + (variant && variant !== "default" ? ":" + variant : "") }),
-      h("td", { text: full(val(row, "check")) }),
+      h("td", { text: full(val(row, "check")) + (val(row, "cotangent") ? "." + val(row, "cotangent") : "") }),
       h("td", { cls: "case", text: full(val(row, "case_id")) }),
       statusCell(row),
       h("td", { text: val(row, "special") || "–" }),
