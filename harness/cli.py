@@ -230,6 +230,12 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         for r in baseline.fixed:
             print(f"fixed since the baseline: {r['test_id']}")
     print(f"harness: {len(results)} results {counts} -> {args.results}")
+    from .report.tables import utilisation_text
+
+    util = utilisation_text(results)
+    if util:
+        print("harness: budget utilisation, the largest error / budget among passing results (docs/tolerance.md):")
+        print(util)
     if args.report:
         from .report import render
 

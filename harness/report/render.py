@@ -205,6 +205,7 @@ def context(m: Merged, compare: Diff | None = None) -> dict[str, Any]:
         "skipped_frameworks": skipped,
         "counts": counts, "n_discrepancies": sum(1 for r in results if T.is_discrepancy(r)),
         "matrix": T.summary_matrix(results),
+        "utilisation": T.utilisation(results),
         "disc_json": Markup(_SLOT),
         "cross": _cross_context(results),
         "semantics": T.semantics(results),

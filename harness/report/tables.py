@@ -116,6 +116,64 @@ def summary_matrix(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------
+# Budget utilisation
+
+def check_label(rec: dict[str, Any]) -> str:
+    """The check with its cotangent, as in the test ids: `forward`, `grad.ones`, `grad.pattern`."""
+    cot = rec.get("cotangent")
+    return str(rec.get("check")) if not cot else f"{rec.get('check')}.{cot}"
+
+
+#: A budget below this utilisation on every framework is worth a look (docs/tolerance.md).
+IDLE = 0.01
+
+
+def utilisation(results: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """The largest error / budget (`excess`) among the passing results, per framework and dtype
+    (rows) and op and check (columns), with the result that reached it; and the (op, check,
+    dtype) whose budget no framework uses to IDLE."""
+    cells: dict[tuple, tuple[float, str]] = {}
+    for r in results:
+        if r.get("status") != "pass":
+            continue
+        x = num(r.get("excess"))
+        if x is None or not math.isfinite(x):
+            continue
+        k = ((str(r.get("framework")), str(r.get("dtype"))), (str(r.get("op")), str(r.get("check"))))
+        if k not in cells or x > cells[k][0]:
+            cells[k] = (x, str(r.get("test_id") or r.get("case_id")))
+    fws = _order({k[0][0] for k in cells}, [])
+    dts = _order({k[0][1] for k in cells}, D.DTYPE_NAMES)
+    rows = [(f, d) for f in fws for d in dts if any(k[0] == (f, d) for k in cells)]
+    ops = _order({k[1][0] for k in cells}, O.OP_NAMES)
+    checks = _order({k[1][1] for k in cells}, O.CHECKS)
+    cols = [(o, c) for o in ops for c in checks if any(k[1] == (o, c) for k in cells)]
+    idle = []
+    for o, c in cols:
+        for d in dts:
+            vals = [v[0] for (rk, ck), v in cells.items() if ck == (o, c) and rk[1] == d]
+            if vals and max(vals) < IDLE:
+                idle.append({"op": o, "check": c, "dtype": d, "max": max(vals), "frameworks": len(vals)})
+    return {"rows": rows, "cols": cols, "cells": cells, "idle": idle}
+
+
+def utilisation_text(results: Iterable[dict[str, Any]]) -> str:
+    """The utilisation table as plain text (the CLI's summary)."""
+    u = utilisation(results)
+    if not u["rows"]:
+        return ""
+    head = ["framework", "dtype"] + [f"{o} {c}".replace("sparse_softmax_cross_entropy", "sparse_ce")
+                                     .replace("softmax_cross_entropy", "ce") for o, c in u["cols"]]
+    lines = [head]
+    for rk in u["rows"]:
+        cells = [u["cells"].get((rk, ck)) for ck in u["cols"]]
+        lines.append([rk[0], rk[1]] + [f"{c[0]:.0%}" if c and c[0] >= 0.01 else (f"{c[0]:.1%}" if c else "-")
+                                       for c in cells])
+    w = [max(len(r[i]) for r in lines) for i in range(len(head))]
+    return "\n".join("  ".join(v.rjust(w[i]) if i > 1 else v.ljust(w[i]) for i, v in enumerate(r)) for r in lines)
+
+
+# ---------------------------------------------------------------------------------------------
 # Discrepancies
 
 def is_discrepancy(rec: dict[str, Any]) -> bool:
@@ -127,7 +185,7 @@ def is_discrepancy(rec: dict[str, Any]) -> bool:
 
 #: Column order of a discrepancy row in the page's JSON (the JS reads the same indices).
 ROW_FIELDS = ("framework", "device", "dtype", "mode", "op", "variant", "check", "case_id", "status",
-              "special", "max_ulp", "excess", "known", "outcome", "invalid_handling")
+              "special", "max_ulp", "excess", "known", "outcome", "invalid_handling", "cotangent")
 
 OUTCOME_RANK = {"fail": 0, "error": 1, "known": 2, "pass": 3, "skip": 4}
 
@@ -137,7 +195,7 @@ def discrepancy_row(rec: dict[str, Any]) -> list[Any]:
     return [rec.get("framework"), rec.get("device"), rec.get("dtype"), rec.get("mode"), rec.get("op"),
             rec.get("variant") or "default", rec.get("check"), rec.get("case_id"), rec.get("status"),
             rec.get("special"), _json_num(rec.get("max_ulp")), _json_num(rec.get("excess")), known,
-            outcome(rec), rec.get("invalid_handling")]
+            outcome(rec), rec.get("invalid_handling"), rec.get("cotangent")]
 
 
 def _json_num(v: Any) -> Any:
@@ -389,7 +447,7 @@ def known_groups(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         g["statuses"][st] = g["statuses"].get(st, 0) + 1
         g["frameworks"].add(impl_label(r))
         op = r.get("op") if r.get("variant") in (None, "default") else f"{r.get('op')}:{r.get('variant')}"
-        g["ops"].add(f"{op} {r.get('check')}")
+        g["ops"].add(f"{op} {check_label(r)}")
         for f, s in (("dtype", "dtypes"), ("device", "devices"), ("mode", "modes"), ("case_id", "cases")):
             g[s].add(str(r.get(f)))
         u = num(r.get("max_ulp"))
