@@ -22,10 +22,12 @@ from harness import ops as O
 from harness import reference as R
 
 CASES_DIR = Path(__file__).resolve().parent.parent / "cases"
-FAMILIES = ["random", "extreme", "soft_labels", "integer_labels", "shapes", "large_vocab", "seed"]
+FAMILIES = ["random", "extreme", "soft_labels", "integer_labels", "shapes", "large_vocab", "seed", "offset"]
 ID_RE = re.compile(r"^[a-z0-9_]+/[A-Za-z0-9_.+\-]+$")
 #: The default suite (no "large" tag) stays small: at most this many classes and elements.
 SMALL_C, SMALL_SIZE = 64, 512
+#: except one row of a few thousand classes (tagged long_row), whose sums exceed 2048.
+LONG_ROW = 4608
 
 
 def _raw_files() -> dict[str, dict]:
@@ -130,14 +132,20 @@ def test_every_case_runs_some_op_in_some_dtype(library):
 
 
 def test_default_suite_stays_small(library):
+    long_rows = []
     for c in library:
         if "large" in c.tags:
             continue
         shape = c.shape
         C = shape[c.axis % len(shape)]
         size = int(np.prod(shape))
+        if "long_row" in c.tags:  # one row longer than float16's exact integer sums (2048)
+            assert size == C <= LONG_ROW, f"{c.id}: a long_row case is one row of at most {LONG_ROW}"
+            long_rows.append(c.id)
+            continue
         assert C <= SMALL_C and size <= SMALL_SIZE, (
             f"{c.id}: shape {shape} is too big for the default suite; tag it 'large'")
+    assert long_rows == ["extreme/long_row"]
 
 
 def test_large_cases_are_tagged(by_id):
@@ -261,3 +269,57 @@ def test_reference_output_shapes_match_contract(library):
                 if got != want:
                     bad.append(f"{c.id} {op} {check}: {got} != {want}")
     assert not bad, "\n".join(bad)
+
+
+# --------------------------------------------------------------------------------------------
+# The offset family: built by tests/offset_family.py, a metamorphic shift of exact values.
+
+
+def test_offset_family_is_what_its_builder_makes():
+    from tests import offset_family
+
+    assert (CASES_DIR / "offset.json").read_text() == offset_family.dumps(offset_family.build())
+
+
+def test_offset_family_reaches_the_magnitudes_where_the_ulp_exceeds_1(by_id):
+    from tests import offset_family
+
+    for name in D.DTYPE_NAMES:
+        dt = D.DTYPES[name]
+        big = max(abs(c) for c in offset_family.OFFSETS[name])
+        assert float(D.ulp(np.array([big]), None, dt)[0]) >= 0.125 if name == "float64" else 1.0
+        x = by_id[f"offset/seed_{name}"].logits_for(dt)
+        assert np.array_equal(D.cast_exact(x, dt), x)  # every shifted value exact
+    # language-model logit ranges (tens to a few hundred) in the half-precision formats
+    for name in ("bfloat16", "float16"):
+        x = by_id[f"offset/seed_{name}"].logits_for(D.DTYPES[name])
+        assert any(10 <= abs(r).max() <= 400 and np.ptp(r) >= 3 for r in x)
+
+
+@pytest.mark.parametrize("name", D.DTYPE_NAMES)
+def test_offset_rows_have_the_exact_outputs_of_their_base_rows(by_id, name):
+    """Row 2k + 1 is row 2k plus a constant c: every exact output (and gradient) is the same,
+    logsumexp's is c more; the reference must say so bit for bit."""
+    dt = D.DTYPES[name]
+    for kind in ("seed", "soft"):
+        case = by_id[f"offset/{kind}_{name}"]
+        x = case.logits_for(dt)
+        y = case.labels_for(dt)
+        c = x[1::2, 0] - x[0::2, 0]
+        assert np.all(x[1::2] - x[0::2] == c[:, None])
+        for op in case.ops:
+            spec = O.OPS[op]
+            yy = y if spec.labels != "none" else None
+            for check in ("forward", "grad"):
+                g = case.cotangent_for("pattern", op, dt) if check == "grad" else None
+                if g is not None and spec.reduces:  # the same cotangent for each twin
+                    g = np.repeat(g[0::2], 2)
+                elif g is not None:
+                    g = np.repeat(g[0::2], 2, axis=0)
+                ref = R.compute(op, check, x, yy, case.axis, dt, cotangent=g)
+                for n, r in ref.outputs.items():
+                    v0, v1 = r.rounded[0::2], r.rounded[1::2]
+                    if op == "logsumexp" and check == "forward":
+                        assert np.allclose(v1 - v0, c, rtol=0, atol=float(D.ulp(np.abs(v1), None, dt).max())), (kind, op)
+                    else:
+                        np.testing.assert_array_equal(v0, v1, err_msg=f"{case.id} {op} {check} {n}")
