@@ -1,0 +1,327 @@
+"""The harness's own mutation score: one correct implementation, and deliberately wrong ones.
+
+`Careful` computes every op and gradient in float64 with the max-shifted algorithm (d = x - max,
+log S, each row on its own) and rounds the result to the tested dtype once: for float16,
+bfloat16 and float32 far more accurate than the budget asks, for float64 the algorithm whose
+errors the `standard` budgets are derived from. It must pass every result of the quick suite
+whose inputs are finite (tests/test_mutants.py).
+
+Each mutant changes one thing, a bug class that real kernels have shipped, and the quick suite
+under `standard` must fail at least one of its results. They are adapters like any other (the
+numpy adapter's interface), so they run through the same runner, references and verdicts.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from harness import dtypes as D
+from harness.adapters.base import Adapter, Call, Output, Unsupported
+
+
+class Careful(Adapter):
+    """The reference-quality implementation (float64 compute, one rounding to the dtype)."""
+
+    name = "careful"
+    modes = ("eager",)
+    #: Overridden by mutants: the dtype computed in (None: float64) ...
+    compute_dtype: str | None = None
+
+    def available(self) -> tuple[bool, str]:
+        return True, ""
+
+    # -- the pieces a mutant replaces ----------------------------------------------------------
+    def shift(self, x: np.ndarray, ax: int) -> np.ndarray:
+        """The max each row is shifted by (0 for a row with no finite max: its outputs are NaN or
+        limits, which this implementation does not claim to get right)."""
+        m = np.max(x, axis=ax, keepdims=True)
+        return np.where(np.isfinite(m), m, 0.0)
+
+    def total(self, e: np.ndarray, ax: int) -> np.ndarray:
+        """sum_j e_j along the class axis."""
+        return np.sum(e, axis=ax, keepdims=True)
+
+    def log_softmax(self, d: np.ndarray, L: np.ndarray, s: np.ndarray, m: np.ndarray) -> np.ndarray:
+        return d - L
+
+    def labels_of(self, call: Call, ax: int, C: int) -> np.ndarray:
+        lab = np.asarray(call.labels)
+        if np.any((lab < 0) | (lab >= C)):
+            raise IndexError("label out of range")
+        return np.moveaxis((np.arange(C) == lab[..., None]).astype(np.float64), -1, ax)
+
+    def upstream(self, g: np.ndarray) -> np.ndarray:
+        """The cotangent as the backward pass uses it."""
+        return g
+
+    def softmax_vjp(self, s: np.ndarray, g: np.ndarray, ax: int) -> np.ndarray:
+        return s * (g - np.sum(g * s, axis=ax, keepdims=True))
+
+    def ce_vjp(self, s: np.ndarray, y: np.ndarray, ax: int) -> np.ndarray:
+        return s * np.sum(y, axis=ax, keepdims=True) - y
+
+    def finish(self, a: np.ndarray, dt: D.DType) -> tuple[np.ndarray, str]:
+        """Round the float64 result to the tested dtype: (exact values as float64, dtype name)."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            return np.asarray(a, dtype=np.float64).astype(dt.np).astype(np.float64), dt.name
+
+    # -- the computation -----------------------------------------------------------------------
+    def run(self, call: Call) -> Output:
+        if call.device != "cpu" or call.mode != "eager":
+            raise Unsupported("mutant adapters run eager on the CPU")
+        dt = D.get(call.dtype)
+        work = np.float64 if self.compute_dtype is None else D.get(self.compute_dtype).np
+        x = np.asarray(call.logits, dtype=np.float64).astype(work).astype(np.float64)
+        ax = call.axis % x.ndim
+        C = x.shape[ax]
+        with np.errstate(all="ignore"):
+            m = self.shift(x, ax)
+            d = x - m
+            e = np.exp(d)
+            S = self.total(e, ax)
+            L = np.log(S)
+            s = e / S
+            ls = self.log_softmax(d, L, s, m)
+            y = None
+            if call.op == "sparse_softmax_cross_entropy":
+                y = self.labels_of(call, ax, C)
+            elif call.op == "softmax_cross_entropy":
+                y = np.asarray(call.labels, dtype=np.float64)
+            if call.check == "forward":
+                if call.op == "softmax":
+                    out = s
+                elif call.op == "log_softmax":
+                    out = ls
+                elif call.op == "logsumexp":
+                    out = np.squeeze(m + L, ax)
+                else:  # zero labels contribute 0, also at -inf (docs/semantics.md S3)
+                    out = -np.sum(np.where(y != 0, y * ls, 0.0), axis=ax)
+                arrays = {"out": out}
+            else:
+                g = np.asarray(call.cotangent, dtype=np.float64)
+                if call.op == "softmax":
+                    arrays = {"d_logits": self.softmax_vjp(s, g, ax)}
+                elif call.op == "log_softmax":
+                    arrays = {"d_logits": g - s * np.sum(g, axis=ax, keepdims=True)}
+                else:
+                    gg = np.expand_dims(self.upstream(g), ax)
+                    if call.op == "logsumexp":
+                        arrays = {"d_logits": gg * s}
+                    else:
+                        arrays = {"d_logits": gg * self.ce_vjp(s, y, ax)}
+                        if call.op == "softmax_cross_entropy":
+                            arrays["d_labels"] = gg * -ls
+        vals, dts = {}, {}
+        for k, a in arrays.items():
+            vals[k], dts[k] = self.finish(a, dt)
+        return Output(vals, dts, {k: "cpu" for k in vals})
+
+
+# ------------------------------------------------------------------------------------------------
+# The mutants: each one bug class.
+
+
+class IgnoresCotangent(Careful):
+    """The backward pass of a loss or logsumexp drops grad_output (uses 1 for every row)."""
+
+    name = "mutant_ignores_cotangent"
+
+    def upstream(self, g: np.ndarray) -> np.ndarray:
+        return np.ones_like(g)
+
+
+class RoundsLseThenSubtracts(Careful):
+    """log_softmax and the losses as x_i - round(max + log S): the logsumexp rounded to the tested
+    dtype before the subtraction, an error that grows with a common offset of the logits."""
+
+    name = "mutant_rounds_lse"
+
+    def log_softmax(self, d: np.ndarray, L: np.ndarray, s: np.ndarray, m: np.ndarray) -> np.ndarray:
+        dt = D.get(self._dtype)
+        lse = (m + L).astype(dt.np).astype(np.float64)
+        return (d + m) - lse
+
+    def run(self, call: Call) -> Output:
+        self._dtype = call.dtype
+        return super().run(call)
+
+
+class NoMaxShift(Careful):
+    """exp(x) without subtracting the row max: overflows to inf for large logits."""
+
+    name = "mutant_no_max_shift"
+
+    def shift(self, x: np.ndarray, ax: int) -> np.ndarray:
+        return np.zeros_like(np.max(x, axis=ax, keepdims=True))
+
+
+class LogOfSoftmax(Careful):
+    """log_softmax as log(softmax(x)): -inf where softmax underflows, and its rounding."""
+
+    name = "mutant_log_of_softmax"
+
+    def log_softmax(self, d: np.ndarray, L: np.ndarray, s: np.ndarray, m: np.ndarray) -> np.ndarray:
+        dt = D.get(self._dtype)
+        return np.log(s.astype(dt.np).astype(np.float64))
+
+    def run(self, call: Call) -> Output:
+        self._dtype = call.dtype
+        return super().run(call)
+
+
+class RecursiveLowPrecisionSum(Careful):
+    """The row sums accumulated one term at a time in the tested dtype (float16 stalls at 2048)."""
+
+    name = "mutant_recursive_sum"
+
+    def total(self, e: np.ndarray, ax: int) -> np.ndarray:
+        dt = D.get(self._dtype)
+        em = np.moveaxis(e, ax, -1).astype(dt.np)
+        acc = np.zeros(em.shape[:-1], dtype=dt.np)
+        with np.errstate(all="ignore"):
+            for j in range(em.shape[-1]):
+                acc = (acc + em[..., j]).astype(dt.np)
+        return np.expand_dims(acc.astype(np.float64), ax)
+
+    def run(self, call: Call) -> Output:
+        self._dtype = call.dtype
+        return super().run(call)
+
+
+class LabelOffByOne(Careful):
+    """Integer labels shifted by one class (an off-by-one in an index computation)."""
+
+    name = "mutant_label_off_by_one"
+
+    def labels_of(self, call: Call, ax: int, C: int) -> np.ndarray:
+        lab = np.asarray(call.labels)
+        if np.any((lab < 0) | (lab >= C)):
+            raise IndexError("label out of range")
+        return np.moveaxis((np.arange(C) == ((lab + 1) % C)[..., None]).astype(np.float64), -1, ax)
+
+
+class SoftmaxVjpWithoutCentering(Careful):
+    """softmax's VJP as s * g, without - sum(g s)."""
+
+    name = "mutant_softmax_vjp_uncentered"
+
+    def softmax_vjp(self, s: np.ndarray, g: np.ndarray, ax: int) -> np.ndarray:
+        return s * g
+
+
+class CeGradAssumesNormalisedLabels(Careful):
+    """The dense cross-entropy gradient as softmax - y, right only where the labels sum to 1."""
+
+    name = "mutant_ce_grad_normalised"
+
+    def ce_vjp(self, s: np.ndarray, y: np.ndarray, ax: int) -> np.ndarray:
+        return s - y
+
+
+class Float64InFloat32(Careful):
+    """float64 inputs computed in float32 (a kernel with no double path)."""
+
+    name = "mutant_float64_in_float32"
+    compute_dtype = "float32"
+
+    def run(self, call: Call) -> Output:
+        out = super().run(call)
+        if call.dtype == "float64":  # the arithmetic in float32 too
+            out.arrays = {k: v.astype(np.float32).astype(np.float64) for k, v in out.arrays.items()}
+        return out
+
+
+class FlushesSubnormals(Careful):
+    """Results below the dtype's smallest normal number flushed to zero (FTZ)."""
+
+    name = "mutant_flush_to_zero"
+
+    def finish(self, a: np.ndarray, dt: D.DType) -> tuple[np.ndarray, str]:
+        v, n = super().finish(a, dt)
+        return np.where(np.abs(v) < dt.tiny, 0.0, v), n
+
+
+class WrongClassAxis(Careful):
+    """The class axis taken as the last one, whatever the caller said."""
+
+    name = "mutant_wrong_axis"
+
+    def run(self, call: Call) -> Output:
+        nd = np.ndim(call.logits)
+        if call.axis % nd == nd - 1:
+            return super().run(call)
+        moved = Call(**{**call.__dict__, "axis": -1})
+        out = super().run(moved)
+        # The shapes are what the caller expects (a reduction over the wrong axis has another
+        # shape: reshape it to pass the shape check, as a kernel writing into a given buffer would).
+        want = {k: np.shape(v) for k, v in super().run(call).arrays.items()}
+        out.arrays = {k: np.resize(v, want[k]) for k, v in out.arrays.items()}
+        return out
+
+
+class GlobalMax(Careful):
+    """One max over the whole batch instead of one per row."""
+
+    name = "mutant_global_max"
+
+    def shift(self, x: np.ndarray, ax: int) -> np.ndarray:
+        f = x[np.isfinite(x)]
+        return np.full_like(np.max(x, axis=ax, keepdims=True), f.max() if f.size else 0.0)
+
+
+class HalfResultForFloat32(Careful):
+    """A float32 input answered in float16 (an autocast left on)."""
+
+    name = "mutant_float16_result"
+
+    def finish(self, a: np.ndarray, dt: D.DType) -> tuple[np.ndarray, str]:
+        if dt.name == "float32":
+            return super().finish(a, D.DTYPES["float16"])
+        return super().finish(a, dt)
+
+
+class IgnoreIndexSilent(Careful):
+    """An out-of-range label treated as "ignore": loss and gradient 0, no error."""
+
+    name = "mutant_ignore_index"
+
+    def labels_of(self, call: Call, ax: int, C: int) -> np.ndarray:
+        lab = np.asarray(call.labels)
+        return np.moveaxis((np.arange(C) == lab[..., None]).astype(np.float64), -1, ax)
+
+    def run(self, call: Call) -> Output:
+        out = super().run(call)
+        if call.op == "sparse_softmax_cross_entropy":
+            bad = (np.asarray(call.labels) < 0) | (np.asarray(call.labels) >= np.shape(call.logits)[call.axis])
+            for k, v in out.arrays.items():
+                mask = bad if v.shape == bad.shape else np.expand_dims(bad, call.axis % v.ndim)
+                out.arrays[k] = np.where(mask, 0.0, v)
+        return out
+
+
+class NanNotPropagated(Careful):
+    """A NaN logit treated as -inf (masked) instead of making its row NaN."""
+
+    name = "mutant_nan_masked"
+
+    def run(self, call: Call) -> Output:
+        x = np.asarray(call.logits, dtype=np.float64)
+        return super().run(Call(**{**call.__dict__, "logits": np.where(np.isnan(x), -np.inf, x).astype(call.logits.dtype)}))
+
+
+class LabelsGradientDropped(Careful):
+    """The gradient with respect to the dense labels returned as 0 (treated as constants)."""
+
+    name = "mutant_labels_grad_dropped"
+
+    def run(self, call: Call) -> Output:
+        out = super().run(call)
+        if "d_labels" in out.arrays:
+            out.arrays["d_labels"] = np.zeros_like(out.arrays["d_labels"])
+        return out
+
+
+MUTANTS = [IgnoresCotangent, RoundsLseThenSubtracts, NoMaxShift, LogOfSoftmax, RecursiveLowPrecisionSum,
+           LabelOffByOne, SoftmaxVjpWithoutCentering, CeGradAssumesNormalisedLabels, Float64InFloat32,
+           FlushesSubnormals, WrongClassAxis, GlobalMax, HalfResultForFloat32, IgnoreIndexSilent, NanNotPropagated,
+           LabelsGradientDropped]
