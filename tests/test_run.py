@@ -31,10 +31,11 @@ def _case(cid, logits, labels=None, op=None):
     return K.parse_case(raw, file="<test>", index=0, family=None, base=ROOT)
 
 
-def _run(policy, case, op, fw, dtype="float32", check="forward", mode="eager", tmp=None):
+def _run(policy, case, op, fw, dtype="float32", check="forward", mode="eager", tmp=None, cotangent=None):
     s = Session(load_policy(policy), Cache(tmp, enabled=tmp is not None), [], None, 0)
+    cot = cotangent or ("ones" if check == "grad" else None)
     # What the results file holds: JSON values, non-finite numbers as strings.
-    return records.jsonable(s.run(Item(case, op, check, "default", fw, "cpu", dtype, mode)))
+    return records.jsonable(s.run(Item(case, op, check, "default", fw, "cpu", dtype, mode, cot)))
 
 
 @need_fw
@@ -127,6 +128,46 @@ def test_finding_dense_ce_with_zero_label_at_masked_logit():
         assert r["reference"]["out"]["hi"][0] == pytest.approx(float(np.log1p(np.e)) - 0.5, rel=1e-15)
         assert r["output"]["out"] == ["nan"], fw
         assert r["special"] == "nan_expected_finite"
+
+
+SEED_ROW = [0.0, 1.0, 2.0, 3.0, 5.0, -2.0, 7.0, 4.0]  # the offset family's seed row
+
+
+@pytest.mark.skipif(not A.get("torch").available()[0], reason="torch not installed")
+def test_finding_torch_logsumexp_grad_grows_with_the_offset():
+    """Finding: torch.logsumexp's backward is grad * exp(x - result), with the forward's result
+    rounded to the tested dtype, so the gradient (the row's softmax) is off by the rounding of
+    logsumexp, an error that grows with a common offset of the logits. float32 row 1e7 + b
+    (every value exact): d/dx at the max is 1.0, exactly 0.82393363650797...; the same row
+    without the offset is right. JAX and TensorFlow (max-shifted) are right at both."""
+    shifted = _case("t/lse_grad_1e7", [[1e7 + v for v in SEED_ROW]], op="logsumexp")
+    base = _case("t/lse_grad_0", [SEED_ROW], op="logsumexp")
+    r = _run("standard", shifted, "logsumexp", "torch", check="grad")
+    assert r["status"] == "fail" and r["special"] == "match"
+    assert r["output"]["d_logits"][0][6] == 1.0
+    assert r["reference"]["d_logits"]["hi"][0][6] == pytest.approx(0.8239336365079705, rel=1e-15)
+    assert sum(r["output"]["d_logits"][0]) == pytest.approx(1.2137, abs=1e-4)  # the gradient of logsumexp sums to 1
+    assert _run("standard", base, "logsumexp", "torch", check="grad")["status"] == "pass"
+    for fw in set(FRAMEWORKS) - {"torch"}:
+        assert _run("standard", shifted, "logsumexp", fw, check="grad")["status"] == "pass", fw
+
+
+@pytest.mark.skipif(not A.get("jax").available()[0], reason="jax not installed")
+def test_finding_optax_sparse_ce_grows_with_the_offset():
+    """Finding: optax.softmax_cross_entropy_with_integer_labels is logsumexp(x) - x_label, the
+    logsumexp rounded to the tested dtype before the subtraction (not max-shifted): float32
+    logits 1e7 + b, label 5: loss 9.0, exactly 9.19366529053452...; float16 logits [1e4, 1e4,
+    1e4]: loss 0, exactly log 3 = 1.0986. TensorFlow and torch are right at both."""
+    r = _run("standard", _case("t/ce_1e7", [[1e7 + v for v in SEED_ROW]], [5]), "sparse_softmax_cross_entropy", "jax")
+    assert r["status"] == "fail" and r["output"]["out"] == [9.0]
+    assert r["reference"]["out"]["hi"][0] == pytest.approx(9.193665290534524, rel=1e-15)
+    r16 = _run("standard", _case("t/ce_1e4", [[1e4, 1e4, 1e4]], [0]), "sparse_softmax_cross_entropy", "jax",
+               dtype="float16")
+    assert r16["status"] == "fail" and r16["output"]["out"] == [0.0]
+    assert r16["reference"]["out"]["rounded"][0] == 1.0986328125
+    for fw in set(FRAMEWORKS) - {"jax"}:
+        assert _run("standard", _case("t/ce_1e7", [[1e7 + v for v in SEED_ROW]], [5]),
+                    "sparse_softmax_cross_entropy", fw)["status"] == "pass", fw
 
 
 def test_out_of_range_label_numpy_raises_and_conforms():
