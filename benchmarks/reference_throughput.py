@@ -172,30 +172,21 @@ def main() -> None:
 
 def library_rounding() -> None:
     """What the correct-rounding decisions (S18) cost over the default library's references."""
-    from harness import ops as O
     from harness.options import RunOptions, load_cases
+    from harness.runner import library_references
 
     os.environ["HARNESS_REF_WORKERS"] = "1"
     refs = decided = escalated = elements = 0
     total = deciding = 0.0
-    for case in load_cases(RunOptions()):
-        for op in case.ops:
-            spec = O.OPS[op]
-            for check in ("forward", "grad") if case.grad else ("forward",):
-                for name in case.dtypes:
-                    dt = D.DTYPES[name]
-                    x = case.logits_for(dt)
-                    y = case.labels_for(dt) if spec.labels != "none" else None
-                    from harness.cases import sample_rows
-
-                    t, ref = timed(R.compute, op, check, x, y, case.axis, dt,
-                                   rows=sample_rows(x, case.axis % max(x.ndim, 1)))
-                    refs += 1
-                    total += t
-                    deciding += ref.deciding_s
-                    decided += ref.decided
-                    escalated += ref.escalated_rows
-                    elements += sum(int(np.size(r.hi)) for r in ref.outputs.values())
+    for ri in library_references(load_cases(RunOptions())):
+        t, ref = timed(R.compute, ri.op, ri.check, ri.logits, ri.labels, ri.case.axis, ri.dt, rows=ri.rows,
+                       cotangent=ri.g)
+        refs += 1
+        total += t
+        deciding += ref.deciding_s
+        decided += ref.decided
+        escalated += ref.escalated_rows
+        elements += sum(int(np.size(r.hi)) for r in ref.outputs.values())
     print(f"\ncorrect rounding near boundaries (S18) over the default library: {refs} references, "
           f"{elements} elements, {total:.1f} s cold in one process")
     print(f"  elements decided from their exact part: {decided} ({decided / max(elements, 1):.2%}); rows whose "

@@ -12,7 +12,7 @@ import time
 import traceback
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -113,6 +113,41 @@ def expand(cases: list[K.Case], sel: Selection, frameworks: list[str]) -> list[I
     return items
 
 
+@dataclass(frozen=True)
+class RefInputs:
+    """What the reference of one (case, op, check, cotangent, dtype) is computed from."""
+
+    case: K.Case
+    op: str
+    check: str
+    cotangent: str | None
+    dt: D.DType
+    logits: np.ndarray
+    labels: np.ndarray | None
+    g: np.ndarray | None
+    rows: np.ndarray | None
+
+
+def reference_inputs(case: K.Case, op: str, check: str, cotangent: str | None, dt: D.DType,
+                     x: np.ndarray | None = None, y: np.ndarray | None = None) -> RefInputs:
+    """The exact inputs of an item's reference: the logits (and the labels its op takes) cast to
+    dt, the grad check's cotangent cast alike, and the rows checked of a large input."""
+    x = case.logits_for(dt) if x is None else x
+    y = (case.labels_for(dt) if y is None else y) if O.OPS[op].labels != "none" else None
+    g = case.cotangent_for(cotangent, op, dt) if check == "grad" else None
+    return RefInputs(case, op, check, cotangent, dt, x, y, g, K.sample_rows(x, case.axis % x.ndim))
+
+
+def library_references(cases: list[K.Case]) -> Iterator[RefInputs]:
+    """Every reference a run of these cases computes (each op, check, cotangent and dtype)."""
+    for case in cases:
+        for op in case.ops:
+            for check in ("forward", "grad") if case.grad else ("forward",):
+                for cot in [name for name, _ in case.cotangents] if check == "grad" else [None]:
+                    for name in case.dtypes:
+                        yield reference_inputs(case, op, check, cot, D.DTYPES[name])
+
+
 class Session:
     """State shared by the items of one run: policy, reference cache, known discrepancies."""
 
@@ -181,10 +216,9 @@ class Session:
         case = item.case
         spec = O.OPS[item.op]
         x, y = self.inputs(case, dt)
-        y = y if spec.labels != "none" else None  # label-free ops ignore the case's labels
+        ri = reference_inputs(case, item.op, item.check, item.cotangent, dt, x, y)
+        y, g, rows = ri.labels, ri.g, ri.rows  # label-free ops ignore the case's labels
         ax = case.axis % x.ndim
-        g = case.cotangent_for(item.cotangent, item.op, dt) if item.check == "grad" else None
-        rows = K.sample_rows(x, ax)
         n_rows = x.size // x.shape[ax]
         rec["rows_total"] = n_rows
         rec["rows_checked"] = n_rows if rows is None else int(len(rows))

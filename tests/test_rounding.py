@@ -272,65 +272,59 @@ MAX_BITS = 60000
 
 def test_S18_every_reference_of_the_default_library_rounds_correctly():
     from harness.options import RunOptions, load_cases
+    from harness.runner import library_references
 
     checked = rows_checked = skipped = beyond = 0
-    for case in load_cases(RunOptions()):
-        for op in case.ops:
-            spec = O.OPS[op]
-            for check in ("forward", "grad") if case.grad else ("forward",):
-                for name in case.dtypes:
-                    dt = D.DTYPES[name]
-                    x = case.logits_for(dt)
-                    y = case.labels_for(dt) if spec.labels != "none" else None
-                    rows = K.sample_rows(x, case.axis % x.ndim)
-                    ref = R.compute(op, check, x, y, case.axis, dt, rows=rows)
-                    ax = case.axis % x.ndim
-                    X = np.moveaxis(x, ax, -1).reshape(-1, x.shape[ax])
-                    Y = None if y is None else (np.moveaxis(y, ax, -1).reshape(X.shape) if spec.labels == "dense"
-                                                else np.asarray(y).reshape(-1))
-                    G = None
-                    if check == "grad":
-                        g = O.cotangent(O.reference_default(op), op, x.shape, ax)
-                        G = g.reshape(-1) if spec.reduces else np.moveaxis(g, ax, -1).reshape(X.shape)
-                    outs = {}
-                    for n, r in ref.outputs.items():
-                        keep = not (check == "forward" and spec.reduces)
-                        flat = (lambda a: np.moveaxis(a, ax, -1).reshape(X.shape)) if keep else \
-                            (lambda a: np.asarray(a).reshape(X.shape[0], 1))
-                        outs[n] = (flat(r.rounded), flat(r.hi), flat(r.lo))
-                    for i in (range(X.shape[0]) if rows is None else rows):
-                        xs = X[i].tolist()
-                        if not all(v == v and v != math.inf for v in xs) or all(v == -math.inf for v in xs):
-                            skipped += 1
+    for ri in library_references(load_cases(RunOptions())):
+        case, op, check, dt, x, y, g, rows = ri.case, ri.op, ri.check, ri.dt, ri.logits, ri.labels, ri.g, ri.rows
+        name, spec = dt.name, O.OPS[ri.op]
+        ref = R.compute(op, check, x, y, case.axis, dt, rows=rows, cotangent=g)
+        ax = case.axis % x.ndim
+        X = np.moveaxis(x, ax, -1).reshape(-1, x.shape[ax])
+        Y = None if y is None else (np.moveaxis(y, ax, -1).reshape(X.shape) if spec.labels == "dense"
+                                    else np.asarray(y).reshape(-1))
+        G = None
+        if check == "grad":
+            G = g.reshape(-1) if spec.reduces else np.moveaxis(g, ax, -1).reshape(X.shape)
+        outs = {}
+        for n, r in ref.outputs.items():
+            keep = not (check == "forward" and spec.reduces)
+            flat = (lambda a: np.moveaxis(a, ax, -1).reshape(X.shape)) if keep else \
+                (lambda a: np.asarray(a).reshape(X.shape[0], 1))
+            outs[n] = (flat(r.rounded), flat(r.hi), flat(r.lo))
+        for i in (range(X.shape[0]) if rows is None else rows):
+            xs = X[i].tolist()
+            if not all(v == v and v != math.inf for v in xs) or all(v == -math.inf for v in xs):
+                skipped += 1
+                continue
+            yi = None if Y is None else (int(Y[i]) if spec.labels == "sparse" else Y[i].tolist())
+            if spec.labels == "sparse" and not 0 <= yi < len(xs):
+                skipped += 1
+                continue
+            if spec.labels == "dense" and not all(math.isfinite(v) for v in yi):
+                skipped += 1
+                continue
+            gi = None if G is None else (float(G[i]) if spec.reduces else G[i].tolist())
+            finite = [v for v in xs if v != -math.inf]
+            spread = max(finite) - min(finite)  # inf for [max, -max] in float64
+            bits = max(BITS, int(spread * 2.9) + 200) if spread < 1e6 else MAX_BITS + 1
+            if bits > MAX_BITS:  # a rest of e^-1e30: beyond any direct recompute
+                beyond += 1
+                continue
+            rows_checked += 1
+            with mpmath.workprec(bits):
+                exact = mp_outputs(op, check, xs, yi, gi)
+                for n, vals in exact.items():
+                    rounded, hi, lo = outs[n]
+                    for j, v in enumerate(vals):
+                        if not math.isfinite(rounded[i, j]) or mpmath.isnan(v):
                             continue
-                        yi = None if Y is None else (int(Y[i]) if spec.labels == "sparse" else Y[i].tolist())
-                        if spec.labels == "sparse" and not 0 <= yi < len(xs):
-                            skipped += 1
-                            continue
-                        if spec.labels == "dense" and not all(math.isfinite(v) for v in yi):
-                            skipped += 1
-                            continue
-                        gi = None if G is None else (float(G[i]) if spec.reduces else G[i].tolist())
-                        finite = [v for v in xs if v != -math.inf]
-                        spread = max(finite) - min(finite)  # inf for [max, -max] in float64
-                        bits = max(BITS, int(spread * 2.9) + 200) if spread < 1e6 else MAX_BITS + 1
-                        if bits > MAX_BITS:  # a rest of e^-1e30: beyond any direct recompute
-                            beyond += 1
-                            continue
-                        rows_checked += 1
-                        with mpmath.workprec(bits):
-                            exact = mp_outputs(op, check, xs, yi, gi)
-                            for n, vals in exact.items():
-                                rounded, hi, lo = outs[n]
-                                for j, v in enumerate(vals):
-                                    if not math.isfinite(rounded[i, j]) or mpmath.isnan(v):
-                                        continue
-                                    want = mp_round(v, dt)
-                                    assert rounded[i, j] == want, (case.id, op, check, name, n, i, j,
-                                                                   mpmath.nstr(v, 40), rounded[i, j], want)
-                                    ulp = float(D.ulp(hi[i, j:j + 1], lo[i, j:j + 1], dt)[0])
-                                    assert ulp == mp_ulp(v, dt), (case.id, op, check, name, n, i, j, ulp)
-                                    checked += 1
+                        want = mp_round(v, dt)
+                        assert rounded[i, j] == want, (case.id, op, check, name, n, i, j,
+                                                       mpmath.nstr(v, 40), rounded[i, j], want)
+                        ulp = float(D.ulp(hi[i, j:j + 1], lo[i, j:j + 1], dt)[0])
+                        assert ulp == mp_ulp(v, dt), (case.id, op, check, name, n, i, j, ulp)
+                        checked += 1
     print(f"{checked} elements of {rows_checked} rows checked; {skipped} rows decided by rule, {beyond} rows "
           "beyond a direct recompute")
     assert checked > 90000 and skipped < rows_checked / 10 and beyond < rows_checked / 5, \
