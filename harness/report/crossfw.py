@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from .. import dtypes as D
+from .numbers import measure, nums
 
 GROUP_FIELDS = ("case_id", "op", "check", "cotangent", "dtype", "device", "mode")
 
@@ -29,19 +30,6 @@ GROUP_FIELDS = ("case_id", "op", "check", "cotangent", "dtype", "device", "mode"
 def impl_label(rec: dict[str, Any]) -> str:
     v = rec.get("variant")
     return str(rec.get("framework")) if v in (None, "default") else f"{rec.get('framework')}:{v}"
-
-
-def _num(x: Any) -> Any:
-    if isinstance(x, list):
-        return [_num(y) for y in x]
-    if x is None:
-        return math.nan
-    if isinstance(x, str):
-        try:
-            return float(x)  # "inf", "-inf", "nan"
-        except ValueError:
-            return math.nan
-    return float(x)
 
 
 def to_array(v: Any) -> np.ndarray | None:
@@ -53,7 +41,7 @@ def to_array(v: Any) -> np.ndarray | None:
     except (TypeError, ValueError):
         pass
     try:
-        return np.asarray(_num(v), dtype=np.float64)
+        return np.asarray(nums(v), dtype=np.float64)
     except (TypeError, ValueError):  # ragged: not an array
         return None
 
@@ -76,23 +64,12 @@ def disagreement_ulp(a: np.ndarray, b: np.ndarray, hi: np.ndarray, lo: np.ndarra
     return float(np.max(d))
 
 
-def _ulp_value(v: Any) -> float | None:
-    """A stored max_ulp ("inf" as a string in strict JSON), or None; NaN counts as None."""
-    if isinstance(v, bool) or v is None:
-        return None
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(f) else f
-
-
 class _Impl:
     """One record's arrays, converted once."""
 
     def __init__(self, rec: dict[str, Any]):
         self.rec = rec
-        self.max_ulp = _ulp_value(rec.get("max_ulp"))
+        self.max_ulp = measure(rec.get("max_ulp"))
         self.outputs: dict[str, np.ndarray] = {}
         self.refs: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
         out, ref = rec.get("output"), rec.get("reference")

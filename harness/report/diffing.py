@@ -9,7 +9,6 @@ around zero and small drifts of large errors are both left out.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 from .. import records
 from .merge import Merged, merge
+from .numbers import measure
 
 FAILING = ("fail", "error")
 
@@ -130,16 +130,6 @@ def _first_line(s: Any) -> str:
     return str(s).strip().splitlines()[0][:160] if s else ""
 
 
-def _ulp(v: Any) -> float | None:
-    if isinstance(v, bool) or v is None:
-        return None
-    try:
-        f = float(v)  # "inf" is stored as a string
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(f) else f
-
-
 def _changed(old: float, new: float, threshold: float) -> bool:
     if abs(new - old) <= threshold:
         return False
@@ -169,13 +159,13 @@ def diff_merged(old: Merged, new: Merged, old_paths: list[str], new_paths: list[
         elif pst in FAILING and st == "pass":
             d.fixed.append(Change(k, prev, rec))
         if prev is not None:
-            a, b = _ulp(prev.get("max_ulp")), _ulp(rec.get("max_ulp"))
+            a, b = measure(prev.get("max_ulp")), measure(rec.get("max_ulp"))
             if a is not None and b is not None and _changed(a, b, threshold_ulp):
                 d.error_changes.append(Change(k, prev, rec))
     d.removed = sum(1 for k in before if k not in now_keys)
     d.new_failures.sort(key=lambda c: (c.known, c.old is None, c.name))
     d.fixed.sort(key=lambda c: c.name)
-    d.error_changes.sort(key=lambda c: -abs((_ulp(c.new["max_ulp"]) or 0.0) - (_ulp(c.old["max_ulp"]) or 0.0)))  # type: ignore[index]
+    d.error_changes.sort(key=lambda c: -abs((measure(c.new["max_ulp"]) or 0.0) - (measure(c.old["max_ulp"]) or 0.0)))  # type: ignore[index]
     ov, nv = old.framework_versions(), new.framework_versions()
     for fw in sorted(set(ov) | set(nv)):
         if ov.get(fw, []) != nv.get(fw, []):  # a framework that appears or goes away counts too

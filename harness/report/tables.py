@@ -15,6 +15,7 @@ from typing import Any
 from .. import dtypes as D
 from .. import ops as O
 from .crossfw import impl_label
+from .numbers import num
 
 OUTCOMES = ("pass", "fail", "error", "known", "skip")
 
@@ -36,20 +37,6 @@ def counts(results: Iterable[dict[str, Any]]) -> dict[str, int]:
         n += 1
     c["total"] = n
     return c
-
-
-def num(v: Any) -> float | None:
-    """A stored number (possibly "inf"/"nan"), or None."""
-    if isinstance(v, bool) or v is None:
-        return None
-    if isinstance(v, (int, float)):
-        return float(v)
-    if isinstance(v, str):
-        try:
-            return float(v)
-        except ValueError:
-            return None
-    return None
 
 
 def _order(values: Iterable[Any], preferred: list[str]) -> list[Any]:
