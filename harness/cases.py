@@ -196,11 +196,9 @@ def parse_case(raw: Any, *, file: str, index: int, family: str | None, base: Pat
         else:
             raise err(f"labels of shape {list(lshape)} fit neither the logits {list(shape)} (dense) "
                       f"nor the batch {list(batch)} (integer class indices)", "labels")
-    fits = {"none": ["softmax", "log_softmax", "logsumexp"],
-            "dense": ["softmax_cross_entropy"], "sparse": ["sparse_softmax_cross_entropy"]}
     op = raw.get("op")
     if op is None:
-        ops = fits["none"] + (fits[kind] if kind != "none" else [])
+        ops = O.fits(kind)
     else:
         ops = [op] if isinstance(op, str) else op
         if not isinstance(ops, list) or not ops:

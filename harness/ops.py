@@ -1,13 +1,271 @@
-"""The op contracts: names, checks, what each returns, and the shapes the output must have."""
+"""The op registry: each op of the softmax family declared once, beside everything about it.
+
+An `OpSpec` holds an op's contract (the labels it takes, whether it reduces the class axis, its
+gradient outputs, the options it accepts) and its mathematics, written once:
+
+- `formula`: the exact value from the max-shifted quantities of a row (`Row`), in the reference
+  backends' common arithmetic (+ - * /, exp, log1p, fsum, num: Arb balls, MPFR, mpmath and the
+  split numbers of reference._SplitBackend all run it; docs/semantics.md S2-S5);
+- `limit`: the row's values at a single +inf logit (S6, S7), decided without arithmetic;
+- `no_limit`: the value of a row without a limit (two +inf, no finite entry: S8, S9);
+- `condition`: the term A_i of the `standard` budget, from the algorithm's quantities of the
+  exact inputs (`Terms`; docs/tolerance.md).
+
+The reference engine, the verdict, the case loader and the search dispatch on the spec; nothing
+else holds a per-op branch, and an unknown op or option raises naming the valid ones (the model:
+PyTorch's OpInfo, an op declared once with its reference beside it).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import numpy as np
 
 from .errors import HarnessInputError
 from .vocab import CHECKS, DEVICES, MODES, OP_NAMES
+
+_INF = float("inf")
+_NAN = float("nan")
+
+__all__ = ["CHECKS", "COTANGENTS", "DEFAULT_COTANGENTS", "DEVICES", "MODES", "OP_NAMES", "OPS", "OpSpec", "Row",
+           "Terms", "cotangent", "get", "output_shapes", "reference_default", "validate_options", "fits"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The quantities the formulas and condition terms are written in
+
+
+class Row:
+    """One row's max-shifted quantities at the current precision of backend `be`: d_i = x_i - m
+    and e_i = exp(d_i) (None at -inf), k the first index of the max (e_k = 1 exactly), T the sum
+    of the other terms, S = 1 + T, L = log S = log1p(T), s_i = e_i / S and 1 - s_k = T / S.
+
+    No quantity is formed as 1 + tiny and then taken apart again: a confident row (T below 2^-P)
+    would otherwise round S to 1 and lose log S and 1 - s_k, which are computed from T instead."""
+
+    def __init__(self, be: Any, d: list[Any], e: list[Any], m: float):
+        self.be, self.d, self.e, self.m = be, d, e, m
+        self.k = next(i for i, di in enumerate(d) if di is not None and di == 0)
+        self.T = be.fsum([v for i, v in enumerate(e) if v is not None and i != self.k])
+        self.S = 1 + self.T
+        self.L = be.log1p(self.T)
+        self.s = [0.0 if v is None else v / self.S for v in e]
+        self.one_minus_sk = self.T / self.S
+
+
+@dataclass
+class Terms:
+    """The quantities of a batch of rows (class axis last) that the condition terms are written in,
+    in float64 from the exact inputs: s_i, |d_i|, L = log S, D = sum_j s_j |d_j|, sigma(C), W_i
+    (the absolute error of d_i - L in units of u), m, the one-hot or dense labels y and the
+    cotangent g (the row's number for the reductions), and `summation` (the policy's model)."""
+
+    s: np.ndarray
+    absd: np.ndarray
+    L: np.ndarray
+    D: np.ndarray
+    sig: float
+    W: np.ndarray
+    m: np.ndarray
+    y: np.ndarray | None
+    g: np.ndarray | None
+    summation: str
+
+
+def sum_term(C: Any, how: str) -> Any:
+    """sigma(C), the summation error of C terms in units of u (C a number or an array): log2
+    (pairwise), sqrt (Higham and Mary's probabilistic bound) or linear (a recursive sum)."""
+    c = np.asarray(C, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        out = {"log2": np.where(c > 0, np.log2(np.maximum(c, 1.0)) + 1, 1.0), "sqrt": np.sqrt(c), "linear": c}[how]
+    return float(out) if out.ndim == 0 else out
+
+
+# ---------------------------------------------------------------------------------------------
+# Rules shared by the ops (docs/semantics.md)
+
+
+def scaled_inf(g: float) -> float:
+    """+inf times the cotangent g (0 for g == 0: the limit of g times a term that grows, S7)."""
+    return math.copysign(_INF, g) if g != 0 else 0.0
+
+
+def exact_sum(be: Any, vals: list[float]) -> Any:
+    """The exact sum of floats (a wide enough precision holds any sum of doubles exactly)."""
+    with be.context(4400):
+        return be.fsum([be.num(v) for v in vals])
+
+
+def signed_inf_sum(weights: list[float]) -> float:
+    """Sum of y_i * (+inf) for nonzero y_i: +inf, -inf, or NaN when signs are mixed (S5)."""
+    pos = any(w > 0 for w in weights)
+    neg = any(w < 0 for w in weights)
+    return _NAN if (pos and neg) else (_INF if pos else -_INF)
+
+
+# ---------------------------------------------------------------------------------------------
+# softmax
+
+
+def _softmax_formula(be: Any, check: str, r: Row, ys: Any, gs: Any) -> dict[str, list[Any]]:
+    if check == "forward":
+        return {"out": r.s}
+    # g_i - G with G = sum g_j s_j = g_k s_k + R: g_i - G = (g_i - g_k) + Q, Q = g_k (1 - s_k) - R.
+    R = be.fsum([g * si for i, (g, si) in enumerate(zip(gs, r.s)) if si != 0.0 and i != r.k])
+    Q = gs[r.k] * r.one_minus_sk - R
+    gk = be.num(gs[r.k])  # g_i - g_k in the backend: as floats it could round
+    return {"d_logits": [0.0 if si == 0.0 else si * ((g - gk) + Q) for g, si in zip(gs, r.s)]}
+
+
+def _softmax_limit(be: Any, check: str, xs: list[float], ys: Any, gs: Any, p: int) -> dict[str, list[Any]]:
+    C = len(xs)
+    if check == "forward":  # one-hot at the +inf entry
+        return {"out": [1.0 if i == p else 0.0 for i in range(C)]}
+    return {"d_logits": [0.0] * C}  # s_p (g_p - g_p) = 0, and s_i = 0 elsewhere
+
+
+def _softmax_condition(check: str, t: Terms) -> dict[str, np.ndarray]:
+    if check == "forward":
+        return {"out": t.s * t.W}  # s_i = e_i / S: the relative errors of e_i and S
+    ag = np.abs(t.g)  # s_i (g_i - G), G = sum g_j s_j
+    G = np.sum(ag * t.s, axis=-1, keepdims=True)
+    H = np.sum(ag * t.s * t.W, axis=-1, keepdims=True)
+    return {"d_logits": t.s * ((t.W + 1) * (ag + G) + H)}
+
+
+# ---------------------------------------------------------------------------------------------
+# log_softmax
+
+
+def _log_softmax_formula(be: Any, check: str, r: Row, ys: Any, gs: Any) -> dict[str, list[Any]]:
+    if check == "forward":
+        return {"out": [-_INF if di is None else di - r.L for di in r.d]}
+    Sg = be.fsum([be.num(g) for g in gs])
+    # At k: g_k - s_k sum g = -(sum of the other g) + (1 - s_k) sum g.
+    rest = be.fsum([be.num(-g) for i, g in enumerate(gs) if i != r.k])
+    return {"d_logits": [float(g) if si == 0.0 else (rest + r.one_minus_sk * Sg if i == r.k else g - si * Sg)
+                         for i, (g, si) in enumerate(zip(gs, r.s))]}
+
+
+def _log_softmax_limit(be: Any, check: str, xs: list[float], ys: Any, gs: Any, p: int) -> dict[str, list[Any]]:
+    if check == "forward":
+        return {"out": [0.0 if i == p else -_INF for i in range(len(xs))]}
+    # g_p - sum g = -(sum of the others), exactly: a float fsum minus g_p can cancel.
+    rest = exact_sum(be, [-g for i, g in enumerate(gs) if i != p])
+    return {"d_logits": [rest if i == p else float(g) for i, g in enumerate(gs)]}
+
+
+def _log_softmax_condition(check: str, t: Terms) -> dict[str, np.ndarray]:
+    if check == "forward":
+        return {"out": t.W}  # d_i - L: steps 1 and 4, absolute
+    Sg = np.sum(t.g, axis=-1, keepdims=True)  # g_i - s_i sum g
+    return {"d_logits": t.s * np.abs(Sg) * (t.W + 1) + np.abs(t.g)
+            + t.s * np.sum(np.abs(t.g), axis=-1, keepdims=True) * t.sig}
+
+
+# ---------------------------------------------------------------------------------------------
+# logsumexp
+
+
+def _logsumexp_formula(be: Any, check: str, r: Row, ys: Any, gs: Any) -> dict[str, list[Any]]:
+    if check == "forward":
+        return {"out": [r.L + r.m]}
+    return {"d_logits": [0.0 if si == 0.0 else gs * si for si in r.s]}
+
+
+def _logsumexp_limit(be: Any, check: str, xs: list[float], ys: Any, gs: Any, p: int) -> dict[str, list[Any]]:
+    if check == "forward":
+        return {"out": [_INF]}
+    return {"d_logits": [gs * (1.0 if i == p else 0.0) for i in range(len(xs))]}
+
+
+def _logsumexp_no_limit(check: str, has_pos_inf: bool) -> float:
+    """Two +inf: lse = +inf; no finite entry: the log of an empty sum, -inf (S8, S9)."""
+    if check == "forward":
+        return _INF if has_pos_inf else -_INF
+    return _NAN
+
+
+def _logsumexp_condition(check: str, t: Terms) -> dict[str, np.ndarray]:
+    if check == "forward":  # m + L: the output's own magnitude enters its last rounding
+        return {"out": (np.abs(t.m + t.L) + t.L + t.sig + t.D + 1.0)[..., 0]}
+    return {"d_logits": np.abs(t.g) * t.s * (t.W + 1)}  # g s_i
+
+
+# ---------------------------------------------------------------------------------------------
+# The cross-entropies (sparse labels are one-hot dense labels to the condition term)
+
+
+def _ce_formula(be: Any, check: str, r: Row, ys: Any, gs: Any) -> dict[str, list[Any]]:
+    if check == "forward":
+        # -sum y_i log_softmax_i = sum y_i (L - d_i); y_i = 0 contributes 0 even at -inf.
+        inf_terms = [y for y, di in zip(ys, r.d) if di is None and y != 0]
+        if inf_terms:
+            return {"out": [signed_inf_sum(inf_terms)]}
+        return {"out": [be.fsum([y * (r.L - di) for y, di in zip(ys, r.d) if y != 0])]}
+    # The VJP with the row's cotangent gs: s_i sum(y) - y_i, at k as (sum of the other y) - (1 - s_k) sum(y).
+    Sy = be.fsum([be.num(y) for y in ys])
+    rest = be.fsum([be.num(y) for i, y in enumerate(ys) if i != r.k])
+    dl = [(-be.num(y)) * gs if si == 0.0 else
+          ((rest - r.one_minus_sk * Sy) if i == r.k else (si * Sy - y)) * gs
+          for i, (y, si) in enumerate(zip(ys, r.s))]
+    dy = [scaled_inf(gs) if di is None else (r.L - di) * gs for di in r.d]
+    return {"d_logits": dl, "d_labels": dy}
+
+
+def _ce_limit(be: Any, check: str, xs: list[float], ys: Any, gs: Any, p: int) -> dict[str, list[Any]]:
+    C = len(xs)
+    if check == "forward":
+        inf_terms = [y for i, y in enumerate(ys) if i != p and y != 0]
+        return {"out": [signed_inf_sum(inf_terms) if inf_terms else 0.0]}
+    # s = onehot(p): d_logits = gs (s sum(y) - y) is gs * (sum of the other labels) at p.
+    rest = exact_sum(be, [y for i, y in enumerate(ys) if i != p])
+    with be.context(4400):
+        dl = [rest * gs if i == p else be.num(-y) * gs for i, y in enumerate(ys)]
+    return {"d_logits": dl, "d_labels": [0.0 if i == p else scaled_inf(gs) for i in range(C)]}
+
+
+def _ce_condition(check: str, t: Terms) -> dict[str, np.ndarray]:
+    y = t.y
+    if check == "forward":  # sum_i y_i (L - d_i): each term as log_softmax, and the sum of the n nonzero ones
+        n = np.sum(y != 0, axis=-1, keepdims=True)  # (L - d_i >= 0): a sum of one term is exact
+        sig_y = np.where(n > 1, sum_term(n, t.summation), 0.0)
+        return {"out": np.sum(np.abs(y) * (t.W + sig_y * (t.L + t.absd)), axis=-1)}
+    gr = np.abs(t.g)  # the row's cotangent scales every term: g (s_i sum y - y_i), g (L - d_i)
+    Sy = np.sum(y, axis=-1, keepdims=True)
+    Sabs = np.sum(np.abs(y), axis=-1, keepdims=True)
+    # d_labels, for the dense op (the caller keeps the op's grad_outputs)
+    return {"d_logits": gr * (t.s * np.abs(Sy) * (t.W + 1) + t.s * Sabs * t.sig + np.abs(y)), "d_labels": gr * t.W}
+
+
+def _sparse_formula(be: Any, check: str, r: Row, lab: Any, gs: Any) -> dict[str, list[Any]]:
+    if check == "forward":
+        return {"out": [_INF if r.d[lab] is None else r.L - r.d[lab]]}
+    out = []
+    for i, si in enumerate(r.s):
+        if i != lab:
+            v = si
+        elif si == 0.0:
+            v = be.num(-1.0)
+        elif i == r.k:
+            v = -r.one_minus_sk  # s_k - 1, without the cancellation
+        else:
+            v = si - 1
+        out.append(v * gs)
+    return {"d_logits": out}
+
+
+def _sparse_limit(be: Any, check: str, xs: list[float], lab: Any, gs: Any, p: int) -> dict[str, list[Any]]:
+    if check == "forward":
+        return {"out": [0.0 if lab == p else _INF]}
+    return {"d_logits": [((1.0 if i == p else 0.0) - (1.0 if i == lab else 0.0)) * gs for i in range(len(xs))]}
+
+
+# ---------------------------------------------------------------------------------------------
+# The registry
 
 
 @dataclass(frozen=True)
@@ -16,17 +274,28 @@ class OpSpec:
     labels: str  # "none", "dense" or "sparse"
     reduces: bool  # True when the class axis is reduced away in the forward output
     grad_outputs: tuple[str, ...]  # names of the gradient arrays the grad check returns
+    formula: Callable[[Any, str, Row, Any, Any], dict[str, list[Any]]]
+    limit: Callable[[Any, str, list[float], Any, Any, int], dict[str, list[Any]]]
+    condition: Callable[[str, Terms], dict[str, np.ndarray]]
+    no_limit: Callable[[str, bool], float] = lambda check, has_pos_inf: _NAN
+    #: The options the op accepts (label smoothing, weights, ...: none yet); a case naming any
+    #: other is an error (validate_options).
+    params: tuple[str, ...] = field(default=())
+    doc: str = ""
 
 
-OPS: dict[str, OpSpec] = {
-    "softmax": OpSpec("softmax", "none", False, ("d_logits",)),
-    "log_softmax": OpSpec("log_softmax", "none", False, ("d_logits",)),
-    "logsumexp": OpSpec("logsumexp", "none", True, ("d_logits",)),
-    "softmax_cross_entropy": OpSpec("softmax_cross_entropy", "dense", True, ("d_logits", "d_labels")),
-    "sparse_softmax_cross_entropy": OpSpec("sparse_softmax_cross_entropy", "sparse", True, ("d_logits",)),
-}
-__all__ = ["CHECKS", "COTANGENTS", "DEFAULT_COTANGENTS", "DEVICES", "MODES", "OP_NAMES", "OPS", "OpSpec", "cotangent",
-           "get", "output_shapes", "reference_default"]
+OPS: dict[str, OpSpec] = {s.name: s for s in (
+    OpSpec("softmax", "none", False, ("d_logits",), _softmax_formula, _softmax_limit, _softmax_condition,
+           doc="exp(x_i) / sum_j exp(x_j)"),
+    OpSpec("log_softmax", "none", False, ("d_logits",), _log_softmax_formula, _log_softmax_limit,
+           _log_softmax_condition, doc="x_i - logsumexp(x)"),
+    OpSpec("logsumexp", "none", True, ("d_logits",), _logsumexp_formula, _logsumexp_limit, _logsumexp_condition,
+           _logsumexp_no_limit, doc="log sum_j exp(x_j)"),
+    OpSpec("softmax_cross_entropy", "dense", True, ("d_logits", "d_labels"), _ce_formula, _ce_limit,
+           _ce_condition, doc="-sum_i y_i log_softmax(x)_i, dense (soft) labels"),
+    OpSpec("sparse_softmax_cross_entropy", "sparse", True, ("d_logits",), _sparse_formula, _sparse_limit,
+           _ce_condition, doc="-log_softmax(x)_k, integer labels"),
+)}
 
 #: The named cotangents of the grad check (docs/semantics.md S15): the gradient of a sum, a
 #: fixed non-constant pattern, the gradient of a mean. A case may also give its own arrays.
@@ -42,6 +311,20 @@ def get(name: str) -> OpSpec:
         return OPS[name]
     except KeyError:
         raise HarnessInputError(f"unknown op {name!r}", field="op", choices=OP_NAMES) from None
+
+
+def validate_options(op: str, options: dict[str, Any], **where: Any) -> None:
+    """An option the op does not take is an error naming the ones it does."""
+    spec = get(op)
+    for k in options:
+        if k not in spec.params:
+            raise HarnessInputError(f"op {op!r} takes no option {k!r}", field=k,
+                                    choices=list(spec.params) or ["(none)"], **where)
+
+
+def fits(label_kind: str) -> list[str]:
+    """The ops a case with these labels ("none", "dense", "sparse") runs when it names none."""
+    return [n for n, s in OPS.items() if s.labels in ("none", label_kind)]
 
 
 def output_shapes(op: str, check: str, logits_shape: tuple[int, ...], axis: int) -> dict[str, tuple[int, ...]]:

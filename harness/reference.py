@@ -828,74 +828,10 @@ def _agree_all(be: Any, a: dict[str, list[Any]], b: dict[str, list[Any]], prec: 
 def _formula(be: Any, op: str, check: str, d: list[Any], e: list[Any], ys: Any, gs: Any,
              m: float) -> dict[str, list[Any]]:
     """The op's value from d_i = x_i - m and e_i = exp(d_i) (None at -inf logits), at the
-    current precision. Masked (-inf) entries take their limit values. Written once against the
-    backends' common arithmetic (+ - * /, exp, log1p, fsum, num): it runs on Arb balls, MPFR and
-    mpmath numbers, and on the split numbers of `_SplitBackend` that decide roundings (S18).
-
-    No quantity is formed as 1 + tiny and then taken apart again: with k the first index of
-    the row max (e_k = 1 exactly) and T = sum of the other terms, log S = log1p(T) and
-    1 - s_k = T / S. A confident row (T below 2^-P) would otherwise round S to 1 at both
-    precisions, and the two evaluations would agree on a wrong 0.
-    """
-    k = next(i for i, di in enumerate(d) if di is not None and di == 0)
-    T = be.fsum([v for i, v in enumerate(e) if v is not None and i != k])
-    S = 1 + T
-    L = be.log1p(T)
-    s = [0.0 if v is None else v / S for v in e]
-    one_minus_sk = T / S
-    if op == "softmax":
-        if check == "forward":
-            return {"out": s}
-        # g_i - G with G = sum g_j s_j = g_k s_k + R: g_i - G = (g_i - g_k) + Q, Q = g_k (1 - s_k) - R.
-        R = be.fsum([g * si for i, (g, si) in enumerate(zip(gs, s)) if si != 0.0 and i != k])
-        Q = gs[k] * one_minus_sk - R
-        gk = be.num(gs[k])  # g_i - g_k in the backend: as floats it would round
-        return {"d_logits": [0.0 if si == 0.0 else si * ((g - gk) + Q) for g, si in zip(gs, s)]}
-    if op == "log_softmax":
-        if check == "forward":
-            return {"out": [-_INF if di is None else di - L for di in d]}
-        Sg = be.fsum([be.num(g) for g in gs])
-        # At k: g_k - s_k sum g = -(sum of the other g) + (1 - s_k) sum g.
-        rest = be.fsum([be.num(-g) for i, g in enumerate(gs) if i != k])
-        return {"d_logits": [float(g) if si == 0.0 else (rest + one_minus_sk * Sg if i == k else g - si * Sg)
-                             for i, (g, si) in enumerate(zip(gs, s))]}
-    if op == "logsumexp":
-        if check == "forward":
-            return {"out": [L + m]}
-        return {"d_logits": [0.0 if si == 0.0 else gs * si for si in s]}
-    if op == "softmax_cross_entropy":
-        if check == "forward":
-            # -sum y_i log_softmax_i = sum y_i (L - d_i); y_i = 0 contributes 0 even at -inf.
-            inf_terms = [y for y, di in zip(ys, d) if di is None and y != 0]
-            if inf_terms:
-                return {"out": [_signed_inf_sum(inf_terms)]}
-            return {"out": [be.fsum([y * (L - di) for y, di in zip(ys, d) if y != 0])]}
-        # The VJP with the row's cotangent gs (1 in the suite: the gradient of the sum):
-        # s_i sum(y) - y_i, at k as (sum of the other y) - (1 - s_k) sum(y).
-        Sy = be.fsum([be.num(y) for y in ys])
-        rest = be.fsum([be.num(y) for i, y in enumerate(ys) if i != k])
-        dl = [(-be.num(y)) * gs if si == 0.0 else
-              ((rest - one_minus_sk * Sy) if i == k else (si * Sy - y)) * gs
-              for i, (y, si) in enumerate(zip(ys, s))]
-        dy = [_scaled_inf(gs) if di is None else (L - di) * gs for di in d]
-        return {"d_logits": dl, "d_labels": dy}
-    if op == "sparse_softmax_cross_entropy":
-        lab = ys
-        if check == "forward":
-            return {"out": [_INF if d[lab] is None else L - d[lab]]}
-        out = []
-        for i, si in enumerate(s):
-            if i != lab:
-                v = si
-            elif si == 0.0:
-                v = be.num(-1.0)
-            elif i == k:
-                v = -one_minus_sk  # s_k - 1, without the cancellation
-            else:
-                v = si - 1
-            out.append(v * gs)
-        return {"d_logits": out}
-    raise ValueError(op)
+    current precision: the op's `formula` (harness.ops) over the row's quantities (ops.Row).
+    Written once against the backends' common arithmetic, it runs on Arb balls, MPFR and mpmath
+    numbers, and on the split numbers of `_SplitBackend` that decide roundings (S18)."""
+    return O.OPS[op].formula(be, check, O.Row(be, d, e, m), ys, gs)
 
 
 def _evaluate(be: Any, op: str, check: str, xs: list[float], ys: Any, gs: Any, p: int,
@@ -1039,24 +975,6 @@ class _SplitBackend:
         return _Split(x.a, self.base.round(x.t), self.base)
 
 
-def _scaled_inf(g: float) -> float:
-    """+inf times the cotangent g (0 for g == 0: the VJP of a zero cotangent is zero)."""
-    return math.copysign(_INF, g) if g != 0 else 0.0
-
-
-def _exact_sum(be: Any, vals: list[float]) -> Any:
-    """The exact sum of floats (a wide enough precision holds any sum of doubles exactly)."""
-    with be.context(4400):
-        return be.fsum([be.num(v) for v in vals])
-
-
-def _signed_inf_sum(weights: list[float]) -> float:
-    """Sum of y_i * (+inf) for nonzero y_i: +inf, -inf, or NaN when signs are mixed."""
-    pos = any(w > 0 for w in weights)
-    neg = any(w < 0 for w in weights)
-    return _NAN if (pos and neg) else (_INF if pos else -_INF)
-
-
 def _special_row(be: Any, op: str, check: str, xs: list[float], ys: Any,
                  gs: Any) -> tuple[dict[str, list[Any]], bool] | None:
     """The row's values when docs/semantics.md decides them without arithmetic, else None.
@@ -1081,36 +999,7 @@ def _special_row(be: Any, op: str, check: str, xs: list[float], ys: Any,
     pinf = [i for i, v in enumerate(xs) if v == _INF]
     all_neg_inf = all(v == -_INF for v in xs)
     if len(pinf) >= 2 or (all_neg_inf and not pinf):
-        if op == "logsumexp" and check == "forward":
-            return fill(_INF if pinf else -_INF)
-        return fill(_NAN)  # inf - inf, or 0 / 0: no limit
+        return fill(spec.no_limit(check, bool(pinf)))  # inf - inf, or 0 / 0: no limit (S8, S9)
     if len(pinf) == 1:
-        k = pinf[0]
-        onehot = [1.0 if i == k else 0.0 for i in range(C)]
-        if op == "softmax":
-            return ({"out": onehot} if check == "forward" else {"d_logits": [0.0] * C}), False
-        if op == "log_softmax":
-            if check == "forward":
-                return {"out": [0.0 if i == k else -_INF for i in range(C)]}, False
-            # g_k - sum g = -(sum of the others), exactly: a float fsum minus g_k can cancel.
-            rest = _exact_sum(be, [-g for i, g in enumerate(gs) if i != k])
-            return {"d_logits": [rest if i == k else float(g) for i, g in enumerate(gs)]}, False
-        if op == "logsumexp":
-            if check == "forward":
-                return {"out": [_INF]}, False
-            return {"d_logits": [gs * o for o in onehot]}, False
-        if op == "softmax_cross_entropy":
-            if check == "forward":
-                inf_terms = [y for i, y in enumerate(ys) if i != k and y != 0]
-                return {"out": [_signed_inf_sum(inf_terms) if inf_terms else 0.0]}, False
-            # s = onehot(k): d_logits = gs (s sum(y) - y) is gs * (sum of the other labels) at k.
-            rest = _exact_sum(be, [y for i, y in enumerate(ys) if i != k])
-            with be.context(4400):
-                dl = [rest * gs if i == k else be.num(-y) * gs for i, y in enumerate(ys)]
-            return {"d_logits": dl,
-                    "d_labels": [0.0 if i == k else _scaled_inf(gs) for i in range(C)]}, False
-        if op == "sparse_softmax_cross_entropy":
-            if check == "forward":
-                return {"out": [0.0 if ys == k else _INF]}, False
-            return {"d_logits": [(o - (1.0 if i == ys else 0.0)) * gs for i, o in enumerate(onehot)]}, False
+        return spec.limit(be, check, xs, ys, gs, pinf[0]), False  # the limits of S6, S7
     return None

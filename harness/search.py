@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from . import dtypes as D
+from . import ops as O
 from .cases import Case
 from .errors import HarnessInputError
 from .runner import Item, Session
@@ -66,10 +67,12 @@ def search(session: Session, framework: str, op: str, dtype: str, *, check: str 
         evaluated.append(Found(x.copy(), labels, s, rec))
         return s
 
+    label_kind = O.get(op).labels
+
     def labels_for(x: np.ndarray, k: int) -> Any:
-        if op == "sparse_softmax_cross_entropy":
+        if label_kind == "sparse":
             return [int(k) % classes]
-        if op == "softmax_cross_entropy":
+        if label_kind == "dense":
             y = np.zeros(classes)
             y[int(k) % classes] = 1.0
             return y.reshape(1, -1).tolist()

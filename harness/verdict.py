@@ -50,29 +50,20 @@ class Verdict:
 _BIG = float(np.finfo(np.float64).max) / 16
 
 
-def _sum_term(C: Any, how: str) -> Any:
-    """sigma(C), the summation error of C terms in units of u (C a number or an array)."""
-    c = np.asarray(C, dtype=np.float64)
-    with np.errstate(divide="ignore"):
-        out = {"log2": np.where(c > 0, np.log2(np.maximum(c, 1.0)) + 1, 1.0), "sqrt": np.sqrt(c), "linear": c}[how]
-    return float(out) if out.ndim == 0 else out
-
-
 def condition(op: str, check: str, x: np.ndarray, y: np.ndarray | None, g: np.ndarray | None,
               axis: int, summation: str) -> dict[str, np.ndarray]:
-    """A_i per output element (same layout as the output), from the exact inputs in float64.
+    """A_i per output element (same layout as the output), from the exact inputs in float64: the
+    op's `condition` (harness.ops) over the quantities of the max-shifted algorithm.
 
-    Written in the quantities of the max-shifted algorithm (docs/tolerance.md): d_i = x_i - m,
-    L = log S, D = sum s_j |d_j|, the labels, the cotangent and the summation term sigma(C). None
-    of them changes when one constant is added to every logit of a row (exactly representable:
-    d_i is then the same), so no budget grows with a common offset of the logits: an
-    implementation whose error does (one that rounds m + log S before subtracting x_i) fails,
-    as it should, where the max-shifted one stays within an ULP. Only logsumexp's forward output
-    is m + L itself, so its term keeps |lse|.
+    Those quantities (d_i = x_i - m, L = log S, D = sum s_j |d_j|, the labels, the cotangent and
+    the summation term, docs/tolerance.md) do not change when one constant is added to every logit
+    of a row, so no budget grows with a common offset of the logits: an implementation whose error
+    does (one that rounds m + log S before subtracting x_i) fails, as it should, where the
+    max-shifted one stays within an ULP. Only logsumexp's forward output is m + L itself.
 
     Non-finite rows get inf: their values are judged by the special-value classes alone.
     """
-    spec = O.OPS[op]
+    spec = O.get(op)
     ax = axis % x.ndim
     xm = np.moveaxis(np.asarray(x, np.float64), ax, -1)
     C = xm.shape[-1]
@@ -87,7 +78,7 @@ def condition(op: str, check: str, x: np.ndarray, y: np.ndarray | None, g: np.nd
         L = np.log(S)  # >= 0: S >= 1 (the max contributes exp(0) = 1)
         absd = np.where(masked, 0.0, np.abs(d))
         Dw = np.sum(s * absd, axis=-1, keepdims=True)
-        sig = _sum_term(C, summation)
+        sig = O.sum_term(C, summation)
         # W_i: the absolute error, in units of u, of d_i - L: d_i's rounding (|d_i|), what exp
         # and the sum pass on to S and log passes on to L (D + sigma + 1), log's own rounding (L).
         W = absd + L + sig + Dw + 1.0
@@ -102,43 +93,21 @@ def condition(op: str, check: str, x: np.ndarray, y: np.ndarray | None, g: np.nd
             ym = (np.arange(C) == lab[..., None]).astype(np.float64)
         else:
             ym = None
-        if check == "forward":
-            if op == "softmax":
-                A = s * W  # s_i = e_i / S: the relative errors of e_i and S
-            elif op == "log_softmax":
-                A = W
-            elif op == "logsumexp":  # m + L: the output's own magnitude enters its last rounding
-                A = (np.abs(m + L) + L + sig + Dw + 1.0)[..., 0]
-            else:  # sum_i y_i (L - d_i): each term as log_softmax, and the sum of the n nonzero ones
-                n = np.sum(ym != 0, axis=-1, keepdims=True)  # (L - d_i >= 0): a sum of one term is exact
-                sig_y = np.where(n > 1, _sum_term(n, summation), 0.0)
-                A = np.sum(np.abs(ym) * (W + sig_y * (L + absd)), axis=-1)
+        gm = None
+        if check == "grad":  # a reduction's cotangent is one number per row
+            gm = (np.asarray(g, np.float64).reshape(xm.shape[:-1])[..., None] if spec.reduces
+                  else np.moveaxis(np.asarray(g, np.float64), ax, -1))
+        terms = O.Terms(s, absd, L, Dw, sig, W, m, ym, gm, summation)
+        names = ("out",) if check == "forward" else spec.grad_outputs
+        out: dict[str, np.ndarray] = {}
+        for name, A in spec.condition(check, terms).items():
+            if name not in names:
+                continue
             A = np.nan_to_num(A, nan=_BIG, posinf=_BIG)
             if A.ndim == xm.ndim:
-                A = np.where(bad_row, np.inf, A)
-                return {"out": np.moveaxis(A, -1, ax)}
-            return {"out": np.where(bad_row[..., 0], np.inf, A)}
-        out: dict[str, np.ndarray] = {}
-        if op == "softmax":  # s_i (g_i - G), G = sum g_j s_j
-            gm = np.moveaxis(np.asarray(g, np.float64), ax, -1)
-            G = np.sum(np.abs(gm) * s, axis=-1, keepdims=True)
-            H = np.sum(np.abs(gm) * s * W, axis=-1, keepdims=True)
-            A = s * ((W + 1) * (np.abs(gm) + G) + H)
-        elif op == "log_softmax":  # g_i - s_i sum g
-            gm = np.moveaxis(np.asarray(g, np.float64), ax, -1)
-            Sg = np.sum(gm, axis=-1, keepdims=True)
-            A = s * np.abs(Sg) * (W + 1) + np.abs(gm) + s * np.sum(np.abs(gm), axis=-1, keepdims=True) * sig
-        else:  # the reductions: the row's cotangent scales every term
-            gr = np.abs(np.asarray(g, np.float64).reshape(xm.shape[:-1])[..., None])
-            if op == "logsumexp":  # g s_i
-                A = gr * s * (W + 1)
-            else:  # g (s_i sum y - y_i)
-                Sy = np.sum(ym, axis=-1, keepdims=True)
-                Sabs = np.sum(np.abs(ym), axis=-1, keepdims=True)
-                A = gr * (s * np.abs(Sy) * (W + 1) + s * Sabs * sig + np.abs(ym))
-                if op == "softmax_cross_entropy":  # g (L - d_i)
-                    out["d_labels"] = np.moveaxis(np.where(bad_row, np.inf, gr * W), -1, ax)
-        out["d_logits"] = np.moveaxis(np.where(bad_row, np.inf, A), -1, ax)
+                out[name] = np.moveaxis(np.where(bad_row, np.inf, A), -1, ax)
+            else:
+                out[name] = np.where(bad_row[..., 0], np.inf, A)
         return out
 
 

@@ -397,12 +397,13 @@ def many_records(n: int = 20000, seed: int = 0) -> list[dict]:
 
     rnd = random.Random(seed)
     records = []
-    fws, dts, ops = ("torch", "jax", "tensorflow", "numpy"), ("float16", "bfloat16", "float32", "float64"), \
-        ("softmax", "log_softmax", "logsumexp", "softmax_cross_entropy", "sparse_softmax_cross_entropy")
+    from harness import vocab as V
+
+    fws, dts, ops = ("torch", "jax", "tensorflow", "numpy"), V.DTYPE_NAMES, V.OP_NAMES
     i = 0
     while len(records) < n:
         fw, dt, op = fws[i % 4], dts[(i // 4) % 4], ops[(i // 16) % 5]
-        mode, check = ("eager", "jit")[(i // 80) % 2], ("forward", "grad")[(i // 160) % 2]
+        mode, check = V.MODES[(i // 80) % 2], V.CHECKS[(i // 160) % 2]
         case = f"gen/case_{i // 320:04d}"
         i += 1
         k = rnd.choice((4, 16, 64))
