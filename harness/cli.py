@@ -75,6 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--policy", default="standard", help="policy for the verdicts (default standard)")
     s.add_argument("-o", "--output", default="reports/search-cases.json", help="case file to write (default %(default)s)")
 
+    rp = sub.add_parser("repro", help="run the repro snippet of every failing result in a fresh interpreter (one "
+                        "per framework) and compare what it prints with the recorded output, bit for bit; exit 1 "
+                        "on a difference, except in a mode whose output depends on the calls compiled before "
+                        "it (torch.compile), which is listed as HISTORY")
+    rp.add_argument("results", nargs="+", help="JSON Lines results files")
+
     k = sub.add_parser("cache", help="the reference cache: info or clear")
     k.add_argument("action", choices=["info", "clear"])
     k.add_argument("--cache-dir", help="cache directory (default ~/.cache/softmax-harness)")
@@ -110,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with interruptible():
             return {"run": cmd_run, "report": cmd_report, "diff": cmd_diff, "baseline": cmd_baseline, "cases": cmd_cases,
-                    "cache": cmd_cache, "search": cmd_search}[args.command](args, argv)
+                    "cache": cmd_cache, "search": cmd_search, "repro": cmd_repro}[args.command](args, argv)
     except HarnessInputError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -367,6 +373,28 @@ def cmd_search(args: argparse.Namespace, argv: list[str]) -> int:
     print(f"harness: {len(found)} worst inputs -> {args.output} (replay: python -m harness run --cases "
           f"{args.output} --framework {args.framework} --dtype {args.dtype} --mode {args.mode})")
     return EXIT_OK
+
+
+def cmd_repro(args: argparse.Namespace, argv: list[str]) -> int:
+    from .repro import check, replayable
+
+    _check_files(args.results, "results")
+    loaded = records.read(args.results)
+    n, found = check(loaded.results)
+    bad = [m for m in found if not m.history]
+    history = [m for m in found if m.history]
+    for m in history:
+        print(f"HISTORY {m.test_id}: {m.why}")
+    for m in bad:
+        print(f"MISMATCH {m.test_id}: {m.why}")
+    for reason in sorted({m.history for m in history}):
+        print(f"harness: {sum(m.history == reason for m in history)} replays differ in a mode with compile "
+              f"history: {reason}")
+    skipped = sum(1 for r in loaded.results if r.get("status") in ("fail", "error") and not replayable(r))
+    print(f"harness: {n} repro snippets replayed, {len(bad)} differ from their records"
+          + (f" ({len(history)} more after other compiled calls)" if history else "")
+          + (f"; {skipped} failing results hold no snippet or output to compare" if skipped else ""))
+    return EXIT_FAIL if bad else EXIT_OK
 
 
 def cmd_cache(args: argparse.Namespace, argv: list[str]) -> int:

@@ -58,6 +58,10 @@ class Adapter:
     #: Extra API variants besides "default", by op.
     variants: dict[str, tuple[str, ...]] = {}
     modes: tuple[str, ...] = ("eager", "jit")
+    #: Modes whose output can depend on the calls before it in the process (a compiler that
+    #: reuses what it generated for other inputs), with the reason: `repro.check` reports a
+    #: replay that differs there apart from the mismatches, which are defects of the harness.
+    history_dependent: dict[str, str] = {}
 
     def available(self) -> tuple[bool, str]:
         raise NotImplementedError
@@ -164,3 +168,138 @@ def format_array(a: np.ndarray, dtype: str, call: "Call | None" = None, field: s
         return "[" + ", ".join(rec(y) for y in x) + "]"
 
     return rec(vals)
+
+
+class SourceAdapter(Adapter):
+    """An adapter whose every call is Python source, run in this process exactly as the repro
+    snippet prints it: the snippet is by construction what ran.
+
+    A subclass gives its framework's spelling in a few strings: `imports` (the snippet's first
+    lines), `expression(call)` (the op applied to `x` and `y`, say "torch.softmax(x, dim=-1)"),
+    `function_source(call)` (source defining `f(x, y)` from that expression, compiled where the
+    framework compiles the forward alone), `step_source(call)` (source defining `step(x, y, g)`
+    from `f`: the forward or the gradient, compiled where the framework compiles the whole
+    step), `context_source(call)` (a `with` statement the inputs and the call run under, or ""),
+    `input_source` (the literal that makes x, y or g) and `result_source` (what prints the
+    outputs as exact float64 lists). `make_input` builds, in process, the object the input
+    literal builds, and `convert` reads an output back. Each source is executed once per
+    distinct text and reused: a compiled function keeps its cache across the cases it serves.
+    """
+
+    imports = ""
+
+    def __init__(self) -> None:
+        self._steps: dict[str, dict[str, Any]] = {}
+
+    # -- what a subclass gives ---------------------------------------------------------------
+    def namespace(self) -> dict[str, Any]:
+        """The names the imports bind (the frameworks, imported and configured)."""
+        raise NotImplementedError
+
+    def expression(self, call: Call) -> str:
+        raise NotImplementedError
+
+    def function_source(self, call: Call) -> str:
+        return f"f = lambda x, y: {self.expression(call)}"
+
+    def step_source(self, call: Call) -> str:
+        raise NotImplementedError
+
+    def context_source(self, call: Call) -> str:
+        return ""
+
+    def input_source(self, name: str, a: np.ndarray, call: Call) -> str:
+        raise NotImplementedError
+
+    def make_input(self, name: str, a: np.ndarray, call: Call) -> Any:
+        raise NotImplementedError
+
+    def result_source(self) -> str:
+        raise NotImplementedError
+
+    def convert(self, o: Any) -> tuple[np.ndarray, str, str]:
+        """An output as (exact float64 values, its dtype name, the device it lives on)."""
+        raise NotImplementedError
+
+    def check_device(self, call: Call) -> None:
+        """Raise Unsupported where the call's device is not here."""
+
+    # -- the machinery -----------------------------------------------------------------------
+    def output_names(self, call: Call) -> tuple[str, ...]:
+        from .. import ops as O
+
+        return ("out",) if call.check == "forward" else O.OPS[call.op].grad_outputs
+
+    def inputs(self, call: Call) -> list[tuple[str, np.ndarray]]:
+        out = [("x", call.logits)]
+        if call.labels is not None:
+            out.append(("y", call.labels))
+        if call.check == "grad":
+            out.append(("g", call.cotangent))
+        return out
+
+    def _exec(self, key: str, src: str, base: dict[str, Any]) -> dict[str, Any]:
+        ns = self._steps.get(key)
+        if ns is None:
+            ns = dict(base)
+            exec(compile(src, f"<{self.name}>", "exec"), ns)  # noqa: S102 - our own source, as the repro shows it
+            self._steps[key] = ns
+        return ns
+
+    def step(self, call: Call) -> Any:
+        """`step` of the call: its function source run once (f, compiled or not, shared by every
+        step that uses it), then its step source in a copy of that namespace."""
+        fsrc, ssrc = self.function_source(call), self.step_source(call)
+        fn = self._exec(fsrc, fsrc, self.namespace())
+        return self._exec(fsrc + "\n" + ssrc, ssrc, fn)["step"]
+
+    def run(self, call: Call) -> Output:
+        self.check_device(call)
+        step = self.step(call)
+        ctx = self.context_source(call)
+        manager = eval(ctx[len("with "):-1], dict(self.namespace())) if ctx else _Null()  # noqa: S307
+        with manager:
+            args = {n: self.make_input(n, a, call) for n, a in self.inputs(call)}
+            outs = step(args["x"], args.get("y"), args.get("g"))
+            arrays, dts, devs = {}, {}, {}
+            for n, o in zip(self.output_names(call), outs):
+                if o is None:
+                    raise RuntimeError(f"{self.name} returned no gradient for {n}")
+                arrays[n], dts[n], devs[n] = self.convert(o)
+        return Output(arrays, dts, devs)
+
+    def repro(self, call: Call) -> str:
+        ctx = self.context_source(call)
+        ind = "    " if ctx else ""
+        body = [f"{ind}{n} = {self.input_source(n, a, call)}" for n, a in self.inputs(call)]
+        if "y" not in dict(self.inputs(call)):
+            body.append(f"{ind}y = None")
+        if "g" not in dict(self.inputs(call)):
+            body.append(f"{ind}g = None")
+        body += [f"{ind}outs = step(x, y, g)", f"{ind}{self.result_source()}"]
+        lines = [self.imports.strip()]
+        if any("array_of(" in b for b in body):
+            lines.append("from harness.cases import array_of")
+        lines += [self.function_source(call).rstrip(), self.step_source(call).rstrip()]
+        if ctx:
+            lines.append(ctx)
+        return "\n".join(lines + body)
+
+
+class _Null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *a: Any) -> None:
+        return None
+
+
+def literal(a: np.ndarray, call: "Call", field: str) -> str:
+    """Python source for the exact values of an input array: integers as such, floats by
+    format_array (repr of each value, or array_of(...) for a large one)."""
+    arr = np.asarray(a)
+    if arr.dtype.kind in "iu":
+        if arr.size > REPRO_INLINE and call.source:
+            return f"array_of({call.source!r}, {call.case_id!r}, {field!r}, {call.dtype!r}, op={call.op!r})"
+        return repr(arr.tolist())
+    return format_array(arr, call.dtype, call, field)

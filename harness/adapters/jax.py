@@ -1,24 +1,39 @@
 """JAX adapter: jax.nn.softmax, jax.nn.log_softmax, jax.nn.logsumexp,
 optax.softmax_cross_entropy and optax.softmax_cross_entropy_with_integer_labels; gradients
-with jax.vjp; `jit` mode is jax.jit. 64-bit types are enabled only inside this adapter's
-calls (jax.enable_x64 as a context manager), never globally."""
+with jax.vjp; `jit` mode is jax.jit around the whole step. 64-bit types are enabled only inside
+this adapter's calls (`with jax.enable_x64(True)`, in the repro snippet too), never globally.
+Every call is the source its repro snippet prints (base.SourceAdapter)."""
 
 from __future__ import annotations
 
 import importlib.util
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from .base import Adapter, Call, Output, Unsupported, compile_cache_dir, dtype_name, format_array
+from .base import Call, SourceAdapter, Unsupported, compile_cache_dir, dtype_name, literal
+
+FIELDS = {"x": "logits", "y": "labels", "g": "cotangent"}
+
+#: The op as users write it, by (op, variant): `{axis}` is the class axis.
+API = {
+    ("softmax", "default"): "jax.nn.softmax(x, axis={axis})",
+    ("log_softmax", "default"): "jax.nn.log_softmax(x, axis={axis})",
+    ("logsumexp", "default"): "jax.nn.logsumexp(x, axis={axis})",
+    ("logsumexp", "scipy"): "jax.scipy.special.logsumexp(x, axis={axis})",
+    ("softmax_cross_entropy", "default"): "optax.softmax_cross_entropy(x, y, axis={axis})",
+    ("sparse_softmax_cross_entropy", "default"): "optax.softmax_cross_entropy_with_integer_labels(x, y, axis={axis})",
+}
 
 
-class JaxAdapter(Adapter):
+class JaxAdapter(SourceAdapter):
     name = "jax"
     variants = {"logsumexp": ("scipy",)}
 
+    imports = "import jax\nimport jax.numpy as jnp\nimport jax.scipy.special\nimport numpy as np\nimport optax"
+
     def __init__(self) -> None:
-        self._jitted: dict[tuple, Callable] = {}
+        super().__init__()
         self._configured = False
 
     def available(self) -> tuple[bool, str]:
@@ -54,20 +69,6 @@ class JaxAdapter(Adapter):
     def device_reason(self, device: str) -> str:
         return "jax has no GPU backend here (install jax[cuda12] on a CUDA machine)"
 
-    def fn(self, op: str, variant: str, axis: int) -> Callable:
-        import jax
-        import optax
-
-        lse = jax.scipy.special.logsumexp if variant == "scipy" else jax.nn.logsumexp
-        return {
-            "softmax": lambda x, y: jax.nn.softmax(x, axis=axis),
-            "log_softmax": lambda x, y: jax.nn.log_softmax(x, axis=axis),
-            "logsumexp": lambda x, y: lse(x, axis=axis),
-            "softmax_cross_entropy": lambda x, y: optax.softmax_cross_entropy(x, y, axis=axis),
-            "sparse_softmax_cross_entropy":
-                lambda x, y: optax.softmax_cross_entropy_with_integer_labels(x, y, axis=axis),
-        }[op]
-
     def _configure(self) -> None:
         """JAX's persistent compilation cache, for every executable however small (eager
         dispatch compiles each primitive per shape and dtype: most of a cold run's time).
@@ -83,72 +84,59 @@ class JaxAdapter(Adapter):
             jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
             jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
 
-    def run(self, call: Call) -> Output:
+    def namespace(self) -> dict[str, Any]:
+        import jax
+        import jax.numpy as jnp
+        import jax.scipy.special  # noqa: F401 - jax.scipy.special.logsumexp
+        import optax
+
+        self._configure()
+        return {"jax": jax, "jnp": jnp, "np": np, "optax": optax}
+
+    def check_device(self, call: Call) -> None:
+        import jax
+
+        with jax.enable_x64(True):
+            if not self._devices(call.device):
+                raise Unsupported(self.device_reason(call.device))
+
+    # -- the source --------------------------------------------------------------------------
+    def expression(self, call: Call) -> str:
+        return API[(call.op, call.variant)].format(axis=call.axis)
+
+    def step_source(self, call: Call) -> str:
+        if call.check == "forward":
+            lines = ["def step(x, y, g):", "    return (f(x, y),)"]
+        elif "d_labels" in self.output_names(call):
+            lines = ["def step(x, y, g):", "    return jax.vjp(f, x, y)[1](g)"]
+        else:
+            lines = ["def step(x, y, g):", "    return jax.vjp(lambda x: f(x, y), x)[1](g)"]
+        if call.mode == "jit":
+            lines.append("step = jax.jit(step)")
+        return "\n".join(lines)
+
+    def context_source(self, call: Call) -> str:
+        return "with jax.enable_x64(True):"
+
+    def _device_source(self, call: Call) -> str:
+        return f"jax.devices({'gpu' if call.device == 'gpu' else 'cpu'!r})[0]"
+
+    def input_source(self, name: str, a: np.ndarray, call: Call) -> str:
+        dt = "jnp.int64" if np.asarray(a).dtype.kind in "iu" else f"jnp.{call.dtype}"
+        return f"jax.device_put(jnp.asarray({literal(a, call, FIELDS[name])}, dtype={dt}), {self._device_source(call)})"
+
+    def make_input(self, name: str, a: np.ndarray, call: Call) -> Any:
         import jax
         import jax.numpy as jnp
 
-        self._configure()
-        with jax.enable_x64(True):
-            devs = self._devices(call.device)
-            if not devs:
-                raise Unsupported(self.device_reason(call.device))
-            dev = devs[0]
-            f = self.fn(call.op, call.variant, call.axis)
-            dense = call.op == "softmax_cross_entropy"
+        dev = self._devices(call.device)[0]
+        return jax.device_put(jnp.asarray(a, dtype=jnp.int64 if a.dtype.kind in "iu" else a.dtype), dev)
 
-            def put(a: np.ndarray | None) -> Any:
-                if a is None:
-                    return None
-                return jax.device_put(jnp.asarray(a, dtype=a.dtype), dev)
+    def result_source(self) -> str:
+        return "print([np.asarray(o, dtype=np.float64).tolist() for o in outs])"
 
-            x, y = put(call.logits), put(call.labels)
-            if call.check == "grad":
-                def step(x: Any, y: Any, g: Any) -> tuple:
-                    if dense:
-                        _, vjp = jax.vjp(f, x, y)
-                        return vjp(g)
-                    _, vjp = jax.vjp(lambda x: f(x, y), x)
-                    return vjp(g)
-            else:
-                def step(x: Any, y: Any, g: Any) -> tuple:
-                    return (f(x, y),)
-            if call.mode == "jit":
-                key = (call.op, call.variant, call.check, call.axis)
-                step = self._jitted.setdefault(key, jax.jit(step))
-            g = put(call.cotangent) if call.check == "grad" else None
-            outs = step(x, y, g)
-            names = ("out",) if call.check == "forward" else (("d_logits", "d_labels") if dense else ("d_logits",))
-            arrays, dts, where = {}, {}, {}
-            for n, o in zip(names, outs):
-                o.block_until_ready()
-                dts[n] = dtype_name(o.dtype)
-                plat = next(iter(o.devices())).platform
-                where[n] = "gpu" if plat in ("gpu", "cuda", "rocm") else plat
-                arrays[n] = np.asarray(o.astype(jnp.float64))
-        return Output(arrays, dts, where)
-
-    def repro(self, call: Call) -> str:
-        ax = call.axis
-        lines = ["import jax, jax.numpy as jnp, optax", "jax.config.update('jax_enable_x64', True)",
-                 f"x = jnp.asarray({format_array(call.logits, call.dtype, call)}, dtype=jnp.{call.dtype})"]
-        if call.labels is not None:
-            if call.op == "sparse_softmax_cross_entropy":
-                lines.append(f"y = jnp.asarray({format_array(call.labels, call.dtype, call, 'labels') if np.size(call.labels) > 256 else repr(np.asarray(call.labels).tolist())})")
-            else:
-                lines.append(f"y = jnp.asarray({format_array(call.labels, call.dtype, call, 'labels')}, dtype=jnp.{call.dtype})")
-        body = {
-            "softmax": f"jax.nn.softmax(x, axis={ax})",
-            "log_softmax": f"jax.nn.log_softmax(x, axis={ax})",
-            "logsumexp": f"jax.nn.logsumexp(x, axis={ax})",
-            "softmax_cross_entropy": f"optax.softmax_cross_entropy(x, y, axis={ax})",
-            "sparse_softmax_cross_entropy": f"optax.softmax_cross_entropy_with_integer_labels(x, y, axis={ax})",
-        }[call.op]
-        lines.append(f"f = lambda x: {body}")
-        if call.mode == "jit":
-            lines.append("f = jax.jit(f)")
-        if call.check == "grad":
-            lines.append(f"g = jnp.asarray({format_array(call.cotangent, call.dtype, call, 'cotangent')}, dtype=jnp.{call.dtype})")
-            lines.append("print(jax.vjp(f, x)[1](g)[0])")
-        else:
-            lines.append("print(f(x))")
-        return "\n".join(lines)
+    def convert(self, o: Any) -> tuple[np.ndarray, str, str]:
+        o.block_until_ready()
+        plat = next(iter(o.devices())).platform
+        return (np.asarray(o, dtype=np.float64), dtype_name(o.dtype),
+                "gpu" if plat in ("gpu", "cuda", "rocm") else plat)

@@ -1,26 +1,39 @@
 """TensorFlow adapter: tf.nn.softmax, tf.nn.log_softmax, tf.math.reduce_logsumexp,
 tf.nn.softmax_cross_entropy_with_logits, tf.nn.sparse_softmax_cross_entropy_with_logits;
-gradients with tf.GradientTape; `jit` mode is tf.function(jit_compile=True) (XLA)."""
+gradients with tf.GradientTape; `jit` mode is tf.function(jit_compile=True) (XLA) around the
+whole step. Every call is the source its repro snippet prints (base.SourceAdapter)."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
 import sys
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from .base import (Adapter, Call, Output, Unsupported, compile_cache_dir, dtype_name, format_array,
-                   set_by_harness)
+from .base import Call, SourceAdapter, Unsupported, compile_cache_dir, dtype_name, literal, set_by_harness
+
+FIELDS = {"x": "logits", "y": "labels", "g": "cotangent"}
+
+#: The op as users write it, by (op, variant): `{axis}` is the class axis; `{last}` is the logits
+#: with the class axis moved last (the sparse op has no axis argument: its users transpose).
+API = {
+    ("softmax", "default"): "tf.nn.softmax(x, axis={axis})",
+    ("log_softmax", "default"): "tf.nn.log_softmax(x, axis={axis})",
+    ("logsumexp", "default"): "tf.math.reduce_logsumexp(x, axis={axis})",
+    ("softmax_cross_entropy", "default"): "tf.nn.softmax_cross_entropy_with_logits(labels=y, logits=x, axis={axis})",
+    ("softmax_cross_entropy", "keras"):
+        "tf.keras.losses.CategoricalCrossentropy(from_logits=True, axis={axis}, reduction=None)(y, x)",
+    ("sparse_softmax_cross_entropy", "default"): "tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits={last})",
+}
 
 
-class TensorFlowAdapter(Adapter):
+class TensorFlowAdapter(SourceAdapter):
     name = "tensorflow"
     variants = {"softmax_cross_entropy": ("keras",)}
 
-    def __init__(self) -> None:
-        self._compiled: dict[tuple, Callable] = {}
+    imports = "import tensorflow as tf"
 
     def available(self) -> tuple[bool, str]:
         if importlib.util.find_spec("tensorflow") is None:
@@ -71,103 +84,55 @@ class TensorFlowAdapter(Adapter):
             return f"tensorflow {tf.__version__} is built without CUDA (tensorflow-cpu)"
         return "tensorflow sees no GPU"
 
-    def fn(self, op: str, variant: str, axis: int, ndim: int) -> Callable:
-        tf = self.tf
+    def namespace(self) -> dict[str, Any]:
+        return {"tf": self.tf}
 
-        def last(a: Any) -> Any:
-            # The sparse op has no axis argument: its users move the class axis last.
-            ax = axis % ndim
-            if ax == ndim - 1:
-                return a
-            perm = [i for i in range(ndim) if i != ax] + [ax]
-            return tf.transpose(a, perm)
-
-        def dense(x: Any, y: Any) -> Any:
-            if variant == "keras":
-                loss = tf.keras.losses.CategoricalCrossentropy(from_logits=True, axis=axis, reduction=None)
-                return loss(y, x)
-            return tf.nn.softmax_cross_entropy_with_logits(labels=y, logits=x, axis=axis)
-
-        return {
-            "softmax": lambda x, y: tf.nn.softmax(x, axis=axis),
-            "log_softmax": lambda x, y: tf.nn.log_softmax(x, axis=axis),
-            "logsumexp": lambda x, y: tf.math.reduce_logsumexp(x, axis=axis),
-            "softmax_cross_entropy": dense,
-            "sparse_softmax_cross_entropy":
-                lambda x, y: tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=last(x)),
-        }[op]
-
-    def run(self, call: Call) -> Output:
-        tf = self.tf
-        if call.device == "gpu" and not tf.config.list_physical_devices("GPU"):
+    def check_device(self, call: Call) -> None:
+        if call.device == "gpu" and not self.tf.config.list_physical_devices("GPU"):
             raise Unsupported(self.device_reason("gpu"))
-        f = self.fn(call.op, call.variant, call.axis, call.logits.ndim)
-        dense = call.op == "softmax_cross_entropy"
-        name = "/GPU:0" if call.device == "gpu" else "/CPU:0"
 
-        def const(a: np.ndarray | None) -> Any:
-            if a is None:
-                return None
-            if a.dtype.kind in "iu":
-                return tf.constant(a, dtype=tf.int64)
-            # via float64, which holds every value of the smaller formats exactly
-            return tf.cast(tf.constant(np.asarray(a, dtype=np.float64)), getattr(tf, call.dtype))
+    # -- the source --------------------------------------------------------------------------
+    def expression(self, call: Call) -> str:
+        nd = np.ndim(call.logits)
+        ax = call.axis % nd
+        last = "x" if ax == nd - 1 else f"tf.transpose(x, {[i for i in range(nd) if i != ax] + [ax]})"
+        return API[(call.op, call.variant)].format(axis=call.axis, last=last)
 
-        if call.check == "grad":
-            def step(x: Any, y: Any, g: Any) -> tuple:
-                with tf.GradientTape() as tape:
-                    tape.watch(x)
-                    if dense:
-                        tape.watch(y)
-                    out = f(x, y)
-                # A variant may return another dtype than its input (Keras computes in
-                # floatx): the cotangent takes the output's dtype, its values are exact in all.
-                return tuple(tape.gradient(out, [x, y] if dense else [x], output_gradients=tf.cast(g, out.dtype)))
+    def step_source(self, call: Call) -> str:
+        if call.check == "forward":
+            lines = ["def step(x, y, g):", "    return (f(x, y),)"]
         else:
-            def step(x: Any, y: Any, g: Any) -> tuple:
-                return (f(x, y),)
-        with tf.device(name):
-            x, y = const(call.logits), const(call.labels)
-            g = const(call.cotangent) if call.check == "grad" else None
-            if call.mode == "jit":
-                key = (call.op, call.variant, call.check, call.axis, call.logits.ndim)
-                step = self._compiled.setdefault(key, tf.function(step, jit_compile=True))
-            outs = step(x, y, g)
-        names = ("out",) if call.check == "forward" else (("d_logits", "d_labels") if dense else ("d_logits",))
-        arrays, dts, devs = {}, {}, {}
-        for n, o in zip(names, outs):
-            if o is None:
-                raise RuntimeError(f"tf.GradientTape returned no gradient for {n}")
-            dts[n] = dtype_name(o.dtype.name)
-            devs[n] = "gpu" if "GPU" in o.device.upper() else "cpu"
-            arrays[n] = tf.cast(o, tf.float64).numpy()
-        return Output(arrays, dts, devs)
-
-    def repro(self, call: Call) -> str:
-        ax = call.axis
-        dev = "/GPU:0" if call.device == "gpu" else "/CPU:0"
-        lines = ["import tensorflow as tf",
-                 f"x = tf.cast(tf.constant({format_array(call.logits, call.dtype, call)}, dtype=tf.float64), tf.{call.dtype})"]
-        if call.labels is not None:
-            if call.op == "sparse_softmax_cross_entropy":
-                lines.append(f"y = tf.constant({format_array(call.labels, call.dtype, call, 'labels') if np.size(call.labels) > 256 else repr(np.asarray(call.labels).tolist())}, dtype=tf.int64)")
-            else:
-                lines.append(f"y = tf.cast(tf.constant({format_array(call.labels, call.dtype, call, 'labels')}, dtype=tf.float64), tf.{call.dtype})")
-        body = {
-            "softmax": f"tf.nn.softmax(x, axis={ax})",
-            "log_softmax": f"tf.nn.log_softmax(x, axis={ax})",
-            "logsumexp": f"tf.math.reduce_logsumexp(x, axis={ax})",
-            "softmax_cross_entropy": f"tf.nn.softmax_cross_entropy_with_logits(labels=y, logits=x, axis={ax})",
-            "sparse_softmax_cross_entropy": "tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=x)",
-        }[call.op]
-        lines.append(f"f = tf.function(lambda x: {body}, jit_compile={call.mode == 'jit'})")
-        lines.append(f"with tf.device({dev!r}):")
-        if call.check == "grad":
-            lines.append(f"    g = tf.cast(tf.constant({format_array(call.cotangent, call.dtype, call, 'cotangent')}, dtype=tf.float64), tf.{call.dtype})")
-            lines.append("    with tf.GradientTape() as tape:")
-            lines.append("        tape.watch(x)")
-            lines.append("        out = f(x)")
-            lines.append("    print(tape.gradient(out, x, output_gradients=g))")
-        else:
-            lines.append("    print(f(x))")
+            dense = "d_labels" in self.output_names(call)
+            lines = ["def step(x, y, g):", "    with tf.GradientTape() as tape:", "        tape.watch(x)"]
+            if dense:
+                lines.append("        tape.watch(y)")
+            # A variant may return another dtype than its input (Keras computes in floatx): the
+            # cotangent takes the output's dtype, its values are exact in all.
+            lines += ["        out = f(x, y)",
+                      f"    return tuple(tape.gradient(out, {'[x, y]' if dense else '[x]'}, "
+                      "output_gradients=tf.cast(g, out.dtype)))"]
+        if call.mode == "jit":
+            lines.append("step = tf.function(step, jit_compile=True)")
         return "\n".join(lines)
+
+    def context_source(self, call: Call) -> str:
+        return f"with tf.device({'/GPU:0' if call.device == 'gpu' else '/CPU:0'!r}):"
+
+    def input_source(self, name: str, a: np.ndarray, call: Call) -> str:
+        if np.asarray(a).dtype.kind in "iu":
+            return f"tf.constant({literal(a, call, FIELDS[name])}, dtype=tf.int64)"
+        # via float64, which holds every value of the smaller formats exactly
+        return f"tf.cast(tf.constant({literal(a, call, FIELDS[name])}, dtype=tf.float64), tf.{call.dtype})"
+
+    def make_input(self, name: str, a: np.ndarray, call: Call) -> Any:
+        tf = self.tf
+        if a.dtype.kind in "iu":
+            return tf.constant(a, dtype=tf.int64)
+        return tf.cast(tf.constant(np.asarray(a, dtype=np.float64)), getattr(tf, call.dtype))
+
+    def result_source(self) -> str:
+        return "print([tf.cast(o, tf.float64).numpy().tolist() for o in outs])"
+
+    def convert(self, o: Any) -> tuple[np.ndarray, str, str]:
+        tf = self.tf
+        return tf.cast(o, tf.float64).numpy(), dtype_name(o.dtype.name), "gpu" if "GPU" in o.device.upper() else "cpu"

@@ -1,29 +1,42 @@
 """PyTorch adapter: torch.softmax, F.log_softmax, torch.logsumexp, F.cross_entropy
 (probability targets and class indices, reduction="none"); gradients with autograd;
-`jit` mode is torch.compile(fullgraph=True)."""
+`jit` mode is torch.compile(fullgraph=True, dynamic=True). Every call is the source its repro
+snippet prints (base.SourceAdapter)."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
 import sys
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from .base import (Adapter, Call, Output, Unsupported, compile_cache_dir, dtype_name, format_array,
-                   scratch_dir, set_by_harness)
+from .base import (Call, SourceAdapter, Unsupported, compile_cache_dir, dtype_name, literal, scratch_dir,
+                   set_by_harness)
+
+FIELDS = {"x": "logits", "y": "labels", "g": "cotangent"}
+
+#: The op as users write it, by (op, variant): `{axis}` is the class axis; `{to1}` moves it to
+#: dim 1, where F.cross_entropy wants the classes ("" where it is there already).
+API = {
+    ("softmax", "default"): "torch.softmax(x, dim={axis})",
+    ("log_softmax", "default"): "F.log_softmax(x, dim={axis})",
+    ("logsumexp", "default"): "torch.logsumexp(x, dim={axis})",
+    ("softmax_cross_entropy", "default"): "F.cross_entropy(x{to1}, y{to1}, reduction='none')",
+    ("softmax_cross_entropy", "CrossEntropyLoss"): "torch.nn.CrossEntropyLoss(reduction='none')(x{to1}, y{to1})",
+    ("sparse_softmax_cross_entropy", "default"): "F.cross_entropy(x{to1}, y, reduction='none')",
+    ("sparse_softmax_cross_entropy", "CrossEntropyLoss"): "torch.nn.CrossEntropyLoss(reduction='none')(x{to1}, y)",
+}
 
 
-class TorchAdapter(Adapter):
+class TorchAdapter(SourceAdapter):
     name = "torch"
     variants = {
         "softmax_cross_entropy": ("CrossEntropyLoss",),
         "sparse_softmax_cross_entropy": ("CrossEntropyLoss",),
     }
-
-    def __init__(self) -> None:
-        self._compiled: dict[tuple, Callable] = {}
+    imports = "import torch\nimport torch.nn.functional as F"
 
     def available(self) -> tuple[bool, str]:
         if importlib.util.find_spec("torch") is None:
@@ -47,6 +60,17 @@ class TorchAdapter(Adapter):
 
         return torch
 
+    #: Why the output of a compiled call can differ from a fresh run of its snippet (repro.check).
+    history_dependent = {
+        "jit": "torch.compile(dynamic=True) generates a kernel from the sizes of the first call it serves and "
+               "reuses it for other sizes, in the process and through inductor's FX graph cache: an output can "
+               "depend on the shapes compiled before it (README, findings)",
+    }
+
+    def namespace(self) -> dict[str, Any]:
+        t = self.torch
+        return {"torch": t, "F": t.nn.functional}
+
     def versions(self) -> dict[str, str]:
         t = self.torch
         v = {"torch": t.__version__}
@@ -67,115 +91,65 @@ class TorchAdapter(Adapter):
             return f"torch {t.__version__} is a CPU-only build"
         return "torch sees no CUDA device"
 
-    # -- the op as users write it ---------------------------------------------------------
-    def fn(self, op: str, variant: str, axis: int, ndim: int) -> Callable:
+    def check_device(self, call: Call) -> None:
+        if call.device == "gpu" and not self.torch.cuda.is_available():
+            raise Unsupported(self.device_reason("gpu"))
+
+    # -- the source --------------------------------------------------------------------------
+    def expression(self, call: Call) -> str:
+        nd = np.ndim(call.logits)
+        ax = call.axis % nd
+        to1 = "" if nd == 1 or ax == 1 else f".movedim({call.axis}, 1)"
+        return API[(call.op, call.variant)].format(axis=call.axis, to1=to1)
+
+    def function_source(self, call: Call) -> str:
+        src = f"f = lambda x, y: {self.expression(call)}"
+        if call.mode == "jit":
+            # As users do: compile the forward (dynamic=True: one graph per op, rank and dtype, not
+            # one per shape; every call runs inductor's kernels); autograd runs the AOT backward.
+            # Never fall back to eager silently after too many recompilations (in the snippet too:
+            # a replay of many snippets in one process would otherwise raise at the limit).
+            src += ("\nimport torch._dynamo\ntorch._dynamo.config.recompile_limit = 100000"
+                    "\ntorch._dynamo.config.cache_size_limit = 100000"
+                    "\n# The kernel is generated from the sizes of the first call and reused: after calls of"
+                    "\n# other shapes (or from inductor's FX graph cache) an output can differ in its last bits."
+                    "\nf = torch.compile(f, fullgraph=True, dynamic=True)")
+        return src
+
+    def step_source(self, call: Call) -> str:
+        lines = ["def step(x, y, g):"]
+        if call.check == "forward":
+            lines.append("    return (f(x, y),)")
+        else:
+            wrt = "(x, y)" if "d_labels" in self.output_names(call) else "(x,)"
+            lines.append(f"    return torch.autograd.grad(f(x, y), {wrt}, grad_outputs=g)")
+        return "\n".join(lines)
+
+    def _device(self, call: Call) -> str:
+        return "cuda" if call.device == "gpu" else "cpu"
+
+    def _requires_grad(self, name: str, call: Call) -> bool:
+        return call.check == "grad" and (name == "x" or (name == "y" and "d_labels" in self.output_names(call)))
+
+    def input_source(self, name: str, a: np.ndarray, call: Call) -> str:
+        dev = self._device(call)
+        if np.asarray(a).dtype.kind in "iu":
+            return f"torch.tensor({literal(a, call, FIELDS[name])}, device={dev!r})"
+        src = f"torch.tensor({literal(a, call, FIELDS[name])}, dtype=torch.float64).to({dev!r}, torch.{call.dtype})"
+        return src + (".requires_grad_()" if self._requires_grad(name, call) else "")
+
+    def make_input(self, name: str, a: np.ndarray, call: Call) -> Any:
         t = self.torch
-        F = t.nn.functional
-
-        def ce_input(x: Any) -> Any:
-            # cross_entropy wants the class axis at dim 1 (or dim 0 for one unbatched row).
-            ax = axis % ndim
-            return x if ndim == 1 or ax == 1 else t.movedim(x, ax, 1)
-
-        def ce_target(y: Any) -> Any:
-            ax = axis % ndim
-            return y if ndim == 1 or ax == 1 else t.movedim(y, ax, 1)
-
-        def ce(x: Any, y: Any) -> Any:
-            if variant == "CrossEntropyLoss":
-                return t.nn.CrossEntropyLoss(reduction="none")(ce_input(x), y)
-            return F.cross_entropy(ce_input(x), y, reduction="none")
-
-        return {
-            "softmax": lambda x, y: t.softmax(x, dim=axis),
-            "log_softmax": lambda x, y: F.log_softmax(x, dim=axis),
-            "logsumexp": lambda x, y: t.logsumexp(x, dim=axis),
-            "softmax_cross_entropy": lambda x, y: ce(x, ce_target(y)),
-            "sparse_softmax_cross_entropy": lambda x, y: ce(x, y),
-        }[op]
-
-    def _tensor(self, a: np.ndarray, dtype: str, device: str, grad: bool = False) -> Any:
-        t = self.torch
-        dev = "cuda" if device == "gpu" else "cpu"
+        dev = self._device(call)
         if a.dtype.kind in "iu":
             return t.tensor(a, dtype=t.int64, device=dev)
-        # bfloat16 has no numpy interchange: go through float32, which holds it exactly.
-        x = t.tensor(np.asarray(a, dtype=np.float32 if dtype == "bfloat16" else a.dtype), device=dev)
-        x = x.to(getattr(t, dtype))
-        return x.requires_grad_(grad)
+        x = t.tensor(np.asarray(a, dtype=np.float64), dtype=t.float64).to(dev, getattr(t, call.dtype))
+        return x.requires_grad_(self._requires_grad(name, call))
 
-    def run(self, call: Call) -> Output:
+    def result_source(self) -> str:
+        return "print([o.detach().double().cpu().tolist() for o in outs])"
+
+    def convert(self, o: Any) -> tuple[np.ndarray, str, str]:
         t = self.torch
-        if call.device == "gpu" and not t.cuda.is_available():
-            raise Unsupported(self.device_reason("gpu"))
-        f = self.fn(call.op, call.variant, call.axis, call.logits.ndim)
-        dense = call.op == "softmax_cross_entropy"
-        grad = call.check == "grad"
-        x = self._tensor(call.logits, call.dtype, call.device, grad)
-        y = None if call.labels is None else self._tensor(call.labels, call.dtype, call.device, grad and dense)
-        if call.mode == "jit":
-            # As users do: compile the forward; autograd runs the backward AOTAutograd compiled.
-            key = (call.op, call.variant, call.axis, call.logits.ndim)
-            if key not in self._compiled:
-                import torch._dynamo
-
-                # Never fall back to eager silently after too many recompilations.
-                torch._dynamo.config.recompile_limit = 100000
-                torch._dynamo.config.cache_size_limit = 100000
-                # dynamic=True: one compiled graph per (op, rank, dtype), not one per shape; every
-                # call still runs inductor-generated kernels, never the eager ones.
-                self._compiled[key] = t.compile(f, fullgraph=True, dynamic=True)
-            f = self._compiled[key]
-
-        def step(x: Any, y: Any, g: Any) -> tuple:
-            out = f(x, y)
-            if not grad:
-                return (out,)
-            return t.autograd.grad(out, (x, y) if dense else (x,), grad_outputs=g)
-
-        g = None
-        if grad:
-            g = self._tensor(call.cotangent, call.dtype, call.device)
-        outs = step(x, y, g)
-        names = ("out",) if not grad else (("d_logits", "d_labels") if dense else ("d_logits",))
-        arrays, dts, devs = {}, {}, {}
-        for n, o in zip(names, outs):
-            dts[n] = dtype_name(o.dtype)
-            devs[n] = "gpu" if o.device.type == "cuda" else o.device.type
-            arrays[n] = o.detach().to(t.float64).cpu().numpy()
-        return Output(arrays, dts, devs)
-
-    def repro(self, call: Call) -> str:
-        dev = "cuda" if call.device == "gpu" else "cpu"
-        ax = call.axis
-        lines = ["import torch", "import torch.nn.functional as F",
-                 f"x = torch.tensor({format_array(call.logits, call.dtype, call)}, dtype=torch.float64)"
-                 f".to(device={dev!r}, dtype=torch.{call.dtype})"]
-        if call.labels is not None:
-            if call.op == "sparse_softmax_cross_entropy":
-                lines.append(f"y = torch.tensor({format_array(call.labels, call.dtype, call, 'labels') if np.size(call.labels) > 256 else repr(np.asarray(call.labels).tolist())}, device={dev!r})")
-            else:
-                lines.append(f"y = torch.tensor({format_array(call.labels, call.dtype, call, 'labels')}, dtype=torch.float64)"
-                             f".to(device={dev!r}, dtype=torch.{call.dtype})")
-        nd = call.logits.ndim
-        mv = "" if nd == 1 or ax % nd == 1 else f".movedim({ax}, 1)"
-        expr = {
-            "softmax": f"torch.softmax(x, dim={ax})",
-            "log_softmax": f"F.log_softmax(x, dim={ax})",
-            "logsumexp": f"torch.logsumexp(x, dim={ax})",
-            "softmax_cross_entropy": f"F.cross_entropy(x{mv}, y{mv}, reduction='none')",
-            "sparse_softmax_cross_entropy": f"F.cross_entropy(x{mv}, y, reduction='none')",
-        }[call.op]
-        if call.mode == "jit":
-            lines.append(f"f = torch.compile(lambda x{', y' if call.labels is not None else ''}: {expr}, fullgraph=True)")
-            expr = "f(x, y)" if call.labels is not None else "f(x)"
-        if call.check == "grad":
-            lines[2] = lines[2] + ".requires_grad_()"
-            lines.append(f"out = {expr}")
-            lines.append(f"g = torch.tensor({format_array(call.cotangent, call.dtype, call, 'cotangent')}, dtype=torch.float64)"
-                         f".to(device={dev!r}, dtype=torch.{call.dtype})")
-            lines.append("out.backward(g)")
-            lines.append("print(x.grad)")
-        else:
-            lines.append(f"print({expr})")
-        return "\n".join(lines)
+        dev = "gpu" if o.device.type == "cuda" else o.device.type
+        return o.detach().to(t.float64).cpu().numpy(), dtype_name(o.dtype), dev

@@ -1,0 +1,141 @@
+"""Replay repro snippets: run the snippet of each failing result in a fresh interpreter (one per
+framework) and compare what it prints with the output the record holds, bit for bit.
+
+A snippet is the source the adapter ran (adapters.base.SourceAdapter): imports, the op's function
+and step definitions, then the inputs as literals, the call and a print of the outputs as exact
+float64 lists. Snippets that share their definitions run them once in the fresh interpreter (a
+compiled function then serves all, as it did in the run); each snippet's inputs and call run in
+a namespace of their own.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+#: The program the fresh interpreter runs: snippets in, printed outputs (or the error) out.
+_PROGRAM = r"""
+import contextlib, io, json, sys, traceback
+jobs = json.load(open(sys.argv[1]))
+defined = {}
+results = []
+for job in jobs:
+    lines = job["repro"].split("\n")
+    cut = next(i for i, ln in enumerate(lines) if ln.startswith(("with ", "x = ")))
+    prefix, body = "\n".join(lines[:cut]), "\n".join(lines[cut:])
+    buf = io.StringIO()
+    try:
+        if prefix not in defined:
+            ns = {}
+            exec(compile(prefix, "<repro>", "exec"), ns)
+            defined[prefix] = ns
+        with contextlib.redirect_stdout(buf):
+            exec(compile(body, "<repro>", "exec"), dict(defined[prefix]))
+        results.append({"printed": buf.getvalue()})
+    except BaseException:
+        results.append({"error": traceback.format_exc(limit=3)[-1500:]})
+print("REPRO" + json.dumps(results))
+"""
+
+
+@dataclass
+class Mismatch:
+    test_id: str
+    why: str
+    repro: str
+    #: Set where the record's framework and mode can give another output after other calls
+    #: (Adapter.history_dependent): the reason. Empty for a defect of the snippet.
+    history: str = ""
+
+
+def _history_reason(rec: dict[str, Any]) -> str:
+    from . import adapters as A
+    from .errors import HarnessInputError
+
+    try:
+        adapter = A.get(str(rec.get("framework")))
+    except (HarnessInputError, ImportError, AttributeError):
+        return ""
+    return adapter.history_dependent.get(str(rec.get("mode")), "")
+
+
+def _values(printed: str) -> list[np.ndarray]:
+    """The outputs a snippet printed: a Python list of (nested) float lists, nan and inf bare."""
+    last = [ln for ln in printed.strip().splitlines() if ln.strip()][-1]
+    vals = eval(last, {"__builtins__": {}}, {"nan": math.nan, "inf": math.inf})  # noqa: S307 - numbers only
+    return [np.asarray(v, dtype=np.float64) for v in vals]
+
+
+def _recorded(rec: dict[str, Any]) -> list[np.ndarray]:
+    from .report.numbers import nums
+
+    return [np.asarray(nums(v), dtype=np.float64) for v in rec["output"].values()]
+
+
+def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    """Equal to the bit, NaN payloads aside (a NaN is a NaN), signed zeros told apart."""
+    if a.shape != b.shape:
+        return False
+    nan = np.isnan(a) & np.isnan(b)
+    return bool(np.all(nan | (a.view(np.int64) == b.view(np.int64))))
+
+
+def replayable(rec: dict[str, Any]) -> bool:
+    """A failing result whose snippet and outputs the record holds."""
+    return (rec.get("kind", "result") == "result" and rec.get("status") in ("fail", "error")
+            and bool(rec.get("repro")) and isinstance(rec.get("output"), dict) and bool(rec["output"]))
+
+
+def check(records: list[dict[str, Any]], timeout: float = 3600) -> tuple[int, list[Mismatch]]:
+    """Replay the snippets of the replayable records, one fresh interpreter per framework; the
+    number replayed, and the ones whose printout differs from the record (or that raised).
+
+    A snippet that raised, printed another shape, or differs in a mode without compile history
+    is a defect of the harness. A differing value in a history-dependent mode (Mismatch.history)
+    is the framework's: the snippets replay in one process, after other snippets, as the run
+    ran them after other calls, but not after the same ones."""
+    jobs: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        if replayable(r):
+            jobs.setdefault(str(r.get("framework")), []).append(r)
+    mismatches: list[Mismatch] = []
+    n = 0
+    for fw, recs in sorted(jobs.items()):
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "jobs.json")
+            with open(path, "w", encoding="utf-8") as f:
+                json.dump([{"repro": r["repro"]} for r in recs], f)
+            env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3"))
+            p = subprocess.run([sys.executable, "-c", _PROGRAM, path], capture_output=True, text=True,
+                               timeout=timeout, env=env)
+        line = next((ln for ln in p.stdout.splitlines() if ln.startswith("REPRO")), None)
+        if line is None:
+            mismatches += [Mismatch(r["test_id"], f"the {fw} interpreter failed: {p.stderr[-1500:]}", r["repro"])
+                           for r in recs]
+            continue
+        for r, res in zip(recs, json.loads(line[len("REPRO"):])):
+            n += 1
+            if "error" in res:
+                mismatches.append(Mismatch(r["test_id"], f"the snippet raised: {res['error']}", r["repro"]))
+                continue
+            try:
+                got = _values(res["printed"])
+            except Exception as e:  # noqa: BLE001 - anything unreadable is a mismatch
+                mismatches.append(Mismatch(r["test_id"], f"unreadable printout ({e}): {res['printed'][-500:]}",
+                                           r["repro"]))
+                continue
+            want = _recorded(r)
+            if len(got) != len(want) or not all(same_bits(a, b) for a, b in zip(got, want)):
+                shapes = len(got) == len(want) and all(a.shape == b.shape for a, b in zip(got, want))
+                mismatches.append(Mismatch(r["test_id"], f"printed {[a.tolist() for a in got]}, recorded "
+                                           f"{[b.tolist() for b in want]}", r["repro"],
+                                           _history_reason(r) if shapes else ""))
+    return n, mismatches
