@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "on a difference, except in a mode whose output depends on the calls compiled before "
                         "it (torch.compile), which is listed as HISTORY")
     rp.add_argument("results", nargs="+", help="JSON Lines results files")
+    rp.add_argument("--sample", type=int, metavar="N", help="replay only the first N failing results of each "
+                    "framework, mode, check, op, variant, dtype and cotangent, and every one with another class "
+                    "axis than the last (default: all)")
 
     k = sub.add_parser("cache", help="the reference cache: info or clear")
     k.add_argument("action", choices=["info", "clear"])
@@ -376,11 +379,15 @@ def cmd_search(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def cmd_repro(args: argparse.Namespace, argv: list[str]) -> int:
-    from .repro import check, replayable
+    from .repro import check, replayable, sample
 
     _check_files(args.results, "results")
+    if args.sample is not None and args.sample < 1:
+        raise HarnessInputError(f"--sample must be a positive number of results, not {args.sample}",
+                                field="--sample")
     loaded = records.read(args.results)
-    n, found = check(loaded.results)
+    chosen = loaded.results if args.sample is None else sample(loaded.results, args.sample)
+    n, found = check(chosen)
     bad = [m for m in found if not m.history]
     history = [m for m in found if m.history]
     for m in history:
@@ -391,7 +398,8 @@ def cmd_repro(args: argparse.Namespace, argv: list[str]) -> int:
         print(f"harness: {sum(m.history == reason for m in history)} replays differ in a mode with compile "
               f"history: {reason}")
     skipped = sum(1 for r in loaded.results if r.get("status") in ("fail", "error") and not replayable(r))
-    print(f"harness: {n} repro snippets replayed, {len(bad)} differ from their records"
+    of = f" (a sample of {sum(map(replayable, loaded.results))})" if args.sample is not None else ""
+    print(f"harness: {n} repro snippets replayed{of}, {len(bad)} differ from their records"
           + (f" ({len(history)} more after other compiled calls)" if history else "")
           + (f"; {skipped} failing results hold no snippet or output to compare" if skipped else ""))
     return EXIT_FAIL if bad else EXIT_OK

@@ -94,6 +94,28 @@ def replayable(rec: dict[str, Any]) -> bool:
             and bool(rec.get("repro")) and isinstance(rec.get("output"), dict) and bool(rec["output"]))
 
 
+#: The fields that make a sample of failing results representative: each framework, mode, check,
+#: op, API variant, dtype and cotangent is replayed at least once (a snippet's source differs
+#: along each of them, its input literals along the rest).
+SAMPLE_KEY = ("framework", "mode", "check", "op", "variant", "dtype", "cotangent")
+
+
+def sample(records: list[dict[str, Any]], per_group: int) -> list[dict[str, Any]]:
+    """The first `per_group` replayable records (in file order) of each SAMPLE_KEY group, plus
+    every one whose class axis is not the last (the snippets that move the axis)."""
+    seen: dict[tuple[Any, ...], int] = {}
+    out = []
+    for r in records:
+        if not replayable(r):
+            continue
+        key = tuple(str(r.get(k)) for k in SAMPLE_KEY)
+        axis = (r.get("input") or {}).get("axis", -1) if isinstance(r.get("input"), dict) else -1
+        if seen.get(key, 0) < per_group or axis not in (-1, None):
+            seen[key] = seen.get(key, 0) + 1
+            out.append(r)
+    return out
+
+
 def check(records: list[dict[str, Any]], timeout: float = 3600) -> tuple[int, list[Mismatch]]:
     """Replay the snippets of the replayable records, one fresh interpreter per framework; the
     number replayed, and the ones whose printout differs from the record (or that raised).

@@ -285,6 +285,10 @@ ROWS: list[Row] = [
         ["{tmp}/old.jsonl", "--compare", "{tmp}/nores.jsonl", "-o", "{tmp}/index.html"],
         ["{tmp}/nores.jsonl", "field 'compare'", "no such results file"],
         {"old.jsonl": "", "index.html": "<p>an earlier report</p>"}, command="report"),
+    Row("repro-sample-not-positive", "`repro --sample 0`", ["{tmp}/old.jsonl", "--sample", "0"],
+        ["field '--sample'", "must be a positive number of results"], {"old.jsonl": ""}, command="repro"),
+    Row("repro-missing-results", "`repro` of a results file that does not exist", ["{tmp}/nores.jsonl"],
+        ["{tmp}/nores.jsonl", "field 'results'", "no such results file"], command="repro"),
 ]
 
 

@@ -65,18 +65,15 @@ def test_a_changed_output_is_caught(failing):
 
 
 def test_history_dependent_modes_are_told_apart(failing):
-    """A replay that differs in a mode with compile history is listed as such; elsewhere it is a defect."""
-    base = next(r for r in failing if r["check"] == "forward" and r["framework"] in FRAMEWORKS)
-    out = []
-    for fw, mode in [(f, m) for f in FRAMEWORKS for m in ("eager", "jit")]:
-        rec = copy.deepcopy(base)
-        rec["framework"], rec["mode"] = fw, mode
-        rec["output"] = {"out": [[1.5]]}  # another shape: always a defect
-        rec2 = copy.deepcopy(rec)
-        out.append((fw, mode, rec, rec2))
-    for fw, mode, rec, _ in out:
-        assert _history(rec) == A.get(fw).history_dependent.get(mode, "")
+    """A replay that differs in a mode with compile history is listed as such (torch jit);
+    elsewhere a difference is a defect of the snippet."""
+    base = next(r for r in failing if r["check"] == "forward")
+    for fw in FRAMEWORKS:
+        for mode in ("eager", "jit"):
+            rec = dict(base, framework=fw, mode=mode)
+            assert _history(rec) == A.get(fw).history_dependent.get(mode, "")
     assert A.get("torch").history_dependent.get("jit") and not A.get("torch").history_dependent.get("eager")
+    assert _history(dict(base, framework="no-such-framework")) == ""
 
 
 def _history(rec):
@@ -119,3 +116,23 @@ def test_torch_compile_output_depends_on_the_shapes_compiled_before(tmp_path):
                               text=True, env=env) for src in (snippet, warm)]
     fresh, after = (p.communicate(timeout=600)[0].strip().splitlines()[-1] for p in procs)
     assert (fresh, after) == ("0x1.99197f7096c35p-1", "0x1.99197f7096c36p-1")
+
+
+def test_the_sample_covers_every_group_and_every_moved_axis():
+    """`repro --sample N`: the first N replayable results of each framework, mode, check, op,
+    variant, dtype and cotangent, plus every result whose class axis is not the last."""
+    from harness.repro import SAMPLE_KEY, sample
+
+    def rec(i, **kw):
+        r = {"kind": "result", "status": "fail", "repro": "x = 1", "output": {"out": [1.0]}, "test_id": f"t{i}",
+             "framework": "torch", "mode": "eager", "check": "forward", "op": "softmax", "variant": "default",
+             "dtype": "float32", "cotangent": None, "input": {"axis": -1}}
+        r.update(kw)
+        return r
+
+    recs = [rec(0), rec(1), rec(2, dtype="float16"), rec(3, input={"axis": 0}), rec(4, status="pass"),
+            rec(5, mode="jit"), rec(6, mode="jit"), rec(7, check="grad", cotangent="ones"),
+            rec(8, check="grad", cotangent="pattern"), rec(9, output={})]
+    assert [r["test_id"] for r in sample(recs, 1)] == ["t0", "t2", "t3", "t5", "t7", "t8"]
+    assert [r["test_id"] for r in sample(recs, 2)] == ["t0", "t1", "t2", "t3", "t5", "t6", "t7", "t8"]
+    assert "cotangent" in SAMPLE_KEY and "dtype" in SAMPLE_KEY

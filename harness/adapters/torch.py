@@ -62,9 +62,10 @@ class TorchAdapter(SourceAdapter):
 
     #: Why the output of a compiled call can differ from a fresh run of its snippet (repro.check).
     history_dependent = {
-        "jit": "torch.compile(dynamic=True) generates a kernel from the sizes of the first call it serves and "
-               "reuses it for other sizes, in the process and through inductor's FX graph cache: an output can "
-               "depend on the shapes compiled before it (README, findings)",
+        "jit": "torch.compile generates a kernel on the first call of a compiled function and reuses it, in "
+               "the process and through inductor's FX graph cache, and that kernel's output depends on the "
+               "first call (its values, not only its sizes): an output can depend on the calls before it "
+               "(README, findings)",
     }
 
     def namespace(self) -> dict[str, Any]:
@@ -111,8 +112,8 @@ class TorchAdapter(SourceAdapter):
             # a replay of many snippets in one process would otherwise raise at the limit).
             src += ("\nimport torch._dynamo\ntorch._dynamo.config.recompile_limit = 100000"
                     "\ntorch._dynamo.config.cache_size_limit = 100000"
-                    "\n# The kernel is generated from the sizes of the first call and reused: after calls of"
-                    "\n# other shapes (or from inductor's FX graph cache) an output can differ in its last bits."
+                    "\n# The kernel is generated on the first call and reused: after other calls (or from"
+                    "\n# inductor's FX graph cache) an output can differ in its last bits."
                     "\nf = torch.compile(f, fullgraph=True, dynamic=True)")
         return src
 
