@@ -10,6 +10,7 @@ them as what they are.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -257,7 +258,7 @@ class SourceAdapter(Adapter):
         self.check_device(call)
         step = self.step(call)
         ctx = self.context_source(call)
-        manager = eval(ctx[len("with "):-1], dict(self.namespace())) if ctx else _Null()  # noqa: S307
+        manager = eval(ctx[len("with "):-1], dict(self.namespace())) if ctx else contextlib.nullcontext()  # noqa: S307
         with manager:
             args = {n: self.make_input(n, a, call) for n, a in self.inputs(call)}
             outs = step(args["x"], args.get("y"), args.get("g"))
@@ -286,17 +287,14 @@ class SourceAdapter(Adapter):
         return "\n".join(lines + body)
 
 
-class _Null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *a: Any) -> None:
-        return None
+#: The case field each input of a step comes from (a large one is loaded from it by array_of).
+INPUT_FIELDS = {"x": "logits", "y": "labels", "g": "cotangent"}
 
 
-def literal(a: np.ndarray, call: "Call", field: str) -> str:
-    """Python source for the exact values of an input array: integers as such, floats by
-    format_array (repr of each value, or array_of(...) for a large one)."""
+def literal(a: np.ndarray, call: "Call", name: str) -> str:
+    """Python source for the exact values of input `name` (x, y or g): integers as such, floats by
+    format_array (repr of each value, or array_of(...) of its case field for a large one)."""
+    field = INPUT_FIELDS[name]
     arr = np.asarray(a)
     if arr.dtype.kind in "iu":
         if arr.size > REPRO_INLINE and call.source:

@@ -13,8 +13,6 @@ import numpy as np
 
 from .base import Call, SourceAdapter, Unsupported, compile_cache_dir, dtype_name, literal
 
-FIELDS = {"x": "logits", "y": "labels", "g": "cotangent"}
-
 #: The op as users write it, by (op, variant): `{axis}` is the class axis.
 API = {
     ("softmax", "default"): "jax.nn.softmax(x, axis={axis})",
@@ -123,7 +121,7 @@ class JaxAdapter(SourceAdapter):
 
     def input_source(self, name: str, a: np.ndarray, call: Call) -> str:
         dt = "jnp.int64" if np.asarray(a).dtype.kind in "iu" else f"jnp.{call.dtype}"
-        return f"jax.device_put(jnp.asarray({literal(a, call, FIELDS[name])}, dtype={dt}), {self._device_source(call)})"
+        return f"jax.device_put(jnp.asarray({literal(a, call, name)}, dtype={dt}), {self._device_source(call)})"
 
     def make_input(self, name: str, a: np.ndarray, call: Call) -> Any:
         import jax

@@ -14,8 +14,6 @@ import numpy as np
 
 from .base import Call, SourceAdapter, Unsupported, compile_cache_dir, dtype_name, literal, set_by_harness
 
-FIELDS = {"x": "logits", "y": "labels", "g": "cotangent"}
-
 #: The op as users write it, by (op, variant): `{axis}` is the class axis; `{last}` is the logits
 #: with the class axis moved last (the sparse op has no axis argument: its users transpose).
 API = {
@@ -120,9 +118,9 @@ class TensorFlowAdapter(SourceAdapter):
 
     def input_source(self, name: str, a: np.ndarray, call: Call) -> str:
         if np.asarray(a).dtype.kind in "iu":
-            return f"tf.constant({literal(a, call, FIELDS[name])}, dtype=tf.int64)"
+            return f"tf.constant({literal(a, call, name)}, dtype=tf.int64)"
         # via float64, which holds every value of the smaller formats exactly
-        return f"tf.cast(tf.constant({literal(a, call, FIELDS[name])}, dtype=tf.float64), tf.{call.dtype})"
+        return f"tf.cast(tf.constant({literal(a, call, name)}, dtype=tf.float64), tf.{call.dtype})"
 
     def make_input(self, name: str, a: np.ndarray, call: Call) -> Any:
         tf = self.tf

@@ -15,8 +15,6 @@ import numpy as np
 from .base import (Call, SourceAdapter, Unsupported, compile_cache_dir, dtype_name, literal, scratch_dir,
                    set_by_harness)
 
-FIELDS = {"x": "logits", "y": "labels", "g": "cotangent"}
-
 #: The op as users write it, by (op, variant): `{axis}` is the class axis; `{to1}` moves it to
 #: dim 1, where F.cross_entropy wants the classes ("" where it is there already).
 API = {
@@ -135,8 +133,8 @@ class TorchAdapter(SourceAdapter):
     def input_source(self, name: str, a: np.ndarray, call: Call) -> str:
         dev = self._device(call)
         if np.asarray(a).dtype.kind in "iu":
-            return f"torch.tensor({literal(a, call, FIELDS[name])}, device={dev!r})"
-        src = f"torch.tensor({literal(a, call, FIELDS[name])}, dtype=torch.float64).to({dev!r}, torch.{call.dtype})"
+            return f"torch.tensor({literal(a, call, name)}, device={dev!r})"
+        src = f"torch.tensor({literal(a, call, name)}, dtype=torch.float64).to({dev!r}, torch.{call.dtype})"
         return src + (".requires_grad_()" if self._requires_grad(name, call) else "")
 
     def make_input(self, name: str, a: np.ndarray, call: Call) -> Any:
