@@ -70,6 +70,7 @@ class Careful(Adapter):
         if call.device != "cpu" or call.mode != "eager":
             raise Unsupported("mutant adapters run eager on the CPU")
         dt = D.get(call.dtype)
+        self._dtype = call.dtype  # the tested dtype, for the mutants that round to it mid-way
         work = np.float64 if self.compute_dtype is None else D.get(self.compute_dtype).np
         x = np.asarray(call.logits, dtype=np.float64).astype(work).astype(np.float64)
         ax = call.axis % x.ndim
@@ -141,10 +142,6 @@ class RoundsLseThenSubtracts(Careful):
         lse = (m + L).astype(dt.np).astype(np.float64)
         return (d + m) - lse
 
-    def run(self, call: Call) -> Output:
-        self._dtype = call.dtype
-        return super().run(call)
-
 
 class NoMaxShift(Careful):
     """exp(x) without subtracting the row max: overflows to inf for large logits."""
@@ -164,10 +161,6 @@ class LogOfSoftmax(Careful):
         dt = D.get(self._dtype)
         return np.log(s.astype(dt.np).astype(np.float64))
 
-    def run(self, call: Call) -> Output:
-        self._dtype = call.dtype
-        return super().run(call)
-
 
 class RecursiveLowPrecisionSum(Careful):
     """The row sums accumulated one term at a time in the tested dtype (float16 stalls at 2048)."""
@@ -182,10 +175,6 @@ class RecursiveLowPrecisionSum(Careful):
             for j in range(em.shape[-1]):
                 acc = (acc + em[..., j]).astype(dt.np)
         return np.expand_dims(acc.astype(np.float64), ax)
-
-    def run(self, call: Call) -> Output:
-        self._dtype = call.dtype
-        return super().run(call)
 
 
 class LabelOffByOne(Careful):
