@@ -43,7 +43,8 @@ TOKENS = {
     "exp_overflow": lambda dt: math.log(dt.max),  # the largest x with exp(x) finite in dt
 }
 SPECIAL = {"inf": math.inf, "+inf": math.inf, "-inf": -math.inf, "nan": math.nan}
-CASE_KEYS = {"id", "why", "op", "logits", "labels", "axis", "dtypes", "grad", "tags", "tolerance", "cotangent"}
+#: The case keys; the options of the op registry (ops.PARAMS: label_smoothing, ...) besides.
+CASE_KEYS = {"id", "why", "op", "logits", "labels", "axis", "dtypes", "grad", "tags", "tolerance", "cotangent"} | set(O.PARAMS)
 FILE_KEYS = {"family", "description", "cases"}
 
 
@@ -63,6 +64,8 @@ class Case:
     #: The grad check's cotangents: (name, None) for a named kind of ops.COTANGENTS, (name,
     #: array spec) for the case's own arrays ("given", "given2", ...).
     cotangents: list[tuple[str, Any]] = field(default_factory=lambda: [(k, None) for k in O.DEFAULT_COTANGENTS])
+    #: The op's options (ops.PARAMS) as the case gives them: every op of the case takes them.
+    options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def family(self) -> str:
@@ -196,9 +199,13 @@ def parse_case(raw: Any, *, file: str, index: int, family: str | None, base: Pat
         else:
             raise err(f"labels of shape {list(lshape)} fit neither the logits {list(shape)} (dense) "
                       f"nor the batch {list(batch)} (integer class indices)", "labels")
+    options = {k: raw[k] for k in O.PARAMS if k in raw}
     op = raw.get("op")
-    if op is None:
-        ops = O.fits(kind)
+    if op is None:  # the ops the labels fit that take every option the case names
+        ops = [o for o in O.fits(kind) if all(k in O.OPS[o].params for k in options)]
+        if not ops:
+            raise err(f"no op with {kind} labels takes the option(s) {sorted(options)}", sorted(options)[0],
+                      [o for o in O.OP_NAMES if O.OPS[o].params])
     else:
         ops = [op] if isinstance(op, str) else op
         if not isinstance(ops, list) or not ops:
@@ -210,6 +217,8 @@ def parse_case(raw: Any, *, file: str, index: int, family: str | None, base: Pat
             if need != "none" and need != kind:
                 raise err(f"op {o!r} needs {need} labels, the case has "
                           f"{'none' if kind == 'none' else kind + ' labels'}", "labels")
+    for o in ops:
+        O.validate_options(o, options, file=file, case=cid)
     dts = raw.get("dtypes", D.DTYPE_NAMES)
     if isinstance(dts, str):
         dts = [dts]
@@ -230,6 +239,7 @@ def parse_case(raw: Any, *, file: str, index: int, family: str | None, base: Pat
     case = Case(cid, ops, logits, labels, axis, dts, grad, str(raw.get("why", "")), list(tags), tol, file)
     if cots is not None:
         case.cotangents = cots
+    case.options = options
     return case
 
 

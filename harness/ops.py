@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any, Callable
 
 import numpy as np
@@ -30,8 +31,9 @@ from .vocab import CHECKS, DEVICES, MODES, OP_NAMES
 _INF = float("inf")
 _NAN = float("nan")
 
-__all__ = ["CHECKS", "COTANGENTS", "DEFAULT_COTANGENTS", "DEVICES", "MODES", "OP_NAMES", "OPS", "OpSpec", "Row",
-           "Terms", "cotangent", "get", "output_shapes", "reference_default", "validate_options", "fits"]
+__all__ = ["CHECKS", "COTANGENTS", "DEFAULT_COTANGENTS", "DEVICES", "MODES", "OP_NAMES", "OPS", "OpSpec", "PARAMS",
+           "Param", "Row", "Terms", "cotangent", "get", "output_shapes", "reference_default", "validate_options",
+           "fits"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -73,6 +75,10 @@ class Terms:
     y: np.ndarray | None
     g: np.ndarray | None
     summation: str
+    #: The labels as given (before an option such as label smoothing made `y` of them) and the
+    #: case's options: the condition terms of an option read them.
+    y0: np.ndarray | None = None
+    opts: dict[str, Any] = field(default_factory=dict)
 
 
 def sum_term(C: Any, how: str) -> Any:
@@ -93,10 +99,70 @@ def scaled_inf(g: float) -> float:
     return math.copysign(_INF, g) if g != 0 else 0.0
 
 
-def exact_sum(be: Any, vals: list[float]) -> Any:
-    """The exact sum of floats (a wide enough precision holds any sum of doubles exactly)."""
+def exact_sum(be: Any, vals: list[Any]) -> Any:
+    """The exact sum of floats (a wide enough precision holds any sum of doubles exactly), or of
+    exact rationals (summed as Fractions, then one number at 4400 bits)."""
+    if any(isinstance(v, Fraction) for v in vals):
+        with be.context(4400):
+            return lab(be, sum((Fraction(v) for v in vals), Fraction(0)))
     with be.context(4400):
         return be.fsum([be.num(v) for v in vals])
+
+
+def lab(be: Any, y: Any) -> Any:
+    """A label value as a number of the backend: a float exactly, an exact rational (a smoothed
+    label) rounded at the current precision (exactly in the split arithmetic that decides)."""
+    return be.rational(y) if isinstance(y, Fraction) else be.num(y)
+
+
+# ---------------------------------------------------------------------------------------------
+# The options (docs/semantics.md S19): each declared once with its type and valid range.
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    lo: float  # the valid range, both ends included
+    hi: float
+    default: Any
+    doc: str
+
+    def check(self, v: Any) -> str | None:
+        """Why `v` is not a valid value, or None."""
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            return f"{self.name} must be a finite number, not {v!r}"
+        if not self.lo <= v <= self.hi:
+            return f"{self.name} must lie in [{self.lo:g}, {self.hi:g}], not {v!r}"
+        return None
+
+
+PARAMS: dict[str, Param] = {p.name: p for p in (
+    Param("label_smoothing", 0.0, 1.0, 0.0,
+          "epsilon in [0, 1]: the labels become (1 - epsilon) y + epsilon / C over the class axis, C its "
+          "length (torch, Keras and optax.smooth_labels agree); for integer labels y is the one-hot row"),
+)}
+
+
+def smoothing(opts: dict[str, Any]) -> Fraction:
+    """The label smoothing epsilon of the options, exactly (0 when absent)."""
+    return Fraction(opts.get("label_smoothing", 0.0))
+
+
+def smoothed(ys: list[Any], eps: Fraction) -> list[Any]:
+    """(1 - eps) y_i + eps / C, exactly (Fractions); the labels as given where eps = 0."""
+    if not eps:
+        return ys
+    C = len(ys)
+    return [(1 - eps) * Fraction(y) + eps / C for y in ys]
+
+
+def labels_seen(y: np.ndarray | None, opts: dict[str, Any]) -> np.ndarray | None:
+    """The labels the loss is taken against (class axis last), in float64: the smoothed labels
+    under label smoothing (for the condition terms; the reference uses them exactly)."""
+    eps = float(opts.get("label_smoothing", 0.0))
+    if y is None or not eps:
+        return y
+    return (1.0 - eps) * y + eps / y.shape[-1]
 
 
 def signed_inf_sum(weights: list[float]) -> float:
@@ -110,7 +176,7 @@ def signed_inf_sum(weights: list[float]) -> float:
 # softmax
 
 
-def _softmax_formula(be: Any, check: str, r: Row, ys: Any, gs: Any) -> dict[str, list[Any]]:
+def _softmax_formula(be: Any, check: str, r: Row, ys: Any, gs: Any, opts: dict[str, Any]) -> dict[str, list[Any]]:
     if check == "forward":
         return {"out": r.s}
     # g_i - G with G = sum g_j s_j = g_k s_k + R: g_i - G = (g_i - g_k) + Q, Q = g_k (1 - s_k) - R.
@@ -120,7 +186,7 @@ def _softmax_formula(be: Any, check: str, r: Row, ys: Any, gs: Any) -> dict[str,
     return {"d_logits": [0.0 if si == 0.0 else si * ((g - gk) + Q) for g, si in zip(gs, r.s)]}
 
 
-def _softmax_limit(be: Any, check: str, xs: list[float], ys: Any, gs: Any, p: int) -> dict[str, list[Any]]:
+def _softmax_limit(be: Any, check: str, xs: list[float], ys: Any, gs: Any, p: int, opts: dict[str, Any]) -> dict[str, list[Any]]:
     C = len(xs)
     if check == "forward":  # one-hot at the +inf entry
         return {"out": [1.0 if i == p else 0.0 for i in range(C)]}
@@ -140,7 +206,7 @@ def _softmax_condition(check: str, t: Terms) -> dict[str, np.ndarray]:
 # log_softmax
 
 
-def _log_softmax_formula(be: Any, check: str, r: Row, ys: Any, gs: Any) -> dict[str, list[Any]]:
+def _log_softmax_formula(be: Any, check: str, r: Row, ys: Any, gs: Any, opts: dict[str, Any]) -> dict[str, list[Any]]:
     if check == "forward":
         return {"out": [-_INF if di is None else di - r.L for di in r.d]}
     Sg = be.fsum([be.num(g) for g in gs])
@@ -150,7 +216,7 @@ def _log_softmax_formula(be: Any, check: str, r: Row, ys: Any, gs: Any) -> dict[
                          for i, (g, si) in enumerate(zip(gs, r.s))]}
 
 
-def _log_softmax_limit(be: Any, check: str, xs: list[float], ys: Any, gs: Any, p: int) -> dict[str, list[Any]]:
+def _log_softmax_limit(be: Any, check: str, xs: list[float], ys: Any, gs: Any, p: int, opts: dict[str, Any]) -> dict[str, list[Any]]:
     if check == "forward":
         return {"out": [0.0 if i == p else -_INF for i in range(len(xs))]}
     # g_p - sum g = -(sum of the others), exactly: a float fsum minus g_p can cancel.
@@ -170,13 +236,13 @@ def _log_softmax_condition(check: str, t: Terms) -> dict[str, np.ndarray]:
 # logsumexp
 
 
-def _logsumexp_formula(be: Any, check: str, r: Row, ys: Any, gs: Any) -> dict[str, list[Any]]:
+def _logsumexp_formula(be: Any, check: str, r: Row, ys: Any, gs: Any, opts: dict[str, Any]) -> dict[str, list[Any]]:
     if check == "forward":
         return {"out": [r.L + r.m]}
     return {"d_logits": [0.0 if si == 0.0 else gs * si for si in r.s]}
 
 
-def _logsumexp_limit(be: Any, check: str, xs: list[float], ys: Any, gs: Any, p: int) -> dict[str, list[Any]]:
+def _logsumexp_limit(be: Any, check: str, xs: list[float], ys: Any, gs: Any, p: int, opts: dict[str, Any]) -> dict[str, list[Any]]:
     if check == "forward":
         return {"out": [_INF]}
     return {"d_logits": [gs * (1.0 if i == p else 0.0) for i in range(len(xs))]}
@@ -199,54 +265,92 @@ def _logsumexp_condition(check: str, t: Terms) -> dict[str, np.ndarray]:
 # The cross-entropies (sparse labels are one-hot dense labels to the condition term)
 
 
-def _ce_formula(be: Any, check: str, r: Row, ys: Any, gs: Any) -> dict[str, list[Any]]:
+def _ce_formula(be: Any, check: str, r: Row, ys: Any, gs: Any, opts: dict[str, Any],
+                labels_grad: bool = True) -> dict[str, list[Any]]:
+    eps = smoothing(opts)
+    ys = smoothed(ys, eps)  # exact rationals under label smoothing
+    Y = [lab(be, y) if isinstance(y, Fraction) else y for y in ys]
     if check == "forward":
         # -sum y_i log_softmax_i = sum y_i (L - d_i); y_i = 0 contributes 0 even at -inf.
         inf_terms = [y for y, di in zip(ys, r.d) if di is None and y != 0]
         if inf_terms:
             return {"out": [signed_inf_sum(inf_terms)]}
-        return {"out": [be.fsum([y * (r.L - di) for y, di in zip(ys, r.d) if y != 0])]}
+        return {"out": [be.fsum([Yi * (r.L - di) for y, Yi, di in zip(ys, Y, r.d) if y != 0])]}
     # The VJP with the row's cotangent gs: s_i sum(y) - y_i, at k as (sum of the other y) - (1 - s_k) sum(y).
-    Sy = be.fsum([be.num(y) for y in ys])
-    rest = be.fsum([be.num(y) for i, y in enumerate(ys) if i != r.k])
-    dl = [(-be.num(y)) * gs if si == 0.0 else
-          ((rest - r.one_minus_sk * Sy) if i == r.k else (si * Sy - y)) * gs
-          for i, (y, si) in enumerate(zip(ys, r.s))]
-    dy = [scaled_inf(gs) if di is None else (r.L - di) * gs for di in r.d]
+    Sy = be.fsum([lab(be, y) for y in ys])
+    rest = be.fsum([lab(be, y) for i, y in enumerate(ys) if i != r.k])
+    dl = [(-lab(be, y)) * gs if si == 0.0 else
+          ((rest - r.one_minus_sk * Sy) if i == r.k else (si * Sy - Yi)) * gs
+          for i, (y, Yi, si) in enumerate(zip(ys, Y, r.s))]
+    if not labels_grad:
+        return {"d_logits": dl}
+    # d loss / d y_i = (1 - eps) (L - d_i): the smoothed labels' own derivative; 0 at eps = 1,
+    # where the loss no longer depends on y (even at a -inf logit).
+    if eps == 1:
+        return {"d_logits": dl, "d_labels": [0.0] * len(ys)}
+    f = lab(be, 1 - eps) if eps else None
+    dy = [scaled_inf(gs) if di is None else (r.L - di) * gs if f is None else (r.L - di) * gs * f for di in r.d]
     return {"d_logits": dl, "d_labels": dy}
 
 
-def _ce_limit(be: Any, check: str, xs: list[float], ys: Any, gs: Any, p: int) -> dict[str, list[Any]]:
+def _ce_limit(be: Any, check: str, xs: list[float], ys: Any, gs: Any, p: int, opts: dict[str, Any]
+              ) -> dict[str, list[Any]]:
     C = len(xs)
+    eps = smoothing(opts)
+    ys = smoothed(ys, eps)
     if check == "forward":
         inf_terms = [y for i, y in enumerate(ys) if i != p and y != 0]
         return {"out": [signed_inf_sum(inf_terms) if inf_terms else 0.0]}
     # s = onehot(p): d_logits = gs (s sum(y) - y) is gs * (sum of the other labels) at p.
     rest = exact_sum(be, [y for i, y in enumerate(ys) if i != p])
     with be.context(4400):
-        dl = [rest * gs if i == p else be.num(-y) * gs for i, y in enumerate(ys)]
-    return {"d_logits": dl, "d_labels": [0.0 if i == p else scaled_inf(gs) for i in range(C)]}
+        dl = [rest * gs if i == p else (-lab(be, y)) * gs for i, y in enumerate(ys)]
+    dy = [0.0 if i == p or eps == 1 else scaled_inf(gs) for i in range(C)]
+    return {"d_logits": dl, "d_labels": dy}
 
 
 def _ce_condition(check: str, t: Terms) -> dict[str, np.ndarray]:
-    y = t.y
+    y = t.y  # the labels the loss is taken against (smoothed under label smoothing)
+    eps = float(t.opts.get("label_smoothing", 0.0))
+    if eps:
+        # The framework forms y' = (1 - eps) y + eps / C in the tested dtype (three roundings,
+        # each relative to a term of the sum), and may round eps itself to that dtype first (Keras
+        # does): y'_i is off by at most c_i = 3 ((1 - eps)|y_i| + eps / C) + eps (|y_i| + 1/C) u.
+        y0 = np.abs(t.y0)
+        C = y0.shape[-1]
+        c = 3 * ((1 - eps) * y0 + eps / C) + eps * (y0 + 1.0 / C)
     if check == "forward":  # sum_i y_i (L - d_i): each term as log_softmax, and the sum of the n nonzero ones
         n = np.sum(y != 0, axis=-1, keepdims=True)  # (L - d_i >= 0): a sum of one term is exact
         sig_y = np.where(n > 1, sum_term(n, t.summation), 0.0)
-        return {"out": np.sum(np.abs(y) * (t.W + sig_y * (t.L + t.absd)), axis=-1)}
+        A = np.sum(np.abs(y) * (t.W + sig_y * (t.L + t.absd)), axis=-1)
+        if eps:
+            A = A + np.sum(c * (t.L + t.absd), axis=-1)
+        return {"out": A}
     gr = np.abs(t.g)  # the row's cotangent scales every term: g (s_i sum y - y_i), g (L - d_i)
     Sy = np.sum(y, axis=-1, keepdims=True)
     Sabs = np.sum(np.abs(y), axis=-1, keepdims=True)
-    # d_labels, for the dense op (the caller keeps the op's grad_outputs)
-    return {"d_logits": gr * (t.s * np.abs(Sy) * (t.W + 1) + t.s * Sabs * t.sig + np.abs(y)), "d_labels": gr * t.W}
+    dl = gr * (t.s * np.abs(Sy) * (t.W + 1) + t.s * Sabs * t.sig + np.abs(y))
+    # d_labels, for the dense op (the caller keeps the op's grad_outputs): (1 - eps) g (L - d_i),
+    # the factor 1 - eps rounded once (a term L + |d_i| of the value itself)
+    dy = gr * t.W
+    if eps:
+        dl = dl + gr * (t.s * np.sum(c, axis=-1, keepdims=True) + c)
+        dy = gr * (t.W + t.L + t.absd)
+    return {"d_logits": dl, "d_labels": dy}
 
 
-def _sparse_formula(be: Any, check: str, r: Row, lab: Any, gs: Any) -> dict[str, list[Any]]:
+def _onehot(lab_: int, C: int) -> list[float]:
+    return [1.0 if i == lab_ else 0.0 for i in range(C)]
+
+
+def _sparse_formula(be: Any, check: str, r: Row, lab_: Any, gs: Any, opts: dict[str, Any]) -> dict[str, list[Any]]:
+    if smoothing(opts):  # the dense loss of the smoothed one-hot row
+        return _ce_formula(be, check, r, _onehot(lab_, len(r.d)), gs, opts, labels_grad=False)
     if check == "forward":
-        return {"out": [_INF if r.d[lab] is None else r.L - r.d[lab]]}
+        return {"out": [_INF if r.d[lab_] is None else r.L - r.d[lab_]]}
     out = []
     for i, si in enumerate(r.s):
-        if i != lab:
+        if i != lab_:
             v = si
         elif si == 0.0:
             v = be.num(-1.0)
@@ -258,10 +362,14 @@ def _sparse_formula(be: Any, check: str, r: Row, lab: Any, gs: Any) -> dict[str,
     return {"d_logits": out}
 
 
-def _sparse_limit(be: Any, check: str, xs: list[float], lab: Any, gs: Any, p: int) -> dict[str, list[Any]]:
+def _sparse_limit(be: Any, check: str, xs: list[float], lab_: Any, gs: Any, p: int, opts: dict[str, Any]
+                  ) -> dict[str, list[Any]]:
+    if smoothing(opts):
+        out = _ce_limit(be, check, xs, _onehot(lab_, len(xs)), gs, p, opts)
+        return {k: v for k, v in out.items() if k != "d_labels"}
     if check == "forward":
-        return {"out": [0.0 if lab == p else _INF]}
-    return {"d_logits": [((1.0 if i == p else 0.0) - (1.0 if i == lab else 0.0)) * gs for i in range(len(xs))]}
+        return {"out": [0.0 if lab_ == p else _INF]}
+    return {"d_logits": [((1.0 if i == p else 0.0) - (1.0 if i == lab_ else 0.0)) * gs for i in range(len(xs))]}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -274,12 +382,12 @@ class OpSpec:
     labels: str  # "none", "dense" or "sparse"
     reduces: bool  # True when the class axis is reduced away in the forward output
     grad_outputs: tuple[str, ...]  # names of the gradient arrays the grad check returns
-    formula: Callable[[Any, str, Row, Any, Any], dict[str, list[Any]]]
-    limit: Callable[[Any, str, list[float], Any, Any, int], dict[str, list[Any]]]
+    formula: Callable[[Any, str, Row, Any, Any, dict[str, Any]], dict[str, list[Any]]]
+    limit: Callable[[Any, str, list[float], Any, Any, int, dict[str, Any]], dict[str, list[Any]]]
     condition: Callable[[str, Terms], dict[str, np.ndarray]]
     no_limit: Callable[[str, bool], float] = lambda check, has_pos_inf: _NAN
-    #: The options the op accepts (label smoothing, weights, ...: none yet); a case naming any
-    #: other is an error (validate_options).
+    #: The options the op accepts (names of PARAMS); a case naming any other is an error
+    #: (validate_options). The formula, limit and condition read them from `opts` / `Terms.opts`.
     params: tuple[str, ...] = field(default=())
     doc: str = ""
 
@@ -292,9 +400,9 @@ OPS: dict[str, OpSpec] = {s.name: s for s in (
     OpSpec("logsumexp", "none", True, ("d_logits",), _logsumexp_formula, _logsumexp_limit, _logsumexp_condition,
            _logsumexp_no_limit, doc="log sum_j exp(x_j)"),
     OpSpec("softmax_cross_entropy", "dense", True, ("d_logits", "d_labels"), _ce_formula, _ce_limit,
-           _ce_condition, doc="-sum_i y_i log_softmax(x)_i, dense (soft) labels"),
+           _ce_condition, params=("label_smoothing",), doc="-sum_i y_i log_softmax(x)_i, dense (soft) labels"),
     OpSpec("sparse_softmax_cross_entropy", "sparse", True, ("d_logits",), _sparse_formula, _sparse_limit,
-           _ce_condition, doc="-log_softmax(x)_k, integer labels"),
+           _ce_condition, params=("label_smoothing",), doc="-log_softmax(x)_k, integer labels"),
 )}
 
 #: The named cotangents of the grad check (docs/semantics.md S15): the gradient of a sum, a
@@ -314,12 +422,16 @@ def get(name: str) -> OpSpec:
 
 
 def validate_options(op: str, options: dict[str, Any], **where: Any) -> None:
-    """An option the op does not take is an error naming the ones it does."""
+    """An option the op does not take, or a value outside the option's range, is an error naming
+    the valid ones."""
     spec = get(op)
-    for k in options:
+    for k, v in options.items():
         if k not in spec.params:
             raise HarnessInputError(f"op {op!r} takes no option {k!r}", field=k,
                                     choices=list(spec.params) or ["(none)"], **where)
+        why = PARAMS[k].check(v)
+        if why is not None:
+            raise HarnessInputError(why, field=k, **where)
 
 
 def fits(label_kind: str) -> list[str]:

@@ -360,7 +360,7 @@ class Reference:
 
 def compute(op: str, check: str, logits: np.ndarray, labels: np.ndarray | None, axis: int,
             dt: D.DType, *, rows: np.ndarray | None = None, backend_name: str | None = None,
-            cotangent: np.ndarray | None = None) -> Reference:
+            cotangent: np.ndarray | None = None, options: dict[str, Any] | None = None) -> Reference:
     """Reference outputs of `op`/`check` for the exact values in `logits` (and `labels`).
 
     `logits` and dense `labels` are float64 arrays holding the values *after* the cast to
@@ -368,6 +368,8 @@ def compute(op: str, check: str, logits: np.ndarray, labels: np.ndarray | None, 
     the flattened batch; the other rows come back as NaN.
     """
     spec = O.get(op)
+    opts = dict(options or {})
+    O.validate_options(op, opts)
     be = backend(backend_name)
     x = np.asarray(logits, dtype=np.float64)
     if x.ndim == 0:
@@ -397,14 +399,14 @@ def compute(op: str, check: str, logits: np.ndarray, labels: np.ndarray | None, 
     chunks = _chunks(todo, C)
     results = None
     if len(chunks) > 1:
-        jobs = [(op, check, X[c], sub_(Y, c), sub_(G, c), dt.name, be.name) for c in chunks]
+        jobs = [(op, check, X[c], sub_(Y, c), sub_(G, c), dt.name, be.name, opts) for c in chunks]
         try:
             results = list(_pool().map(_block_job, jobs))
         except Exception:  # noqa: BLE001 - a broken pool costs speed, never a reference
             _reset_pool()
     if results is None:
         chunks = [todo]
-        results = [_block(op, check, X[todo], sub_(Y, todo), sub_(G, todo), dt, be)]
+        results = [_block(op, check, X[todo], sub_(Y, todo), sub_(G, todo), dt, be, opts)]
     rounding = RoundingStats()
     for c, (h_, l_, i_, p_, st) in zip(chunks, results):
         for n in names:
@@ -467,8 +469,8 @@ def sub_(A: np.ndarray | None, idx: np.ndarray) -> np.ndarray | None:
 
 
 def _block_job(job: tuple) -> tuple:
-    op, check, X, Y, G, dt_name, be_name = job
-    return _block(op, check, X, Y, G, D.DTYPES[dt_name], backend(be_name))
+    op, check, X, Y, G, dt_name, be_name, opts = job
+    return _block(op, check, X, Y, G, D.DTYPES[dt_name], backend(be_name), opts)
 
 
 @dataclass
@@ -488,7 +490,7 @@ class RoundingStats:
 
 
 def _block(op: str, check: str, X: np.ndarray, Y: np.ndarray | None, G: np.ndarray | None, dt: D.DType,
-           be: Any) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray], int, RoundingStats]:
+           be: Any, opts: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray], int, RoundingStats]:
     """The certified values of the rows X (N, C) (labels Y, cotangents G), as (hi, lo, invalid,
     highest working precision used, what the rounding decisions cost)."""
     spec = O.OPS[op]
@@ -506,8 +508,8 @@ def _block(op: str, check: str, X: np.ndarray, Y: np.ndarray | None, G: np.ndarr
         xs = X[r].tolist()
         ys = None if Y is None else (Y[r].tolist() if spec.labels == "dense" else Y[r].item())
         gs = None if G is None else (G[r].tolist() if not spec.reduces else float(G[r]))
-        dd, invalid, p = _certified_row(be, op, check, xs, ys, gs, _resolving_prec(X[r], p0), claim, floor, dt,
-                                        stats)
+        dd, invalid, p = _certified_row(be, op, check, xs, ys, gs, opts, _resolving_prec(X[r], p0), claim, floor,
+                                        dt, stats)
         pmax = max(pmax, p)
         for n in names:
             hi[n][r, :], lo[n][r, :] = dd[n]
@@ -655,16 +657,16 @@ def _at_risk(h: np.ndarray, l_: np.ndarray, r: np.ndarray, dt: D.DType) -> list[
     return out
 
 
-def _decide_row(be: Any, op: str, check: str, xs: list[float], ys: Any, gs: Any, p: int,
+def _decide_row(be: Any, op: str, check: str, xs: list[float], ys: Any, gs: Any, opts: dict[str, Any], p: int,
                 risky: list[tuple[str, int, Boundary]]) -> list[tuple[float, float]] | None:
     """(hi, lo) of each risky element from the row's split evaluation at p bits, or None when
     one is not decided there. Where MPFR's exponent range would lose a sign, mpmath decides."""
     sp = _SplitBackend(be)
     try:
-        split = _evaluate(sp, op, check, xs, ys, gs, p)[0]
-        split_lo = None if be.ball else _evaluate(sp, op, check, xs, ys, gs, p - GAP)[0]
+        split = _evaluate(sp, op, check, xs, ys, gs, opts, p)[0]
+        split_lo = None if be.ball else _evaluate(sp, op, check, xs, ys, gs, opts, p - GAP)[0]
     except be.underflow:
-        return _decide_row(backend("mpmath"), op, check, xs, ys, gs, p, risky)
+        return _decide_row(backend("mpmath"), op, check, xs, ys, gs, opts, p, risky)
     out = []
     for n, i, bnd in risky:
         res = _decide(be, split[n][i], None if split_lo is None else split_lo[n][i], bnd, p)
@@ -738,12 +740,13 @@ def _even64(x: float) -> bool:
     return (int(np.float64(abs(x)).view(np.int64)) & 1) == 0
 
 
-def _certified_row(be: Any, op: str, check: str, xs: list[float], ys: Any, gs: Any, p0: int, claim: int,
+def _certified_row(be: Any, op: str, check: str, xs: list[float], ys: Any, gs: Any, opts: dict[str, Any], p0: int,
+                   claim: int,
                    floor: float, dt: D.DType, stats: RoundingStats
                    ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], bool, int]:
     """The row's outputs as double-doubles (hi, lo) per output name, whether it is invalid, and the
     precision it needed: certified to the claim (S16, S17) and correctly rounded (S18)."""
-    special = _special_row(be, op, check, xs, ys, gs)
+    special = _special_row(be, op, check, xs, ys, gs, opts)
     if special is not None:  # exact values: their rounding needs no decision
         vals, invalid = special
         return {n: _dd(be, v, dt, exact=True) for n, v in vals.items()}, invalid, p0
@@ -758,17 +761,17 @@ def _certified_row(be: Any, op: str, check: str, xs: list[float], ys: Any, gs: A
     while True:
         t_iter = time.perf_counter()
         try:
-            hi_vals, d, e = _evaluate(ev, op, check, xs, ys, gs, p)
+            hi_vals, d, e = _evaluate(ev, op, check, xs, ys, gs, opts, p)
             if be.ball:
                 widths = be.widths(hi_vals, claim, floor)
             else:
-                lo_vals, _, _ = _evaluate(ev, op, check, xs, ys, gs, p - GAP, rounded_from=(d, e))
+                lo_vals, _, _ = _evaluate(ev, op, check, xs, ys, gs, opts, p - GAP, rounded_from=(d, e))
                 if ev is not be:
                     hi_vals, lo_vals = _joined(be, hi_vals, p), _joined(be, lo_vals, p - GAP)
                 widths = _agree_all(be, hi_vals, lo_vals, p + 64, 2.0 ** -claim, floor)
             ok = widths is not None
         except be.underflow:  # MPFR's exponent range ends near 2^-4.6e18: mpmath's does not
-            return _certified_row(backend("mpmath"), op, check, xs, ys, gs, p0, claim, floor, dt, stats)
+            return _certified_row(backend("mpmath"), op, check, xs, ys, gs, opts, p0, claim, floor, dt, stats)
         if ok:
             t0 = time.perf_counter()
             dd = {n: _dd(be, v, dt) for n, v in hi_vals.items()}
@@ -776,7 +779,7 @@ def _certified_row(be: Any, op: str, check: str, xs: list[float], ys: Any, gs: A
                      for i, bnd in _at_risk(*dd[n], widths[n] if be.ball else _point_widths(dd[n][0], widths[n], p), dt)]
             undecided = any(bnd is None for _, _, bnd in risky)
             if risky and not undecided:
-                decided = _decide_row(be, op, check, xs, ys, gs, p, risky)
+                decided = _decide_row(be, op, check, xs, ys, gs, opts, p, risky)
                 if decided is None:
                     undecided = True
                 else:
@@ -826,15 +829,15 @@ def _agree_all(be: Any, a: dict[str, list[Any]], b: dict[str, list[Any]], prec: 
 
 
 def _formula(be: Any, op: str, check: str, d: list[Any], e: list[Any], ys: Any, gs: Any,
-             m: float) -> dict[str, list[Any]]:
+             m: float, opts: dict[str, Any]) -> dict[str, list[Any]]:
     """The op's value from d_i = x_i - m and e_i = exp(d_i) (None at -inf logits), at the
     current precision: the op's `formula` (harness.ops) over the row's quantities (ops.Row).
     Written once against the backends' common arithmetic, it runs on Arb balls, MPFR and mpmath
     numbers, and on the split numbers of `_SplitBackend` that decide roundings (S18)."""
-    return O.OPS[op].formula(be, check, O.Row(be, d, e, m), ys, gs)
+    return O.OPS[op].formula(be, check, O.Row(be, d, e, m), ys, gs, opts)
 
 
-def _evaluate(be: Any, op: str, check: str, xs: list[float], ys: Any, gs: Any, p: int,
+def _evaluate(be: Any, op: str, check: str, xs: list[float], ys: Any, gs: Any, opts: dict[str, Any], p: int,
               rounded_from: tuple[list[Any], list[Any]] | None = None) -> tuple[dict[str, list[Any]], list, list]:
     """The formula at p bits: d_i = x_i - m and e_i = exp(d_i) (each distinct logit once), then
     `_formula`. With `rounded_from` (the d and e of a higher precision) they are rounded from
@@ -859,7 +862,7 @@ def _evaluate(be: Any, op: str, check: str, xs: list[float], ys: Any, gs: Any, p
                         hit = cache[v] = (dv, exp(dv))
                 d.append(hit[0])
                 e.append(hit[1])
-        return _formula(be, op, check, d, e, ys, gs, m), d, e
+        return _formula(be, op, check, d, e, ys, gs, m, opts), d, e
 
 
 class _Split:
@@ -974,9 +977,12 @@ class _SplitBackend:
     def round(self, x: _Split) -> _Split:
         return _Split(x.a, self.base.round(x.t), self.base)
 
+    def rational(self, q: Fraction) -> _Split:  # exact: a smoothed label stays a rational
+        return _Split(Fraction(q), self.base.zero(), self.base)
+
 
 def _special_row(be: Any, op: str, check: str, xs: list[float], ys: Any,
-                 gs: Any) -> tuple[dict[str, list[Any]], bool] | None:
+                 gs: Any, opts: dict[str, Any]) -> tuple[dict[str, list[Any]], bool] | None:
     """The row's values when docs/semantics.md decides them without arithmetic, else None.
 
     Returns (values by output name, invalid) where invalid marks NaN caused by invalid labels.
@@ -1001,5 +1007,5 @@ def _special_row(be: Any, op: str, check: str, xs: list[float], ys: Any,
     if len(pinf) >= 2 or (all_neg_inf and not pinf):
         return fill(spec.no_limit(check, bool(pinf)))  # inf - inf, or 0 / 0: no limit (S8, S9)
     if len(pinf) == 1:
-        return spec.limit(be, check, xs, ys, gs, pinf[0]), False  # the limits of S6, S7
+        return spec.limit(be, check, xs, ys, gs, pinf[0], opts), False  # the limits of S6, S7
     return None

@@ -97,7 +97,7 @@ def expand(cases: list[K.Case], sel: Selection, frameworks: list[str]) -> list[I
             for op in c.ops:
                 if op not in sel.ops:
                     continue
-                variants = ad.variants_for(op) if sel.variants else ("default",)
+                variants = ad.variants_for(op, c.options) if sel.variants else ("default",)
                 for check in sel.checks:
                     if check == "grad" and not c.grad:
                         continue
@@ -177,14 +177,15 @@ class Session:
 
     def reference(self, item: Item, x: np.ndarray, y: np.ndarray | None, dt: D.DType,
                   rows: np.ndarray | None, g: np.ndarray | None = None) -> tuple[R.Reference, bool]:
-        k = cache_key(item.op, item.check, dt.name, item.case.axis, x, y, rows, R.claim_bits(dt), g)
+        opts = item.case.options
+        k = cache_key(item.op, item.check, dt.name, item.case.axis, x, y, rows, R.claim_bits(dt), g, opts)
         if k in self._refs:
             return self._refs[k], True
         ref = self.cache.get(k)
         hit = ref is not None
         if ref is None:
             ref = R.compute(item.op, item.check, x, y, item.case.axis, dt, rows=rows, backend_name=self.backend,
-                            cotangent=g)
+                            cotangent=g, options=opts)
             self.cache.put(k, ref)
         self._refs[k] = ref
         if len(self._refs) > 256:
@@ -212,6 +213,9 @@ class Session:
         if not devs.get(item.device):
             return _skip(rec, ad.device_reason(item.device))
         rec["device_name"] = devs[item.device]
+        why = ad.unsupported(item.op, item.variant, item.case.options)
+        if why is not None:
+            return _skip(rec, why)
         dt = D.get(item.dtype)
         case = item.case
         spec = O.OPS[item.op]
@@ -231,7 +235,7 @@ class Session:
         call = A.Call(item.op, item.check, item.variant, x.astype(dt.np),
                       None if y is None else (y if spec.labels == "sparse" else y.astype(dt.np)),
                       case.axis, None if g is None else g.astype(dt.np), item.dtype, item.device, item.mode,
-                      case.source, case.id, item.cotangent)
+                      case.source, case.id, item.cotangent, dict(case.options))
         raised: BaseException | None = None
         out: A.Output | None = None
         t0 = time.perf_counter()
@@ -261,7 +265,7 @@ class Session:
         t0 = time.perf_counter()
         tol = self.policy.tolerance(item.op, item.check, item.dtype, item.framework, case.tolerance)
         expected = O.output_shapes(item.op, item.check, x.shape, ax)
-        cond = condition(item.op, item.check, x, y, g, ax, tol.summation) if out is not None else {}
+        cond = condition(item.op, item.check, x, y, g, ax, tol.summation, case.options) if out is not None else {}
         checked = _checked_masks(ref, expected, rows, ax, item, x.shape) if rows is not None else None
         v = judge(item.op, item.check, None if out is None else out.arrays,
                   None if out is None else out.dtypes, raised, ref, dt, tol, cond, expected, checked)
@@ -306,7 +310,7 @@ def base_record(item: Item) -> dict[str, Any]:
             "mode": item.mode, "status": None, "special": None, "max_ulp": None, "p99_ulp": None,
             "max_abs_err": None, "max_rel_err": None, "excess": None, "tolerance": None,
             "shape_ok": None, "dtype_ok": None, "message": "", "known": None, "test_id": item.id,
-            "case_source": item.case.source, "tags": item.case.tags}
+            "case_source": item.case.source, "tags": item.case.tags, "options": dict(item.case.options)}
 
 
 def _skip(rec: dict[str, Any], why: str) -> dict[str, Any]:

@@ -51,7 +51,7 @@ _BIG = float(np.finfo(np.float64).max) / 16
 
 
 def condition(op: str, check: str, x: np.ndarray, y: np.ndarray | None, g: np.ndarray | None,
-              axis: int, summation: str) -> dict[str, np.ndarray]:
+              axis: int, summation: str, options: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
     """A_i per output element (same layout as the output), from the exact inputs in float64: the
     op's `condition` (harness.ops) over the quantities of the max-shifted algorithm.
 
@@ -97,7 +97,8 @@ def condition(op: str, check: str, x: np.ndarray, y: np.ndarray | None, g: np.nd
         if check == "grad":  # a reduction's cotangent is one number per row
             gm = (np.asarray(g, np.float64).reshape(xm.shape[:-1])[..., None] if spec.reduces
                   else np.moveaxis(np.asarray(g, np.float64), ax, -1))
-        terms = O.Terms(s, absd, L, Dw, sig, W, m, ym, gm, summation)
+        opts = dict(options or {})
+        terms = O.Terms(s, absd, L, Dw, sig, W, m, O.labels_seen(ym, opts), gm, summation, ym, opts)
         names = ("out",) if check == "forward" else spec.grad_outputs
         out: dict[str, np.ndarray] = {}
         for name, A in spec.condition(check, terms).items():

@@ -39,7 +39,7 @@ SENTINEL = b'{"kind": "sentinel", "note": "an earlier run; must survive a run on
 
 OPS = "softmax, log_softmax, logsumexp, softmax_cross_entropy, sparse_softmax_cross_entropy"
 DTYPES = "float16, bfloat16, float32, float64"
-CASE_KEYS = "axis, cotangent, dtypes, grad, id, labels, logits, op, tags, tolerance, why"
+CASE_KEYS = "axis, cotangent, dtypes, grad, id, label_smoothing, labels, logits, op, tags, tolerance, why"
 BUDGET_KEYS = "check, cond, dtype, framework, op, reason, summation, ulp"
 TOKENS_HINT = '"inf", "-inf", "nan"'
 #: Cuts a run that wrongly gets past validation down to one result (softmax forward, float64).
@@ -113,6 +113,19 @@ ROWS: list[Row] = [
         {"bad.json": json.dumps({"cases": [{"id": "c1", "logits": [[1, 2]]}, {"id": "c1", "logits": [[3, 4]]}]})}),
     Row("case-unknown-key", 'unknown case key (`"lables"`)', CASES,
         [FILE, CASE, "field 'lables'", f"valid: {CASE_KEYS}"], {"bad.json": _case_file({"lables": [2]})}),
+    # ---------------------------------------------------------------- case files: options
+    Row("case-option-not-taken", "an option the op does not take (`label_smoothing` on `softmax`)", CASES,
+        [FILE, CASE, "field 'label_smoothing'", "op 'softmax' takes no option 'label_smoothing'", "valid: (none)"],
+        {"bad.json": _case_file({"op": "softmax", "label_smoothing": 0.1})}),
+    Row("case-option-out-of-range", "`label_smoothing` outside [0, 1] (`1.5`)", CASES,
+        [FILE, CASE, "field 'label_smoothing'", "label_smoothing must lie in [0, 1], not 1.5"],
+        {"bad.json": _case_file({"op": "sparse_softmax_cross_entropy", "labels": [1], "label_smoothing": 1.5})}),
+    Row("case-option-not-a-number", '`label_smoothing` that is a string (`"0.1"`)', CASES,
+        [FILE, CASE, "field 'label_smoothing'", "label_smoothing must be a finite number, not '0.1'"],
+        {"bad.json": _case_file({"op": "sparse_softmax_cross_entropy", "labels": [1], "label_smoothing": "0.1"})}),
+    Row("case-option-no-op-takes-it", "an option no op of the case's labels takes (`label_smoothing`, no labels, no `op`)",
+        CASES, [FILE, CASE, "field 'label_smoothing'", "no op with none labels takes the option(s) ['label_smoothing']"],
+        {"bad.json": _case_file({"label_smoothing": 0.1})}),
     # ---------------------------------------------------------------- case files: op and labels
     Row("case-unknown-op", 'unknown op (`"op": "softmaxx"`)', CASES,
         [FILE, CASE, "field 'op'", "unknown op 'softmaxx'", f"valid: {OPS}"], {"bad.json": _case_file({"op": "softmaxx"})}),

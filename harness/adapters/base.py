@@ -38,6 +38,7 @@ class Call:
     source: str = ""  # the case file and id, so a repro of a large input can load it
     case_id: str = ""
     cotangent_name: str | None = None  # which of the case's cotangents `cotangent` is
+    options: dict[str, Any] = field(default_factory=dict)  # the op's options (ops.PARAMS), as the case gives them
 
 
 @dataclass
@@ -58,6 +59,9 @@ class Adapter:
     name = "base"
     #: Extra API variants besides "default", by op.
     variants: dict[str, tuple[str, ...]] = {}
+    #: Variants that exist for an option (a composition users write where the framework's call
+    #: lacks it): they run only on the cases that set that option.
+    option_variants: dict[str, str] = {}
     modes: tuple[str, ...] = ("eager", "jit")
     #: Modes whose output can depend on the calls before it in the process (a compiler that
     #: reuses what it generated for other inputs), with the reason: `repro.check` reports a
@@ -77,8 +81,10 @@ class Adapter:
     def device_reason(self, device: str) -> str:
         return f"{self.name} has no {device} device here"
 
-    def variants_for(self, op: str) -> tuple[str, ...]:
-        return ("default",) + tuple(self.variants.get(op, ()))
+    def variants_for(self, op: str, options: Any = ()) -> tuple[str, ...]:
+        """The variants of `op` that run on a case with these options (names)."""
+        return ("default",) + tuple(v for v in self.variants.get(op, ())
+                                    if v not in self.option_variants or self.option_variants[v] in options)
 
     def run(self, call: Call) -> Output:
         raise NotImplementedError
@@ -86,6 +92,16 @@ class Adapter:
     def repro(self, call: Call) -> str:
         """A snippet that runs as is and prints the framework's answer for this call."""
         return ""
+
+    #: The op options (ops.PARAMS) this adapter's calls implement. An adapter that does not name
+    #: an option never sees a case that sets it (a skip with the reason): an option silently
+    #: ignored would be a wrong answer to another question.
+    takes: tuple[str, ...] = ()
+
+    def unsupported(self, op: str, variant: str, options: Any) -> str | None:
+        """Why (op, variant) cannot run with these options, or None."""
+        missing = [k for k in sorted(options) if k not in self.takes]
+        return f"{self.name}'s {op} ({variant}) takes no {', '.join(missing)}" if missing else None
 
 
 def job_name() -> str:
@@ -224,6 +240,37 @@ class SourceAdapter(Adapter):
 
     def check_device(self, call: Call) -> None:
         """Raise Unsupported where the call's device is not here."""
+
+    #: How each (op, variant) takes each option: a keyword argument ("label_smoothing={v}", joined
+    #: into the call's `{kw}`) or a rewrite of the labels ("optax.smooth_labels({y}, {v})", where
+    #: `{y}` is the labels expression so far). An option missing here is Unsupported (a skip).
+    options: dict[tuple[str, str], dict[str, str]] = {}
+
+    def unsupported(self, op: str, variant: str, options: Any) -> str | None:
+        table = self.options.get((op, variant), {})
+        for k in sorted(options):
+            if k not in table:
+                takes = sorted(v for (o, v), t in self.options.items() if o == op and k in t)
+                return (f"{self.name}'s {op} ({variant}) takes no {k}"
+                        + (f"; the {', '.join(takes)} variant does" if takes else ""))
+        return None
+
+    def render(self, template: str, call: Call, **fields: Any) -> str:
+        """The API template of the call with its options in: `{kw}` the keyword arguments
+        (", a=1, b=2" or ""), `{y}` the labels expression; `fields` fill the rest."""
+        why = self.unsupported(call.op, call.variant, call.options)
+        if why is not None:
+            raise Unsupported(why)
+        table = self.options.get((call.op, call.variant), {})
+        y, kw = "y", ""
+        for k in sorted(call.options):
+            frag = table[k]
+            v = repr(call.options[k])
+            if "{y}" in frag:
+                y = frag.format(y=y, v=v, **fields)
+            else:
+                kw += ", " + frag.format(v=v, **fields)
+        return template.format(y=y, kw=kw, **fields)
 
     # -- the machinery -----------------------------------------------------------------------
     def output_names(self, call: Call) -> tuple[str, ...]:

@@ -13,20 +13,36 @@ import numpy as np
 
 from .base import Call, SourceAdapter, Unsupported, compile_cache_dir, dtype_name, literal
 
-#: The op as users write it, by (op, variant): `{axis}` is the class axis.
+#: The op as users write it, by (op, variant): `{axis}` is the class axis, `{last}` the logits with
+#: it moved last, `{C}` the number of classes; `{y}` the labels and `{kw}` the options' keyword
+#: arguments (OPTIONS).
 API = {
     ("softmax", "default"): "jax.nn.softmax(x, axis={axis})",
     ("log_softmax", "default"): "jax.nn.log_softmax(x, axis={axis})",
     ("logsumexp", "default"): "jax.nn.logsumexp(x, axis={axis})",
     ("logsumexp", "scipy"): "jax.scipy.special.logsumexp(x, axis={axis})",
-    ("softmax_cross_entropy", "default"): "optax.softmax_cross_entropy(x, y, axis={axis})",
-    ("sparse_softmax_cross_entropy", "default"): "optax.softmax_cross_entropy_with_integer_labels(x, y, axis={axis})",
+    ("softmax_cross_entropy", "default"): "optax.softmax_cross_entropy(x, {y}, axis={axis})",
+    ("sparse_softmax_cross_entropy", "default"): "optax.softmax_cross_entropy_with_integer_labels(x, {y}, axis={axis})",
+    # optax's losses take no smoothing: users smooth the labels with optax.smooth_labels (over the
+    # last axis: moved there and back for another class axis), one-hot first for integer labels.
+    ("softmax_cross_entropy", "smooth_labels"): "optax.softmax_cross_entropy(x, {y}, axis={axis})",
+    ("sparse_softmax_cross_entropy", "smooth_labels"): "optax.softmax_cross_entropy({last}, {y})",
+}
+#: How each call takes the options (base.SourceAdapter.render).
+OPTIONS = {
+    ("softmax_cross_entropy", "smooth_labels"): {
+        "label_smoothing": "{from_last}optax.smooth_labels({to_last}{y}{to_last_end}, {v}){from_last_end}"},
+    ("sparse_softmax_cross_entropy", "smooth_labels"): {
+        "label_smoothing": "optax.smooth_labels(jax.nn.one_hot({y}, {C}, dtype=x.dtype), {v})"},
 }
 
 
 class JaxAdapter(SourceAdapter):
     name = "jax"
-    variants = {"logsumexp": ("scipy",)}
+    variants = {"logsumexp": ("scipy",), "softmax_cross_entropy": ("smooth_labels",),
+                "sparse_softmax_cross_entropy": ("smooth_labels",)}
+    option_variants = {"smooth_labels": "label_smoothing"}
+    options = OPTIONS
 
     imports = "import jax\nimport jax.numpy as jnp\nimport jax.scipy.special\nimport numpy as np\nimport optax"
 
@@ -100,7 +116,13 @@ class JaxAdapter(SourceAdapter):
 
     # -- the source --------------------------------------------------------------------------
     def expression(self, call: Call) -> str:
-        return API[(call.op, call.variant)].format(axis=call.axis)
+        nd = np.ndim(call.logits)
+        ax = call.axis % nd
+        moved = ax != nd - 1
+        return self.render(API[(call.op, call.variant)], call, axis=call.axis, C=np.shape(call.logits)[ax],
+                           last=f"jnp.moveaxis(x, {call.axis}, -1)" if moved else "x",
+                           to_last="jnp.moveaxis(" if moved else "", to_last_end=f", {call.axis}, -1)" if moved else "",
+                           from_last="jnp.moveaxis(" if moved else "", from_last_end=f", -1, {call.axis})" if moved else "")
 
     def step_source(self, call: Call) -> str:
         if call.check == "forward":

@@ -15,21 +15,33 @@ import numpy as np
 from .base import Call, SourceAdapter, Unsupported, compile_cache_dir, dtype_name, literal, set_by_harness
 
 #: The op as users write it, by (op, variant): `{axis}` is the class axis; `{last}` is the logits
-#: with the class axis moved last (the sparse op has no axis argument: its users transpose).
+#: with the class axis moved last (the sparse op has no axis argument: its users transpose); `{C}`
+#: the number of classes; `{y}` the labels and `{kw}` the options' keyword arguments (OPTIONS).
 API = {
     ("softmax", "default"): "tf.nn.softmax(x, axis={axis})",
     ("log_softmax", "default"): "tf.nn.log_softmax(x, axis={axis})",
     ("logsumexp", "default"): "tf.math.reduce_logsumexp(x, axis={axis})",
-    ("softmax_cross_entropy", "default"): "tf.nn.softmax_cross_entropy_with_logits(labels=y, logits=x, axis={axis})",
+    ("softmax_cross_entropy", "default"): "tf.nn.softmax_cross_entropy_with_logits(labels={y}, logits=x, axis={axis})",
     ("softmax_cross_entropy", "keras"):
-        "tf.keras.losses.CategoricalCrossentropy(from_logits=True, axis={axis}, reduction=None)(y, x)",
-    ("sparse_softmax_cross_entropy", "default"): "tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits={last})",
+        "tf.keras.losses.CategoricalCrossentropy(from_logits=True, axis={axis}, reduction=None{kw})({y}, x)",
+    ("sparse_softmax_cross_entropy", "default"): "tf.nn.sparse_softmax_cross_entropy_with_logits(labels={y}, logits={last})",
+    # Keras' sparse loss has no label smoothing: users one-hot the labels for the dense one.
+    ("sparse_softmax_cross_entropy", "keras_onehot"):
+        "tf.keras.losses.CategoricalCrossentropy(from_logits=True, reduction=None{kw})"
+        "(tf.one_hot({y}, {C}, dtype=x.dtype), {last})",
+}
+#: How each call takes the options (base.SourceAdapter.render); tf.nn's ops take none.
+OPTIONS = {
+    ("softmax_cross_entropy", "keras"): {"label_smoothing": "label_smoothing={v}"},
+    ("sparse_softmax_cross_entropy", "keras_onehot"): {"label_smoothing": "label_smoothing={v}"},
 }
 
 
 class TensorFlowAdapter(SourceAdapter):
     name = "tensorflow"
-    variants = {"softmax_cross_entropy": ("keras",)}
+    variants = {"softmax_cross_entropy": ("keras",), "sparse_softmax_cross_entropy": ("keras_onehot",)}
+    option_variants = {"keras_onehot": "label_smoothing"}
+    options = OPTIONS
 
     imports = "import tensorflow as tf"
 
@@ -94,7 +106,7 @@ class TensorFlowAdapter(SourceAdapter):
         nd = np.ndim(call.logits)
         ax = call.axis % nd
         last = "x" if ax == nd - 1 else f"tf.transpose(x, {[i for i in range(nd) if i != ax] + [ax]})"
-        return API[(call.op, call.variant)].format(axis=call.axis, last=last)
+        return self.render(API[(call.op, call.variant)], call, axis=call.axis, last=last, C=np.shape(call.logits)[ax])
 
     def step_source(self, call: Call) -> str:
         if call.check == "forward":

@@ -16,16 +16,20 @@ from .base import (Call, SourceAdapter, Unsupported, compile_cache_dir, dtype_na
                    set_by_harness)
 
 #: The op as users write it, by (op, variant): `{axis}` is the class axis; `{to1}` moves it to
-#: dim 1, where F.cross_entropy wants the classes ("" where it is there already).
+#: dim 1, where F.cross_entropy wants the classes ("" where it is there already); `{y}` the labels
+#: and `{kw}` the options' keyword arguments (OPTIONS).
 API = {
     ("softmax", "default"): "torch.softmax(x, dim={axis})",
     ("log_softmax", "default"): "F.log_softmax(x, dim={axis})",
     ("logsumexp", "default"): "torch.logsumexp(x, dim={axis})",
-    ("softmax_cross_entropy", "default"): "F.cross_entropy(x{to1}, y{to1}, reduction='none')",
-    ("softmax_cross_entropy", "CrossEntropyLoss"): "torch.nn.CrossEntropyLoss(reduction='none')(x{to1}, y{to1})",
-    ("sparse_softmax_cross_entropy", "default"): "F.cross_entropy(x{to1}, y, reduction='none')",
-    ("sparse_softmax_cross_entropy", "CrossEntropyLoss"): "torch.nn.CrossEntropyLoss(reduction='none')(x{to1}, y)",
+    ("softmax_cross_entropy", "default"): "F.cross_entropy(x{to1}, {y}{to1}, reduction='none'{kw})",
+    ("softmax_cross_entropy", "CrossEntropyLoss"): "torch.nn.CrossEntropyLoss(reduction='none'{kw})(x{to1}, {y}{to1})",
+    ("sparse_softmax_cross_entropy", "default"): "F.cross_entropy(x{to1}, {y}, reduction='none'{kw})",
+    ("sparse_softmax_cross_entropy", "CrossEntropyLoss"): "torch.nn.CrossEntropyLoss(reduction='none'{kw})(x{to1}, {y})",
 }
+#: How each call takes the options (base.SourceAdapter.render).
+OPTIONS = {(op, v): {"label_smoothing": "label_smoothing={v}"}
+           for op in ("softmax_cross_entropy", "sparse_softmax_cross_entropy") for v in ("default", "CrossEntropyLoss")}
 
 
 class TorchAdapter(SourceAdapter):
@@ -35,6 +39,7 @@ class TorchAdapter(SourceAdapter):
         "sparse_softmax_cross_entropy": ("CrossEntropyLoss",),
     }
     imports = "import torch\nimport torch.nn.functional as F"
+    options = OPTIONS
 
     def available(self) -> tuple[bool, str]:
         if importlib.util.find_spec("torch") is None:
@@ -99,7 +104,7 @@ class TorchAdapter(SourceAdapter):
         nd = np.ndim(call.logits)
         ax = call.axis % nd
         to1 = "" if nd == 1 or ax == 1 else f".movedim({call.axis}, 1)"
-        return API[(call.op, call.variant)].format(axis=call.axis, to1=to1)
+        return self.render(API[(call.op, call.variant)], call, axis=call.axis, to1=to1)
 
     def function_source(self, call: Call) -> str:
         src = f"f = lambda x, y: {self.expression(call)}"

@@ -359,6 +359,9 @@ def semantics(results: list[dict[str, Any]], limit: int = 300) -> dict[str, Any]
                 row["labels"] = short_value(inp.get("labels"), 8)
         elif isinstance(r.get("input_summary"), dict) and not row["input"]:
             row["input"] = _input_text(r["input_summary"])
+        if r.get("options") and "options" not in row:  # the op's options change the exact function (S19)
+            row["options"] = ", ".join(f"{k}={v}" for k, v in sorted(r["options"].items()))
+            row["input"] += f" ({row['options']})"
         ref = r.get("reference")
         if isinstance(ref, dict) and isinstance(ref.get("out"), dict) and not row["exact"]:
             row["exact"] = short_value(ref["out"].get("rounded", ref["out"].get("hi")))

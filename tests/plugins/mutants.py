@@ -24,6 +24,7 @@ class Careful(Adapter):
 
     name = "careful"
     modes = ("eager",)
+    takes = ("label_smoothing",)
     #: Overridden by mutants: the dtype computed in (None: float64) ...
     compute_dtype: str | None = None
 
@@ -60,6 +61,18 @@ class Careful(Adapter):
     def ce_vjp(self, s: np.ndarray, y: np.ndarray, ax: int) -> np.ndarray:
         return s * np.sum(y, axis=ax, keepdims=True) - y
 
+    def smooth(self, y: np.ndarray, eps: float, ax: int) -> np.ndarray:
+        """Label smoothing (docs/semantics.md S19): (1 - eps) y + eps / C over the class axis."""
+        return (1 - eps) * y + eps / y.shape[ax]
+
+    def ce_loss(self, y: np.ndarray, ls: np.ndarray, ax: int, eps: float) -> np.ndarray:
+        """-sum y_i log_softmax_i of the (smoothed) labels; zero labels contribute 0, also at -inf (S3)."""
+        return -np.sum(np.where(y != 0, y * ls, 0.0), axis=ax)
+
+    def labels_grad(self, ls: np.ndarray, eps: float) -> np.ndarray:
+        """d loss / d y = -(1 - eps) log_softmax (0 at eps = 1, where y does not matter)."""
+        return np.zeros_like(ls) if eps == 1 else -(1 - eps) * ls
+
     def finish(self, a: np.ndarray, dt: D.DType) -> tuple[np.ndarray, str]:
         """Round the float64 result to the tested dtype: (exact values as float64, dtype name)."""
         with np.errstate(over="ignore", invalid="ignore"):
@@ -88,6 +101,9 @@ class Careful(Adapter):
                 y = self.labels_of(call, ax, C)
             elif call.op == "softmax_cross_entropy":
                 y = np.asarray(call.labels, dtype=np.float64)
+            eps = float(call.options.get("label_smoothing", 0.0))
+            if y is not None and eps:
+                y = self.smooth(y, eps, ax)
             if call.check == "forward":
                 if call.op == "softmax":
                     out = s
@@ -95,8 +111,8 @@ class Careful(Adapter):
                     out = ls
                 elif call.op == "logsumexp":
                     out = np.squeeze(m + L, ax)
-                else:  # zero labels contribute 0, also at -inf (docs/semantics.md S3)
-                    out = -np.sum(np.where(y != 0, y * ls, 0.0), axis=ax)
+                else:
+                    out = self.ce_loss(y, ls, ax, eps)
                 arrays = {"out": out}
             else:
                 g = np.asarray(call.cotangent, dtype=np.float64)
@@ -111,7 +127,7 @@ class Careful(Adapter):
                     else:
                         arrays = {"d_logits": gg * self.ce_vjp(s, y, ax)}
                         if call.op == "softmax_cross_entropy":
-                            arrays["d_labels"] = gg * -ls
+                            arrays["d_labels"] = gg * self.labels_grad(ls, eps)
         vals, dts = {}, {}
         for k, a in arrays.items():
             vals[k], dts[k] = self.finish(a, dt)
@@ -310,7 +326,55 @@ class LabelsGradientDropped(Careful):
         return out
 
 
+class SmoothingOverOtherClasses(Careful):
+    """Label smoothing spread over the C - 1 other classes (fairseq's label_smoothed_nll_loss
+    convention: eps / (C - 1) off the target), not eps / C over all: a different loss under the
+    same name."""
+
+    name = "mutant_smoothing_c_minus_1"
+
+    def smooth(self, y: np.ndarray, eps: float, ax: int) -> np.ndarray:
+        C = y.shape[ax]
+        return (1 - eps) * y + eps / max(C - 1, 1) * (1 - y)
+
+
+class SmoothingOverLastAxis(Careful):
+    """eps / C with C the length of the last axis, whatever the class axis (Keras' bug)."""
+
+    name = "mutant_smoothing_last_axis"
+
+    def smooth(self, y: np.ndarray, eps: float, ax: int) -> np.ndarray:
+        return (1 - eps) * y + eps / y.shape[-1]
+
+
+class SmoothingSumInOutputDtype(Careful):
+    """The smoothed loss as (1 - eps) nll + eps / C sum_i (-log_softmax_i), the sum formed in the
+    tested dtype (torch's: it overflows float16 over a vocabulary)."""
+
+    name = "mutant_smoothing_sum_in_dtype"
+
+    def ce_loss(self, y: np.ndarray, ls: np.ndarray, ax: int, eps: float) -> np.ndarray:
+        if not eps:
+            return super().ce_loss(y, ls, ax, eps)
+        dt = D.get(self._dtype)
+        C = y.shape[ax]
+        y0 = (y - eps / C) / (1 - eps) if eps < 1 else np.zeros_like(y)
+        with np.errstate(all="ignore"):
+            total = np.sum(-ls, axis=ax).astype(dt.np).astype(np.float64)
+            return (1 - eps) * super().ce_loss(y0, ls, ax, 0.0) + eps / C * total
+
+
+class SmoothingLabelsGradUnscaled(Careful):
+    """d loss / d y without the smoothing's factor 1 - eps (the gradient of the unsmoothed loss)."""
+
+    name = "mutant_smoothing_labels_grad"
+
+    def labels_grad(self, ls: np.ndarray, eps: float) -> np.ndarray:
+        return -ls
+
+
 MUTANTS = [IgnoresCotangent, RoundsLseThenSubtracts, NoMaxShift, LogOfSoftmax, RecursiveLowPrecisionSum,
            LabelOffByOne, SoftmaxVjpWithoutCentering, CeGradAssumesNormalisedLabels, Float64InFloat32,
            FlushesSubnormals, WrongClassAxis, GlobalMax, HalfResultForFloat32, IgnoreIndexSilent, NanNotPropagated,
-           LabelsGradientDropped]
+           LabelsGradientDropped, SmoothingOverOtherClasses, SmoothingOverLastAxis, SmoothingSumInOutputDtype,
+           SmoothingLabelsGradUnscaled]

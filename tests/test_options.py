@@ -1,0 +1,198 @@
+"""The op options of the registry (harness.ops.PARAMS): exact references against mpmath at high
+precision, the special rows of docs/semantics.md S19, and the condition term.
+
+Label smoothing: the loss is taken against y' = (1 - eps) y + eps / C over the class axis (C its
+length), y the dense labels or the one-hot row of an integer label; eps is the case's double
+exactly."""
+
+from __future__ import annotations
+
+import math
+
+import mpmath
+import numpy as np
+import pytest
+
+from harness import dtypes as D
+from harness import ops as O
+from harness import reference as R
+from harness import verdict as V
+
+F64 = D.DTYPES["float64"]
+INF = math.inf
+BACKENDS = ["arb", "mpfr", "mpmath"]
+
+
+def _backend(name: str) -> str:
+    if name == "arb":
+        pytest.importorskip("flint")
+    return name
+
+
+def _mp_smoothed_ce(row: list[float], y: list[float], eps: float, g: float, prec: int = 400):
+    """loss, d_logits, d_labels of the smoothed dense CE of one row, by mpmath at `prec` bits,
+    straight from the definition (no max shift, no rearrangement)."""
+    with mpmath.workprec(prec):
+        C = len(row)
+        E = mpmath.mpf(eps)
+        yp = [(1 - E) * mpmath.mpf(v) + E / C for v in y]
+        lse = mpmath.log(mpmath.fsum(mpmath.exp(mpmath.mpf(v)) for v in row))
+        s = [mpmath.exp(mpmath.mpf(v) - lse) for v in row]
+        loss = mpmath.fsum(yp[i] * (lse - row[i]) for i in range(C))
+        Sy = mpmath.fsum(yp)
+        dl = [g * (s[i] * Sy - yp[i]) for i in range(C)]
+        dy = [g * (1 - E) * (lse - row[i]) for i in range(C)]
+        return loss, dl, dy
+
+
+ROWS = [  # logits, dense labels, eps
+    ([2.0, 1.5, 0.1, -1.0, 0.5], [0, 0, 0, 1, 0], 0.1),
+    ([0.2, 1.3, 1.7, 0.0, -2.0], [0.5, 0, 0.5, 1, 0], 0.25),
+    ([12.0, 0, 0, 0, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0, 0, 0], 0.1),
+    ([1.0, 2.0, 3.0, 4.0], [0.25, 0.5, 0.25, 0], 1.0),
+    ([-3.0, 0.0, 3.0, 1.0, 0.25], [1.5, -0.5, 0, 0, 0], 0.3),
+    ([1e4, 0.0, -1e4], [0, 1, 0], 1e-3),
+]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("row,y,eps", ROWS)
+def test_S19_smoothed_dense_ce_matches_mpmath(backend, row, y, eps):
+    be = _backend(backend)
+    x, yy = np.array([row]), np.array([y], dtype=np.float64)
+    opts = {"label_smoothing": eps}
+    fwd = R.compute("softmax_cross_entropy", "forward", x, yy, -1, F64, backend_name=be, options=opts)
+    grd = R.compute("softmax_cross_entropy", "grad", x, yy, -1, F64, backend_name=be, options=opts,
+                    cotangent=np.array([0.625]))
+    loss, dl, dy = _mp_smoothed_ce(row, y, eps, 0.625)
+    with mpmath.workprec(400):
+        def close(hi, lo, exact):
+            err = abs(mpmath.mpf(hi) + mpmath.mpf(lo) - exact)
+            return err <= abs(exact) * mpmath.mpf(2) ** -100 or err <= R.zero_floor(F64)
+
+        assert close(fwd.outputs["out"].hi[0], fwd.outputs["out"].lo[0], loss)
+        for i in range(len(row)):
+            assert close(grd.outputs["d_logits"].hi[0, i], grd.outputs["d_logits"].lo[0, i], dl[i]), i
+            assert close(grd.outputs["d_labels"].hi[0, i], grd.outputs["d_labels"].lo[0, i], dy[i]), i
+    if eps == 1.0:  # the loss no longer depends on y
+        assert np.all(grd.outputs["d_labels"].hi == 0.0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_S19_sparse_equals_dense_of_the_one_hot_row(backend):
+    be = _backend(backend)
+    x = np.array([[2.0, 1.5, 0.1, -1.0, 0.5], [0.2, 1.3, 1.7, 0.0, -2.0], [-3.0, 0.0, 3.0, 1.0, 0.25]])
+    lab = np.array([3, 1, 0])
+    onehot = (np.arange(5) == lab[:, None]).astype(np.float64)
+    opts = {"label_smoothing": 0.1}
+    for check in ("forward", "grad"):
+        sp = R.compute("sparse_softmax_cross_entropy", check, x, lab, -1, F64, backend_name=be, options=opts)
+        de = R.compute("softmax_cross_entropy", check, x, onehot, -1, F64, backend_name=be, options=opts)
+        name = "out" if check == "forward" else "d_logits"
+        np.testing.assert_array_equal(sp.outputs[name].hi, de.outputs[name].hi)
+        np.testing.assert_array_equal(sp.outputs[name].lo, de.outputs[name].lo)
+    # golden: 0.9 (lse - x_3) + 0.1 mean(lse - x) of each row, by mpmath, correctly rounded
+    out = R.compute("sparse_softmax_cross_entropy", "forward", x, lab, -1, F64, backend_name=be, options=opts)
+    for r in range(3):
+        loss, _, _ = _mp_smoothed_ce(list(x[r]), list(onehot[r]), 0.1, 1.0)
+        assert out.outputs["out"].hi[r] == float(loss)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_S19_special_rows(backend):
+    be = _backend(backend)
+    opts = {"label_smoothing": 0.1}
+    # A masked class: mass eps / C on a class of probability 0 -> +inf; d_logits finite, -g y'_i there.
+    x = np.array([[-INF, 0.0, 1.0, 2.0]])
+    f = R.compute("sparse_softmax_cross_entropy", "forward", x, np.array([3]), -1, F64, backend_name=be, options=opts)
+    assert f.outputs["out"].hi[0] == INF
+    g = R.compute("sparse_softmax_cross_entropy", "grad", x, np.array([3]), -1, F64, backend_name=be, options=opts,
+                  cotangent=np.array([1.0]))
+    assert g.outputs["d_logits"].hi[0, 0] == -0.1 / 4
+    # eps = 0 is the unsmoothed loss, bit for bit, the zero label at -inf contributing 0 (S3).
+    for check in ("forward", "grad"):
+        a = R.compute("sparse_softmax_cross_entropy", check, x, np.array([3]), -1, F64, backend_name=be,
+                      options={"label_smoothing": 0.0})
+        b = R.compute("sparse_softmax_cross_entropy", check, x, np.array([3]), -1, F64, backend_name=be)
+        for n in a.outputs:
+            np.testing.assert_array_equal(a.outputs[n].hi, b.outputs[n].hi)
+    # eps = 1: d_labels exactly 0, also at the -inf logit; the loss lse - mean(x) is +inf there.
+    d = R.compute("softmax_cross_entropy", "grad", x, np.array([[0, 0, 0, 1.0]]), -1, F64, backend_name=be,
+                  options={"label_smoothing": 1.0}, cotangent=np.array([1.0]))
+    np.testing.assert_array_equal(d.outputs["d_labels"].hi, [[0.0, 0.0, 0.0, 0.0]])
+    # One +inf logit at p = 0, label 0: the loss is +inf (mass eps / C off p); d_logits = delta_ip sum y' - y'_i.
+    xp = np.array([[INF, 0.0, 1.0]])
+    f = R.compute("sparse_softmax_cross_entropy", "forward", xp, np.array([0]), -1, F64, backend_name=be, options=opts)
+    assert f.outputs["out"].hi[0] == INF
+    g = R.compute("sparse_softmax_cross_entropy", "grad", xp, np.array([0]), -1, F64, backend_name=be, options=opts,
+                  cotangent=np.array([1.0]))
+    with mpmath.workprec(200):
+        want = [float(2 * mpmath.mpf(0.1) / 3), float(-mpmath.mpf(0.1) / 3), float(-mpmath.mpf(0.1) / 3)]
+    np.testing.assert_array_equal(g.outputs["d_logits"].hi[0], want)
+    # An invalid label stays invalid: NaN, marked invalid.
+    bad = R.compute("sparse_softmax_cross_entropy", "forward", np.array([[1.0, 2.0, 3.0]]), np.array([3]), -1, F64,
+                    backend_name=be, options=opts)
+    assert np.isnan(bad.outputs["out"].hi[0]) and bad.outputs["out"].invalid[0]
+
+
+def test_S19_class_axis_0_divides_by_the_class_count():
+    """Classes on axis 0 (4) with a batch of 3 on the last axis: eps / 4, not eps / 3."""
+    x = np.array([[2.0, 0.5, -1.0], [1.5, 1.0, 3.0], [0.1, -0.5, 0.0], [-1.0, 2.0, 0.5]])
+    x = x.astype(np.float32).astype(np.float64)  # the case's float32 values (0.1 -> 0.100000001490116)
+    y = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 0], [0, 0, 1.0]])
+    r = R.compute("softmax_cross_entropy", "forward", x, y, 0, F64, options={"label_smoothing": 0.2})
+    for j in range(3):
+        loss, _, _ = _mp_smoothed_ce(list(x[:, j]), list(y[:, j]), 0.2, 1.0)
+        assert r.outputs["out"].hi[j] == float(loss)
+    # the README's numbers (Keras divides by 3 and gets 0.9904549, ...)
+    np.testing.assert_allclose(r.outputs["out"].hi, [0.8610515224450684, 1.5646749655009753, 2.614925151560595],
+                               rtol=1e-15)
+
+
+def test_S19_condition_term_covers_a_rounded_eps_and_stays_shift_invariant():
+    """A float32 implementation that rounds eps to float32 (as Keras does) and forms y' in float32
+    passes; the budget of a row and of the row shifted by a representable constant are equal."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((6, 12)).astype(np.float32).astype(np.float64)
+    lab = rng.integers(0, 12, 6)
+    eps = 0.1
+    f32 = D.DTYPES["float32"]
+    ref = R.compute("sparse_softmax_cross_entropy", "forward", x, lab, -1, f32, options={"label_smoothing": eps})
+    e32 = np.float32(eps)
+    onehot = (np.arange(12) == lab[:, None]).astype(np.float32)
+    yp = (np.float32(1) - e32) * onehot + e32 / np.float32(12)
+    xs = x.astype(np.float32)
+    m = xs.max(-1, keepdims=True)
+    ls = (xs - m) - np.log(np.sum(np.exp(xs - m), -1, keepdims=True))
+    out = -np.sum(yp * ls, -1)
+    cond = V.condition("sparse_softmax_cross_entropy", "forward", x, lab, None, -1, "sqrt", {"label_smoothing": eps})
+    cond0 = V.condition("sparse_softmax_cross_entropy", "forward", x, lab, None, -1, "sqrt")
+    assert np.all(cond["out"] > cond0["out"])  # the smoothing terms are there
+    from harness.policy import load
+
+    tol = load("standard").tolerance("sparse_softmax_cross_entropy", "forward", "float32", "x", None)
+    v = V.judge("sparse_softmax_cross_entropy", "forward", {"out": out.astype(np.float64)}, {"out": "float32"}, None,
+                ref, f32, tol, cond, {"out": (6,)})
+    assert v.status == "pass", v.message
+    shifted = V.condition("sparse_softmax_cross_entropy", "forward", x + 1024.0, lab, None, -1, "sqrt",
+                          {"label_smoothing": eps})
+    np.testing.assert_allclose(shifted["out"], cond["out"], rtol=1e-12)
+    # eps / (C - 1) off the target (fairseq's convention) is another loss: it fails.
+    yw = (np.float32(1) - e32) * onehot + e32 / np.float32(11) * (1 - onehot)
+    wrong = -np.sum(yw * ls, -1)
+    v = V.judge("sparse_softmax_cross_entropy", "forward", {"out": wrong.astype(np.float64)}, {"out": "float32"}, None,
+                ref, f32, tol, cond, {"out": (6,)})
+    assert v.status == "fail"
+
+
+def test_options_are_declared_once_with_their_ranges():
+    assert set(O.PARAMS) == {"label_smoothing"}
+    assert {n for n, s in O.OPS.items() if "label_smoothing" in s.params} == {
+        "softmax_cross_entropy", "sparse_softmax_cross_entropy"}
+    p = O.PARAMS["label_smoothing"]
+    assert p.check(0.0) is None and p.check(1.0) is None
+    assert "[0, 1]" in p.check(1.5) and "finite number" in p.check(float("nan")) and p.check(True)
+    from harness.errors import HarnessInputError
+
+    with pytest.raises(HarnessInputError, match="takes no option 'label_smoothing'"):
+        R.compute("softmax", "forward", np.array([[1.0, 2.0]]), None, -1, F64, options={"label_smoothing": 0.1})
