@@ -94,6 +94,11 @@ class Case:
         with np.errstate(over="ignore"):
             return D.cast_exact(g, dt)
 
+    def options_for(self, dt: D.DType) -> dict[str, Any]:
+        """The options as the reference and the framework see them in dt: class weights cast to
+        dt (exact float values), hyper-parameters as given (ops.PARAMS, `cast`)."""
+        return O.cast_options(self.options, lambda a: D.cast_exact(a, dt))
+
     @property
     def shape(self) -> tuple[int, ...]:
         return tuple(np.shape(_resolve(self.logits, D.DTYPES["float64"])))
@@ -218,7 +223,7 @@ def parse_case(raw: Any, *, file: str, index: int, family: str | None, base: Pat
                 raise err(f"op {o!r} needs {need} labels, the case has "
                           f"{'none' if kind == 'none' else kind + ' labels'}", "labels")
     for o in ops:
-        O.validate_options(o, options, file=file, case=cid)
+        O.validate_options(o, options, shape[axis], file=file, case=cid)
     dts = raw.get("dtypes", D.DTYPE_NAMES)
     if isinstance(dts, str):
         dts = [dts]

@@ -122,13 +122,28 @@ def lab(be: Any, y: Any) -> Any:
 @dataclass(frozen=True)
 class Param:
     name: str
-    lo: float  # the valid range, both ends included
-    hi: float
-    default: Any
-    doc: str
+    kind: str  # "number" (a float in [lo, hi]), "integer", or "per_class" (C finite numbers)
+    lo: float = -math.inf  # the valid range of a number, both ends included
+    hi: float = math.inf
+    #: Whether the value is an input cast to the tested dtype like the logits (a tensor the framework
+    #: takes in that dtype: class weights), or a hyper-parameter taken exactly as given (S19).
+    cast: bool = False
+    doc: str = ""
 
-    def check(self, v: Any) -> str | None:
-        """Why `v` is not a valid value, or None."""
+    def check(self, v: Any, C: int | None = None) -> str | None:
+        """Why `v` is not a valid value (for C classes), or None."""
+        if self.kind == "integer":
+            if isinstance(v, bool) or not isinstance(v, int):
+                return f"{self.name} must be an integer, not {v!r}"
+            return None
+        if self.kind == "per_class":
+            ok = isinstance(v, list) and all(not isinstance(w, bool) and isinstance(w, (int, float))
+                                             and math.isfinite(w) for w in v)
+            if not ok:
+                return f"{self.name} must be a list of finite numbers, one per class, not {v!r}"
+            if C is not None and len(v) != C:
+                return f"{self.name} has {len(v)} entries for {C} classes"
+            return None
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
             return f"{self.name} must be a finite number, not {v!r}"
         if not self.lo <= v <= self.hi:
@@ -137,10 +152,23 @@ class Param:
 
 
 PARAMS: dict[str, Param] = {p.name: p for p in (
-    Param("label_smoothing", 0.0, 1.0, 0.0,
-          "epsilon in [0, 1]: the labels become (1 - epsilon) y + epsilon / C over the class axis, C its "
-          "length (torch, Keras and optax.smooth_labels agree); for integer labels y is the one-hot row"),
+    Param("label_smoothing", "number", 0.0, 1.0,
+          doc="epsilon in [0, 1]: the labels become (1 - epsilon) y + epsilon / C over the class axis, C its "
+              "length (torch, Keras and optax.smooth_labels agree); for integer labels y is the one-hot row (S19)"),
+    Param("weights", "per_class", cast=True,
+          doc="w, one finite number per class, cast to the tested dtype: the loss of a row is sum_i w_i y'_i "
+              "(lse - x_i), y' the (smoothed) one-hot row: w_k (lse - x_k) without smoothing (S20)"),
+    Param("ignore_index", "integer",
+          doc="a label value whose rows do not take part: loss and gradients exactly 0, whatever the row's "
+              "logits; any integer, a valid class index too (S20)"),
 )}
+
+
+def cast_options(opts: dict[str, Any], cast: Callable[[np.ndarray], np.ndarray]) -> dict[str, Any]:
+    """The options with their `cast` values (class weights) cast to the tested dtype by `cast`
+    (float64 arrays holding the cast values), as lists of floats: what the reference and the
+    framework see (S1)."""
+    return {k: (cast(np.asarray(v, dtype=np.float64)).tolist() if PARAMS[k].cast else v) for k, v in opts.items()}
 
 
 def smoothing(opts: dict[str, Any]) -> Fraction:
@@ -156,13 +184,37 @@ def smoothed(ys: list[Any], eps: Fraction) -> list[Any]:
     return [(1 - eps) * Fraction(y) + eps / C for y in ys]
 
 
-def labels_seen(y: np.ndarray | None, opts: dict[str, Any]) -> np.ndarray | None:
-    """The labels the loss is taken against (class axis last), in float64: the smoothed labels
-    under label smoothing (for the condition terms; the reference uses them exactly)."""
-    eps = float(opts.get("label_smoothing", 0.0))
-    if y is None or not eps:
+def ignored(lab_: Any, opts: dict[str, Any]) -> bool:
+    """Whether an integer label is the options' ignore_index: its row does not take part (S20)."""
+    return "ignore_index" in opts and lab_ == opts["ignore_index"]
+
+
+def sparse_labels(lab_: int, C: int, opts: dict[str, Any]) -> list[Any]:
+    """The dense labels the sparse loss of label k is taken against under the options (exact):
+    w_i ((1 - eps) delta_ik + eps / C), zero for an ignored row (S19, S20)."""
+    if ignored(lab_, opts):
+        return [0.0] * C
+    ys = smoothed([1.0 if i == lab_ else 0.0 for i in range(C)], smoothing(opts))
+    w = opts.get("weights")
+    if w is None:
+        return ys
+    return [Fraction(wi) * Fraction(y) if isinstance(y, Fraction) else wi * y for wi, y in zip(w, ys)]
+
+
+def labels_seen(y: np.ndarray | None, opts: dict[str, Any], lab: np.ndarray | None = None) -> np.ndarray | None:
+    """The labels the loss is taken against (class axis last), in float64, for the condition terms
+    (the reference uses them exactly): smoothed, weighted per class, zero on ignored rows. `lab`
+    holds the integer labels where `y` is their one-hot rows."""
+    if y is None:
         return y
-    return (1.0 - eps) * y + eps / y.shape[-1]
+    eps = float(opts.get("label_smoothing", 0.0))
+    if eps:
+        y = (1.0 - eps) * y + eps / y.shape[-1]
+    if "weights" in opts:
+        y = y * np.asarray(opts["weights"], dtype=np.float64)
+    if lab is not None and "ignore_index" in opts:
+        y = np.where((lab == opts["ignore_index"])[..., None], 0.0, y)
+    return y
 
 
 def signed_inf_sum(weights: list[float]) -> float:
@@ -265,10 +317,10 @@ def _logsumexp_condition(check: str, t: Terms) -> dict[str, np.ndarray]:
 # The cross-entropies (sparse labels are one-hot dense labels to the condition term)
 
 
-def _ce_formula(be: Any, check: str, r: Row, ys: Any, gs: Any, opts: dict[str, Any],
-                labels_grad: bool = True) -> dict[str, list[Any]]:
-    eps = smoothing(opts)
-    ys = smoothed(ys, eps)  # exact rationals under label smoothing
+def _ce_core(be: Any, check: str, r: Row, ys: list[Any], gs: Any, dy_factor: Fraction | None
+             ) -> dict[str, list[Any]]:
+    """The dense cross-entropy of the labels `ys` the loss is taken against (floats, or exact
+    rationals under an option), and d_labels times `dy_factor` (None: no d_labels)."""
     Y = [lab(be, y) if isinstance(y, Fraction) else y for y in ys]
     if check == "forward":
         # -sum y_i log_softmax_i = sum y_i (L - d_i); y_i = 0 contributes 0 even at -inf.
@@ -282,22 +334,25 @@ def _ce_formula(be: Any, check: str, r: Row, ys: Any, gs: Any, opts: dict[str, A
     dl = [(-lab(be, y)) * gs if si == 0.0 else
           ((rest - r.one_minus_sk * Sy) if i == r.k else (si * Sy - Yi)) * gs
           for i, (y, Yi, si) in enumerate(zip(ys, Y, r.s))]
-    if not labels_grad:
+    if dy_factor is None:
         return {"d_logits": dl}
     # d loss / d y_i = (1 - eps) (L - d_i): the smoothed labels' own derivative; 0 at eps = 1,
     # where the loss no longer depends on y (even at a -inf logit).
-    if eps == 1:
+    if dy_factor == 0:
         return {"d_logits": dl, "d_labels": [0.0] * len(ys)}
-    f = lab(be, 1 - eps) if eps else None
+    f = lab(be, dy_factor) if dy_factor != 1 else None
     dy = [scaled_inf(gs) if di is None else (r.L - di) * gs if f is None else (r.L - di) * gs * f for di in r.d]
     return {"d_logits": dl, "d_labels": dy}
 
 
-def _ce_limit(be: Any, check: str, xs: list[float], ys: Any, gs: Any, p: int, opts: dict[str, Any]
-              ) -> dict[str, list[Any]]:
-    C = len(xs)
+def _ce_formula(be: Any, check: str, r: Row, ys: Any, gs: Any, opts: dict[str, Any]) -> dict[str, list[Any]]:
     eps = smoothing(opts)
-    ys = smoothed(ys, eps)
+    return _ce_core(be, check, r, smoothed(ys, eps), gs, 1 - eps)
+
+
+def _ce_limit_core(be: Any, check: str, ys: list[Any], gs: Any, p: int, dy_factor: Fraction | None
+                   ) -> dict[str, list[Any]]:
+    C = len(ys)
     if check == "forward":
         inf_terms = [y for i, y in enumerate(ys) if i != p and y != 0]
         return {"out": [signed_inf_sum(inf_terms) if inf_terms else 0.0]}
@@ -305,25 +360,41 @@ def _ce_limit(be: Any, check: str, xs: list[float], ys: Any, gs: Any, p: int, op
     rest = exact_sum(be, [y for i, y in enumerate(ys) if i != p])
     with be.context(4400):
         dl = [rest * gs if i == p else (-lab(be, y)) * gs for i, y in enumerate(ys)]
-    dy = [0.0 if i == p or eps == 1 else scaled_inf(gs) for i in range(C)]
-    return {"d_logits": dl, "d_labels": dy}
+    if dy_factor is None:
+        return {"d_logits": dl}
+    return {"d_logits": dl, "d_labels": [0.0 if i == p or dy_factor == 0 else scaled_inf(gs) for i in range(C)]}
+
+
+def _ce_limit(be: Any, check: str, xs: list[float], ys: Any, gs: Any, p: int, opts: dict[str, Any]
+              ) -> dict[str, list[Any]]:
+    eps = smoothing(opts)
+    return _ce_limit_core(be, check, smoothed(ys, eps), gs, p, 1 - eps)
 
 
 def _ce_condition(check: str, t: Terms) -> dict[str, np.ndarray]:
-    y = t.y  # the labels the loss is taken against (smoothed under label smoothing)
+    y = t.y  # the labels the loss is taken against (smoothed, weighted, zero where ignored)
     eps = float(t.opts.get("label_smoothing", 0.0))
+    w = np.abs(np.asarray(t.opts["weights"], dtype=np.float64)) if "weights" in t.opts else None
     if eps:
         # The framework forms y' = (1 - eps) y + eps / C in the tested dtype (three roundings,
         # each relative to a term of the sum), and may round eps itself to that dtype first (Keras
-        # does): y'_i is off by at most c_i = 3 ((1 - eps)|y_i| + eps / C) + eps (|y_i| + 1/C) u.
+        # does): y'_i is off by at most c_i = 3 ((1 - eps)|y_i| + eps / C) + eps (|y_i| + 1/C) u,
+        # times |w_i| under class weights.
         y0 = np.abs(t.y0)
         C = y0.shape[-1]
         c = 3 * ((1 - eps) * y0 + eps / C) + eps * (y0 + 1.0 / C)
+        c = np.where(np.any(y != 0, axis=-1, keepdims=True), c, 0.0)  # an ignored row: exactly 0
+        if w is not None:
+            c = c * w
+    if w is not None:  # each weighted term w_i y'_i (L - d_i) rounds once more: u |y''_i| (L + |d_i|)
+        cw = np.abs(y)
+        c = c + cw if eps else cw
+    weighted_or_smoothed = eps or w is not None
     if check == "forward":  # sum_i y_i (L - d_i): each term as log_softmax, and the sum of the n nonzero ones
         n = np.sum(y != 0, axis=-1, keepdims=True)  # (L - d_i >= 0): a sum of one term is exact
         sig_y = np.where(n > 1, sum_term(n, t.summation), 0.0)
         A = np.sum(np.abs(y) * (t.W + sig_y * (t.L + t.absd)), axis=-1)
-        if eps:
+        if weighted_or_smoothed:
             A = A + np.sum(c * (t.L + t.absd), axis=-1)
         return {"out": A}
     gr = np.abs(t.g)  # the row's cotangent scales every term: g (s_i sum y - y_i), g (L - d_i)
@@ -333,19 +404,16 @@ def _ce_condition(check: str, t: Terms) -> dict[str, np.ndarray]:
     # d_labels, for the dense op (the caller keeps the op's grad_outputs): (1 - eps) g (L - d_i),
     # the factor 1 - eps rounded once (a term L + |d_i| of the value itself)
     dy = gr * t.W
-    if eps:
+    if weighted_or_smoothed:
         dl = dl + gr * (t.s * np.sum(c, axis=-1, keepdims=True) + c)
+    if eps:
         dy = gr * (t.W + t.L + t.absd)
     return {"d_logits": dl, "d_labels": dy}
 
 
-def _onehot(lab_: int, C: int) -> list[float]:
-    return [1.0 if i == lab_ else 0.0 for i in range(C)]
-
-
 def _sparse_formula(be: Any, check: str, r: Row, lab_: Any, gs: Any, opts: dict[str, Any]) -> dict[str, list[Any]]:
-    if smoothing(opts):  # the dense loss of the smoothed one-hot row
-        return _ce_formula(be, check, r, _onehot(lab_, len(r.d)), gs, opts, labels_grad=False)
+    if opts:  # the dense loss of the labels the options make of the one-hot row (S19, S20)
+        return _ce_core(be, check, r, sparse_labels(lab_, len(r.d), opts), gs, None)
     if check == "forward":
         return {"out": [_INF if r.d[lab_] is None else r.L - r.d[lab_]]}
     out = []
@@ -364,9 +432,8 @@ def _sparse_formula(be: Any, check: str, r: Row, lab_: Any, gs: Any, opts: dict[
 
 def _sparse_limit(be: Any, check: str, xs: list[float], lab_: Any, gs: Any, p: int, opts: dict[str, Any]
                   ) -> dict[str, list[Any]]:
-    if smoothing(opts):
-        out = _ce_limit(be, check, xs, _onehot(lab_, len(xs)), gs, p, opts)
-        return {k: v for k, v in out.items() if k != "d_labels"}
+    if opts:
+        return _ce_limit_core(be, check, sparse_labels(lab_, len(xs), opts), gs, p, None)
     if check == "forward":
         return {"out": [0.0 if lab_ == p else _INF]}
     return {"d_logits": [((1.0 if i == p else 0.0) - (1.0 if i == lab_ else 0.0)) * gs for i in range(len(xs))]}
@@ -402,7 +469,7 @@ OPS: dict[str, OpSpec] = {s.name: s for s in (
     OpSpec("softmax_cross_entropy", "dense", True, ("d_logits", "d_labels"), _ce_formula, _ce_limit,
            _ce_condition, params=("label_smoothing",), doc="-sum_i y_i log_softmax(x)_i, dense (soft) labels"),
     OpSpec("sparse_softmax_cross_entropy", "sparse", True, ("d_logits",), _sparse_formula, _sparse_limit,
-           _ce_condition, params=("label_smoothing",), doc="-log_softmax(x)_k, integer labels"),
+           _ce_condition, params=("label_smoothing", "weights", "ignore_index"), doc="-log_softmax(x)_k, integer labels"),
 )}
 
 #: The named cotangents of the grad check (docs/semantics.md S15): the gradient of a sum, a
@@ -421,15 +488,15 @@ def get(name: str) -> OpSpec:
         raise HarnessInputError(f"unknown op {name!r}", field="op", choices=OP_NAMES) from None
 
 
-def validate_options(op: str, options: dict[str, Any], **where: Any) -> None:
-    """An option the op does not take, or a value outside the option's range, is an error naming
-    the valid ones."""
+def validate_options(op: str, options: dict[str, Any], C: int | None = None, **where: Any) -> None:
+    """An option the op does not take, or a value outside the option's range (for C classes), is
+    an error naming the valid ones."""
     spec = get(op)
     for k, v in options.items():
         if k not in spec.params:
             raise HarnessInputError(f"op {op!r} takes no option {k!r}", field=k,
                                     choices=list(spec.params) or ["(none)"], **where)
-        why = PARAMS[k].check(v)
+        why = PARAMS[k].check(v, C)
         if why is not None:
             raise HarnessInputError(why, field=k, **where)
 

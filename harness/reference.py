@@ -369,7 +369,6 @@ def compute(op: str, check: str, logits: np.ndarray, labels: np.ndarray | None, 
     """
     spec = O.get(op)
     opts = dict(options or {})
-    O.validate_options(op, opts)
     be = backend(backend_name)
     x = np.asarray(logits, dtype=np.float64)
     if x.ndim == 0:
@@ -378,6 +377,7 @@ def compute(op: str, check: str, logits: np.ndarray, labels: np.ndarray | None, 
     xm = np.moveaxis(x, ax, -1)
     batch_shape, C = xm.shape[:-1], xm.shape[-1]
     N = int(np.prod(batch_shape, dtype=np.int64))
+    O.validate_options(op, opts, C)
     X = xm.reshape(N, C)
     Y = None
     if spec.labels == "dense":
@@ -995,7 +995,10 @@ def _special_row(be: Any, op: str, check: str, xs: list[float], ys: Any,
     def fill(v: float, invalid: bool = False) -> tuple[dict[str, list[Any]], bool]:
         return {n: [v] * width for n in names}, invalid
 
-    # Invalid labels first: the input is outside the op's domain whatever the logits are.
+    # An ignored row first: it does not take part, whatever its logits (S20); then invalid labels:
+    # the input is outside the op's domain whatever the logits are.
+    if spec.labels == "sparse" and O.ignored(ys, opts):
+        return fill(0.0)
     if spec.labels == "sparse" and not (0 <= ys < C):
         return fill(_NAN, True)
     if spec.labels == "dense" and any(not math.isfinite(y) for y in ys):

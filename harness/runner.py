@@ -177,7 +177,7 @@ class Session:
 
     def reference(self, item: Item, x: np.ndarray, y: np.ndarray | None, dt: D.DType,
                   rows: np.ndarray | None, g: np.ndarray | None = None) -> tuple[R.Reference, bool]:
-        opts = item.case.options
+        opts = item.case.options_for(dt)
         k = cache_key(item.op, item.check, dt.name, item.case.axis, x, y, rows, R.claim_bits(dt), g, opts)
         if k in self._refs:
             return self._refs[k], True
@@ -235,7 +235,7 @@ class Session:
         call = A.Call(item.op, item.check, item.variant, x.astype(dt.np),
                       None if y is None else (y if spec.labels == "sparse" else y.astype(dt.np)),
                       case.axis, None if g is None else g.astype(dt.np), item.dtype, item.device, item.mode,
-                      case.source, case.id, item.cotangent, dict(case.options))
+                      case.source, case.id, item.cotangent, case.options_for(dt))
         raised: BaseException | None = None
         out: A.Output | None = None
         t0 = time.perf_counter()
@@ -265,7 +265,7 @@ class Session:
         t0 = time.perf_counter()
         tol = self.policy.tolerance(item.op, item.check, item.dtype, item.framework, case.tolerance)
         expected = O.output_shapes(item.op, item.check, x.shape, ax)
-        cond = condition(item.op, item.check, x, y, g, ax, tol.summation, case.options) if out is not None else {}
+        cond = condition(item.op, item.check, x, y, g, ax, tol.summation, case.options_for(dt)) if out is not None else {}
         checked = _checked_masks(ref, expected, rows, ax, item, x.shape) if rows is not None else None
         v = judge(item.op, item.check, None if out is None else out.arrays,
                   None if out is None else out.dtypes, raised, ref, dt, tol, cond, expected, checked)

@@ -88,23 +88,30 @@ def condition(op: str, check: str, x: np.ndarray, y: np.ndarray | None, g: np.nd
         bad_row = ~np.all(np.isfinite(xm) | masked, axis=-1, keepdims=True) | ~np.isfinite(m + L)
         if spec.labels == "dense":
             ym = np.moveaxis(np.asarray(y, np.float64), ax, -1)
-        elif spec.labels == "sparse":
+        lab, ign = None, None
+        if spec.labels == "sparse":
             lab = np.asarray(y).reshape(xm.shape[:-1])
             ym = (np.arange(C) == lab[..., None]).astype(np.float64)
-        else:
+        elif spec.labels == "none":
             ym = None
         gm = None
         if check == "grad":  # a reduction's cotangent is one number per row
             gm = (np.asarray(g, np.float64).reshape(xm.shape[:-1])[..., None] if spec.reduces
                   else np.moveaxis(np.asarray(g, np.float64), ax, -1))
         opts = dict(options or {})
-        terms = O.Terms(s, absd, L, Dw, sig, W, m, O.labels_seen(ym, opts), gm, summation, ym, opts)
+        if lab is not None and "ignore_index" in opts:  # an ignored row does not take part (S20)
+            ign = lab == opts["ignore_index"]
+            bad_row = bad_row & ~ign[..., None]
+            ym = np.where(ign[..., None], 0.0, ym)
+        terms = O.Terms(s, absd, L, Dw, sig, W, m, O.labels_seen(ym, opts, lab), gm, summation, ym, opts)
         names = ("out",) if check == "forward" else spec.grad_outputs
         out: dict[str, np.ndarray] = {}
         for name, A in spec.condition(check, terms).items():
             if name not in names:
                 continue
             A = np.nan_to_num(A, nan=_BIG, posinf=_BIG)
+            if ign is not None:  # an ignored row's exact outputs are 0 whatever its logits: budget 0
+                A = np.where(ign[..., None] if A.ndim == xm.ndim else ign, 0.0, A)
             if A.ndim == xm.ndim:
                 out[name] = np.moveaxis(np.where(bad_row, np.inf, A), -1, ax)
             else:

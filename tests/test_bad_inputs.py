@@ -39,7 +39,7 @@ SENTINEL = b'{"kind": "sentinel", "note": "an earlier run; must survive a run on
 
 OPS = "softmax, log_softmax, logsumexp, softmax_cross_entropy, sparse_softmax_cross_entropy"
 DTYPES = "float16, bfloat16, float32, float64"
-CASE_KEYS = "axis, cotangent, dtypes, grad, id, label_smoothing, labels, logits, op, tags, tolerance, why"
+CASE_KEYS = "axis, cotangent, dtypes, grad, id, ignore_index, label_smoothing, labels, logits, op, tags, tolerance, weights, why"
 BUDGET_KEYS = "check, cond, dtype, framework, op, reason, summation, ulp"
 TOKENS_HINT = '"inf", "-inf", "nan"'
 #: Cuts a run that wrongly gets past validation down to one result (softmax forward, float64).
@@ -126,6 +126,16 @@ ROWS: list[Row] = [
     Row("case-option-no-op-takes-it", "an option no op of the case's labels takes (`label_smoothing`, no labels, no `op`)",
         CASES, [FILE, CASE, "field 'label_smoothing'", "no op with none labels takes the option(s) ['label_smoothing']"],
         {"bad.json": _case_file({"label_smoothing": 0.1})}),
+    Row("case-weights-wrong-length", "`weights` with 2 entries for 3 classes", CASES,
+        [FILE, CASE, "field 'weights'", "weights has 2 entries for 3 classes"],
+        {"bad.json": _case_file({"op": "sparse_softmax_cross_entropy", "labels": [1], "weights": [1.0, 2.0]})}),
+    Row("case-ignore-index-not-integer", "`ignore_index` that is not an integer (`-100.5`)", CASES,
+        [FILE, CASE, "field 'ignore_index'", "ignore_index must be an integer, not -100.5"],
+        {"bad.json": _case_file({"op": "sparse_softmax_cross_entropy", "labels": [1], "ignore_index": -100.5})}),
+    Row("case-weights-on-dense-op", "`weights` on the dense cross-entropy (sparse only)", CASES,
+        [FILE, CASE, "field 'weights'", "op 'softmax_cross_entropy' takes no option 'weights'",
+         "valid: label_smoothing"],
+        {"bad.json": _case_file({"op": "softmax_cross_entropy", "labels": [[0, 1, 0]], "weights": [1, 2, 3]})}),
     # ---------------------------------------------------------------- case files: op and labels
     Row("case-unknown-op", 'unknown op (`"op": "softmaxx"`)', CASES,
         [FILE, CASE, "field 'op'", "unknown op 'softmaxx'", f"valid: {OPS}"], {"bad.json": _case_file({"op": "softmaxx"})}),

@@ -186,7 +186,10 @@ def test_S19_condition_term_covers_a_rounded_eps_and_stays_shift_invariant():
 
 
 def test_options_are_declared_once_with_their_ranges():
-    assert set(O.PARAMS) == {"label_smoothing"}
+    assert set(O.PARAMS) == {"label_smoothing", "weights", "ignore_index"}
+    assert {n for n, s in O.OPS.items() if "weights" in s.params} == {"sparse_softmax_cross_entropy"}
+    assert O.PARAMS["weights"].check([1.0, 2.0], 3) == "weights has 2 entries for 3 classes"
+    assert "integer" in O.PARAMS["ignore_index"].check(1.5)
     assert {n for n, s in O.OPS.items() if "label_smoothing" in s.params} == {
         "softmax_cross_entropy", "sparse_softmax_cross_entropy"}
     p = O.PARAMS["label_smoothing"]
@@ -196,3 +199,99 @@ def test_options_are_declared_once_with_their_ranges():
 
     with pytest.raises(HarnessInputError, match="takes no option 'label_smoothing'"):
         R.compute("softmax", "forward", np.array([[1.0, 2.0]]), None, -1, F64, options={"label_smoothing": 0.1})
+
+
+# ---------------------------------------------------------------------------------------------
+# S20: class weights and ignored rows
+
+
+def _mp_weighted_sparse(row, k, w, eps, g, prec=400):
+    """Loss and d_logits of sum_i w_i y'_i (lse - x_i), y' the smoothed one-hot row, by mpmath."""
+    y = [1.0 if i == k else 0.0 for i in range(len(row))]
+    with mpmath.workprec(prec):
+        E = mpmath.mpf(eps)
+        yw = [mpmath.mpf(w[i]) * ((1 - E) * y[i] + E / len(row)) for i in range(len(row))]
+        lse = mpmath.log(mpmath.fsum(mpmath.exp(mpmath.mpf(v)) for v in row))
+        s = [mpmath.exp(mpmath.mpf(v) - lse) for v in row]
+        loss = mpmath.fsum(yw[i] * (lse - row[i]) for i in range(len(row)))
+        S = mpmath.fsum(yw)
+        return loss, [g * (s[i] * S - yw[i]) for i in range(len(row))]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+def test_S20_weighted_sparse_ce_matches_mpmath(backend, eps):
+    be = _backend(backend)
+    x = np.array([[2.0, 1.5, 0.1, -1.0, 0.5], [0.2, 1.3, 1.7, 0.0, -2.0], [-3.0, 0.0, 3.0, 1.0, 0.25]])
+    lab = np.array([3, 1, 0])
+    w = [0.5, 2.0, 1.0, 0.25, -3.0]
+    opts = {"weights": w, "label_smoothing": eps} if eps else {"weights": w}
+    f = R.compute("sparse_softmax_cross_entropy", "forward", x, lab, -1, F64, backend_name=be, options=opts)
+    gr = R.compute("sparse_softmax_cross_entropy", "grad", x, lab, -1, F64, backend_name=be, options=opts,
+                   cotangent=np.array([1.0, -0.375, 0.625]))
+    for r, gg in zip(range(3), (1.0, -0.375, 0.625)):
+        loss, dl = _mp_weighted_sparse(list(x[r]), lab[r], w, eps, gg)
+        assert f.outputs["out"].hi[r] == float(loss)  # correctly rounded to float64
+        np.testing.assert_array_equal(gr.outputs["d_logits"].hi[r], [float(v) for v in dl])
+    if not eps:  # w_k (lse - x_k): the unweighted loss times the label's weight, exactly as rounded
+        plain = R.compute("sparse_softmax_cross_entropy", "forward", x, lab, -1, F64, backend_name=be)
+        with mpmath.workprec(300):
+            for r in range(3):
+                want = mpmath.mpf(w[lab[r]]) * (mpmath.mpf(plain.outputs["out"].hi[r]) + plain.outputs["out"].lo[r])
+                assert abs(f.outputs["out"].hi[r] - want) <= abs(want) * 2.0 ** -52
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_S20_ignored_rows_are_exactly_zero_whatever_their_logits(backend):
+    be = _backend(backend)
+    nan = float("nan")
+    x = np.array([[2.0, 1.0, 0.5], [nan, 0.0, 1.0], [-INF, -INF, -INF], [INF, INF, 0.0], [1.0, 3.0, 2.0]])
+    lab = np.array([2, -100, -100, -100, 1])
+    opts = {"ignore_index": -100}
+    f = R.compute("sparse_softmax_cross_entropy", "forward", x, lab, -1, F64, backend_name=be, options=opts)
+    g = R.compute("sparse_softmax_cross_entropy", "grad", x, lab, -1, F64, backend_name=be, options=opts,
+                  cotangent=np.ones(5))
+    np.testing.assert_array_equal(f.outputs["out"].hi[1:4], [0.0, 0.0, 0.0])
+    np.testing.assert_array_equal(g.outputs["d_logits"].hi[1:4], np.zeros((3, 3)))
+    assert not f.outputs["out"].invalid.any()
+    plain = R.compute("sparse_softmax_cross_entropy", "forward", x[[0, 4]], lab[[0, 4]], -1, F64, backend_name=be)
+    np.testing.assert_array_equal(f.outputs["out"].hi[[0, 4]], plain.outputs["out"].hi)
+    # an ignore_index that is a valid class ignores that class's rows; other out-of-range labels stay invalid
+    h = R.compute("sparse_softmax_cross_entropy", "forward", np.array([[1.0, 2.0], [1.0, 2.0], [1.0, 2.0]]),
+                  np.array([1, 0, 7]), -1, F64, backend_name=be, options={"ignore_index": 1})
+    assert h.outputs["out"].hi[0] == 0.0 and h.outputs["out"].hi[1] > 0 and h.outputs["out"].invalid[2]
+    # a zero weight on the label of a -inf logit is a zero label (S3): 0, not 0 * inf
+    z = R.compute("sparse_softmax_cross_entropy", "forward", np.array([[-INF, 0.0, 1.0]]), np.array([0]), -1, F64,
+                  backend_name=be, options={"weights": [0.0, 1.0, 1.0]})
+    assert z.outputs["out"].hi[0] == 0.0
+
+
+def test_S20_condition_budget_is_zero_on_ignored_rows_and_catches_a_wrong_weight():
+    x = np.array([[2.0, 1.0, 0.5, -1.0], [-INF, -INF, -INF, -INF], [0.5, 2.0, 1.0, 0.0]])
+    lab = np.array([2, -100, 3])
+    w = [0.5, 2.0, 1.0, 4.0]
+    opts = {"weights": w, "ignore_index": -100}
+    for check, g in (("forward", None), ("grad", np.ones(3))):
+        cond = V.condition("sparse_softmax_cross_entropy", check, x, lab, g, -1, "sqrt", opts)
+        a = cond["out" if check == "forward" else "d_logits"]
+        assert np.all(a[1] == 0.0) and np.all(np.isfinite(a[[0, 2]]))
+    f32 = D.DTYPES["float32"]
+    ref = R.compute("sparse_softmax_cross_entropy", "forward", x, lab, -1, f32, options=opts)
+    from harness.policy import load
+
+    tol = load("standard").tolerance("sparse_softmax_cross_entropy", "forward", "float32", "x", None)
+    cond = V.condition("sparse_softmax_cross_entropy", "forward", x, lab, None, -1, "sqrt", opts)
+    good = ref.outputs["out"].rounded.copy()
+    v = V.judge("sparse_softmax_cross_entropy", "forward", {"out": good}, {"out": "float32"}, None, ref, f32, tol,
+                cond, {"out": (3,)})
+    assert v.status == "pass", v.message
+    wrong = good.copy()
+    wrong[2] = np.float32(good[2] / 4.0)  # the row's loss unweighted (w_3 = 4 dropped)
+    v = V.judge("sparse_softmax_cross_entropy", "forward", {"out": wrong}, {"out": "float32"}, None, ref, f32, tol,
+                cond, {"out": (3,)})
+    assert v.status == "fail"
+    tiny = good.copy()
+    tiny[1] = 1e-30  # an ignored row must be exactly 0
+    v = V.judge("sparse_softmax_cross_entropy", "forward", {"out": tiny}, {"out": "float32"}, None, ref, f32, tol,
+                cond, {"out": (3,)})
+    assert v.status == "fail"

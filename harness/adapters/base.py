@@ -61,7 +61,7 @@ class Adapter:
     variants: dict[str, tuple[str, ...]] = {}
     #: Variants that exist for an option (a composition users write where the framework's call
     #: lacks it): they run only on the cases that set that option.
-    option_variants: dict[str, str] = {}
+    option_variants: dict[str, tuple[str, ...]] = {}
     modes: tuple[str, ...] = ("eager", "jit")
     #: Modes whose output can depend on the calls before it in the process (a compiler that
     #: reuses what it generated for other inputs), with the reason: `repro.check` reports a
@@ -84,7 +84,7 @@ class Adapter:
     def variants_for(self, op: str, options: Any = ()) -> tuple[str, ...]:
         """The variants of `op` that run on a case with these options (names)."""
         return ("default",) + tuple(v for v in self.variants.get(op, ())
-                                    if v not in self.option_variants or self.option_variants[v] in options)
+                                    if v not in self.option_variants or set(self.option_variants[v]) & set(options))
 
     def run(self, call: Call) -> Output:
         raise NotImplementedError
@@ -241,10 +241,13 @@ class SourceAdapter(Adapter):
     def check_device(self, call: Call) -> None:
         """Raise Unsupported where the call's device is not here."""
 
-    #: How each (op, variant) takes each option: a keyword argument ("label_smoothing={v}", joined
-    #: into the call's `{kw}`) or a rewrite of the labels ("optax.smooth_labels({y}, {v})", where
-    #: `{y}` is the labels expression so far). An option missing here is Unsupported (a skip).
-    options: dict[tuple[str, str], dict[str, str]] = {}
+    #: How each (op, variant) takes each option, as users write it: a keyword argument (a string,
+    #: "label_smoothing={v}", joined into the template's `{kw}`), or rewrites of named parts of
+    #: the call ({"y": ..., "out": ...}): `y` the labels expression (its template holds `{y}`, the
+    #: labels so far), `out` the whole expression (`{out}`, the call so far). `{v}` is the value's
+    #: repr. The labels' rewrites of every option come first, then the others in the order of
+    #: ops.PARAMS. An option missing here is Unsupported (a skip with the reason).
+    options: dict[tuple[str, str], dict[str, Any]] = {}
 
     def unsupported(self, op: str, variant: str, options: Any) -> str | None:
         table = self.options.get((op, variant), {})
@@ -256,21 +259,28 @@ class SourceAdapter(Adapter):
         return None
 
     def render(self, template: str, call: Call, **fields: Any) -> str:
-        """The API template of the call with its options in: `{kw}` the keyword arguments
-        (", a=1, b=2" or ""), `{y}` the labels expression; `fields` fill the rest."""
+        """The API template of the call with its options in (see `options`); `fields` fill the rest
+        (`{axis}`, ...)."""
+        from .. import ops as O
+
         why = self.unsupported(call.op, call.variant, call.options)
         if why is not None:
             raise Unsupported(why)
         table = self.options.get((call.op, call.variant), {})
+        parts = [(k, {"kw": f} if isinstance(f, str) else f) for k in O.PARAMS if k in call.options
+                 for f in [table[k]]]
         y, kw = "y", ""
-        for k in sorted(call.options):
-            frag = table[k]
-            v = repr(call.options[k])
-            if "{y}" in frag:
-                y = frag.format(y=y, v=v, **fields)
-            else:
-                kw += ", " + frag.format(v=v, **fields)
-        return template.format(y=y, kw=kw, **fields)
+        for k, f in parts:
+            if "y" in f:
+                y = f["y"].format(y=y, v=repr(call.options[k]), **fields)
+        for k, f in parts:
+            if "kw" in f:
+                kw += ", " + f["kw"].format(v=repr(call.options[k]), y=y, **fields)
+        out = template.format(y=y, kw=kw, **fields)
+        for k, f in parts:
+            if "out" in f:
+                out = f["out"].format(out=out, y=y, v=repr(call.options[k]), **fields)
+        return out
 
     # -- the machinery -----------------------------------------------------------------------
     def output_names(self, call: Call) -> tuple[str, ...]:

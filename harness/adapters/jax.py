@@ -27,6 +27,8 @@ API = {
     # last axis: moved there and back for another class axis), one-hot first for integer labels.
     ("softmax_cross_entropy", "smooth_labels"): "optax.softmax_cross_entropy(x, {y}, axis={axis})",
     ("sparse_softmax_cross_entropy", "smooth_labels"): "optax.softmax_cross_entropy({last}, {y})",
+    # ... and no class weights or ignored label: users index the weights and mask (OPTIONS).
+    ("sparse_softmax_cross_entropy", "composed"): "optax.softmax_cross_entropy_with_integer_labels(x, {y}, axis={axis})",
 }
 #: How each call takes the options (base.SourceAdapter.render).
 OPTIONS = {
@@ -34,14 +36,18 @@ OPTIONS = {
         "label_smoothing": "{from_last}optax.smooth_labels({to_last}{y}{to_last_end}, {v}){from_last_end}"},
     ("sparse_softmax_cross_entropy", "smooth_labels"): {
         "label_smoothing": "optax.smooth_labels(jax.nn.one_hot({y}, {C}, dtype=x.dtype), {v})"},
+    ("sparse_softmax_cross_entropy", "composed"): {
+        "weights": {"out": "jnp.asarray({v}, dtype=x.dtype)[{y}] * {out}"},
+        "ignore_index": {"y": "jnp.where({y} == {v}, 0, {y})",
+                         "out": "jnp.where(y == {v}, jnp.zeros((), x.dtype), {out})"}},
 }
 
 
 class JaxAdapter(SourceAdapter):
     name = "jax"
     variants = {"logsumexp": ("scipy",), "softmax_cross_entropy": ("smooth_labels",),
-                "sparse_softmax_cross_entropy": ("smooth_labels",)}
-    option_variants = {"smooth_labels": "label_smoothing"}
+                "sparse_softmax_cross_entropy": ("smooth_labels", "composed")}
+    option_variants = {"smooth_labels": ("label_smoothing",), "composed": ("weights", "ignore_index")}
     options = OPTIONS
 
     imports = "import jax\nimport jax.numpy as jnp\nimport jax.scipy.special\nimport numpy as np\nimport optax"

@@ -25,6 +25,9 @@ API = {
     ("softmax_cross_entropy", "keras"):
         "tf.keras.losses.CategoricalCrossentropy(from_logits=True, axis={axis}, reduction=None{kw})({y}, x)",
     ("sparse_softmax_cross_entropy", "default"): "tf.nn.sparse_softmax_cross_entropy_with_logits(labels={y}, logits={last})",
+    # tf.nn's sparse op takes no class weights or ignored label: users gather the weights and mask
+    # (OPTIONS), the labels of ignored rows made valid first.
+    ("sparse_softmax_cross_entropy", "composed"): "tf.nn.sparse_softmax_cross_entropy_with_logits(labels={y}, logits={last})",
     # Keras' sparse loss has no label smoothing: users one-hot the labels for the dense one.
     ("sparse_softmax_cross_entropy", "keras_onehot"):
         "tf.keras.losses.CategoricalCrossentropy(from_logits=True, reduction=None{kw})"
@@ -34,13 +37,17 @@ API = {
 OPTIONS = {
     ("softmax_cross_entropy", "keras"): {"label_smoothing": "label_smoothing={v}"},
     ("sparse_softmax_cross_entropy", "keras_onehot"): {"label_smoothing": "label_smoothing={v}"},
+    ("sparse_softmax_cross_entropy", "composed"): {
+        "weights": {"out": "tf.gather(tf.constant({v}, dtype=x.dtype), {y}) * {out}"},
+        "ignore_index": {"y": "tf.where({y} == {v}, tf.zeros_like({y}), {y})",
+                         "out": "tf.where(y == {v}, tf.zeros([], x.dtype), {out})"}},
 }
 
 
 class TensorFlowAdapter(SourceAdapter):
     name = "tensorflow"
-    variants = {"softmax_cross_entropy": ("keras",), "sparse_softmax_cross_entropy": ("keras_onehot",)}
-    option_variants = {"keras_onehot": "label_smoothing"}
+    variants = {"softmax_cross_entropy": ("keras",), "sparse_softmax_cross_entropy": ("keras_onehot", "composed")}
+    option_variants = {"keras_onehot": ("label_smoothing",), "composed": ("weights", "ignore_index")}
     options = OPTIONS
 
     imports = "import tensorflow as tf"

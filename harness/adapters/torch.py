@@ -30,6 +30,9 @@ API = {
 #: How each call takes the options (base.SourceAdapter.render).
 OPTIONS = {(op, v): {"label_smoothing": "label_smoothing={v}"}
            for op in ("softmax_cross_entropy", "sparse_softmax_cross_entropy") for v in ("default", "CrossEntropyLoss")}
+for _v in ("default", "CrossEntropyLoss"):
+    OPTIONS[("sparse_softmax_cross_entropy", _v)].update(
+        weights="weight=torch.tensor({v}, dtype=x.dtype, device=x.device)", ignore_index="ignore_index={v}")
 
 
 class TorchAdapter(SourceAdapter):

@@ -24,7 +24,7 @@ class Careful(Adapter):
 
     name = "careful"
     modes = ("eager",)
-    takes = ("label_smoothing",)
+    takes = ("label_smoothing", "weights", "ignore_index")
     #: Overridden by mutants: the dtype computed in (None: float64) ...
     compute_dtype: str | None = None
 
@@ -47,9 +47,25 @@ class Careful(Adapter):
 
     def labels_of(self, call: Call, ax: int, C: int) -> np.ndarray:
         lab = np.asarray(call.labels)
+        lab = np.where(self.ignored_rows(call), 0, lab)
         if np.any((lab < 0) | (lab >= C)):
             raise IndexError("label out of range")
         return np.moveaxis((np.arange(C) == lab[..., None]).astype(np.float64), -1, ax)
+
+    def ignored_rows(self, call: Call) -> np.ndarray:
+        """The rows whose label is the ignore_index (docs/semantics.md S20)."""
+        lab = np.asarray(call.labels)
+        ign = call.options.get("ignore_index")
+        return np.zeros(lab.shape, dtype=bool) if ign is None else lab == ign
+
+    def weigh(self, y: np.ndarray, call: Call, ax: int) -> np.ndarray:
+        """Class weights times the (smoothed) labels; ignored rows zero."""
+        w = call.options.get("weights")
+        if w is not None:
+            shape = [1] * y.ndim
+            shape[ax] = len(w)
+            y = y * np.asarray(w, dtype=np.float64).reshape(shape)
+        return np.where(np.expand_dims(self.ignored_rows(call), ax), 0.0, y)
 
     def upstream(self, g: np.ndarray) -> np.ndarray:
         """The cotangent as the backward pass uses it."""
@@ -104,6 +120,8 @@ class Careful(Adapter):
             eps = float(call.options.get("label_smoothing", 0.0))
             if y is not None and eps:
                 y = self.smooth(y, eps, ax)
+            if call.op == "sparse_softmax_cross_entropy":
+                y = self.weigh(y, call, ax)
             if call.check == "forward":
                 if call.op == "softmax":
                     out = s
@@ -373,8 +391,35 @@ class SmoothingLabelsGradUnscaled(Careful):
         return -ls
 
 
+class IgnoreIndexNotMasked(Careful):
+    """The ignore_index row computed as a row of class 0 (a mask applied to the labels only)."""
+
+    name = "mutant_ignore_index_not_masked"
+
+    def weigh(self, y: np.ndarray, call: Call, ax: int) -> np.ndarray:
+        w = call.options.get("weights")
+        if w is not None:
+            shape = [1] * y.ndim
+            shape[ax] = len(w)
+            y = y * np.asarray(w, dtype=np.float64).reshape(shape)
+        return y
+
+
+class WeightsDroppedInBackward(Careful):
+    """Class weights in the loss but not in its gradient (a custom backward that forgot them)."""
+
+    name = "mutant_weights_dropped_in_grad"
+
+    def run(self, call: Call) -> Output:
+        out = super().run(call)
+        if call.check == "grad" and "weights" in call.options:
+            return super().run(Call(**{**call.__dict__, "options": {k: v for k, v in call.options.items()
+                                                                     if k != "weights"}}))
+        return out
+
+
 MUTANTS = [IgnoresCotangent, RoundsLseThenSubtracts, NoMaxShift, LogOfSoftmax, RecursiveLowPrecisionSum,
            LabelOffByOne, SoftmaxVjpWithoutCentering, CeGradAssumesNormalisedLabels, Float64InFloat32,
            FlushesSubnormals, WrongClassAxis, GlobalMax, HalfResultForFloat32, IgnoreIndexSilent, NanNotPropagated,
            LabelsGradientDropped, SmoothingOverOtherClasses, SmoothingOverLastAxis, SmoothingSumInOutputDtype,
-           SmoothingLabelsGradUnscaled]
+           SmoothingLabelsGradUnscaled, IgnoreIndexNotMasked, WeightsDroppedInBackward]
