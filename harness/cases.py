@@ -88,7 +88,7 @@ class Case:
         spec = dict(self.cotangents).get(name, None)
         shape = self.shape
         if spec is None:
-            g = O.cotangent(name, op, shape, self.axis % len(shape))
+            g = O.cotangent(name, op, shape, self.axis % len(shape), self.options)
         else:
             g = _resolve(spec, dt)
         with np.errstate(over="ignore"):
@@ -240,7 +240,7 @@ def parse_case(raw: Any, *, file: str, index: int, family: str | None, base: Pat
     tags = raw.get("tags", [])
     if not isinstance(tags, list) or any(not isinstance(t, str) for t in tags):
         raise err(f"tags must be a list of strings, not {tags!r}", "tags")
-    cots = _parse_cotangents(raw["cotangent"], ops, shape, axis, base, err) if "cotangent" in raw else None
+    cots = _parse_cotangents(raw["cotangent"], ops, shape, axis, base, err, options) if "cotangent" in raw else None
     case = Case(cid, ops, logits, labels, axis, dts, grad, str(raw.get("why", "")), list(tags), tol, file)
     if cots is not None:
         case.cotangents = cots
@@ -249,7 +249,7 @@ def parse_case(raw: Any, *, file: str, index: int, family: str | None, base: Pat
 
 
 def _parse_cotangents(spec: Any, ops: list[str], shape: tuple[int, ...], axis: int, base: Path,
-                      err: Any) -> list[tuple[str, Any]]:
+                      err: Any, options: dict[str, Any]) -> list[tuple[str, Any]]:
     """The case key "cotangent": a name of ops.COTANGENTS, an explicit array (a nested list of
     numbers, or {"values": ...}, {"path": ...}), or a list of those; each runs as its own grad
     check. An explicit array must have the forward output's shape of every op of the case."""
@@ -273,7 +273,7 @@ def _parse_cotangents(spec: Any, ops: list[str], shape: tuple[int, ...], axis: i
             arr = _load_array(it, base, err, "cotangent")
             got = tuple(np.shape(_resolve(arr, D.DTYPES["float64"])))
             for op in ops:
-                want = O.output_shapes(op, "forward", shape, axis % len(shape))["out"]
+                want = O.output_shapes(op, "forward", shape, axis % len(shape), options)["out"]
                 if got != tuple(want):
                     raise err(f"an explicit cotangent must have the shape of {op}'s output {list(want)}, not "
                               f"{list(got)} (restrict the case's op, or name a cotangent: {', '.join(names)})",

@@ -122,16 +122,21 @@ def lab(be: Any, y: Any) -> Any:
 @dataclass(frozen=True)
 class Param:
     name: str
-    kind: str  # "number" (a float in [lo, hi]), "integer", or "per_class" (C finite numbers)
+    kind: str  # "number" (a float in [lo, hi]), "integer", "per_class" (C finite numbers), "choice"
     lo: float = -math.inf  # the valid range of a number, both ends included
     hi: float = math.inf
     #: Whether the value is an input cast to the tested dtype like the logits (a tensor the framework
     #: takes in that dtype: class weights), or a hyper-parameter taken exactly as given (S19).
     cast: bool = False
     doc: str = ""
+    choices: tuple[str, ...] = ()  # the values of a "choice"
 
     def check(self, v: Any, C: int | None = None) -> str | None:
         """Why `v` is not a valid value (for C classes), or None."""
+        if self.kind == "choice":
+            if v not in self.choices:
+                return f"{self.name} must be one of {', '.join(self.choices)}, not {v!r}"
+            return None
         if self.kind == "integer":
             if isinstance(v, bool) or not isinstance(v, int):
                 return f"{self.name} must be an integer, not {v!r}"
@@ -152,6 +157,10 @@ class Param:
 
 
 PARAMS: dict[str, Param] = {p.name: p for p in (
+    Param("reduction", "choice", choices=("none", "sum", "mean"),
+          doc="none: one loss per row; sum: their sum; mean: their weighted mean, sum_r w_r loss_r / sum_r w_r "
+              "over the rows not ignored, w_r the weight of row r's label (1 without weights): torch's "
+              "definition; every row ignored is 0 / 0, NaN (S21)"),
     Param("label_smoothing", "number", 0.0, 1.0,
           doc="epsilon in [0, 1]: the labels become (1 - epsilon) y + epsilon / C over the class axis, C its "
               "length (torch, Keras and optax.smooth_labels agree); for integer labels y is the one-hot row (S19)"),
@@ -182,6 +191,27 @@ def smoothed(ys: list[Any], eps: Fraction) -> list[Any]:
         return ys
     C = len(ys)
     return [(1 - eps) * Fraction(y) + eps / C for y in ys]
+
+
+def reduction(opts: dict[str, Any]) -> str:
+    return opts.get("reduction", "none")
+
+
+def row_weights(y: np.ndarray, label_kind: str, C: int, opts: dict[str, Any]) -> np.ndarray:
+    """The weight of each row in a mean (S21), exactly as float64 values of the cast weights:
+    w[label] for integer labels under class weights, else 1; 0 for an ignored row. Rows of an
+    invalid label get 1 (their NaN decides the result anyway)."""
+    out = np.ones(np.shape(y)[0], dtype=np.float64)
+    if label_kind != "sparse":
+        return out
+    lab = np.asarray(y).reshape(-1)
+    if "weights" in opts:
+        w = np.asarray(opts["weights"], dtype=np.float64)
+        ok = (lab >= 0) & (lab < C)
+        out = np.where(ok, w[np.clip(lab, 0, C - 1)], 1.0)
+    if "ignore_index" in opts:
+        out = np.where(lab == opts["ignore_index"], 0.0, out)
+    return out
 
 
 def ignored(lab_: Any, opts: dict[str, Any]) -> bool:
@@ -322,6 +352,7 @@ def _ce_core(be: Any, check: str, r: Row, ys: list[Any], gs: Any, dy_factor: Fra
     """The dense cross-entropy of the labels `ys` the loss is taken against (floats, or exact
     rationals under an option), and d_labels times `dy_factor` (None: no d_labels)."""
     Y = [lab(be, y) if isinstance(y, Fraction) else y for y in ys]
+    gs = lab(be, gs) if isinstance(gs, Fraction) else gs  # the row's share of a mean's cotangent (S21)
     if check == "forward":
         # -sum y_i log_softmax_i = sum y_i (L - d_i); y_i = 0 contributes 0 even at -inf.
         inf_terms = [y for y, di in zip(ys, r.d) if di is None and y != 0]
@@ -359,7 +390,8 @@ def _ce_limit_core(be: Any, check: str, ys: list[Any], gs: Any, p: int, dy_facto
     # s = onehot(p): d_logits = gs (s sum(y) - y) is gs * (sum of the other labels) at p.
     rest = exact_sum(be, [y for i, y in enumerate(ys) if i != p])
     with be.context(4400):
-        dl = [rest * gs if i == p else (-lab(be, y)) * gs for i, y in enumerate(ys)]
+        gb = lab(be, gs) if isinstance(gs, Fraction) else gs
+        dl = [rest * gb if i == p else (-lab(be, y)) * gb for i, y in enumerate(ys)]
     if dy_factor is None:
         return {"d_logits": dl}
     return {"d_logits": dl, "d_labels": [0.0 if i == p or dy_factor == 0 else scaled_inf(gs) for i in range(C)]}
@@ -416,6 +448,7 @@ def _sparse_formula(be: Any, check: str, r: Row, lab_: Any, gs: Any, opts: dict[
         return _ce_core(be, check, r, sparse_labels(lab_, len(r.d), opts), gs, None)
     if check == "forward":
         return {"out": [_INF if r.d[lab_] is None else r.L - r.d[lab_]]}
+    gs = lab(be, gs) if isinstance(gs, Fraction) else gs
     out = []
     for i, si in enumerate(r.s):
         if i != lab_:
@@ -436,6 +469,9 @@ def _sparse_limit(be: Any, check: str, xs: list[float], lab_: Any, gs: Any, p: i
         return _ce_limit_core(be, check, sparse_labels(lab_, len(xs), opts), gs, p, None)
     if check == "forward":
         return {"out": [0.0 if lab_ == p else _INF]}
+    if isinstance(gs, Fraction):  # exact: the values are (0 or +-1) times the row's cotangent
+        with be.context(4400):
+            return {"d_logits": [lab(be, ((1 if i == p else 0) - (1 if i == lab_ else 0)) * gs) for i in range(len(xs))]}
     return {"d_logits": [((1.0 if i == p else 0.0) - (1.0 if i == lab_ else 0.0)) * gs for i in range(len(xs))]}
 
 
@@ -467,9 +503,10 @@ OPS: dict[str, OpSpec] = {s.name: s for s in (
     OpSpec("logsumexp", "none", True, ("d_logits",), _logsumexp_formula, _logsumexp_limit, _logsumexp_condition,
            _logsumexp_no_limit, doc="log sum_j exp(x_j)"),
     OpSpec("softmax_cross_entropy", "dense", True, ("d_logits", "d_labels"), _ce_formula, _ce_limit,
-           _ce_condition, params=("label_smoothing",), doc="-sum_i y_i log_softmax(x)_i, dense (soft) labels"),
+           _ce_condition, params=("reduction", "label_smoothing"), doc="-sum_i y_i log_softmax(x)_i, dense (soft) labels"),
     OpSpec("sparse_softmax_cross_entropy", "sparse", True, ("d_logits",), _sparse_formula, _sparse_limit,
-           _ce_condition, params=("label_smoothing", "weights", "ignore_index"), doc="-log_softmax(x)_k, integer labels"),
+           _ce_condition, params=("reduction", "label_smoothing", "weights", "ignore_index"),
+           doc="-log_softmax(x)_k, integer labels"),
 )}
 
 #: The named cotangents of the grad check (docs/semantics.md S15): the gradient of a sum, a
@@ -506,12 +543,15 @@ def fits(label_kind: str) -> list[str]:
     return [n for n, s in OPS.items() if s.labels in ("none", label_kind)]
 
 
-def output_shapes(op: str, check: str, logits_shape: tuple[int, ...], axis: int) -> dict[str, tuple[int, ...]]:
-    """The shapes the framework must return, by output name."""
+def output_shapes(op: str, check: str, logits_shape: tuple[int, ...], axis: int,
+                  opts: dict[str, Any] | None = None) -> dict[str, tuple[int, ...]]:
+    """The shapes the framework must return, by output name (a scalar loss under a reduction)."""
     spec = OPS[op]
     ax = axis % len(logits_shape)
     reduced = tuple(n for i, n in enumerate(logits_shape) if i != ax)
     if check == "forward":
+        if reduction(opts or {}) != "none":
+            return {"out": ()}
         return {"out": reduced if spec.reduces else tuple(logits_shape)}
     return {name: tuple(logits_shape) for name in spec.grad_outputs}
 
@@ -523,7 +563,8 @@ def reference_default(op: str) -> str:
     return "ones" if OPS[op].reduces else "pattern"
 
 
-def cotangent(kind: str, op: str, logits_shape: tuple[int, ...], axis: int) -> np.ndarray:
+def cotangent(kind: str, op: str, logits_shape: tuple[int, ...], axis: int,
+              opts: dict[str, Any] | None = None) -> np.ndarray:
     """A named cotangent of the grad check, in the forward output's shape, as float64 (cast to
     the tested dtype by the caller: the reference and the framework see the same values).
 
@@ -533,7 +574,7 @@ def cotangent(kind: str, op: str, logits_shape: tuple[int, ...], axis: int) -> n
       [-5/8, 5/8], mixed signs, zeros, unequal magnitudes, exact in every dtype.
     - `mean`: 1/N for N output elements (the rows of a reduction): the gradient of a mean.
     """
-    shape = output_shapes(op, "forward", logits_shape, axis)["out"]
+    shape = output_shapes(op, "forward", logits_shape, axis, opts)["out"]
     n = int(np.prod(shape, dtype=np.int64))
     if kind == "ones":
         return np.ones(shape, dtype=np.float64)

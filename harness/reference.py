@@ -360,7 +360,8 @@ class Reference:
 
 def compute(op: str, check: str, logits: np.ndarray, labels: np.ndarray | None, axis: int,
             dt: D.DType, *, rows: np.ndarray | None = None, backend_name: str | None = None,
-            cotangent: np.ndarray | None = None, options: dict[str, Any] | None = None) -> Reference:
+            cotangent: np.ndarray | None = None, options: dict[str, Any] | None = None,
+            extra_bits: int = 0) -> Reference:
     """Reference outputs of `op`/`check` for the exact values in `logits` (and `labels`).
 
     `logits` and dense `labels` are float64 arrays holding the values *after* the cast to
@@ -378,6 +379,8 @@ def compute(op: str, check: str, logits: np.ndarray, labels: np.ndarray | None, 
     batch_shape, C = xm.shape[:-1], xm.shape[-1]
     N = int(np.prod(batch_shape, dtype=np.int64))
     O.validate_options(op, opts, C)
+    if O.reduction(opts) != "none":
+        return _reduced(op, check, x, labels, ax, dt, be.name, cotangent, opts)
     X = xm.reshape(N, C)
     Y = None
     if spec.labels == "dense":
@@ -386,7 +389,7 @@ def compute(op: str, check: str, logits: np.ndarray, labels: np.ndarray | None, 
         Y = np.asarray(labels).reshape(N)
     G = None
     if check == "grad":
-        g = cotangent if cotangent is not None else O.cotangent(O.reference_default(op), op, x.shape, ax)
+        g = cotangent if cotangent is not None else O.cotangent(O.reference_default(op), op, x.shape, ax, opts)
         G = (np.moveaxis(g, ax, -1).reshape(N, C) if not spec.reduces else np.asarray(g).reshape(N))
     names = ("out",) if check == "forward" else spec.grad_outputs
     width = 1 if (check == "forward" and spec.reduces) else C
@@ -399,14 +402,14 @@ def compute(op: str, check: str, logits: np.ndarray, labels: np.ndarray | None, 
     chunks = _chunks(todo, C)
     results = None
     if len(chunks) > 1:
-        jobs = [(op, check, X[c], sub_(Y, c), sub_(G, c), dt.name, be.name, opts) for c in chunks]
+        jobs = [(op, check, X[c], sub_(Y, c), sub_(G, c), dt.name, be.name, opts, extra_bits) for c in chunks]
         try:
             results = list(_pool().map(_block_job, jobs))
         except Exception:  # noqa: BLE001 - a broken pool costs speed, never a reference
             _reset_pool()
     if results is None:
         chunks = [todo]
-        results = [_block(op, check, X[todo], sub_(Y, todo), sub_(G, todo), dt, be, opts)]
+        results = [_block(op, check, X[todo], sub_(Y, todo), sub_(G, todo), dt, be, opts, extra_bits)]
     rounding = RoundingStats()
     for c, (h_, l_, i_, p_, st) in zip(chunks, results):
         for n in names:
@@ -424,6 +427,86 @@ def compute(op: str, check: str, logits: np.ndarray, labels: np.ndarray | None, 
         out[n] = RefArray(h, l_, D.round_to(h, l_, dt), iv)
     return Reference(out, pmax, claim_bits(dt), be.name, None if rows is None else todo, rounding.decided,
                      rounding.escalated_rows, rounding.seconds)
+
+
+def _reduced(op: str, check: str, x: np.ndarray, labels: Any, ax: int, dt: D.DType, be_name: str,
+             cotangent: np.ndarray | None, opts: dict[str, Any]) -> Reference:
+    """A loss under `reduction` sum or mean (S21). Forward: the exact sum of the rows' certified
+    values, divided by the exact sum of the rows' weights for a mean, certified from the rows'
+    error bounds (more bits for the rows where those bounds could move the rounding). Grad: the
+    rows' gradients with the row cotangent g (sum) or g / W (mean) as an exact rational."""
+    spec = O.OPS[op]
+    base = {k: v for k, v in opts.items() if k != "reduction"}
+    xm = np.moveaxis(x, ax, -1)
+    C = xm.shape[-1]
+    N = int(np.prod(xm.shape[:-1], dtype=np.int64))
+    yr = None if labels is None else (np.asarray(labels).reshape(N) if spec.labels == "sparse" else
+                                      np.moveaxis(np.asarray(labels, dtype=np.float64), ax, -1).reshape(N, C))
+    wr = O.row_weights(yr if yr is not None else np.zeros(N), spec.labels, C, base)
+    Wsum = sum((Fraction(float(v)) for v in wr), Fraction(0)) if O.reduction(opts) == "mean" else Fraction(1)
+    if check == "grad":
+        g = Fraction(float(np.asarray(cotangent if cotangent is not None else 1.0).reshape(())))
+        share = Fraction(0) if Wsum == 0 else g / Wsum
+        G = np.empty(N, dtype=object)
+        G[:] = [share] * N
+        return _with_cotangent(op, x, labels, ax, dt, be_name, base, G)
+    extra = 8
+    while True:
+        rows = compute(op, "forward", x, labels, ax, dt, backend_name=be_name, options=base, extra_bits=extra)
+        r = rows.outputs["out"]
+        hi, lo = r.hi.reshape(-1), r.lo.reshape(-1)
+        invalid = bool(np.any(r.invalid))
+        if np.any(np.isnan(hi)):
+            h, l_ = _NAN, 0.0
+        elif np.any(np.isinf(hi)):
+            h, l_ = O.signed_inf_sum([float(v) for v in hi[np.isinf(hi)]]), 0.0
+        elif Wsum == 0:  # every row ignored: 0 / 0
+            h, l_ = _NAN, 0.0
+        else:
+            T = sum((Fraction(float(a)) + Fraction(float(b)) for a, b in zip(hi, lo)), Fraction(0)) / Wsum
+            claim = claim_bits(dt) + extra
+            E = sum((abs(Fraction(float(a))) for a in hi), Fraction(0)) / abs(Wsum) * Fraction(2) ** -claim \
+                + Fraction(zero_floor(dt)) * N / abs(Wsum)
+            ends = []
+            for v in (T - E, T + E):
+                vh = float(v)
+                ends.append(D.round_to(np.array([vh]), np.array([float(v - Fraction(vh))]), dt)[0])
+            if ends[0] != ends[1]:  # the rows' error bounds straddle a rounding boundary: more bits
+                if extra >= 8 + 4 * 64:
+                    raise ReferenceAccuracyError(f"{op}: the {O.reduction(opts)} of {N} rows is not decided at "
+                                                 f"{claim} bits")
+                extra += 64
+                continue
+            h = float(T)
+            l_ = float(T - Fraction(h))
+        hh, ll = np.array(h), np.array(l_)
+        out = {"out": RefArray(hh, ll, np.asarray(D.round_to(hh.reshape(1), ll.reshape(1), dt)[0]),
+                               np.array(invalid))}
+        return Reference(out, rows.prec_bits, claim_bits(dt), rows.backend, None, rows.decided, rows.escalated_rows,
+                         rows.deciding_s)
+
+
+def _with_cotangent(op: str, x: np.ndarray, labels: Any, ax: int, dt: D.DType, be_name: str,
+                    opts: dict[str, Any], G: np.ndarray) -> Reference:
+    """The rows' gradients with the per-row exact cotangents G (an object array of Fractions)."""
+    spec = O.OPS[op]
+    be = backend(be_name)
+    xm = np.moveaxis(x, ax, -1)
+    C = xm.shape[-1]
+    N = int(np.prod(xm.shape[:-1], dtype=np.int64))
+    X = xm.reshape(N, C)
+    Y = None
+    if spec.labels == "dense":
+        Y = np.moveaxis(np.asarray(labels, dtype=np.float64), ax, -1).reshape(N, C)
+    elif spec.labels == "sparse":
+        Y = np.asarray(labels).reshape(N)
+    h_, l_, i_, p_, st = _block(op, "grad", X, Y, G, dt, be, opts)
+    out = {}
+    for n in spec.grad_outputs:
+        shape = xm.shape
+        h, lo_, iv = (np.moveaxis(a.reshape(shape), -1, ax).copy() for a in (h_[n], l_[n], i_[n]))
+        out[n] = RefArray(h, lo_, D.round_to(h, lo_, dt), iv)
+    return Reference(out, p_, claim_bits(dt), be.name, None, st.decided, st.escalated_rows, st.seconds)
 
 
 #: Inputs with at least this many elements to compute are split over worker processes.
@@ -469,8 +552,8 @@ def sub_(A: np.ndarray | None, idx: np.ndarray) -> np.ndarray | None:
 
 
 def _block_job(job: tuple) -> tuple:
-    op, check, X, Y, G, dt_name, be_name, opts = job
-    return _block(op, check, X, Y, G, D.DTYPES[dt_name], backend(be_name), opts)
+    op, check, X, Y, G, dt_name, be_name, opts, extra_bits = job
+    return _block(op, check, X, Y, G, D.DTYPES[dt_name], backend(be_name), opts, extra_bits)
 
 
 @dataclass
@@ -490,7 +573,7 @@ class RoundingStats:
 
 
 def _block(op: str, check: str, X: np.ndarray, Y: np.ndarray | None, G: np.ndarray | None, dt: D.DType,
-           be: Any, opts: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray], int, RoundingStats]:
+           be: Any, opts: dict[str, Any], extra_bits: int = 0) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray], int, RoundingStats]:
     """The certified values of the rows X (N, C) (labels Y, cotangents G), as (hi, lo, invalid,
     highest working precision used, what the rounding decisions cost)."""
     spec = O.OPS[op]
@@ -501,13 +584,14 @@ def _block(op: str, check: str, X: np.ndarray, Y: np.ndarray | None, G: np.ndarr
     lo = {n: np.empty((n_rows, width)) for n in names}
     inv = {n: np.zeros((n_rows, width), dtype=bool) for n in names}
     p0 = pmax = start_prec(dt)
-    claim = claim_bits(dt)
+    claim = claim_bits(dt) + extra_bits
     floor = zero_floor(dt)
     stats = RoundingStats()
     for r in range(n_rows):
         xs = X[r].tolist()
         ys = None if Y is None else (Y[r].tolist() if spec.labels == "dense" else Y[r].item())
-        gs = None if G is None else (G[r].tolist() if not spec.reduces else float(G[r]))
+        gs = None if G is None else (G[r].tolist() if not spec.reduces else
+                                     G[r] if G.dtype == object else float(G[r]))
         dd, invalid, p = _certified_row(be, op, check, xs, ys, gs, opts, _resolving_prec(X[r], p0), claim, floor,
                                         dt, stats)
         pmax = max(pmax, p)

@@ -94,16 +94,27 @@ def condition(op: str, check: str, x: np.ndarray, y: np.ndarray | None, g: np.nd
             ym = (np.arange(C) == lab[..., None]).astype(np.float64)
         elif spec.labels == "none":
             ym = None
-        gm = None
-        if check == "grad":  # a reduction's cotangent is one number per row
-            gm = (np.asarray(g, np.float64).reshape(xm.shape[:-1])[..., None] if spec.reduces
-                  else np.moveaxis(np.asarray(g, np.float64), ax, -1))
         opts = dict(options or {})
+        red = O.reduction(opts)
+        opts.pop("reduction", None)  # the rows' terms are those of reduction none
+        if red != "none":  # S21: the rows' weights in a mean, their sum W (1 for a sum)
+            wr = O.row_weights(np.zeros(int(np.prod(xm.shape[:-1]))) if y is None else np.asarray(y).reshape(
+                (-1,) if spec.labels == "sparse" else (-1, C)), spec.labels, C, opts).reshape(xm.shape[:-1])
+            Wsum = float(np.sum(wr)) if red == "mean" else 1.0
+        gm = None
+        if check == "grad":  # a reduction's cotangent is one number per row; a mean's row gets g / W
+            if red != "none":
+                share = float(np.asarray(g, np.float64).reshape(())) / Wsum if Wsum else 0.0
+                gm = np.full(xm.shape[:-1] + (1,), share)
+            else:
+                gm = (np.asarray(g, np.float64).reshape(xm.shape[:-1])[..., None] if spec.reduces
+                      else np.moveaxis(np.asarray(g, np.float64), ax, -1))
         if lab is not None and "ignore_index" in opts:  # an ignored row does not take part (S20)
             ign = lab == opts["ignore_index"]
             bad_row = bad_row & ~ign[..., None]
             ym = np.where(ign[..., None], 0.0, ym)
-        terms = O.Terms(s, absd, L, Dw, sig, W, m, O.labels_seen(ym, opts, lab), gm, summation, ym, opts)
+        seen = O.labels_seen(ym, opts, lab)
+        terms = O.Terms(s, absd, L, Dw, sig, W, m, seen, gm, summation, ym, opts)
         names = ("out",) if check == "forward" else spec.grad_outputs
         out: dict[str, np.ndarray] = {}
         for name, A in spec.condition(check, terms).items():
@@ -112,11 +123,32 @@ def condition(op: str, check: str, x: np.ndarray, y: np.ndarray | None, g: np.nd
             A = np.nan_to_num(A, nan=_BIG, posinf=_BIG)
             if ign is not None:  # an ignored row's exact outputs are 0 whatever its logits: budget 0
                 A = np.where(ign[..., None] if A.ndim == xm.ndim else ign, 0.0, A)
+            if red != "none" and name == "out":
+                out[name] = _reduced_condition(A, bad_row[..., 0], seen, L, absd, Wsum, red, summation)
+                continue
+            if red == "mean" and name == "d_logits":  # the row's cotangent g / W rounds once
+                A = A + np.abs(gm) * (s * np.abs(np.sum(seen, axis=-1, keepdims=True)) + np.abs(seen))
             if A.ndim == xm.ndim:
                 out[name] = np.moveaxis(np.where(bad_row, np.inf, A), -1, ax)
             else:
                 out[name] = np.where(bad_row[..., 0], np.inf, A)
         return out
+
+
+def _reduced_condition(A: np.ndarray, bad: np.ndarray, y: np.ndarray, L: np.ndarray, absd: np.ndarray, W: float,
+                       red: str, summation: str) -> np.ndarray:
+    """The condition term of a sum or mean of N row losses (S21): the rows' own terms, the
+    summation of N terms of magnitude at most sum_i |y_i| (L + |d_i|) each, and for a mean the
+    rounding of the division and of W itself (one relative error of the result each); divided by
+    |W|. A non-finite row makes the whole result a special value (inf)."""
+    if np.any(bad) or W == 0:
+        return np.asarray(np.inf)
+    mag = np.sum(np.abs(y) * (L + absd), axis=-1)
+    n = A.size
+    total = float(np.sum(A)) + O.sum_term(n, summation) * float(np.sum(mag))
+    if red == "mean":
+        total += 2.0 * float(np.sum(mag))
+    return np.asarray(min(total / abs(W), _BIG))
 
 
 def judge(op: str, check: str, arrays: dict[str, np.ndarray] | None, out_dtypes: dict[str, str] | None,

@@ -39,7 +39,7 @@ SENTINEL = b'{"kind": "sentinel", "note": "an earlier run; must survive a run on
 
 OPS = "softmax, log_softmax, logsumexp, softmax_cross_entropy, sparse_softmax_cross_entropy"
 DTYPES = "float16, bfloat16, float32, float64"
-CASE_KEYS = "axis, cotangent, dtypes, grad, id, ignore_index, label_smoothing, labels, logits, op, tags, tolerance, weights, why"
+CASE_KEYS = "axis, cotangent, dtypes, grad, id, ignore_index, label_smoothing, labels, logits, op, reduction, tags, tolerance, weights, why"
 BUDGET_KEYS = "check, cond, dtype, framework, op, reason, summation, ulp"
 TOKENS_HINT = '"inf", "-inf", "nan"'
 #: Cuts a run that wrongly gets past validation down to one result (softmax forward, float64).
@@ -134,8 +134,11 @@ ROWS: list[Row] = [
         {"bad.json": _case_file({"op": "sparse_softmax_cross_entropy", "labels": [1], "ignore_index": -100.5})}),
     Row("case-weights-on-dense-op", "`weights` on the dense cross-entropy (sparse only)", CASES,
         [FILE, CASE, "field 'weights'", "op 'softmax_cross_entropy' takes no option 'weights'",
-         "valid: label_smoothing"],
+         "valid: reduction, label_smoothing"],
         {"bad.json": _case_file({"op": "softmax_cross_entropy", "labels": [[0, 1, 0]], "weights": [1, 2, 3]})}),
+    Row("case-reduction-unknown", '`reduction` that is not a choice (`"average"`)', CASES,
+        [FILE, CASE, "field 'reduction'", "reduction must be one of none, sum, mean, not 'average'"],
+        {"bad.json": _case_file({"op": "sparse_softmax_cross_entropy", "labels": [1], "reduction": "average"})}),
     # ---------------------------------------------------------------- case files: op and labels
     Row("case-unknown-op", 'unknown op (`"op": "softmaxx"`)', CASES,
         [FILE, CASE, "field 'op'", "unknown op 'softmaxx'", f"valid: {OPS}"], {"bad.json": _case_file({"op": "softmaxx"})}),

@@ -186,7 +186,8 @@ def test_S19_condition_term_covers_a_rounded_eps_and_stays_shift_invariant():
 
 
 def test_options_are_declared_once_with_their_ranges():
-    assert set(O.PARAMS) == {"label_smoothing", "weights", "ignore_index"}
+    assert set(O.PARAMS) == {"reduction", "label_smoothing", "weights", "ignore_index"}
+    assert "one of none, sum, mean" in O.PARAMS["reduction"].check("avg")
     assert {n for n, s in O.OPS.items() if "weights" in s.params} == {"sparse_softmax_cross_entropy"}
     assert O.PARAMS["weights"].check([1.0, 2.0], 3) == "weights has 2 entries for 3 classes"
     assert "integer" in O.PARAMS["ignore_index"].check(1.5)
@@ -294,4 +295,75 @@ def test_S20_condition_budget_is_zero_on_ignored_rows_and_catches_a_wrong_weight
     tiny[1] = 1e-30  # an ignored row must be exactly 0
     v = V.judge("sparse_softmax_cross_entropy", "forward", {"out": tiny}, {"out": "float32"}, None, ref, f32, tol,
                 cond, {"out": (3,)})
+    assert v.status == "fail"
+
+
+# ---------------------------------------------------------------------------------------------
+# S21: reductions
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("red", ["sum", "mean"])
+def test_S21_reductions_match_mpmath(backend, red):
+    be = _backend(backend)
+    x = np.array([[2.0, 1.5, 0.1, -1.0], [0.2, 1.3, 1.7, 0.0], [-3.0, 0.0, 3.0, 1.0], [1.0, 1.0, 1.0, 1.0]])
+    lab = np.array([3, -100, 0, 2])
+    w = [0.5, 2.0, 1.0, 4.0]
+    opts = {"weights": w, "ignore_index": -100, "reduction": red}
+    f = R.compute("sparse_softmax_cross_entropy", "forward", x, lab, -1, F64, backend_name=be, options=opts)
+    g = R.compute("sparse_softmax_cross_entropy", "grad", x, lab, -1, F64, backend_name=be, options=opts,
+                  cotangent=np.array(-0.625))
+    assert f.outputs["out"].hi.shape == () and g.outputs["d_logits"].hi.shape == (4, 4)
+    with mpmath.workprec(400):
+        rows = [r for r in range(4) if lab[r] != -100]
+        losses = {r: _mp_weighted_sparse(list(x[r]), lab[r], w, 0.0, 1.0)[0] for r in rows}
+        W = mpmath.fsum(mpmath.mpf(w[lab[r]]) for r in rows) if red == "mean" else mpmath.mpf(1)
+        total = mpmath.fsum(losses.values()) / W
+        assert f.outputs["out"].hi == float(total)  # correctly rounded
+        for r in range(4):
+            want = [0.0] * 4 if lab[r] == -100 else [float(v) for v in _mp_weighted_sparse(
+                list(x[r]), lab[r], w, 0.0, mpmath.mpf(-0.625) / W)[1]]
+            np.testing.assert_array_equal(g.outputs["d_logits"].hi[r], want)
+
+
+def test_S21_every_row_ignored_is_nan_for_a_mean_and_zero_for_a_sum():
+    x = np.array([[2.0, 1.5, 0.1], [0.2, 1.3, 1.7]])
+    lab = np.array([-100, -100])
+    m = R.compute("sparse_softmax_cross_entropy", "forward", x, lab, -1, F64,
+                  options={"ignore_index": -100, "reduction": "mean"})
+    assert np.isnan(m.outputs["out"].hi) and not m.outputs["out"].invalid
+    s = R.compute("sparse_softmax_cross_entropy", "forward", x, lab, -1, F64,
+                  options={"ignore_index": -100, "reduction": "sum"})
+    assert s.outputs["out"].hi == 0.0
+    g = R.compute("sparse_softmax_cross_entropy", "grad", x, lab, -1, F64,
+                  options={"ignore_index": -100, "reduction": "mean"}, cotangent=np.array(1.0))
+    np.testing.assert_array_equal(g.outputs["d_logits"].hi, np.zeros((2, 3)))
+    # a row of +inf loss makes the sum +inf; an invalid label makes it NaN, marked invalid
+    inf = R.compute("sparse_softmax_cross_entropy", "forward", np.array([[-INF, 0.0], [1.0, 2.0]]), np.array([0, 1]),
+                    -1, F64, options={"reduction": "sum"})
+    assert inf.outputs["out"].hi == INF
+    bad = R.compute("sparse_softmax_cross_entropy", "forward", x, np.array([0, 5]), -1, F64,
+                    options={"reduction": "mean"})
+    assert np.isnan(bad.outputs["out"].hi) and bad.outputs["out"].invalid
+
+
+def test_S21_the_float16_mean_of_70000_rows_is_ordinary_and_a_count_in_float16_fails():
+    """The mean of 70000 float16 rows: a kernel forming the count 70000 in float16 (inf) returns 0."""
+    rng = np.random.default_rng(3)
+    f16 = D.DTYPES["float16"]
+    x = D.cast_exact(rng.standard_normal((70000, 2)), f16)
+    lab = rng.integers(0, 2, 70000)
+    opts = {"reduction": "mean"}
+    ref = R.compute("sparse_softmax_cross_entropy", "forward", x, lab, -1, f16, options=opts)
+    cond = V.condition("sparse_softmax_cross_entropy", "forward", x, lab, None, -1, "sqrt", opts)
+    from harness.policy import load
+
+    tol = load("standard").tolerance("sparse_softmax_cross_entropy", "forward", "float16", "x", None)
+    assert 0.5 < float(ref.outputs["out"].hi) < 1.5
+    good = ref.outputs["out"].rounded
+    v = V.judge("sparse_softmax_cross_entropy", "forward", {"out": good}, {"out": "float16"}, None, ref, f16, tol, cond,
+                {"out": ()})
+    assert v.status == "pass", v.message
+    v = V.judge("sparse_softmax_cross_entropy", "forward", {"out": np.asarray(0.0)}, {"out": "float16"}, None, ref,
+                f16, tol, cond, {"out": ()})
     assert v.status == "fail"

@@ -242,12 +242,17 @@ class SourceAdapter(Adapter):
         """Raise Unsupported where the call's device is not here."""
 
     #: How each (op, variant) takes each option, as users write it: a keyword argument (a string,
-    #: "label_smoothing={v}", joined into the template's `{kw}`), or rewrites of named parts of
-    #: the call ({"y": ..., "out": ...}): `y` the labels expression (its template holds `{y}`, the
-    #: labels so far), `out` the whole expression (`{out}`, the call so far). `{v}` is the value's
-    #: repr. The labels' rewrites of every option come first, then the others in the order of
-    #: ops.PARAMS. An option missing here is Unsupported (a skip with the reason).
+    #: "label_smoothing={v}", joined into the template's `{kw}` or `{args}`), or rewrites of named
+    #: parts of the call (a dict): `y` the labels expression (its template holds `{y}`, the labels
+    #: so far), `out` the whole expression (`{out}`, the call so far), `den` a factor of the
+    #: rows' weights in a mean, `reduce` the reduction of the rows (`{out}` the rows' losses,
+    #: `{den}` the product of the `den` factors; `plain` instead where there is none). `{v}` is
+    #: the value's repr;
+    #: `by_value` picks the rewrites by the value. The labels' rewrites come first, then the
+    #: others in the order of ops.PARAMS, the reduction last. An option missing here is
+    #: Unsupported (a skip with the reason); `option_defaults` are rendered where a case sets none.
     options: dict[tuple[str, str], dict[str, Any]] = {}
+    option_defaults: dict[str, Any] = {}
 
     def unsupported(self, op: str, variant: str, options: Any) -> str | None:
         table = self.options.get((op, variant), {})
@@ -267,19 +272,30 @@ class SourceAdapter(Adapter):
         if why is not None:
             raise Unsupported(why)
         table = self.options.get((call.op, call.variant), {})
-        parts = [(k, {"kw": f} if isinstance(f, str) else f) for k in O.PARAMS if k in call.options
-                 for f in [table[k]]]
-        y, kw = "y", ""
-        for k, f in parts:
+        parts = []
+        for k in O.PARAMS:
+            if k not in table or (k not in call.options and k not in self.option_defaults):
+                continue
+            val = call.options.get(k, self.option_defaults.get(k))
+            f = table[k]
+            f = {"kw": f} if isinstance(f, str) else f["by_value"].get(val, {}) if "by_value" in f else f
+            parts.append((repr(val), f))
+        y, kws = "y", []
+        for v, f in parts:
             if "y" in f:
-                y = f["y"].format(y=y, v=repr(call.options[k]), **fields)
-        for k, f in parts:
+                y = f["y"].format(y=y, v=v, **fields)
+        for v, f in parts:
             if "kw" in f:
-                kw += ", " + f["kw"].format(v=repr(call.options[k]), y=y, **fields)
-        out = template.format(y=y, kw=kw, **fields)
-        for k, f in parts:
+                kws.append(f["kw"].format(v=v, y=y, **fields))
+        out = template.format(y=y, kw="".join(", " + k for k in kws), args=", ".join(kws), **fields)
+        for v, f in parts:
             if "out" in f:
-                out = f["out"].format(out=out, y=y, v=repr(call.options[k]), **fields)
+                out = f["out"].format(out=out, y=y, v=v, **fields)
+        dens = [f["den"].format(y=y, v=v, **fields) for v, f in parts if "den" in f]
+        for v, f in parts:
+            if "reduce" in f:  # a mean without weights or masks is the plain mean users write
+                tpl = f["reduce"] if dens or "plain" not in f else f["plain"]
+                out = tpl.format(out=out, den=" * ".join(dens), y=y, v=v, **fields)
         return out
 
     # -- the machinery -----------------------------------------------------------------------

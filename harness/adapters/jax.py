@@ -27,27 +27,38 @@ API = {
     # last axis: moved there and back for another class axis), one-hot first for integer labels.
     ("softmax_cross_entropy", "smooth_labels"): "optax.softmax_cross_entropy(x, {y}, axis={axis})",
     ("sparse_softmax_cross_entropy", "smooth_labels"): "optax.softmax_cross_entropy({last}, {y})",
-    # ... and no class weights or ignored label: users index the weights and mask (OPTIONS).
+    # ... and no class weights, ignored label or reduction: users index the weights, mask and
+    # reduce (OPTIONS).
+    ("softmax_cross_entropy", "composed"): "optax.softmax_cross_entropy(x, {y}, axis={axis})",
     ("sparse_softmax_cross_entropy", "composed"): "optax.softmax_cross_entropy_with_integer_labels(x, {y}, axis={axis})",
 }
 #: How each call takes the options (base.SourceAdapter.render).
+_REDUCE = {"by_value": {"sum": {"reduce": "jnp.sum({out})"}, "mean": {"reduce": "jnp.mean({out})"}}}
 OPTIONS = {
     ("softmax_cross_entropy", "smooth_labels"): {
+        "reduction": _REDUCE,
         "label_smoothing": "{from_last}optax.smooth_labels({to_last}{y}{to_last_end}, {v}){from_last_end}"},
     ("sparse_softmax_cross_entropy", "smooth_labels"): {
+        "reduction": _REDUCE,
         "label_smoothing": "optax.smooth_labels(jax.nn.one_hot({y}, {C}, dtype=x.dtype), {v})"},
+    ("softmax_cross_entropy", "composed"): {"reduction": _REDUCE},
     ("sparse_softmax_cross_entropy", "composed"): {
-        "weights": {"out": "jnp.asarray({v}, dtype=x.dtype)[{y}] * {out}"},
+        "reduction": {"by_value": {"sum": {"reduce": "jnp.sum({out})"},
+                                   "mean": {"reduce": "jnp.sum({out}) / jnp.sum({den})",
+                                            "plain": "jnp.mean({out})"}}},
+        "weights": {"out": "jnp.asarray({v}, dtype=x.dtype)[{y}] * {out}",
+                    "den": "jnp.asarray({v}, dtype=x.dtype)[{y}]"},
         "ignore_index": {"y": "jnp.where({y} == {v}, 0, {y})",
-                         "out": "jnp.where(y == {v}, jnp.zeros((), x.dtype), {out})"}},
+                         "out": "jnp.where(y == {v}, jnp.zeros((), x.dtype), {out})",
+                         "den": "(y != {v}).astype(x.dtype)"}},
 }
 
 
 class JaxAdapter(SourceAdapter):
     name = "jax"
-    variants = {"logsumexp": ("scipy",), "softmax_cross_entropy": ("smooth_labels",),
+    variants = {"logsumexp": ("scipy",), "softmax_cross_entropy": ("smooth_labels", "composed"),
                 "sparse_softmax_cross_entropy": ("smooth_labels", "composed")}
-    option_variants = {"smooth_labels": ("label_smoothing",), "composed": ("weights", "ignore_index")}
+    option_variants = {"smooth_labels": ("label_smoothing",), "composed": ("weights", "ignore_index", "reduction")}
     options = OPTIONS
 
     imports = "import jax\nimport jax.numpy as jnp\nimport jax.scipy.special\nimport numpy as np\nimport optax"

@@ -23,32 +23,47 @@ API = {
     ("logsumexp", "default"): "tf.math.reduce_logsumexp(x, axis={axis})",
     ("softmax_cross_entropy", "default"): "tf.nn.softmax_cross_entropy_with_logits(labels={y}, logits=x, axis={axis})",
     ("softmax_cross_entropy", "keras"):
-        "tf.keras.losses.CategoricalCrossentropy(from_logits=True, axis={axis}, reduction=None{kw})({y}, x)",
+        "tf.keras.losses.CategoricalCrossentropy(from_logits=True, axis={axis}{kw})({y}, x)",
+    # tf.nn's losses have no reduction: users reduce the rows (OPTIONS).
+    ("softmax_cross_entropy", "composed"): "tf.nn.softmax_cross_entropy_with_logits(labels={y}, logits=x, axis={axis})",
     ("sparse_softmax_cross_entropy", "default"): "tf.nn.sparse_softmax_cross_entropy_with_logits(labels={y}, logits={last})",
     # tf.nn's sparse op takes no class weights or ignored label: users gather the weights and mask
     # (OPTIONS), the labels of ignored rows made valid first.
     ("sparse_softmax_cross_entropy", "composed"): "tf.nn.sparse_softmax_cross_entropy_with_logits(labels={y}, logits={last})",
     # Keras' sparse loss has no label smoothing: users one-hot the labels for the dense one.
     ("sparse_softmax_cross_entropy", "keras_onehot"):
-        "tf.keras.losses.CategoricalCrossentropy(from_logits=True, reduction=None{kw})"
+        "tf.keras.losses.CategoricalCrossentropy(from_logits=True{kw})"
         "(tf.one_hot({y}, {C}, dtype=x.dtype), {last})",
 }
 #: How each call takes the options (base.SourceAdapter.render); tf.nn's ops take none.
+_KERAS_REDUCTION = {"by_value": {"none": {"kw": "reduction=None"}, "sum": {"kw": "reduction='sum'"},
+                                   "mean": {"kw": "reduction='sum_over_batch_size'"}}}
 OPTIONS = {
-    ("softmax_cross_entropy", "keras"): {"label_smoothing": "label_smoothing={v}"},
-    ("sparse_softmax_cross_entropy", "keras_onehot"): {"label_smoothing": "label_smoothing={v}"},
+    ("softmax_cross_entropy", "keras"): {"reduction": _KERAS_REDUCTION, "label_smoothing": "label_smoothing={v}"},
+    ("sparse_softmax_cross_entropy", "keras_onehot"): {"reduction": _KERAS_REDUCTION,
+                                                       "label_smoothing": "label_smoothing={v}"},
+    ("softmax_cross_entropy", "composed"): {
+        "reduction": {"by_value": {"sum": {"reduce": "tf.reduce_sum({out})"},
+                                   "mean": {"reduce": "tf.reduce_mean({out})"}}}},
     ("sparse_softmax_cross_entropy", "composed"): {
-        "weights": {"out": "tf.gather(tf.constant({v}, dtype=x.dtype), {y}) * {out}"},
+        "reduction": {"by_value": {"sum": {"reduce": "tf.reduce_sum({out})"},
+                                   "mean": {"reduce": "tf.reduce_sum({out}) / tf.reduce_sum({den})",
+                                            "plain": "tf.reduce_mean({out})"}}},
+        "weights": {"out": "tf.gather(tf.constant({v}, dtype=x.dtype), {y}) * {out}",
+                    "den": "tf.gather(tf.constant({v}, dtype=x.dtype), {y})"},
         "ignore_index": {"y": "tf.where({y} == {v}, tf.zeros_like({y}), {y})",
-                         "out": "tf.where(y == {v}, tf.zeros([], x.dtype), {out})"}},
+                         "out": "tf.where(y == {v}, tf.zeros([], x.dtype), {out})",
+                         "den": "tf.cast(y != {v}, x.dtype)"}},
 }
 
 
 class TensorFlowAdapter(SourceAdapter):
     name = "tensorflow"
-    variants = {"softmax_cross_entropy": ("keras",), "sparse_softmax_cross_entropy": ("keras_onehot", "composed")}
-    option_variants = {"keras_onehot": ("label_smoothing",), "composed": ("weights", "ignore_index")}
+    variants = {"softmax_cross_entropy": ("keras", "composed"),
+                "sparse_softmax_cross_entropy": ("keras_onehot", "composed")}
+    option_variants = {"keras_onehot": ("label_smoothing",), "composed": ("weights", "ignore_index", "reduction")}
     options = OPTIONS
+    option_defaults = {"reduction": "none"}
 
     imports = "import tensorflow as tf"
 

@@ -22,13 +22,13 @@ API = {
     ("softmax", "default"): "torch.softmax(x, dim={axis})",
     ("log_softmax", "default"): "F.log_softmax(x, dim={axis})",
     ("logsumexp", "default"): "torch.logsumexp(x, dim={axis})",
-    ("softmax_cross_entropy", "default"): "F.cross_entropy(x{to1}, {y}{to1}, reduction='none'{kw})",
-    ("softmax_cross_entropy", "CrossEntropyLoss"): "torch.nn.CrossEntropyLoss(reduction='none'{kw})(x{to1}, {y}{to1})",
-    ("sparse_softmax_cross_entropy", "default"): "F.cross_entropy(x{to1}, {y}, reduction='none'{kw})",
-    ("sparse_softmax_cross_entropy", "CrossEntropyLoss"): "torch.nn.CrossEntropyLoss(reduction='none'{kw})(x{to1}, {y})",
+    ("softmax_cross_entropy", "default"): "F.cross_entropy(x{to1}, {y}{to1}{kw})",
+    ("softmax_cross_entropy", "CrossEntropyLoss"): "torch.nn.CrossEntropyLoss({args})(x{to1}, {y}{to1})",
+    ("sparse_softmax_cross_entropy", "default"): "F.cross_entropy(x{to1}, {y}{kw})",
+    ("sparse_softmax_cross_entropy", "CrossEntropyLoss"): "torch.nn.CrossEntropyLoss({args})(x{to1}, {y})",
 }
 #: How each call takes the options (base.SourceAdapter.render).
-OPTIONS = {(op, v): {"label_smoothing": "label_smoothing={v}"}
+OPTIONS = {(op, v): {"reduction": "reduction={v}", "label_smoothing": "label_smoothing={v}"}
            for op in ("softmax_cross_entropy", "sparse_softmax_cross_entropy") for v in ("default", "CrossEntropyLoss")}
 for _v in ("default", "CrossEntropyLoss"):
     OPTIONS[("sparse_softmax_cross_entropy", _v)].update(
@@ -43,6 +43,7 @@ class TorchAdapter(SourceAdapter):
     }
     imports = "import torch\nimport torch.nn.functional as F"
     options = OPTIONS
+    option_defaults = {"reduction": "none"}
 
     def available(self) -> tuple[bool, str]:
         if importlib.util.find_spec("torch") is None:

@@ -24,7 +24,7 @@ class Careful(Adapter):
 
     name = "careful"
     modes = ("eager",)
-    takes = ("label_smoothing", "weights", "ignore_index")
+    takes = ("reduction", "label_smoothing", "weights", "ignore_index")
     #: Overridden by mutants: the dtype computed in (None: float64) ...
     compute_dtype: str | None = None
 
@@ -89,6 +89,25 @@ class Careful(Adapter):
         """d loss / d y = -(1 - eps) log_softmax (0 at eps = 1, where y does not matter)."""
         return np.zeros_like(ls) if eps == 1 else -(1 - eps) * ls
 
+    def row_weights(self, call: Call, C: int) -> np.ndarray:
+        """Each row's weight in a mean (docs/semantics.md S21): w[label], 0 where ignored."""
+        nd = np.ndim(call.logits)
+        ax = call.axis % nd
+        batch = np.shape(call.logits)[:ax] + np.shape(call.logits)[ax + 1:]
+        if call.op != "sparse_softmax_cross_entropy":
+            return np.ones(batch)
+        lab = np.asarray(call.labels)
+        w = np.asarray(call.options.get("weights", np.ones(C)), dtype=np.float64)
+        r = np.where((lab >= 0) & (lab < C), w[np.clip(lab, 0, C - 1)], 1.0)
+        return np.where(self.ignored_rows(call), 0.0, r)
+
+    def reduce(self, out: np.ndarray, call: Call, C: int) -> np.ndarray:
+        red = call.options.get("reduction", "none")
+        if red == "none":
+            return out
+        total = np.sum(out)
+        return total / np.sum(self.row_weights(call, C)) if red == "mean" else total
+
     def finish(self, a: np.ndarray, dt: D.DType) -> tuple[np.ndarray, str]:
         """Round the float64 result to the tested dtype: (exact values as float64, dtype name)."""
         with np.errstate(over="ignore", invalid="ignore"):
@@ -130,7 +149,7 @@ class Careful(Adapter):
                 elif call.op == "logsumexp":
                     out = np.squeeze(m + L, ax)
                 else:
-                    out = self.ce_loss(y, ls, ax, eps)
+                    out = self.reduce(self.ce_loss(y, ls, ax, eps), call, C)
                 arrays = {"out": out}
             else:
                 g = np.asarray(call.cotangent, dtype=np.float64)
@@ -139,6 +158,10 @@ class Careful(Adapter):
                 elif call.op == "log_softmax":
                     arrays = {"d_logits": g - s * np.sum(g, axis=ax, keepdims=True)}
                 else:
+                    red = call.options.get("reduction", "none")
+                    if red != "none":  # one cotangent for the whole loss: each row gets g (sum) or g / W
+                        W = np.sum(self.row_weights(call, C)) if red == "mean" else 1.0
+                        g = np.full(self.row_weights(call, C).shape, float(g) / W if W else 0.0)
                     gg = np.expand_dims(self.upstream(g), ax)
                     if call.op == "logsumexp":
                         arrays = {"d_logits": gg * s}
@@ -418,8 +441,30 @@ class WeightsDroppedInBackward(Careful):
         return out
 
 
+class MeanCountsIgnoredRows(Careful):
+    """A mean divided by the number of rows, ignored rows included (a mask applied to the sum only)."""
+
+    name = "mutant_mean_counts_ignored"
+
+    def row_weights(self, call: Call, C: int) -> np.ndarray:
+        return np.ones(np.shape(np.asarray(call.labels)) if call.op == "sparse_softmax_cross_entropy"
+                       else super().row_weights(call, C).shape)
+
+
+class MeanGradWithoutDivisor(Careful):
+    """The backward pass of a mean as that of the sum (the 1 / W dropped)."""
+
+    name = "mutant_mean_grad_without_divisor"
+
+    def run(self, call: Call) -> Output:
+        if call.check == "grad" and call.options.get("reduction") == "mean":
+            return super().run(Call(**{**call.__dict__, "options": {**call.options, "reduction": "sum"}}))
+        return super().run(call)
+
+
 MUTANTS = [IgnoresCotangent, RoundsLseThenSubtracts, NoMaxShift, LogOfSoftmax, RecursiveLowPrecisionSum,
            LabelOffByOne, SoftmaxVjpWithoutCentering, CeGradAssumesNormalisedLabels, Float64InFloat32,
            FlushesSubnormals, WrongClassAxis, GlobalMax, HalfResultForFloat32, IgnoreIndexSilent, NanNotPropagated,
            LabelsGradientDropped, SmoothingOverOtherClasses, SmoothingOverLastAxis, SmoothingSumInOutputDtype,
-           SmoothingLabelsGradUnscaled, IgnoreIndexNotMasked, WeightsDroppedInBackward]
+           SmoothingLabelsGradUnscaled, IgnoreIndexNotMasked, WeightsDroppedInBackward, MeanCountsIgnoredRows,
+           MeanGradWithoutDivisor]
