@@ -223,7 +223,7 @@ def parse_case(raw: Any, *, file: str, index: int, family: str | None, base: Pat
                 raise err(f"op {o!r} needs {need} labels, the case has "
                           f"{'none' if kind == 'none' else kind + ' labels'}", "labels")
     for o in ops:
-        O.validate_options(o, options, shape[axis], file=file, case=cid)
+        O.validate_options(o, options, shape[axis], shape, file=file, case=cid)
     dts = raw.get("dtypes", D.DTYPE_NAMES)
     if isinstance(dts, str):
         dts = [dts]

@@ -122,7 +122,7 @@ def lab(be: Any, y: Any) -> Any:
 @dataclass(frozen=True)
 class Param:
     name: str
-    kind: str  # "number" (a float in [lo, hi]), "integer", "per_class" (C finite numbers), "choice"
+    kind: str  # "number" (a float in [lo, hi]), "integer", "per_class" (C finite numbers), "choice", "mask"
     lo: float = -math.inf  # the valid range of a number, both ends included
     hi: float = math.inf
     #: Whether the value is an input cast to the tested dtype like the logits (a tensor the framework
@@ -131,8 +131,17 @@ class Param:
     doc: str = ""
     choices: tuple[str, ...] = ()  # the values of a "choice"
 
-    def check(self, v: Any, C: int | None = None) -> str | None:
-        """Why `v` is not a valid value (for C classes), or None."""
+    def check(self, v: Any, C: int | None = None, shape: tuple[int, ...] | None = None) -> str | None:
+        """Why `v` is not a valid value (for C classes, logits of `shape`), or None."""
+        if self.kind == "mask":
+            def bools(a: Any) -> bool:
+                return all(bools(b) for b in a) if isinstance(a, list) else isinstance(a, bool)
+            if not isinstance(v, list) or not bools(v):
+                return f"{self.name} must be a nested list of true/false, not {str(v)[:40]}"
+            got = np.shape(np.asarray(v, dtype=object))
+            if shape is not None and tuple(got) != tuple(shape):
+                return f"{self.name} of shape {list(got)} does not match the logits {list(shape)}"
+            return None
         if self.kind == "choice":
             if v not in self.choices:
                 return f"{self.name} must be one of {', '.join(self.choices)}, not {v!r}"
@@ -161,6 +170,9 @@ PARAMS: dict[str, Param] = {p.name: p for p in (
           doc="none: one loss per row; sum: their sum; mean: their weighted mean, sum_r w_r loss_r / sum_r w_r "
               "over the rows not ignored, w_r the weight of row r's label (1 without weights): torch's "
               "definition; every row ignored is 0 / 0, NaN (S21)"),
+    Param("where", "mask",
+          doc="a boolean array of the logits' shape: where it is false the logit is -inf, a constant (the "
+              "S4 limits; gradients 0 there); a row with nothing kept is S9 (S22)"),
     Param("label_smoothing", "number", 0.0, 1.0,
           doc="epsilon in [0, 1]: the labels become (1 - epsilon) y + epsilon / C over the class axis, C its "
               "length (torch, Keras and optax.smooth_labels agree); for integer labels y is the one-hot row (S19)"),
@@ -489,6 +501,9 @@ class OpSpec:
     limit: Callable[[Any, str, list[float], Any, Any, int, dict[str, Any]], dict[str, list[Any]]]
     condition: Callable[[str, Terms], dict[str, np.ndarray]]
     no_limit: Callable[[str, bool], float] = lambda check, has_pos_inf: _NAN
+    #: The forward output where a mask leaves everything out (S22): at a masked entry of an op that
+    #: keeps the class axis, or for a row with nothing kept of one that reduces it.
+    masked: float = 0.0
     #: The options the op accepts (names of PARAMS); a case naming any other is an error
     #: (validate_options). The formula, limit and condition read them from `opts` / `Terms.opts`.
     params: tuple[str, ...] = field(default=())
@@ -497,15 +512,15 @@ class OpSpec:
 
 OPS: dict[str, OpSpec] = {s.name: s for s in (
     OpSpec("softmax", "none", False, ("d_logits",), _softmax_formula, _softmax_limit, _softmax_condition,
-           doc="exp(x_i) / sum_j exp(x_j)"),
+           params=("where",), doc="exp(x_i) / sum_j exp(x_j)"),
     OpSpec("log_softmax", "none", False, ("d_logits",), _log_softmax_formula, _log_softmax_limit,
-           _log_softmax_condition, doc="x_i - logsumexp(x)"),
+           _log_softmax_condition, params=("where",), masked=-_INF, doc="x_i - logsumexp(x)"),
     OpSpec("logsumexp", "none", True, ("d_logits",), _logsumexp_formula, _logsumexp_limit, _logsumexp_condition,
-           _logsumexp_no_limit, doc="log sum_j exp(x_j)"),
+           _logsumexp_no_limit, params=("where",), masked=-_INF, doc="log sum_j exp(x_j)"),
     OpSpec("softmax_cross_entropy", "dense", True, ("d_logits", "d_labels"), _ce_formula, _ce_limit,
-           _ce_condition, params=("reduction", "label_smoothing"), doc="-sum_i y_i log_softmax(x)_i, dense (soft) labels"),
+           _ce_condition, params=("reduction", "label_smoothing", "where"), doc="-sum_i y_i log_softmax(x)_i, dense (soft) labels"),
     OpSpec("sparse_softmax_cross_entropy", "sparse", True, ("d_logits",), _sparse_formula, _sparse_limit,
-           _ce_condition, params=("reduction", "label_smoothing", "weights", "ignore_index"),
+           _ce_condition, params=("reduction", "label_smoothing", "weights", "ignore_index", "where"),
            doc="-log_softmax(x)_k, integer labels"),
 )}
 
@@ -525,15 +540,16 @@ def get(name: str) -> OpSpec:
         raise HarnessInputError(f"unknown op {name!r}", field="op", choices=OP_NAMES) from None
 
 
-def validate_options(op: str, options: dict[str, Any], C: int | None = None, **where: Any) -> None:
-    """An option the op does not take, or a value outside the option's range (for C classes), is
-    an error naming the valid ones."""
+def validate_options(op: str, options: dict[str, Any], C: int | None = None, shape: tuple[int, ...] | None = None,
+                     **where: Any) -> None:
+    """An option the op does not take, or a value outside the option's range (for C classes,
+    logits of `shape`), is an error naming the valid ones."""
     spec = get(op)
     for k, v in options.items():
         if k not in spec.params:
             raise HarnessInputError(f"op {op!r} takes no option {k!r}", field=k,
                                     choices=list(spec.params) or ["(none)"], **where)
-        why = PARAMS[k].check(v, C)
+        why = PARAMS[k].check(v, C, shape)
         if why is not None:
             raise HarnessInputError(why, field=k, **where)
 

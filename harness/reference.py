@@ -378,7 +378,9 @@ def compute(op: str, check: str, logits: np.ndarray, labels: np.ndarray | None, 
     xm = np.moveaxis(x, ax, -1)
     batch_shape, C = xm.shape[:-1], xm.shape[-1]
     N = int(np.prod(batch_shape, dtype=np.int64))
-    O.validate_options(op, opts, C)
+    O.validate_options(op, opts, C, x.shape)
+    if "where" in opts:  # S22: a masked logit is -inf, a constant: its gradient is 0
+        return _masked(op, check, x, labels, axis, dt, rows, be.name, cotangent, opts, extra_bits)
     if O.reduction(opts) != "none":
         return _reduced(op, check, x, labels, ax, dt, be.name, cotangent, opts)
     X = xm.reshape(N, C)
@@ -427,6 +429,64 @@ def compute(op: str, check: str, logits: np.ndarray, labels: np.ndarray | None, 
         out[n] = RefArray(h, l_, D.round_to(h, l_, dt), iv)
     return Reference(out, pmax, claim_bits(dt), be.name, None if rows is None else todo, rounding.decided,
                      rounding.escalated_rows, rounding.seconds)
+
+
+def _masked(op: str, check: str, x: np.ndarray, labels: Any, axis: int, dt: D.DType, rows: Any, be_name: str,
+            cotangent: np.ndarray | None, opts: dict[str, Any], extra_bits: int) -> Reference:
+    """The op over the kept entries of each row (S22): computed on the logits with -inf at the
+    masked entries (which gives the kept values and the masked constants: softmax 0, log_softmax
+    -inf), the masked outputs' cotangents not flowing (0), every gradient with respect to a masked
+    entry 0; a row with nothing kept takes the constants (loss 0, logsumexp -inf, gradients 0);
+    a label on a masked class is invalid (NaN)."""
+    spec = O.OPS[op]
+    mask = np.asarray(opts["where"], dtype=bool)
+    rest = {k: v for k, v in opts.items() if k != "where"}
+    ax = axis % x.ndim
+    g = cotangent
+    if check == "grad" and not spec.reduces:
+        g = np.where(mask, cotangent if cotangent is not None else
+                     O.cotangent(O.reference_default(op), op, x.shape, ax, rest), 0.0)
+    ref = compute(op, check, np.where(mask, x, -_INF), labels, axis, dt, rows=rows, backend_name=be_name,
+                  cotangent=g, options=rest, extra_bits=extra_bits)
+    keep = np.moveaxis(mask, ax, -1)
+    empty = ~np.any(keep, axis=-1)  # rows with nothing kept
+    bad = _masked_labels(spec.labels, labels, keep, ax)
+    reduced = O.reduction(rest) != "none"
+    for n, r in ref.outputs.items():
+        hi, lo, rd, iv = (np.array(a, copy=True) for a in (r.hi, r.lo, r.rounded, r.invalid))
+        if n == "out" and reduced:  # one scalar: an invalid row makes it NaN (S21)
+            if np.any(bad):
+                hi, lo, rd, iv = (np.asarray(v) for v in (_NAN, 0.0, _NAN, True))
+            ref.outputs[n] = RefArray(hi, lo, rd, iv)
+            continue
+        if n != "out" or not spec.reduces:  # the class axis kept: masked entries, row by row
+            hm, lm, rm, im = (np.moveaxis(a, ax, -1) for a in (hi, lo, rd, iv))
+            const = spec.masked if n == "out" else 0.0
+            for a, v in ((hm, const), (lm, 0.0), (rm, const)):
+                a[~keep] = v
+            for a, v in ((hm, _NAN), (lm, 0.0), (rm, _NAN)):
+                a[bad] = v
+            im[bad] = True
+        else:  # one value per row: the empty sum (0; logsumexp -inf)
+            hi[empty], lo[empty], rd[empty] = spec.masked, 0.0, spec.masked
+            hi[bad], lo[bad], rd[bad], iv[bad] = _NAN, 0.0, _NAN, True
+        ref.outputs[n] = RefArray(hi, lo, rd, iv)
+    return ref
+
+
+def _masked_labels(kind: str, labels: Any, keep: np.ndarray, ax: int) -> np.ndarray:
+    """Rows (batch shape) whose labels sit on a masked class: an integer label there, or a nonzero
+    dense label (S22: a label outside the row's classes is invalid, as in S11 and S12)."""
+    if kind == "none" or labels is None:
+        return np.zeros(keep.shape[:-1], dtype=bool)
+    if kind == "sparse":
+        lab = np.asarray(labels)
+        C = keep.shape[-1]
+        ok = (lab >= 0) & (lab < C)
+        on = np.take_along_axis(keep, np.clip(lab, 0, C - 1)[..., None], axis=-1)[..., 0]
+        return ok & ~on
+    y = np.moveaxis(np.asarray(labels, dtype=np.float64), ax, -1)
+    return np.any((y != 0) & ~keep, axis=-1)
 
 
 def _reduced(op: str, check: str, x: np.ndarray, labels: Any, ax: int, dt: D.DType, be_name: str,

@@ -65,6 +65,14 @@ def condition(op: str, check: str, x: np.ndarray, y: np.ndarray | None, g: np.nd
     """
     spec = O.get(op)
     ax = axis % x.ndim
+    kept = None
+    if options and "where" in options:  # S22: the kept entries; masked outputs and gradients are exact constants
+        mask = np.asarray(options["where"], dtype=bool)
+        kept = np.moveaxis(mask, ax, -1)
+        x = np.where(mask, x, -np.inf)
+        if check == "grad" and not spec.reduces:  # the masked outputs' cotangents do not flow
+            g = np.where(mask, g, 0.0)
+        options = {k: v for k, v in options.items() if k != "where"}
     xm = np.moveaxis(np.asarray(x, np.float64), ax, -1)
     C = xm.shape[-1]
     with np.errstate(all="ignore"):
@@ -128,6 +136,14 @@ def condition(op: str, check: str, x: np.ndarray, y: np.ndarray | None, g: np.nd
                 continue
             if red == "mean" and name == "d_logits":  # the row's cotangent g / W rounds once
                 A = A + np.abs(gm) * (s * np.abs(np.sum(seen, axis=-1, keepdims=True)) + np.abs(seen))
+            if kept is not None:  # exact constants: masked entries, and every output of an empty row
+                empty = ~np.any(kept, axis=-1)
+                if A.ndim == xm.ndim:
+                    A = np.where(kept, A, 0.0)
+                    bad_row = bad_row & ~empty[..., None]
+                else:
+                    A = np.where(empty, 0.0, A)
+                    bad_row = bad_row & ~empty[..., None]
             if A.ndim == xm.ndim:
                 out[name] = np.moveaxis(np.where(bad_row, np.inf, A), -1, ax)
             else:

@@ -16,9 +16,10 @@ DEVICES = ["cpu", "gpu"]
 #: values and conditioning (what CI runs on every commit); `default` is every case but those
 #: tagged `large`; `full` adds the large vocabularies and the long batch.
 SUITES: dict[str, str] = {
-    "quick": "seed, extreme, soft_labels, integer_labels, offset, label_smoothing, sparse_options and reduction "
-             "(not the random and shapes families)",
+    "quick": "seed, extreme, soft_labels, integer_labels, offset, label_smoothing, sparse_options, reduction and "
+             "where (not the random and shapes families)",
     "default": "every case except those tagged 'large'",
     "full": "every case, the large vocabularies and the long batch included",
 }
-QUICK_FAMILIES = ("seed", "extreme", "soft_labels", "integer_labels", "offset", "label_smoothing", "sparse_options", "reduction")
+QUICK_FAMILIES = ("seed", "extreme", "soft_labels", "integer_labels", "offset", "label_smoothing", "sparse_options", "reduction",
+                  "where")

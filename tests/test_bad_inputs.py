@@ -39,7 +39,7 @@ SENTINEL = b'{"kind": "sentinel", "note": "an earlier run; must survive a run on
 
 OPS = "softmax, log_softmax, logsumexp, softmax_cross_entropy, sparse_softmax_cross_entropy"
 DTYPES = "float16, bfloat16, float32, float64"
-CASE_KEYS = "axis, cotangent, dtypes, grad, id, ignore_index, label_smoothing, labels, logits, op, reduction, tags, tolerance, weights, why"
+CASE_KEYS = "axis, cotangent, dtypes, grad, id, ignore_index, label_smoothing, labels, logits, op, reduction, tags, tolerance, weights, where, why"
 BUDGET_KEYS = "check, cond, dtype, framework, op, reason, summation, ulp"
 TOKENS_HINT = '"inf", "-inf", "nan"'
 #: Cuts a run that wrongly gets past validation down to one result (softmax forward, float64).
@@ -115,7 +115,7 @@ ROWS: list[Row] = [
         [FILE, CASE, "field 'lables'", f"valid: {CASE_KEYS}"], {"bad.json": _case_file({"lables": [2]})}),
     # ---------------------------------------------------------------- case files: options
     Row("case-option-not-taken", "an option the op does not take (`label_smoothing` on `softmax`)", CASES,
-        [FILE, CASE, "field 'label_smoothing'", "op 'softmax' takes no option 'label_smoothing'", "valid: (none)"],
+        [FILE, CASE, "field 'label_smoothing'", "op 'softmax' takes no option 'label_smoothing'", "valid: where"],
         {"bad.json": _case_file({"op": "softmax", "label_smoothing": 0.1})}),
     Row("case-option-out-of-range", "`label_smoothing` outside [0, 1] (`1.5`)", CASES,
         [FILE, CASE, "field 'label_smoothing'", "label_smoothing must lie in [0, 1], not 1.5"],
@@ -134,11 +134,14 @@ ROWS: list[Row] = [
         {"bad.json": _case_file({"op": "sparse_softmax_cross_entropy", "labels": [1], "ignore_index": -100.5})}),
     Row("case-weights-on-dense-op", "`weights` on the dense cross-entropy (sparse only)", CASES,
         [FILE, CASE, "field 'weights'", "op 'softmax_cross_entropy' takes no option 'weights'",
-         "valid: reduction, label_smoothing"],
+         "valid: reduction, label_smoothing, where"],
         {"bad.json": _case_file({"op": "softmax_cross_entropy", "labels": [[0, 1, 0]], "weights": [1, 2, 3]})}),
     Row("case-reduction-unknown", '`reduction` that is not a choice (`"average"`)', CASES,
         [FILE, CASE, "field 'reduction'", "reduction must be one of none, sum, mean, not 'average'"],
         {"bad.json": _case_file({"op": "sparse_softmax_cross_entropy", "labels": [1], "reduction": "average"})}),
+    Row("case-where-wrong-shape", "`where` of shape [1, 2] for logits of shape [1, 3]", CASES,
+        [FILE, CASE, "field 'where'", "where of shape [1, 2] does not match the logits [1, 3]"],
+        {"bad.json": _case_file({"op": "softmax", "where": [[True, False]]})}),
     # ---------------------------------------------------------------- case files: op and labels
     Row("case-unknown-op", 'unknown op (`"op": "softmaxx"`)', CASES,
         [FILE, CASE, "field 'op'", "unknown op 'softmaxx'", f"valid: {OPS}"], {"bad.json": _case_file({"op": "softmaxx"})}),

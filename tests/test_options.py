@@ -186,7 +186,8 @@ def test_S19_condition_term_covers_a_rounded_eps_and_stays_shift_invariant():
 
 
 def test_options_are_declared_once_with_their_ranges():
-    assert set(O.PARAMS) == {"reduction", "label_smoothing", "weights", "ignore_index"}
+    assert set(O.PARAMS) == {"where", "reduction", "label_smoothing", "weights", "ignore_index"}
+    assert all("where" in s.params for s in O.OPS.values())
     assert "one of none, sum, mean" in O.PARAMS["reduction"].check("avg")
     assert {n for n, s in O.OPS.items() if "weights" in s.params} == {"sparse_softmax_cross_entropy"}
     assert O.PARAMS["weights"].check([1.0, 2.0], 3) == "weights has 2 entries for 3 classes"
@@ -367,3 +368,68 @@ def test_S21_the_float16_mean_of_70000_rows_is_ordinary_and_a_count_in_float16_f
     v = V.judge("sparse_softmax_cross_entropy", "forward", {"out": np.asarray(0.0)}, {"out": "float16"}, None, ref,
                 f16, tol, cond, {"out": ()})
     assert v.status == "fail"
+
+
+# ---------------------------------------------------------------------------------------------
+# S22: masks
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_S22_a_mask_keeps_entries_and_its_gradients_are_exact(backend):
+    be = _backend(backend)
+    x = np.array([[2.0, 1.5, 0.1, -1.0, 0.5], [0.2, 1.3, 1.7, 0.0, -2.0], [1.0, 2.0, 3.0, 4.0, 5.0]])
+    w = [[True, True, True, False, False], [True, True, False, True, True], [False] * 5]
+    g = np.array([[-0.625, 0.25, 0.5, 0.375, -0.125]] * 3)
+    kept = [[0, 1, 2], [0, 1, 3, 4], []]
+    for op in ("softmax", "log_softmax", "logsumexp"):
+        f = R.compute(op, "forward", x, None, -1, F64, backend_name=be, options={"where": w})
+        gg = g if op != "logsumexp" else np.array([0.75, -0.5, 1.0])
+        d = R.compute(op, "grad", x, None, -1, F64, backend_name=be, options={"where": w}, cotangent=gg)
+        for r in range(3):
+            k = kept[r]
+            with mpmath.workprec(300):
+                lse = mpmath.log(mpmath.fsum(mpmath.exp(mpmath.mpf(x[r, i])) for i in k)) if k else -mpmath.inf
+                s = {i: mpmath.exp(mpmath.mpf(x[r, i]) - lse) for i in k}
+                if op == "logsumexp":
+                    assert f.outputs["out"].hi[r] == float(lse)
+                    want = [float(gg[r] * s[i]) if i in k else 0.0 for i in range(5)]
+                else:
+                    const = 0.0 if op == "softmax" else -INF
+                    val = [float(s[i] if op == "softmax" else mpmath.mpf(x[r, i]) - lse) if i in k else const
+                           for i in range(5)]
+                    np.testing.assert_array_equal(f.outputs["out"].hi[r], val)
+                    Sg = mpmath.fsum(mpmath.mpf(g[r, i]) * (s[i] if op == "softmax" else 1) for i in k)
+                    want = [float(s[i] * (g[r, i] - Sg) if op == "softmax" else g[r, i] - s[i] * Sg) if i in k
+                            else 0.0 for i in range(5)]
+            np.testing.assert_array_equal(d.outputs["d_logits"].hi[r], want)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_S22_losses_under_a_mask(backend):
+    be = _backend(backend)
+    x = np.array([[2.0, 1.5, 0.1, -1.0], [0.2, 1.3, 1.7, 0.0], [1.0, 2.0, 3.0, 4.0]])
+    w = [[True, True, True, False], [True, True, False, True], [False] * 4]
+    lab = np.array([1, 3, 0])
+    f = R.compute("sparse_softmax_cross_entropy", "forward", x, lab, -1, F64, backend_name=be, options={"where": w})
+    with mpmath.workprec(300):
+        for r, k in ((0, [0, 1, 2]), (1, [0, 1, 3])):
+            lse = mpmath.log(mpmath.fsum(mpmath.exp(mpmath.mpf(x[r, i])) for i in k))
+            assert f.outputs["out"].hi[r] == float(lse - x[r, lab[r]])
+    # nothing kept: an integer label necessarily sits on a masked class, an invalid input
+    assert np.isnan(f.outputs["out"].hi[2]) and f.outputs["out"].invalid[2]
+    # dense labels that are all 0 on a row with nothing kept: an empty sum, 0, gradients 0
+    e = R.compute("softmax_cross_entropy", "grad", x[2:], np.zeros((1, 4)), -1, F64, backend_name=be,
+                  options={"where": w[2:]}, cotangent=np.array([1.0]))
+    z = R.compute("softmax_cross_entropy", "forward", x[2:], np.zeros((1, 4)), -1, F64, backend_name=be,
+                  options={"where": w[2:]})
+    assert z.outputs["out"].hi[0] == 0.0 and not np.any(e.outputs["d_logits"].hi) and not np.any(e.outputs["d_labels"].hi)
+    # a label on a masked class is invalid, whatever else the row holds
+    bad = R.compute("sparse_softmax_cross_entropy", "forward", x[:1], np.array([3]), -1, F64, backend_name=be,
+                    options={"where": w[:1]})
+    assert np.isnan(bad.outputs["out"].hi[0]) and bad.outputs["out"].invalid[0]
+    # dense: zero labels on masked classes are fine, and their gradient is 0 (they do not enter)
+    y = np.array([[0.5, 0.5, 0.0, 0.0]])
+    d = R.compute("softmax_cross_entropy", "grad", x[:1], y, -1, F64, backend_name=be, options={"where": w[:1]},
+                  cotangent=np.array([1.0]))
+    assert d.outputs["d_labels"].hi[0, 3] == 0.0 and d.outputs["d_logits"].hi[0, 3] == 0.0
+    assert np.isfinite(d.outputs["d_labels"].hi[0, :3]).all()

@@ -217,7 +217,26 @@ class SourceAdapter(Adapter):
         raise NotImplementedError
 
     def function_source(self, call: Call) -> str:
-        return f"f = lambda x, y: {self.expression(call)}"
+        return self.plain_function(call)
+
+    def plain_function(self, call: Call) -> str:
+        """Source defining f(x, y): the expression, after an option's rewrite of the logits (an `x`
+        entry of `options`: a mask applied as users apply it, `x = x.masked_fill(...)`)."""
+        xr = self.x_source(call)
+        if xr is None:
+            return f"f = lambda x, y: {self.expression(call)}"
+        return f"def f(x, y):\n    x = {xr}\n    return {self.expression(call)}"
+
+    def x_source(self, call: Call) -> str | None:
+        from .. import ops as O
+
+        table = self.options.get((call.op, call.variant), {})
+        xr = None
+        for k in O.PARAMS:
+            f = table.get(k)
+            if k in call.options and isinstance(f, dict) and "x" in f:
+                xr = f["x"].format(x=xr or "x", v=repr(call.options[k]))
+        return xr
 
     def step_source(self, call: Call) -> str:
         raise NotImplementedError
@@ -244,7 +263,8 @@ class SourceAdapter(Adapter):
     #: How each (op, variant) takes each option, as users write it: a keyword argument (a string,
     #: "label_smoothing={v}", joined into the template's `{kw}` or `{args}`), or rewrites of named
     #: parts of the call (a dict): `y` the labels expression (its template holds `{y}`, the labels
-    #: so far), `out` the whole expression (`{out}`, the call so far), `den` a factor of the
+    #: so far), `x` the logits (before the call: `x = <rewrite>` in f), `out` the whole expression
+    #: (`{out}`, the call so far), `den` a factor of the
     #: rows' weights in a mean, `reduce` the reduction of the rows (`{out}` the rows' losses,
     #: `{den}` the product of the `den` factors; `plain` instead where there is none). `{v}` is
     #: the value's repr;

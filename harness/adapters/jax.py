@@ -17,12 +17,12 @@ from .base import Call, SourceAdapter, Unsupported, compile_cache_dir, dtype_nam
 #: it moved last, `{C}` the number of classes; `{y}` the labels and `{kw}` the options' keyword
 #: arguments (OPTIONS).
 API = {
-    ("softmax", "default"): "jax.nn.softmax(x, axis={axis})",
-    ("log_softmax", "default"): "jax.nn.log_softmax(x, axis={axis})",
-    ("logsumexp", "default"): "jax.nn.logsumexp(x, axis={axis})",
+    ("softmax", "default"): "jax.nn.softmax(x, axis={axis}{kw})",
+    ("log_softmax", "default"): "jax.nn.log_softmax(x, axis={axis}{kw})",
+    ("logsumexp", "default"): "jax.nn.logsumexp(x, axis={axis}{kw})",
     ("logsumexp", "scipy"): "jax.scipy.special.logsumexp(x, axis={axis})",
-    ("softmax_cross_entropy", "default"): "optax.softmax_cross_entropy(x, {y}, axis={axis})",
-    ("sparse_softmax_cross_entropy", "default"): "optax.softmax_cross_entropy_with_integer_labels(x, {y}, axis={axis})",
+    ("softmax_cross_entropy", "default"): "optax.softmax_cross_entropy(x, {y}, axis={axis}{kw})",
+    ("sparse_softmax_cross_entropy", "default"): "optax.softmax_cross_entropy_with_integer_labels(x, {y}, axis={axis}{kw})",
     # optax's losses take no smoothing: users smooth the labels with optax.smooth_labels (over the
     # last axis: moved there and back for another class axis), one-hot first for integer labels.
     ("softmax_cross_entropy", "smooth_labels"): "optax.softmax_cross_entropy(x, {y}, axis={axis})",
@@ -33,6 +33,8 @@ API = {
     ("sparse_softmax_cross_entropy", "composed"): "optax.softmax_cross_entropy_with_integer_labels(x, {y}, axis={axis})",
 }
 #: How each call takes the options (base.SourceAdapter.render).
+# jax.nn's ops and optax's losses take a mask (where=): masked entries left out (S22).
+_WHERE = {"where": "where=jnp.asarray({v})"}
 _REDUCE = {"by_value": {"sum": {"reduce": "jnp.sum({out})"}, "mean": {"reduce": "jnp.mean({out})"}}}
 OPTIONS = {
     ("softmax_cross_entropy", "smooth_labels"): {
@@ -42,6 +44,8 @@ OPTIONS = {
         "reduction": _REDUCE,
         "label_smoothing": "optax.smooth_labels(jax.nn.one_hot({y}, {C}, dtype=x.dtype), {v})"},
     ("softmax_cross_entropy", "composed"): {"reduction": _REDUCE},
+    **{(op, "default"): _WHERE for op in ("softmax", "log_softmax", "logsumexp", "softmax_cross_entropy",
+                                           "sparse_softmax_cross_entropy")},
     ("sparse_softmax_cross_entropy", "composed"): {
         "reduction": {"by_value": {"sum": {"reduce": "jnp.sum({out})"},
                                    "mean": {"reduce": "jnp.sum({out}) / jnp.sum({den})",

@@ -36,6 +36,11 @@ API = {
         "(tf.one_hot({y}, {C}, dtype=x.dtype), {last})",
 }
 #: How each call takes the options (base.SourceAdapter.render); tf.nn's ops take none.
+# No tf.nn op takes a mask: users fill the masked logits with -inf first (variant masked).
+for (_op, _v), _t in list(API.items()):
+    if _v == "default":
+        API[(_op, "masked")] = _t
+_MASK = {"where": {"x": "tf.where(tf.constant({v}), x, tf.constant(float('-inf'), x.dtype))"}}
 _KERAS_REDUCTION = {"by_value": {"none": {"kw": "reduction=None"}, "sum": {"kw": "reduction='sum'"},
                                    "mean": {"kw": "reduction='sum_over_batch_size'"}}}
 OPTIONS = {
@@ -54,14 +59,18 @@ OPTIONS = {
         "ignore_index": {"y": "tf.where({y} == {v}, tf.zeros_like({y}), {y})",
                          "out": "tf.where(y == {v}, tf.zeros([], x.dtype), {out})",
                          "den": "tf.cast(y != {v}, x.dtype)"}},
+    **{(op, "masked"): _MASK for op in ("softmax", "log_softmax", "logsumexp", "softmax_cross_entropy",
+                                         "sparse_softmax_cross_entropy")},
 }
 
 
 class TensorFlowAdapter(SourceAdapter):
     name = "tensorflow"
-    variants = {"softmax_cross_entropy": ("keras", "composed"),
-                "sparse_softmax_cross_entropy": ("keras_onehot", "composed")}
-    option_variants = {"keras_onehot": ("label_smoothing",), "composed": ("weights", "ignore_index", "reduction")}
+    variants = {"softmax": ("masked",), "log_softmax": ("masked",), "logsumexp": ("masked",),
+                "softmax_cross_entropy": ("keras", "composed", "masked"),
+                "sparse_softmax_cross_entropy": ("keras_onehot", "composed", "masked")}
+    option_variants = {"keras_onehot": ("label_smoothing",), "composed": ("weights", "ignore_index", "reduction"),
+                       "masked": ("where",)}
     options = OPTIONS
     option_defaults = {"reduction": "none"}
 

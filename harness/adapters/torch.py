@@ -33,14 +33,23 @@ OPTIONS = {(op, v): {"reduction": "reduction={v}", "label_smoothing": "label_smo
 for _v in ("default", "CrossEntropyLoss"):
     OPTIONS[("sparse_softmax_cross_entropy", _v)].update(
         weights="weight=torch.tensor({v}, dtype=x.dtype, device=x.device)", ignore_index="ignore_index={v}")
+# No torch op takes a mask: users fill the masked logits with -inf first (variant masked).
+for (_op, _v), _t in list(API.items()):
+    if _v == "default":
+        API[(_op, "masked")] = _t
+        OPTIONS[(_op, "masked")] = {
+            **({"reduction": "reduction={v}"} if "{kw}" in _t else {}),
+            "where": {"x": "x.masked_fill(~torch.tensor({v}, device=x.device), float('-inf'))"}}
 
 
 class TorchAdapter(SourceAdapter):
     name = "torch"
     variants = {
-        "softmax_cross_entropy": ("CrossEntropyLoss",),
-        "sparse_softmax_cross_entropy": ("CrossEntropyLoss",),
+        "softmax": ("masked",), "log_softmax": ("masked",), "logsumexp": ("masked",),
+        "softmax_cross_entropy": ("CrossEntropyLoss", "masked"),
+        "sparse_softmax_cross_entropy": ("CrossEntropyLoss", "masked"),
     }
+    option_variants = {"masked": ("where",)}
     imports = "import torch\nimport torch.nn.functional as F"
     options = OPTIONS
     option_defaults = {"reduction": "none"}
@@ -111,7 +120,7 @@ class TorchAdapter(SourceAdapter):
         return self.render(API[(call.op, call.variant)], call, axis=call.axis, to1=to1)
 
     def function_source(self, call: Call) -> str:
-        src = f"f = lambda x, y: {self.expression(call)}"
+        src = self.plain_function(call)
         if call.mode == "jit":
             # As users do: compile the forward (dynamic=True: one graph per op, rank and dtype, not
             # one per shape; every call runs inductor's kernels); autograd runs the AOT backward.

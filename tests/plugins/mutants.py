@@ -24,7 +24,7 @@ class Careful(Adapter):
 
     name = "careful"
     modes = ("eager",)
-    takes = ("reduction", "label_smoothing", "weights", "ignore_index")
+    takes = ("reduction", "label_smoothing", "weights", "ignore_index", "where")
     #: Overridden by mutants: the dtype computed in (None: float64) ...
     compute_dtype: str | None = None
 
@@ -115,6 +115,42 @@ class Careful(Adapter):
 
     # -- the computation -----------------------------------------------------------------------
     def run(self, call: Call) -> Output:
+        if "where" in call.options:
+            return self.masked(call)
+        return self.compute(call)
+
+    def masked(self, call: Call) -> Output:
+        """The op over the kept entries (docs/semantics.md S22): masked logits -inf, the masked
+        outputs' cotangents dropped, masked gradients 0, an empty row's outputs the constants, a
+        label on a masked class refused."""
+        mask = np.asarray(call.options["where"], dtype=bool)
+        ax = call.axis % mask.ndim
+        keep = np.moveaxis(mask, ax, -1)
+        if call.labels is not None:
+            lab = np.asarray(call.labels)
+            if call.op == "sparse_softmax_cross_entropy":
+                C = keep.shape[-1]
+                ok = (lab >= 0) & (lab < C)
+                if np.any(ok & ~np.take_along_axis(keep, np.clip(lab, 0, C - 1)[..., None], -1)[..., 0]):
+                    raise ValueError("a label on a masked class")
+            elif np.any((np.moveaxis(np.asarray(lab, dtype=np.float64), ax, -1) != 0) & ~keep):
+                raise ValueError("a label on a masked class")
+        x = np.where(mask, np.asarray(call.logits, dtype=np.float64), -np.inf).astype(call.logits.dtype)
+        g = call.cotangent
+        if call.check == "grad" and call.op in ("softmax", "log_softmax"):
+            g = np.where(mask, np.asarray(g, dtype=np.float64), 0.0).astype(g.dtype)
+        opts = {k: v for k, v in call.options.items() if k != "where"}
+        out = self.compute(Call(**{**call.__dict__, "logits": x, "cotangent": g, "options": opts}))
+        empty = ~np.any(keep, axis=-1)
+        for k, v in out.arrays.items():
+            if v.shape == mask.shape:
+                const = -np.inf if (k == "out" and call.op == "log_softmax") else 0.0
+                out.arrays[k] = np.where(mask, v, const)
+            elif v.shape == empty.shape:
+                out.arrays[k] = np.where(empty, -np.inf if call.op == "logsumexp" else 0.0, v)
+        return out
+
+    def compute(self, call: Call) -> Output:
         if call.device != "cpu" or call.mode != "eager":
             raise Unsupported("mutant adapters run eager on the CPU")
         dt = D.get(call.dtype)
@@ -462,9 +498,35 @@ class MeanGradWithoutDivisor(Careful):
         return super().run(call)
 
 
+class MaskIgnored(Careful):
+    """A where mask accepted and not applied (an argument dropped on the way to the kernel)."""
+
+    name = "mutant_mask_ignored"
+
+    def run(self, call: Call) -> Output:
+        return self.compute(Call(**{**call.__dict__, "options": {k: v for k, v in call.options.items()
+                                                                  if k != "where"}}))
+
+
+class MaskedCotangentsFlow(Careful):
+    """A mask as a -inf fill: the masked outputs' cotangents flow into log_softmax's sum (the
+    chain rule through -inf - lse), where S22 leaves them out."""
+
+    name = "mutant_masked_cotangents_flow"
+
+    def masked(self, call: Call) -> Output:
+        if call.check == "grad" and call.op == "log_softmax":
+            mask = np.asarray(call.options["where"], dtype=bool)
+            x = np.where(mask, np.asarray(call.logits, dtype=np.float64), -np.inf).astype(call.logits.dtype)
+            out = self.compute(Call(**{**call.__dict__, "logits": x, "options": {}}))
+            out.arrays["d_logits"] = np.where(mask, out.arrays["d_logits"], 0.0)
+            return out
+        return super().masked(call)
+
+
 MUTANTS = [IgnoresCotangent, RoundsLseThenSubtracts, NoMaxShift, LogOfSoftmax, RecursiveLowPrecisionSum,
            LabelOffByOne, SoftmaxVjpWithoutCentering, CeGradAssumesNormalisedLabels, Float64InFloat32,
            FlushesSubnormals, WrongClassAxis, GlobalMax, HalfResultForFloat32, IgnoreIndexSilent, NanNotPropagated,
            LabelsGradientDropped, SmoothingOverOtherClasses, SmoothingOverLastAxis, SmoothingSumInOutputDtype,
            SmoothingLabelsGradUnscaled, IgnoreIndexNotMasked, WeightsDroppedInBackward, MeanCountsIgnoredRows,
-           MeanGradWithoutDivisor]
+           MeanGradWithoutDivisor, MaskIgnored, MaskedCotangentsFlow]
