@@ -383,12 +383,7 @@ def compute(op: str, check: str, logits: np.ndarray, labels: np.ndarray | None, 
         return _masked(op, check, x, labels, axis, dt, rows, be.name, cotangent, opts, extra_bits)
     if O.reduction(opts) != "none":
         return _reduced(op, check, x, labels, ax, dt, be.name, cotangent, opts)
-    X = xm.reshape(N, C)
-    Y = None
-    if spec.labels == "dense":
-        Y = np.moveaxis(np.asarray(labels, dtype=np.float64), ax, -1).reshape(N, C)
-    elif spec.labels == "sparse":
-        Y = np.asarray(labels).reshape(N)
+    X, Y = _as_rows(spec, xm, labels, ax)
     G = None
     if check == "grad":
         g = cotangent if cotangent is not None else O.cotangent(O.reference_default(op), op, x.shape, ax, opts)
@@ -500,8 +495,7 @@ def _reduced(op: str, check: str, x: np.ndarray, labels: Any, ax: int, dt: D.DTy
     xm = np.moveaxis(x, ax, -1)
     C = xm.shape[-1]
     N = int(np.prod(xm.shape[:-1], dtype=np.int64))
-    yr = None if labels is None else (np.asarray(labels).reshape(N) if spec.labels == "sparse" else
-                                      np.moveaxis(np.asarray(labels, dtype=np.float64), ax, -1).reshape(N, C))
+    yr = _as_rows(spec, xm, labels, ax)[1]
     wr = O.row_weights(yr if yr is not None else np.zeros(N), spec.labels, C, base)
     Wsum = sum((Fraction(float(v)) for v in wr), Fraction(0)) if O.reduction(opts) == "mean" else Fraction(1)
     if check == "grad":
@@ -546,20 +540,25 @@ def _reduced(op: str, check: str, x: np.ndarray, labels: Any, ax: int, dt: D.DTy
                          rows.deciding_s)
 
 
+def _as_rows(spec: O.OpSpec, xm: np.ndarray, labels: Any, ax: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """The logits (class axis last, `xm`) as rows (N, C), and the labels the op takes likewise:
+    dense (N, C), integer (N,), or None."""
+    C = xm.shape[-1]
+    N = int(np.prod(xm.shape[:-1], dtype=np.int64))
+    if spec.labels == "dense":
+        return xm.reshape(N, C), np.moveaxis(np.asarray(labels, dtype=np.float64), ax, -1).reshape(N, C)
+    if spec.labels == "sparse":
+        return xm.reshape(N, C), np.asarray(labels).reshape(N)
+    return xm.reshape(N, C), None
+
+
 def _with_cotangent(op: str, x: np.ndarray, labels: Any, ax: int, dt: D.DType, be_name: str,
                     opts: dict[str, Any], G: np.ndarray) -> Reference:
     """The rows' gradients with the per-row exact cotangents G (an object array of Fractions)."""
     spec = O.OPS[op]
     be = backend(be_name)
     xm = np.moveaxis(x, ax, -1)
-    C = xm.shape[-1]
-    N = int(np.prod(xm.shape[:-1], dtype=np.int64))
-    X = xm.reshape(N, C)
-    Y = None
-    if spec.labels == "dense":
-        Y = np.moveaxis(np.asarray(labels, dtype=np.float64), ax, -1).reshape(N, C)
-    elif spec.labels == "sparse":
-        Y = np.asarray(labels).reshape(N)
+    X, Y = _as_rows(spec, xm, labels, ax)
     h_, l_, i_, p_, st = _block(op, "grad", X, Y, G, dt, be, opts)
     out = {}
     for n in spec.grad_outputs:

@@ -8,7 +8,6 @@ derived in docs/tolerance.md and computed here from the exact inputs.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +16,7 @@ import numpy as np
 from . import dtypes as D
 from . import ops as O
 from .policy import Tolerance
+from .records import jsonable
 from .reference import Reference, zero_floor
 
 #: Special-value classes, most severe first (the result's `special` is the first present).
@@ -296,9 +296,4 @@ def _point(name: str, ix: tuple[int, ...], o: np.ndarray, r: Any, ue: np.ndarray
 
 
 def _num(v: Any) -> float | str:
-    f = float(v)
-    if math.isnan(f):
-        return "nan"
-    if math.isinf(f):
-        return "inf" if f > 0 else "-inf"
-    return f
+    return jsonable(float(v))  # the records' one spelling of non-finite numbers

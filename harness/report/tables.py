@@ -14,6 +14,7 @@ from typing import Any
 
 from .. import dtypes as D
 from .. import ops as O
+from ..records import jsonable
 from .crossfw import impl_label
 from .numbers import num
 
@@ -186,15 +187,9 @@ def discrepancy_row(rec: dict[str, Any]) -> list[Any]:
 
 
 def _json_num(v: Any) -> Any:
-    """Numbers as JSON-safe values: non-finite ones as their strings."""
+    """Numbers as JSON-safe values: non-finite ones as their strings (records.jsonable)."""
     f = num(v)
-    if f is None:
-        return None
-    if math.isnan(f):
-        return "nan"
-    if math.isinf(f):
-        return "inf" if f > 0 else "-inf"
-    return f
+    return None if f is None else jsonable(f)
 
 
 def _shape(v: Any) -> list[int]:

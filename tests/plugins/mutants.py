@@ -60,12 +60,15 @@ class Careful(Adapter):
 
     def weigh(self, y: np.ndarray, call: Call, ax: int) -> np.ndarray:
         """Class weights times the (smoothed) labels; ignored rows zero."""
+        return np.where(np.expand_dims(self.ignored_rows(call), ax), 0.0, self.class_weighted(y, call, ax))
+
+    def class_weighted(self, y: np.ndarray, call: Call, ax: int) -> np.ndarray:
         w = call.options.get("weights")
-        if w is not None:
-            shape = [1] * y.ndim
-            shape[ax] = len(w)
-            y = y * np.asarray(w, dtype=np.float64).reshape(shape)
-        return np.where(np.expand_dims(self.ignored_rows(call), ax), 0.0, y)
+        if w is None:
+            return y
+        shape = [1] * y.ndim
+        shape[ax] = len(w)
+        return y * np.asarray(w, dtype=np.float64).reshape(shape)
 
     def upstream(self, g: np.ndarray) -> np.ndarray:
         """The cotangent as the backward pass uses it."""
@@ -456,12 +459,7 @@ class IgnoreIndexNotMasked(Careful):
     name = "mutant_ignore_index_not_masked"
 
     def weigh(self, y: np.ndarray, call: Call, ax: int) -> np.ndarray:
-        w = call.options.get("weights")
-        if w is not None:
-            shape = [1] * y.ndim
-            shape[ax] = len(w)
-            y = y * np.asarray(w, dtype=np.float64).reshape(shape)
-        return y
+        return self.class_weighted(y, call, ax)
 
 
 class WeightsDroppedInBackward(Careful):
