@@ -15,7 +15,7 @@ from . import cases as K
 from .errors import HarnessInputError
 from .flags import FLAGS
 from .runner import Selection, split_csv, validate_choices
-from .vocab import QUICK_FAMILIES, SUITES
+from .vocab import QUICK_FAMILIES, QUICK_TAG, SUITES
 
 
 def select_suite(cases: list[K.Case], suite: str) -> list[K.Case]:
@@ -23,7 +23,7 @@ def select_suite(cases: list[K.Case], suite: str) -> list[K.Case]:
         return cases
     cs = [c for c in cases if "large" not in c.tags]
     if suite == "quick":
-        cs = [c for c in cs if c.family in QUICK_FAMILIES]
+        cs = [c for c in cs if c.family in QUICK_FAMILIES or QUICK_TAG in c.tags]
     return cs
 
 

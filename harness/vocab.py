@@ -16,10 +16,11 @@ DEVICES = ["cpu", "gpu"]
 #: values and conditioning (what CI runs on every commit); `default` is every case but those
 #: tagged `large`; `full` adds the large vocabularies and the long batch.
 SUITES: dict[str, str] = {
-    "quick": "seed, extreme, soft_labels, integer_labels, offset, label_smoothing, sparse_options, reduction and "
-             "where (not the random and shapes families)",
+    "quick": "seed, extreme, soft_labels, integer_labels and offset, and the cases tagged 'quick' of the option "
+             "families (not the random and shapes families)",
     "default": "every case except those tagged 'large'",
     "full": "every case, the large vocabularies and the long batch included",
 }
-QUICK_FAMILIES = ("seed", "extreme", "soft_labels", "integer_labels", "offset", "label_smoothing", "sparse_options", "reduction",
-                  "where")
+QUICK_FAMILIES = ("seed", "extreme", "soft_labels", "integer_labels", "offset")
+#: Cases of other families that the quick suite takes too: a sample of each option family.
+QUICK_TAG = "quick"

@@ -433,3 +433,38 @@ def test_S22_losses_under_a_mask(backend):
                   cotangent=np.array([1.0]))
     assert d.outputs["d_labels"].hi[0, 3] == 0.0 and d.outputs["d_logits"].hi[0, 3] == 0.0
     assert np.isfinite(d.outputs["d_labels"].hi[0, :3]).all()
+
+
+# ---------------------------------------------------------------------------------------------
+# The adapters' option tables
+
+
+def _sample(k: str, C: int, shape: tuple[int, ...]):
+    return {"label_smoothing": 0.125, "weights": [0.5] * (C - 1) + [3.0], "ignore_index": -77,
+            "reduction": "sum", "where": np.ones(shape, dtype=bool).tolist()}[k]
+
+
+@pytest.mark.parametrize("name", ["torch", "tensorflow", "jax"])
+def test_every_option_an_adapter_declares_reaches_its_call(name):
+    """Render each (op, variant) with each option it declares: the option's value must appear in
+    the source that runs (a fragment that lands nowhere would test the call without the option)."""
+    from harness import adapters as A
+    from harness.adapters.base import Call
+
+    ad = A.get(name)
+    n = 0
+    for (op, variant), table in ad.options.items():
+        for k in table:
+            for axis in (-1, 0):
+                x = np.zeros((3, 4))
+                C = x.shape[axis]
+                lab = (np.zeros((3, 4)) if O.OPS[op].labels == "dense" else
+                       np.zeros(4 if axis == 0 else 3, dtype=np.int64) if O.OPS[op].labels == "sparse" else None)
+                v = _sample(k, C, x.shape)
+                call = Call(op, "forward", variant, x, lab, axis, None, "float32", "cpu", "eager", options={k: v})
+                src = ad.function_source(call)
+                token = {"label_smoothing": "0.125", "weights": "3.0", "ignore_index": "-77",
+                         "reduction": "sum", "where": "True"}[k]
+                assert token in src, (name, op, variant, k, src)
+                n += 1
+    assert n >= 4

@@ -307,6 +307,8 @@ class SourceAdapter(Adapter):
         for v, f in parts:
             if "kw" in f:
                 kws.append(f["kw"].format(v=v, y=y, **fields))
+        if kws and "{kw}" not in template and "{args}" not in template:  # an option must never vanish
+            raise RuntimeError(f"{self.name}: the call of {call.op} ({call.variant}) has no place for {kws}")
         out = template.format(y=y, kw="".join(", " + k for k in kws), args=", ".join(kws), **fields)
         for v, f in parts:
             if "out" in f:

@@ -39,10 +39,10 @@ _REDUCE = {"by_value": {"sum": {"reduce": "jnp.sum({out})"}, "mean": {"reduce": 
 OPTIONS = {
     ("softmax_cross_entropy", "smooth_labels"): {
         "reduction": _REDUCE,
-        "label_smoothing": "{from_last}optax.smooth_labels({to_last}{y}{to_last_end}, {v}){from_last_end}"},
+        "label_smoothing": {"y": "{from_last}optax.smooth_labels({to_last}{y}{to_last_end}, {v}){from_last_end}"}},
     ("sparse_softmax_cross_entropy", "smooth_labels"): {
         "reduction": _REDUCE,
-        "label_smoothing": "optax.smooth_labels(jax.nn.one_hot({y}, {C}, dtype=x.dtype), {v})"},
+        "label_smoothing": {"y": "optax.smooth_labels(jax.nn.one_hot({y}, {C}, dtype=x.dtype), {v})"}},
     ("softmax_cross_entropy", "composed"): {"reduction": _REDUCE},
     **{(op, "default"): _WHERE for op in ("softmax", "log_softmax", "logsumexp", "softmax_cross_entropy",
                                            "sparse_softmax_cross_entropy")},
