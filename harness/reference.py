@@ -361,7 +361,7 @@ class Reference:
 def compute(op: str, check: str, logits: np.ndarray, labels: np.ndarray | None, axis: int,
             dt: D.DType, *, rows: np.ndarray | None = None, backend_name: str | None = None,
             cotangent: np.ndarray | None = None, options: dict[str, Any] | None = None,
-            extra_bits: int = 0) -> Reference:
+            extra_bits: int = 0, row_cotangents: np.ndarray | None = None) -> Reference:
     """Reference outputs of `op`/`check` for the exact values in `logits` (and `labels`).
 
     `logits` and dense `labels` are float64 arrays holding the values *after* the cast to
@@ -381,11 +381,11 @@ def compute(op: str, check: str, logits: np.ndarray, labels: np.ndarray | None, 
     O.validate_options(op, opts, C, x.shape)
     if "where" in opts:  # S22: a masked logit is -inf, a constant: its gradient is 0
         return _masked(op, check, x, labels, axis, dt, rows, be.name, cotangent, opts, extra_bits)
-    if O.reduction(opts) != "none":
+    if O.reduction(opts) != "none" and row_cotangents is None:
         return _reduced(op, check, x, labels, ax, dt, be.name, cotangent, opts)
     X, Y = _as_rows(spec, xm, labels, ax)
-    G = None
-    if check == "grad":
+    G = row_cotangents  # a reduction's rows: one exact cotangent per row (S21)
+    if check == "grad" and G is None:
         g = cotangent if cotangent is not None else O.cotangent(O.reference_default(op), op, x.shape, ax, opts)
         G = (np.moveaxis(g, ax, -1).reshape(N, C) if not spec.reduces else np.asarray(g).reshape(N))
     names = ("out",) if check == "forward" else spec.grad_outputs
@@ -503,7 +503,7 @@ def _reduced(op: str, check: str, x: np.ndarray, labels: Any, ax: int, dt: D.DTy
         share = Fraction(0) if Wsum == 0 else g / Wsum
         G = np.empty(N, dtype=object)
         G[:] = [share] * N
-        return _with_cotangent(op, x, labels, ax, dt, be_name, base, G)
+        return compute(op, "grad", x, labels, ax, dt, backend_name=be_name, options=base, row_cotangents=G)
     extra = 8
     while True:
         rows = compute(op, "forward", x, labels, ax, dt, backend_name=be_name, options=base, extra_bits=extra)
@@ -550,22 +550,6 @@ def _as_rows(spec: O.OpSpec, xm: np.ndarray, labels: Any, ax: int) -> tuple[np.n
     if spec.labels == "sparse":
         return xm.reshape(N, C), np.asarray(labels).reshape(N)
     return xm.reshape(N, C), None
-
-
-def _with_cotangent(op: str, x: np.ndarray, labels: Any, ax: int, dt: D.DType, be_name: str,
-                    opts: dict[str, Any], G: np.ndarray) -> Reference:
-    """The rows' gradients with the per-row exact cotangents G (an object array of Fractions)."""
-    spec = O.OPS[op]
-    be = backend(be_name)
-    xm = np.moveaxis(x, ax, -1)
-    X, Y = _as_rows(spec, xm, labels, ax)
-    h_, l_, i_, p_, st = _block(op, "grad", X, Y, G, dt, be, opts)
-    out = {}
-    for n in spec.grad_outputs:
-        shape = xm.shape
-        h, lo_, iv = (np.moveaxis(a.reshape(shape), -1, ax).copy() for a in (h_[n], l_[n], i_[n]))
-        out[n] = RefArray(h, lo_, D.round_to(h, lo_, dt), iv)
-    return Reference(out, p_, claim_bits(dt), be.name, None, st.decided, st.escalated_rows, st.seconds)
 
 
 #: Inputs with at least this many elements to compute are split over worker processes.
