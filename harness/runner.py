@@ -178,8 +178,9 @@ class Session:
         return self._inputs[key]  # type: ignore[return-value]
 
     def reference(self, item: Item, x: np.ndarray, y: np.ndarray | None, dt: D.DType,
-                  rows: np.ndarray | None, g: np.ndarray | None = None) -> tuple[R.Reference, bool]:
-        opts = item.case.options_for(dt)
+                  rows: np.ndarray | None, g: np.ndarray | None = None,
+                  opts: dict[str, Any] | None = None) -> tuple[R.Reference, bool]:
+        opts = item.case.options_for(dt) if opts is None else opts
         k = cache_key(item.op, item.check, dt.name, item.case.axis, x, y, rows, R.claim_bits(dt), g, opts)
         if k in self._refs:
             return self._refs[k], True
@@ -229,7 +230,8 @@ class Session:
         rec["rows_total"] = n_rows
         rec["rows_checked"] = n_rows if rows is None else int(len(rows))
         t0 = time.perf_counter()
-        ref, hit = self.reference(item, x, y, dt, rows, g)
+        opts = case.options_for(dt)  # the options as the reference and the framework see them (S1)
+        ref, hit = self.reference(item, x, y, dt, rows, g, opts)
         rec["time_reference_s"] = time.perf_counter() - t0
         rec["reference_cached"] = hit
         rec["reference_prec_bits"] = ref.prec_bits
@@ -237,7 +239,7 @@ class Session:
         call = A.Call(item.op, item.check, item.variant, x.astype(dt.np),
                       None if y is None else (y if spec.labels == "sparse" else y.astype(dt.np)),
                       case.axis, None if g is None else g.astype(dt.np), item.dtype, item.device, item.mode,
-                      case.source, case.id, item.cotangent, case.options_for(dt))
+                      case.source, case.id, item.cotangent, opts)
         raised: BaseException | None = None
         out: A.Output | None = None
         t0 = time.perf_counter()
@@ -267,7 +269,7 @@ class Session:
         t0 = time.perf_counter()
         tol = self.policy.tolerance(item.op, item.check, item.dtype, item.framework, case.tolerance)
         expected = O.output_shapes(item.op, item.check, x.shape, ax, case.options)
-        cond = condition(item.op, item.check, x, y, g, ax, tol.summation, case.options_for(dt)) if out is not None else {}
+        cond = condition(item.op, item.check, x, y, g, ax, tol.summation, opts) if out is not None else {}
         checked = _checked_masks(ref, expected, rows, ax, item, x.shape) if rows is not None else None
         v = judge(item.op, item.check, None if out is None else out.arrays,
                   None if out is None else out.dtypes, raised, ref, dt, tol, cond, expected, checked)
