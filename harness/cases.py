@@ -445,7 +445,7 @@ def sample_rows(x: np.ndarray, axis: int, budget: int = ELEMENT_BUDGET) -> np.nd
 
 def array_of(source: str, case_id: str, field: str, dtype: str, op: str | None = None,
              cotangent: str | None = None) -> np.ndarray:
-    """The exact array of a case (`logits`, `labels` or the grad check's `cotangent`) in the
+    """The exact array of a case (`logits`, `labels`, an option's array or the grad check's `cotangent`) in the
     tested dtype's values, as float64 (int64 for class indices): used by repro snippets of
     inputs too large to write out."""
     case = next((c for c in load([source]) if c.id == case_id), None)
@@ -456,5 +456,7 @@ def array_of(source: str, case_id: str, field: str, dtype: str, op: str | None =
         return case.logits_for(dt)
     if field == "labels":
         return case.labels_for(dt)  # type: ignore[return-value]
+    if field in O.PARAMS:  # an option's array (logsumexp's b), cast like the logits
+        return np.asarray(case.options_for(dt)[field], dtype=np.float64)
     return case.cotangent_for(cotangent or case.cotangents[0][0], op or case.ops[0], dt)
 

@@ -79,6 +79,8 @@ class Terms:
     #: case's options: the condition terms of an option read them.
     y0: np.ndarray | None = None
     opts: dict[str, Any] = field(default_factory=dict)
+    #: The logits (class axis last; -inf where masked), and the options' arrays likewise in `opts`.
+    x: np.ndarray | None = None
 
 
 def sum_term(C: Any, how: str) -> Any:
@@ -122,7 +124,8 @@ def lab(be: Any, y: Any) -> Any:
 @dataclass(frozen=True)
 class Param:
     name: str
-    kind: str  # "number" (a float in [lo, hi]), "integer", "per_class" (C finite numbers), "choice", "mask"
+    kind: str  # "number" (a float in [lo, hi]), "integer", "flag", "per_class" (C finite numbers), "choice",
+    # "mask" (booleans of the logits' shape), "array" (finite numbers of the logits' shape)
     lo: float = -math.inf  # the valid range of a number, both ends included
     hi: float = math.inf
     #: Whether the value is an input cast to the tested dtype like the logits (a tensor the framework
@@ -133,14 +136,23 @@ class Param:
 
     def check(self, v: Any, C: int | None = None, shape: tuple[int, ...] | None = None) -> str | None:
         """Why `v` is not a valid value (for C classes, logits of `shape`), or None."""
-        if self.kind == "mask":
-            def bools(a: Any) -> bool:
-                return all(bools(b) for b in a) if isinstance(a, list) else isinstance(a, bool)
-            if not isinstance(v, list) or not bools(v):
-                return f"{self.name} must be a nested list of true/false, not {str(v)[:40]}"
+        if self.kind in ("mask", "array"):
+            def ok(a: Any) -> bool:
+                if isinstance(a, list):
+                    return all(ok(b) for b in a)
+                if self.kind == "mask":
+                    return isinstance(a, bool)
+                return not isinstance(a, bool) and isinstance(a, (int, float)) and math.isfinite(a)
+            if not isinstance(v, list) or not ok(v):
+                what = "true/false" if self.kind == "mask" else "finite numbers"
+                return f"{self.name} must be a nested list of {what}, not {str(v)[:40]}"
             got = np.shape(np.asarray(v, dtype=object))
             if shape is not None and tuple(got) != tuple(shape):
                 return f"{self.name} of shape {list(got)} does not match the logits {list(shape)}"
+            return None
+        if self.kind == "flag":
+            if not isinstance(v, bool):
+                return f"{self.name} must be true or false, not {v!r}"
             return None
         if self.kind == "choice":
             if v not in self.choices:
@@ -179,6 +191,13 @@ PARAMS: dict[str, Param] = {p.name: p for p in (
     Param("weights", "per_class", cast=True,
           doc="w, one finite number per class, cast to the tested dtype: the loss of a row is sum_i w_i y'_i "
               "(lse - x_i), y' the (smoothed) one-hot row: w_k (lse - x_k) without smoothing (S20)"),
+    Param("b", "array", cast=True,
+          doc="scale weights of the logits' shape, cast to the tested dtype: log |sum_i b_i exp(x_i)| (scipy's and "
+              "jax.nn's logsumexp); an entry with b_i = 0 takes no part (its logit may be +inf), negative "
+              "weights allowed; a negative sum is NaN without return_sign (S23)"),
+    Param("return_sign", "flag",
+          doc="with b: logsumexp returns (log |sum b_i exp(x_i)|, sign of the sum), the sign +1, -1 or 0 "
+              "(an exactly zero sum, whose log is -inf) (S23)"),
     Param("ignore_index", "integer",
           doc="a label value whose rows do not take part: loss and gradients exactly 0, whatever the row's "
               "logits; any integer, a valid class index too (S20)"),
@@ -331,9 +350,131 @@ def _log_softmax_condition(check: str, t: Terms) -> dict[str, np.ndarray]:
 
 
 def _logsumexp_formula(be: Any, check: str, r: Row, ys: Any, gs: Any, opts: dict[str, Any]) -> dict[str, list[Any]]:
+    if "b" in opts:
+        return _weighted_lse_formula(be, check, r, gs, opts)
     if check == "forward":
         return {"out": [r.L + r.m]}
     return {"d_logits": [0.0 if si == 0.0 else gs * si for si in r.s]}
+
+
+# logsumexp with scale weights b (S23). The reference works on the row as scipy defines it: an
+# entry with b_i = 0 takes no part (its logit is -inf to the sum, row_options), m is the max of the
+# others, and the sign of S_b = sum b_i exp(x_i - m) is decided exactly before any arithmetic
+# (weighted_sign). Then sigma S_b = 1 + T_b with T_b = (sigma B_0 - 1) + sigma sum_{d_i < 0} b_i e_i,
+# B_0 the exact sum of the weights at the max: log sigma S_b = log1p(T_b) keeps a confident row's
+# tiny T_b, as Row does for the plain op.
+
+
+def weighted_sign(xs: list[float], bs: list[float]) -> int:
+    """The sign of sum_i b_i exp(x_i) over the finite x_i, exactly: 0 only when the weights of
+    each distinct logit sum to 0 (the exponentials of distinct rationals are linearly independent
+    over the algebraic numbers: Lindemann-Weierstrass), else the sign of an interval evaluation at
+    a precision raised until the interval excludes 0 (it does, the sum being nonzero)."""
+    import mpmath
+
+    groups: dict[float, Fraction] = {}
+    for x, b in zip(xs, bs):
+        if math.isfinite(x) and b != 0:
+            groups[x] = groups.get(x, Fraction(0)) + Fraction(b)
+    groups = {x: B for x, B in groups.items() if B != 0}
+    if not groups:
+        return 0
+    m = max(groups)
+    iv, prec, saved = mpmath.iv, 64, mpmath.iv.prec
+    try:
+        while prec <= 1 << 20:
+            iv.prec = prec
+            tot = iv.mpf(0)
+            for x, B in groups.items():
+                tot += (iv.mpf(B.numerator) / iv.mpf(B.denominator)) * iv.exp(iv.mpf(x) - iv.mpf(m))
+            if tot.a > 0:
+                return 1
+            if tot.b < 0:
+                return -1
+            prec *= 2
+    finally:
+        iv.prec = saved
+    raise ArithmeticError(f"the sign of sum b exp(x) over {xs[:8]} is not decided at {prec} bits")
+
+
+def row_options(opts: dict[str, Any], xs: list[float], bs: list[float] | None) -> tuple[list[float], dict[str, Any]]:
+    """A row's logits and options for the reference (S23): with weights `bs`, an entry with b_i = 0
+    becomes -inf (it takes no part), and the options carry the row's b, its original logits and the
+    exact sign of the sum."""
+    if bs is None:
+        return xs, opts
+    xr = [-_INF if b == 0 else x for x, b in zip(xs, bs)]
+    return xr, {**opts, "b": bs, "_x": xs, "_sign": weighted_sign(xr, bs)}
+
+
+def _weighted_lse_formula(be: Any, check: str, r: Row, gs: Any, opts: dict[str, Any]) -> dict[str, list[Any]]:
+    bs, xs, sg = opts["b"], opts["_x"], opts["_sign"]
+    Q = sg * sum((Fraction(b) for b, di in zip(bs, r.d) if di is not None and di == 0), Fraction(0)) - 1
+    rest = be.fsum([be.num(b) * ei for b, di, ei in zip(bs, r.d, r.e) if di is not None and not di == 0])
+    T = (be.rational(Q) if Q else be.zero()) + (rest if sg > 0 else -rest)
+    if check == "forward":
+        out = {"out": [be.log1p(T) + r.m]}
+        if opts.get("return_sign"):
+            out["sign"] = [float(sg)]
+        return out
+    gsb = lab(be, gs) if isinstance(gs, Fraction) else gs
+    den = (1 + T) if sg > 0 else -(1 + T)  # S_b, with its sign
+    dl = [0.0 if ei is None or b == 0 else gsb * (be.num(b) * ei) / den for b, ei in zip(bs, r.e)]
+    db = []
+    for x, b, ei in zip(xs, bs, r.e):
+        if ei is not None:
+            db.append(gsb * ei / den)
+        elif x == -_INF:
+            db.append(0.0)
+        elif x != x:
+            db.append(_NAN)
+        elif x == _INF:
+            db.append(scaled_inf(gs * sg))
+        else:  # a finite logit whose weight is 0: exp(x_i - m) / S_b all the same
+            db.append(gsb * be.exp(be.num(x) - be.num(r.m)) / den)
+    return {"d_logits": dl, "d_b": db}
+
+
+def _logsumexp_special(be: Any, check: str, xs: list[float], gs: Any, opts: dict[str, Any], names: tuple[str, ...]
+                       ) -> tuple[dict[str, list[Any]], bool] | None:
+    """The rows of logsumexp with weights that S23 decides without arithmetic (xs as row_options
+    made them: -inf where b_i = 0), or None."""
+    if "b" not in opts:
+        return None
+    bs, x0, sg, rs = opts["b"], opts["_x"], opts["_sign"], bool(opts.get("return_sign"))
+    C = len(xs)
+    g = gs if check == "grad" else 1.0
+
+    def rows(out: float, sign: float, dl: list[Any], db: list[Any], invalid: bool = False):
+        vals = {"out": [out], "sign": [sign], "d_logits": dl, "d_b": db}
+        return {n: vals[n] for n in names}, invalid
+
+    nan = [_NAN] * C
+    if any(v != v for v in xs):
+        return rows(_NAN, _NAN, nan, nan)
+    pinf = [i for i, v in enumerate(xs) if v == _INF]
+    if pinf:
+        signs = {1 if bs[i] > 0 else -1 for i in pinf}
+        if len(signs) > 1:  # +inf - inf
+            return rows(_NAN, _NAN, nan, nan)
+        s = signs.pop()
+        if s < 0 and not rs:  # the log of -inf: outside the op's domain without the sign
+            return rows(_NAN, _NAN, nan, nan, True)
+        if len(pinf) > 1:  # inf / inf in every gradient
+            return rows(_INF, float(s), nan, nan)
+        p = pinf[0]
+        with be.context(4400):
+            dbp = lab(be, Fraction(g) / Fraction(bs[p]))
+        dl = [g if i == p else 0.0 for i in range(C)]
+        db = [dbp if i == p else (_NAN if x0[i] != x0[i] or x0[i] == _INF else 0.0) for i in range(C)]
+        return rows(_INF, float(s), dl, db)
+    if sg == 0:  # an exactly zero sum (or nothing left): log 0, no gradient
+        dl = [_NAN if (b != 0 and x != -_INF) else 0.0 for x, b in zip(xs, bs)]
+        db = [0.0 if x == -_INF else _NAN for x in x0]
+        return rows(-_INF, 0.0, dl, db)
+    if sg < 0 and not rs:  # the log of a negative number
+        return rows(_NAN, _NAN, nan, nan, True)
+    return None
 
 
 def _logsumexp_limit(be: Any, check: str, xs: list[float], ys: Any, gs: Any, p: int, opts: dict[str, Any]) -> dict[str, list[Any]]:
@@ -349,7 +490,38 @@ def _logsumexp_no_limit(check: str, has_pos_inf: bool) -> float:
     return _NAN
 
 
+def _weighted_lse_condition(check: str, t: Terms) -> dict[str, np.ndarray]:
+    """S23's terms, from the algorithm scipy and jax.nn write: m_b the max over b_i != 0, t_i =
+    b_i e_i (e_i = exp(x_i - m_b): |d_i| + 1 roundings of a relative u, one more for the product),
+    S_b their sum (sigma(C) more, relative to sum |t_i|), log |S_b| (+|L_b|), + m_b (+|m_b + L_b|).
+    K is the relative error of S_b in units of u: sum |t_i| (|d_i| + 2 + sigma) / |S_b|, which
+    grows with the cancellation sum |t_i| / |S_b| of mixed signs, as the problem's conditioning
+    does. The gradients b_i e_i / S_b and e_i / S_b add one rounding each for the product and the
+    quotient and K for S_b (the cotangent's product one more)."""
+    b = np.asarray(t.opts["b"], dtype=np.float64)
+    x = t.x
+    with np.errstate(all="ignore"):
+        keep = (b != 0) & (x > -np.inf)
+        xb = np.where(keep, x, -np.inf)
+        mb = np.max(xb, axis=-1, keepdims=True)
+        fin = np.isfinite(x)
+        d = np.where(fin, x - mb, -np.inf)
+        e = np.where(fin, np.exp(d), 0.0)
+        ad = np.where(fin, np.abs(d), 0.0)
+        tt = np.where(keep, np.abs(b) * e, 0.0)
+        Sb = np.abs(np.sum(np.where(keep, b * e, 0.0), axis=-1, keepdims=True))
+        K = np.sum(tt * (ad + 2 + t.sig), axis=-1, keepdims=True) / Sb
+        Lb = np.log(Sb)
+        if check == "forward":
+            A = (np.abs(mb + Lb) + np.abs(Lb) + K + 1.0)[..., 0]
+            return {"out": A, "sign": np.zeros_like(A)}
+        g = np.abs(t.g)
+        return {"d_logits": g * tt / Sb * (ad + 4 + K), "d_b": g * e / Sb * (ad + 3 + K)}
+
+
 def _logsumexp_condition(check: str, t: Terms) -> dict[str, np.ndarray]:
+    if "b" in t.opts:
+        return _weighted_lse_condition(check, t)
     if check == "forward":  # m + L: the output's own magnitude enters its last rounding
         return {"out": (np.abs(t.m + t.L) + t.L + t.sig + t.D + 1.0)[..., 0]}
     return {"d_logits": np.abs(t.g) * t.s * (t.W + 1)}  # g s_i
@@ -508,6 +680,23 @@ class OpSpec:
     #: (validate_options). The formula, limit and condition read them from `opts` / `Terms.opts`.
     params: tuple[str, ...] = field(default=())
     doc: str = ""
+    #: Rows an option decides without arithmetic, before the shared rules of S6-S9 (S23: weights):
+    #: (be, check, xs, gs, opts, names) -> (values by output name, invalid) or None.
+    special: Callable[..., Any] | None = None
+    #: An option whose array is the call's second input (`y`: what a label-free op's frameworks take
+    #: as a tensor beside the logits, differentiated like the labels), and the gradient output it
+    #: adds; forward outputs an option adds (by option name).
+    input_param: str | None = None
+    input_grad: str = ""
+    extra_outputs: tuple[tuple[str, str], ...] = ()
+
+    def outputs(self, check: str, opts: dict[str, Any] | None = None) -> tuple[str, ...]:
+        """The names of the outputs of a check under the options: forward `out` (and what an option
+        adds: logsumexp's `sign`), grad the op's gradients (and the option input's: `d_b`)."""
+        opts = opts or {}
+        if check == "forward":
+            return ("out",) + tuple(n for k, n in self.extra_outputs if opts.get(k))
+        return self.grad_outputs + ((self.input_grad,) if self.input_param in opts else ())
 
 
 OPS: dict[str, OpSpec] = {s.name: s for s in (
@@ -516,7 +705,9 @@ OPS: dict[str, OpSpec] = {s.name: s for s in (
     OpSpec("log_softmax", "none", False, ("d_logits",), _log_softmax_formula, _log_softmax_limit,
            _log_softmax_condition, params=("where",), masked=-_INF, doc="x_i - logsumexp(x)"),
     OpSpec("logsumexp", "none", True, ("d_logits",), _logsumexp_formula, _logsumexp_limit, _logsumexp_condition,
-           _logsumexp_no_limit, params=("where",), masked=-_INF, doc="log sum_j exp(x_j)"),
+           _logsumexp_no_limit, params=("where", "b", "return_sign"), masked=-_INF,
+           doc="log sum_j exp(x_j); with b: log |sum_j b_j exp(x_j)|", special=_logsumexp_special,
+           input_param="b", input_grad="d_b", extra_outputs=(("return_sign", "sign"),)),
     OpSpec("softmax_cross_entropy", "dense", True, ("d_logits", "d_labels"), _ce_formula, _ce_limit,
            _ce_condition, params=("reduction", "label_smoothing", "where"), doc="-sum_i y_i log_softmax(x)_i, dense (soft) labels"),
     OpSpec("sparse_softmax_cross_entropy", "sparse", True, ("d_logits",), _sparse_formula, _sparse_limit,
@@ -552,6 +743,9 @@ def validate_options(op: str, options: dict[str, Any], C: int | None = None, sha
         why = PARAMS[k].check(v, C, shape)
         if why is not None:
             raise HarnessInputError(why, field=k, **where)
+    if "return_sign" in options and "b" not in options:
+        raise HarnessInputError("return_sign needs b (the sign of a sum of positive terms is 1)", field="return_sign",
+                                **where)
 
 
 def fits(label_kind: str) -> list[str]:
@@ -566,10 +760,9 @@ def output_shapes(op: str, check: str, logits_shape: tuple[int, ...], axis: int,
     ax = axis % len(logits_shape)
     reduced = tuple(n for i, n in enumerate(logits_shape) if i != ax)
     if check == "forward":
-        if reduction(opts or {}) != "none":
-            return {"out": ()}
-        return {"out": reduced if spec.reduces else tuple(logits_shape)}
-    return {name: tuple(logits_shape) for name in spec.grad_outputs}
+        out = () if reduction(opts or {}) != "none" else reduced if spec.reduces else tuple(logits_shape)
+        return {name: out for name in spec.outputs(check, opts)}
+    return {name: tuple(logits_shape) for name in spec.outputs(check, opts)}
 
 
 def reference_default(op: str) -> str:

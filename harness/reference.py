@@ -388,9 +388,12 @@ def compute(op: str, check: str, logits: np.ndarray, labels: np.ndarray | None, 
     if check == "grad" and G is None:
         g = cotangent if cotangent is not None else O.cotangent(O.reference_default(op), op, x.shape, ax, opts)
         G = (np.moveaxis(g, ax, -1).reshape(N, C) if not spec.reduces else np.asarray(g).reshape(N))
-    names = ("out",) if check == "forward" else spec.grad_outputs
+    names = spec.outputs(check, opts)
     width = 1 if (check == "forward" and spec.reduces) else C
     hi = {n: np.full((N, width), _NAN) for n in names}
+    if spec.input_param in opts:  # an array of the logits' shape, row by row like the logits (S23)
+        opts = {**opts, spec.input_param: np.moveaxis(np.asarray(opts[spec.input_param], dtype=np.float64), ax,
+                                                       -1).reshape(N, C)}
     lo = {n: np.zeros((N, width)) for n in names}
     inv = {n: np.zeros((N, width), dtype=bool) for n in names}
 
@@ -399,14 +402,16 @@ def compute(op: str, check: str, logits: np.ndarray, labels: np.ndarray | None, 
     chunks = _chunks(todo, C)
     results = None
     if len(chunks) > 1:
-        jobs = [(op, check, X[c], sub_(Y, c), sub_(G, c), dt.name, be.name, opts, extra_bits) for c in chunks]
+        jobs = [(op, check, X[c], sub_(Y, c), sub_(G, c), dt.name, be.name, _rows_of(spec, opts, c), extra_bits)
+                for c in chunks]
         try:
             results = list(_pool().map(_block_job, jobs))
         except Exception:  # noqa: BLE001 - a broken pool costs speed, never a reference
             _reset_pool()
     if results is None:
         chunks = [todo]
-        results = [_block(op, check, X[todo], sub_(Y, todo), sub_(G, todo), dt, be, opts, extra_bits)]
+        results = [_block(op, check, X[todo], sub_(Y, todo), sub_(G, todo), dt, be, _rows_of(spec, opts, todo),
+                          extra_bits)]
     rounding = RoundingStats()
     for c, (h_, l_, i_, p_, st) in zip(chunks, results):
         for n in names:
@@ -462,8 +467,9 @@ def _masked(op: str, check: str, x: np.ndarray, labels: Any, axis: int, dt: D.DT
             for a, v in ((hm, _NAN), (lm, 0.0), (rm, _NAN)):
                 a[bad] = v
             im[bad] = True
-        else:  # one value per row: the empty sum (0; logsumexp -inf)
-            hi[empty], lo[empty], rd[empty] = spec.masked, 0.0, spec.masked
+        else:  # one value per row: the empty sum (0; logsumexp -inf, its sign 0)
+            const = spec.masked if n == "out" else 0.0
+            hi[empty], lo[empty], rd[empty] = const, 0.0, const
             hi[bad], lo[bad], rd[bad], iv[bad] = _NAN, 0.0, _NAN, True
         ref.outputs[n] = RefArray(hi, lo, rd, iv)
     return ref
@@ -590,6 +596,13 @@ def _reset_pool() -> None:
     _POOL = None
 
 
+def _rows_of(spec: O.OpSpec, opts: dict[str, Any], idx: np.ndarray) -> dict[str, Any]:
+    """The options for the rows `idx`: an option array of the logits' shape restricted to them."""
+    if spec.input_param not in opts:
+        return opts
+    return {**opts, spec.input_param: opts[spec.input_param][idx]}
+
+
 def sub_(A: np.ndarray | None, idx: np.ndarray) -> np.ndarray | None:
     return None if A is None else A[idx]
 
@@ -621,7 +634,8 @@ def _block(op: str, check: str, X: np.ndarray, Y: np.ndarray | None, G: np.ndarr
     highest working precision used, what the rounding decisions cost)."""
     spec = O.OPS[op]
     n_rows, C = X.shape
-    names = ("out",) if check == "forward" else spec.grad_outputs
+    names = spec.outputs(check, opts)
+    arr = opts.get(spec.input_param) if spec.input_param else None
     width = 1 if (check == "forward" and spec.reduces) else C
     hi = {n: np.empty((n_rows, width)) for n in names}
     lo = {n: np.empty((n_rows, width)) for n in names}
@@ -635,8 +649,9 @@ def _block(op: str, check: str, X: np.ndarray, Y: np.ndarray | None, G: np.ndarr
         ys = None if Y is None else (Y[r].tolist() if spec.labels == "dense" else Y[r].item())
         gs = None if G is None else (G[r].tolist() if not spec.reduces else
                                      G[r] if G.dtype == object else float(G[r]))
-        dd, invalid, p = _certified_row(be, op, check, xs, ys, gs, opts, _resolving_prec(X[r], p0), claim, floor,
-                                        dt, stats)
+        xs, ro = O.row_options(opts, xs, None if arr is None else arr[r].tolist())
+        dd, invalid, p = _certified_row(be, op, check, xs, ys, gs, ro, _resolving_prec(np.asarray(xs), p0), claim,
+                                        floor, dt, stats)
         pmax = max(pmax, p)
         for n in names:
             hi[n][r, :], lo[n][r, :] = dd[n]
@@ -1116,7 +1131,7 @@ def _special_row(be: Any, op: str, check: str, xs: list[float], ys: Any,
     """
     spec = O.OPS[op]
     C = len(xs)
-    names = ("out",) if check == "forward" else spec.grad_outputs
+    names = spec.outputs(check, opts)
     width = 1 if (check == "forward" and spec.reduces) else C
 
     def fill(v: float, invalid: bool = False) -> tuple[dict[str, list[Any]], bool]:
@@ -1130,6 +1145,10 @@ def _special_row(be: Any, op: str, check: str, xs: list[float], ys: Any,
         return fill(_NAN, True)
     if spec.labels == "dense" and any(not math.isfinite(y) for y in ys):
         return fill(_NAN, True)
+    if spec.special is not None:  # an option's own rows (S23)
+        got = spec.special(be, check, xs, gs, opts, names)
+        if got is not None:
+            return got
     if any(v != v for v in xs):
         return fill(_NAN)  # NaN propagates
     pinf = [i for i, v in enumerate(xs) if v == _INF]

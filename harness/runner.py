@@ -236,8 +236,11 @@ class Session:
         rec["reference_cached"] = hit
         rec["reference_prec_bits"] = ref.prec_bits
         rec["reference_claim_bits"] = ref.claim_bits
+        yc = y  # the step's second input: the labels, or a label-free op's option array (logsumexp's b, S23)
+        if yc is None and spec.input_param in opts:
+            yc = np.asarray(opts[spec.input_param], dtype=np.float64)
         call = A.Call(item.op, item.check, item.variant, x.astype(dt.np),
-                      None if y is None else (y if spec.labels == "sparse" else y.astype(dt.np)),
+                      None if yc is None else (yc if spec.labels == "sparse" else yc.astype(dt.np)),
                       case.axis, None if g is None else g.astype(dt.np), item.dtype, item.device, item.mode,
                       case.source, case.id, item.cotangent, opts)
         raised: BaseException | None = None

@@ -122,8 +122,10 @@ def condition(op: str, check: str, x: np.ndarray, y: np.ndarray | None, g: np.nd
             bad_row = bad_row & ~ign[..., None]
             ym = np.where(ign[..., None], 0.0, ym)
         seen = O.labels_seen(ym, opts, lab)
-        terms = O.Terms(s, absd, L, Dw, sig, W, m, seen, gm, summation, ym, opts)
-        names = ("out",) if check == "forward" else spec.grad_outputs
+        names = spec.outputs(check, opts)
+        if "b" in opts:  # an array of the logits' shape: class axis last, like the rows (S23)
+            opts["b"] = np.moveaxis(np.asarray(opts["b"], dtype=np.float64), ax, -1)
+        terms = O.Terms(s, absd, L, Dw, sig, W, m, seen, gm, summation, ym, opts, xm)
         out: dict[str, np.ndarray] = {}
         for name, A in spec.condition(check, terms).items():
             if name not in names:

@@ -17,6 +17,10 @@ strict expected failures until the harness is fixed (the reason says where).
 
 from __future__ import annotations
 
+from harness import cases as _cases
+from harness import dtypes as _dtypes
+from harness import vocab as _vocab
+
 import contextlib
 import io
 import json
@@ -37,9 +41,10 @@ ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "bad-inputs.md"
 SENTINEL = b'{"kind": "sentinel", "note": "an earlier run; must survive a run on bad input"}\n'
 
-OPS = "softmax, log_softmax, logsumexp, softmax_cross_entropy, sparse_softmax_cross_entropy"
-DTYPES = "float16, bfloat16, float32, float64"
-CASE_KEYS = "axis, cotangent, dtypes, grad, id, ignore_index, label_smoothing, labels, logits, op, reduction, tags, tolerance, weights, where, why"
+# The valid names a message lists, from the registries that define them (not restated here).
+OPS = ", ".join(_vocab.OP_NAMES)
+DTYPES = ", ".join(_dtypes.DTYPE_NAMES)
+CASE_KEYS = ", ".join(sorted(_cases.CASE_KEYS))
 BUDGET_KEYS = "check, cond, dtype, framework, op, reason, summation, ulp"
 TOKENS_HINT = '"inf", "-inf", "nan"'
 #: Cuts a run that wrongly gets past validation down to one result (softmax forward, float64).
@@ -142,6 +147,18 @@ ROWS: list[Row] = [
     Row("case-where-wrong-shape", "`where` of shape [1, 2] for logits of shape [1, 3]", CASES,
         [FILE, CASE, "field 'where'", "where of shape [1, 2] does not match the logits [1, 3]"],
         {"bad.json": _case_file({"op": "softmax", "where": [[True, False]]})}),
+    Row("case-b-wrong-shape", "`b` of shape [3] for logits of shape [1, 3]", CASES,
+        [FILE, CASE, "field 'b'", "b of shape [3] does not match the logits [1, 3]"],
+        {"bad.json": _case_file({"op": "logsumexp", "b": [1.0, 2.0, 3.0]})}),
+    Row("case-b-not-finite", '`b` holding `"inf"`', CASES,
+        [FILE, CASE, "field 'b'", "b must be a nested list of finite numbers"],
+        {"bad.json": _case_file({"op": "logsumexp", "b": [[1.0, "inf", 3.0]]})}),
+    Row("case-return-sign-without-b", "`return_sign` without `b`", CASES,
+        [FILE, CASE, "field 'return_sign'", "return_sign needs b"],
+        {"bad.json": _case_file({"op": "logsumexp", "return_sign": True})}),
+    Row("case-b-on-softmax", "`b` on softmax (logsumexp only)", CASES,
+        [FILE, CASE, "field 'b'", "op 'softmax' takes no option 'b'", "valid: where"],
+        {"bad.json": _case_file({"op": "softmax", "b": [[1.0, 1.0, 1.0]]})}),
     # ---------------------------------------------------------------- case files: op and labels
     Row("case-unknown-op", 'unknown op (`"op": "softmaxx"`)', CASES,
         [FILE, CASE, "field 'op'", "unknown op 'softmaxx'", f"valid: {OPS}"], {"bad.json": _case_file({"op": "softmaxx"})}),

@@ -186,7 +186,11 @@ def test_S19_condition_term_covers_a_rounded_eps_and_stays_shift_invariant():
 
 
 def test_options_are_declared_once_with_their_ranges():
-    assert set(O.PARAMS) == {"where", "reduction", "label_smoothing", "weights", "ignore_index"}
+    assert set(O.PARAMS) == {"where", "reduction", "label_smoothing", "weights", "ignore_index", "b", "return_sign"}
+    assert {n for n, s in O.OPS.items() if {"b", "return_sign"} & set(s.params)} == {"logsumexp"}
+    assert "shape [1, 2] does not match" in O.PARAMS["b"].check([[1.0, 2.0]], 3, (1, 3))
+    assert "finite numbers" in O.PARAMS["b"].check([[1.0, float("inf")]], 2, (1, 2))
+    assert "true or false" in O.PARAMS["return_sign"].check(1)
     assert all("where" in s.params for s in O.OPS.values())
     assert "one of none, sum, mean" in O.PARAMS["reduction"].check("avg")
     assert {n for n, s in O.OPS.items() if "weights" in s.params} == {"sparse_softmax_cross_entropy"}
@@ -439,9 +443,11 @@ def test_S22_losses_under_a_mask(backend):
 # The adapters' option tables
 
 
-def _sample(k: str, C: int, shape: tuple[int, ...]):
-    return {"label_smoothing": 0.125, "weights": [0.5] * (C - 1) + [3.0], "ignore_index": -77,
-            "reduction": "sum", "where": np.ones(shape, dtype=bool).tolist()}[k]
+def _sample(k: str, C: int, shape: tuple[int, ...]) -> dict:
+    b = np.full(shape, 0.5).tolist()
+    return {"label_smoothing": {k: 0.125}, "weights": {k: [0.5] * (C - 1) + [3.0]}, "ignore_index": {k: -77},
+            "reduction": {k: "sum"}, "where": {k: np.ones(shape, dtype=bool).tolist()}, "b": {k: b},
+            "return_sign": {"b": b, k: True}}[k]
 
 
 @pytest.mark.parametrize("name", ["torch", "tensorflow", "jax"])
@@ -460,11 +466,162 @@ def test_every_option_an_adapter_declares_reaches_its_call(name):
                 C = x.shape[axis]
                 lab = (np.zeros((3, 4)) if O.OPS[op].labels == "dense" else
                        np.zeros(4 if axis == 0 else 3, dtype=np.int64) if O.OPS[op].labels == "sparse" else None)
-                v = _sample(k, C, x.shape)
-                call = Call(op, "forward", variant, x, lab, axis, None, "float32", "cpu", "eager", options={k: v})
+                if k == "b":  # the step's second input y, fed to the call as b
+                    lab = np.full(x.shape, 0.5)
+                opts = _sample(k, C, x.shape)
+                call = Call(op, "forward", variant, x, lab, axis, None, "float32", "cpu", "eager", options=opts)
                 src = ad.function_source(call)
-                token = {"label_smoothing": "0.125", "weights": "3.0", "ignore_index": "-77",
-                         "reduction": "sum", "where": "True"}[k]
-                assert token in src, (name, op, variant, k, src)
+                tokens = {"label_smoothing": ["0.125"], "weights": ["3.0"], "ignore_index": ["-77"],
+                          "reduction": ["sum"], "where": ["True"], "b": ["b=y", "y * "],
+                          "return_sign": ["return_sign=True", "sign(s)"]}[k]
+                assert any(t in src for t in tokens), (name, op, variant, k, src)
                 n += 1
     assert n >= 4
+
+
+# ---------------------------------------------------------------------------------------------
+# S23: logsumexp with scale weights b and return_sign
+
+
+def _mp_weighted_lse(row, b, g=1.0, prec=600):
+    """log |S|, sign S, d_logits and d_b of S = sum_i b_i exp(x_i) by mpmath at `prec` bits, from the
+    definition (no shift): the entries with b_i = 0 still have d/db_i = exp(x_i) / S."""
+    with mpmath.workprec(prec):
+        E = [mpmath.exp(mpmath.mpf(v)) for v in row]
+        S = mpmath.fsum(mpmath.mpf(bi) * e for bi, e in zip(b, E))
+        return (mpmath.log(abs(S)), mpmath.sign(S), [g * mpmath.mpf(bi) * e / S for bi, e in zip(b, E)],
+                [g * e / S for e in E])
+
+
+WEIGHTED = [  # logits, weights
+    ([0.5, 1.0, -2.0, 0.25], [0.0, 2.0, -1.0, 0.5]),
+    ([2.0, 1.5, 0.25, -1.0], [1.0, 0.5, 3.0, 0.0]),
+    ([0.5, 1.0, -2.0], [1.0, -3.0, 0.0]),  # a negative sum
+    ([0.0, 2.0 ** -30, -3.0], [-1.0, 1.0, 0.0]),  # cancellation: S ~ 2^-30
+    ([100.0, 0.0, 1.0, 2.0], [0.0, 1.0, 1.0, 1.0]),  # the weight-0 entry is the max
+    ([1000.0, 999.0, 998.0], [0.5, 2.0, 3.0]),
+    ([0.0, 0.0, 0.0], [1.0, 1.0, -1.5]),  # ties: a negative sum from exact weights
+]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_S23_weighted_logsumexp_matches_mpmath(backend):
+    x = np.array([r for r, _ in WEIGHTED[:2]])
+    for row, b in WEIGHTED:
+        x = np.array([row])
+        opts = {"b": [b], "return_sign": True}
+        f = R.compute("logsumexp", "forward", x, None, -1, F64, backend_name=_backend(backend), options=opts)
+        g = R.compute("logsumexp", "grad", x, None, -1, F64, backend_name=backend, options=opts,
+                      cotangent=np.array([0.625]))
+        L, sg, dl, db = _mp_weighted_lse(row, b, 0.625)
+        assert f.outputs["out"].hi[0] == float(L) and f.outputs["sign"].hi[0] == float(sg), (row, b)
+        np.testing.assert_array_equal(g.outputs["d_logits"].hi[0], [float(v) for v in dl])
+        np.testing.assert_array_equal(g.outputs["d_b"].hi[0], [float(v) for v in db])
+        # the double-double carries the exact value to the claimed bits, far below float64's last
+        for out, exact in (("d_logits", dl), ("d_b", db)):
+            for i, v in enumerate(exact):
+                h, lo = g.outputs[out].hi[0, i], g.outputs[out].lo[0, i]
+                with mpmath.workprec(600):
+                    assert abs(mpmath.mpf(h) + mpmath.mpf(lo) - v) <= abs(v) * 2.0 ** -R.claim_bits(F64), (row, out, i)
+    # without return_sign a negative sum is outside the domain: NaN, marked invalid
+    n = R.compute("logsumexp", "forward", np.array([WEIGHTED[2][0]]), None, -1, F64, backend_name=backend,
+                  options={"b": [WEIGHTED[2][1]]})
+    assert np.isnan(n.outputs["out"].hi[0]) and n.outputs["out"].invalid[0] and "sign" not in n.outputs
+
+
+def test_S23_the_sign_of_the_sum_is_decided_exactly():
+    """0 exactly when the weights of each distinct logit cancel (Lindemann-Weierstrass), else the
+    sign of an interval evaluation, however close the sum is to 0."""
+    assert O.weighted_sign([1.0, 1.0, 2.0], [1.0, -1.0, 0.0]) == 0
+    assert O.weighted_sign([0.5, 0.5, 0.5], [0.25, 0.5, -0.75]) == 0
+    assert O.weighted_sign([0.0, 2.0 ** -1000], [1.0, -1.0]) == -1  # 1 - exp(2^-1000)
+    assert O.weighted_sign([0.0, -(2.0 ** -1000)], [1.0, -1.0]) == 1
+    assert O.weighted_sign([0.0, 1.0], [math.e, -1.0]) == -1  # the double e is below e: e * 1 - e^1 < 0
+    assert O.weighted_sign([-INF, 3.0], [5.0, 0.0]) == 0  # nothing takes part
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_S23_special_rows(backend):
+    be = _backend(backend)
+
+    def run(row, b, check="forward", rs=True):
+        opts = {"b": [b], "return_sign": True} if rs else {"b": [b]}
+        r = R.compute("logsumexp", check, np.array([row]), None, -1, F64, backend_name=be, options=opts,
+                      cotangent=np.array([1.0]) if check == "grad" else None)
+        return {k: v.hi[0].tolist() for k, v in r.outputs.items()}, {k: bool(np.any(v.invalid)) for k, v in
+                                                                      r.outputs.items()}
+
+    # an exactly zero sum: log 0 = -inf, sign 0; no gradient where an entry takes part
+    v, _ = run([1.0, 1.0, 2.0], [1.0, -1.0, 0.0])
+    assert v == {"out": -INF, "sign": 0.0}
+    v, _ = run([1.0, 1.0, 2.0], [1.0, -1.0, 0.0], "grad")
+    assert np.isnan(v["d_logits"][:2]).all() and v["d_logits"][2] == 0.0 and np.isnan(v["d_b"]).all()
+    # a +inf logit whose weight is 0 takes no part; its weight's gradient is +inf
+    v, _ = run([INF, 0.5, -1.0], [0.0, 1.0, 2.0])
+    L, _, dl, db = _mp_weighted_lse([0.5, -1.0], [1.0, 2.0])
+    assert v == {"out": float(L), "sign": 1.0}
+    v, _ = run([INF, 0.5, -1.0], [0.0, 1.0, 2.0], "grad")
+    assert v["d_logits"] == [0.0] + [float(t) for t in dl] and v["d_b"] == [INF] + [float(t) for t in db]
+    # a single +inf that takes part: +inf with the sign of its weight; gradients one-hot and 1/b
+    v, _ = run([INF, 0.5], [-4.0, 1.0])
+    assert v == {"out": INF, "sign": -1.0}
+    v, _ = run([INF, 0.5], [-4.0, 1.0], "grad")
+    assert v == {"d_logits": [1.0, 0.0], "d_b": [-0.25, 0.0]}
+    # ... without return_sign a negative weight there is the log of -inf: NaN, invalid
+    v, inv = run([INF, 0.5], [-4.0, 1.0], rs=False)
+    assert np.isnan(v["out"]) and inv["out"]
+    # two +inf of opposite weights: inf - inf
+    v, inv = run([INF, INF], [1.0, -1.0])
+    assert np.isnan(v["out"]) and np.isnan(v["sign"]) and not inv["out"]
+    # every weight 0: the empty sum
+    v, _ = run([1.0, 2.0], [0.0, 0.0])
+    assert v == {"out": -INF, "sign": 0.0}
+
+
+def test_S23_budget_is_shift_invariant_passes_scipy_and_fails_a_zeroed_weight_gradient():
+    rng = np.random.default_rng(3)
+    f32 = D.DTYPES["float32"]
+    x = rng.standard_normal((5, 7)).astype(np.float32).astype(np.float64)
+    b = rng.choice([0.0, 0.5, 1.0, 2.0, -0.25], (5, 7)).astype(np.float64)
+    b[:, 0], x[:, 0] = 4.0, 3.0  # a positive sum in every row: the largest term is positive
+    opts = {"b": b.tolist()}
+    g = np.ones(5)
+    ref = R.compute("logsumexp", "grad", x, None, -1, f32, options=opts, cotangent=g)
+    cond = V.condition("logsumexp", "grad", x, None, g, -1, "sqrt", opts)
+    shifted = V.condition("logsumexp", "grad", x + 64.0, None, g, -1, "sqrt", opts)
+    for k in ("d_logits", "d_b"):
+        np.testing.assert_allclose(shifted[k], cond[k], rtol=1e-12)
+    # scipy's algorithm in float32, with the gradient of a weight that is 0 kept (exp(x_i - m) / S)
+    xs, bs = x.astype(np.float32), b.astype(np.float32)
+    m = np.max(np.where(bs != 0, xs, -np.inf), -1, keepdims=True)
+    e = np.exp(xs - m)
+    S = np.sum(bs * e, -1, keepdims=True)
+    good = {"d_logits": (bs * e / S).astype(np.float64), "d_b": (e / S).astype(np.float64)}
+    from harness.policy import load
+
+    tol = load("standard").tolerance("logsumexp", "grad", "float32", "x", None)
+    shapes = {"d_logits": (5, 7), "d_b": (5, 7)}
+    dts = {"d_logits": "float32", "d_b": "float32"}
+    v = V.judge("logsumexp", "grad", good, dts, None, ref, f32, tol, cond, shapes)
+    assert v.status == "pass", v.message
+    zeroed = dict(good, d_b=np.where(b != 0, good["d_b"], 0.0))  # jax#22398
+    v = V.judge("logsumexp", "grad", zeroed, dts, None, ref, f32, tol, cond, shapes)
+    assert v.status == "fail" and v.worst["output"] == "d_b"
+    # the forward: the budget grows with the cancellation sum |b_i e_i| / |S| (row 2: ~2^21)
+    xc = np.array([[0.0, 2.0 ** -20, -3.0], [0.0, 1.0, -3.0]])
+    bc = {"b": [[-1.0, 1.0, 0.0], [-1.0, 1.0, 0.0]], "return_sign": True}
+    A = V.condition("logsumexp", "forward", xc, None, None, -1, "sqrt", bc)["out"]
+    assert A[0] > 2.0 ** 21 and A[1] < 16 and np.all(V.condition("logsumexp", "forward", xc, None, None, -1,
+                                                                   "sqrt", bc)["sign"] == 0)
+
+
+def test_S23_option_errors():
+    from harness.errors import HarnessInputError
+
+    x = np.array([[1.0, 2.0]])
+    with pytest.raises(HarnessInputError, match="return_sign needs b"):
+        R.compute("logsumexp", "forward", x, None, -1, F64, options={"return_sign": True})
+    with pytest.raises(HarnessInputError, match="takes no option 'b'"):
+        R.compute("softmax", "forward", x, None, -1, F64, options={"b": [[1.0, 1.0]]})
+    with pytest.raises(HarnessInputError, match=r"b of shape \[2\] does not match the logits \[1, 2\]"):
+        R.compute("logsumexp", "forward", x, None, -1, F64, options={"b": [1.0, 1.0]})

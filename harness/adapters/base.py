@@ -187,6 +187,10 @@ def format_array(a: np.ndarray, dtype: str, call: "Call | None" = None, field: s
     return rec(vals)
 
 
+#: The rewrites of SourceAdapter.options that are not named fields of a template.
+_SLOTS = frozenset({"kw", "y", "x", "out", "den", "reduce", "plain", "by_value"})
+
+
 class SourceAdapter(Adapter):
     """An adapter whose every call is Python source, run in this process exactly as the repro
     snippet prints it: the snippet is by construction what ran.
@@ -223,9 +227,13 @@ class SourceAdapter(Adapter):
         """Source defining f(x, y): the expression, after an option's rewrite of the logits (an `x`
         entry of `options`: a mask applied as users apply it, `x = x.masked_fill(...)`)."""
         xr = self.x_source(call)
+        expr = self.expression(call)
+        if expr.startswith("def f(x, y):"):  # a composition users write in several lines
+            head, body = expr.split("\n", 1)
+            return f"{head}\n    x = {xr}\n{body}" if xr else expr
         if xr is None:
-            return f"f = lambda x, y: {self.expression(call)}"
-        return f"def f(x, y):\n    x = {xr}\n    return {self.expression(call)}"
+            return f"f = lambda x, y: {expr}"
+        return f"def f(x, y):\n    x = {xr}\n    return {expr}"
 
     def x_source(self, call: Call) -> str | None:
         from .. import ops as O
@@ -268,7 +276,8 @@ class SourceAdapter(Adapter):
     #: rows' weights in a mean, `reduce` the reduction of the rows (`{out}` the rows' losses,
     #: `{den}` the product of the `den` factors; `plain` instead where there is none). `{v}` is
     #: the value's repr;
-    #: `by_value` picks the rewrites by the value. The labels' rewrites come first, then the
+    #: `by_value` picks the rewrites by the value; any other name fills that field of the template
+    #: (`{ret}` of a composition written as `def f(x, y):`). The labels' rewrites come first, then the
     #: others in the order of ops.PARAMS, the reduction last. An option missing here is
     #: Unsupported (a skip with the reason); `option_defaults` are rendered where a case sets none.
     options: dict[tuple[str, str], dict[str, Any]] = {}
@@ -304,6 +313,10 @@ class SourceAdapter(Adapter):
         for v, f in parts:
             if "y" in f:
                 y = f["y"].format(y=y, v=v, **fields)
+        for v, f in parts:  # named fields of the template
+            for name, tpl in f.items():
+                if name not in _SLOTS:
+                    fields[name] = tpl.format(y=y, v=v, **fields)
         for v, f in parts:
             if "kw" in f:
                 kws.append(f["kw"].format(v=v, y=y, **fields))
@@ -324,7 +337,19 @@ class SourceAdapter(Adapter):
     def output_names(self, call: Call) -> tuple[str, ...]:
         from .. import ops as O
 
-        return ("out",) if call.check == "forward" else O.OPS[call.op].grad_outputs
+        return O.OPS[call.op].outputs(call.check, call.options)
+
+    def wrt_y(self, call: Call) -> bool:
+        """Whether the grad check differentiates with respect to `y` too (dense labels, logsumexp's b)."""
+        return call.check == "grad" and len(self.output_names(call)) > 1
+
+    def forward_return(self, call: Call) -> str:
+        """The forward step's return: the op's outputs as a tuple (logsumexp with return_sign returns two)."""
+        return "return tuple(f(x, y))" if len(self.output_names(call)) > 1 else "return (f(x, y),)"
+
+    def loss_source(self, call: Call) -> str:
+        """What the grad check differentiates: the op's value (the first of a (value, sign) pair)."""
+        return "f(x, y)[0]" if len(O_outputs(call, "forward")) > 1 else "f(x, y)"
 
     def inputs(self, call: Call) -> list[tuple[str, np.ndarray]]:
         out = [("x", call.logits)]
@@ -382,14 +407,28 @@ class SourceAdapter(Adapter):
         return "\n".join(lines + body)
 
 
+def O_outputs(call: Call, check: str) -> tuple[str, ...]:
+    from .. import ops as O
+
+    return O.OPS[call.op].outputs(check, call.options)
+
+
 #: The case field each input of a step comes from (a large one is loaded from it by array_of).
 INPUT_FIELDS = {"x": "logits", "y": "labels", "g": "cotangent"}
+
+
+def input_field(name: str, call: Call) -> str:
+    """The case field of input `name`: `y` of a label-free op is an option's array (logsumexp's b)."""
+    from .. import ops as O
+
+    spec = O.OPS[call.op]
+    return spec.input_param if name == "y" and spec.labels == "none" and spec.input_param else INPUT_FIELDS[name]
 
 
 def literal(a: np.ndarray, call: "Call", name: str) -> str:
     """Python source for the exact values of input `name` (x, y or g): integers as such, floats by
     format_array (repr of each value, or array_of(...) of its case field for a large one)."""
-    field = INPUT_FIELDS[name]
+    field = input_field(name, call)
     arr = np.asarray(a)
     if arr.dtype.kind in "iu":
         if arr.size > REPRO_INLINE and call.source:

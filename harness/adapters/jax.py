@@ -20,7 +20,7 @@ API = {
     ("softmax", "default"): "jax.nn.softmax(x, axis={axis}{kw})",
     ("log_softmax", "default"): "jax.nn.log_softmax(x, axis={axis}{kw})",
     ("logsumexp", "default"): "jax.nn.logsumexp(x, axis={axis}{kw})",
-    ("logsumexp", "scipy"): "jax.scipy.special.logsumexp(x, axis={axis})",
+    ("logsumexp", "scipy"): "jax.scipy.special.logsumexp(x, axis={axis}{kw})",
     ("softmax_cross_entropy", "default"): "optax.softmax_cross_entropy(x, {y}, axis={axis}{kw})",
     ("sparse_softmax_cross_entropy", "default"): "optax.softmax_cross_entropy_with_integer_labels(x, {y}, axis={axis}{kw})",
     # optax's losses take no smoothing: users smooth the labels with optax.smooth_labels (over the
@@ -44,8 +44,12 @@ OPTIONS = {
         "reduction": _REDUCE,
         "label_smoothing": {"y": "optax.smooth_labels(jax.nn.one_hot({y}, {C}, dtype=x.dtype), {v})"}},
     ("softmax_cross_entropy", "composed"): {"reduction": _REDUCE},
-    **{(op, "default"): _WHERE for op in ("softmax", "log_softmax", "logsumexp", "softmax_cross_entropy",
+    **{(op, "default"): _WHERE for op in ("softmax", "log_softmax", "softmax_cross_entropy",
                                            "sparse_softmax_cross_entropy")},
+    # jax.nn.logsumexp and jax.scipy.special.logsumexp take scale weights and return the sign (S23);
+    # b is the step's second input (y).
+    ("logsumexp", "default"): {**_WHERE, "b": "b={y}", "return_sign": "return_sign={v}"},
+    ("logsumexp", "scipy"): {"b": "b={y}", "return_sign": "return_sign={v}"},
     ("sparse_softmax_cross_entropy", "composed"): {
         "reduction": {"by_value": {"sum": {"reduce": "jnp.sum({out})"},
                                    "mean": {"reduce": "jnp.sum({out}) / jnp.sum({den})",
@@ -147,11 +151,12 @@ class JaxAdapter(SourceAdapter):
 
     def step_source(self, call: Call) -> str:
         if call.check == "forward":
-            lines = ["def step(x, y, g):", "    return (f(x, y),)"]
-        elif "d_labels" in self.output_names(call):
-            lines = ["def step(x, y, g):", "    return jax.vjp(f, x, y)[1](g)"]
+            lines = ["def step(x, y, g):", "    " + self.forward_return(call)]
+        elif self.wrt_y(call):
+            lines = ["def step(x, y, g):", f"    return jax.vjp(lambda x, y: {self.loss_source(call)}, x, y)[1](g)"
+                     if self.loss_source(call) != "f(x, y)" else "    return jax.vjp(f, x, y)[1](g)"]
         else:
-            lines = ["def step(x, y, g):", "    return jax.vjp(lambda x: f(x, y), x)[1](g)"]
+            lines = ["def step(x, y, g):", f"    return jax.vjp(lambda x: {self.loss_source(call)}, x)[1](g)"]
         if call.mode == "jit":
             lines.append("step = jax.jit(step)")
         return "\n".join(lines)

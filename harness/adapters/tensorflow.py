@@ -35,6 +35,14 @@ API = {
         "tf.keras.losses.CategoricalCrossentropy(from_logits=True{kw})"
         "(tf.one_hot({y}, {C}, dtype=x.dtype), {last})",
 }
+# tf.math.reduce_logsumexp takes no scale weights: users transcribe scipy.special.logsumexp (S23).
+API[("logsumexp", "composed")] = (
+    "def f(x, y):\n"
+    "    x = tf.where(y != 0, x, tf.constant(float('-inf'), x.dtype))  # scipy: an entry with b = 0 takes no part\n"
+    "    m = tf.stop_gradient(tf.reduce_max(x, axis={axis}, keepdims=True))\n"
+    "    m = tf.where(tf.math.is_finite(m), m, tf.zeros_like(m))\n"
+    "    s = tf.reduce_sum(y * tf.exp(x - m), axis={axis})\n"
+    "    return {ret}")
 #: How each call takes the options (base.SourceAdapter.render); tf.nn's ops take none.
 # No tf.nn op takes a mask: users fill the masked logits with -inf first (variant masked).
 for (_op, _v), _t in list(API.items()):
@@ -61,18 +69,22 @@ OPTIONS = {
                          "den": "tf.cast(y != {v}, x.dtype)"}},
     **{(op, "masked"): _MASK for op in ("softmax", "log_softmax", "logsumexp", "softmax_cross_entropy",
                                          "sparse_softmax_cross_entropy")},
+    ("logsumexp", "composed"): {
+        "b": {}, **_MASK,
+        "return_sign": {"by_value": {False: {"ret": "tf.math.log(s) + tf.squeeze(m, {axis})"},
+                                     True: {"ret": "tf.math.log(tf.abs(s)) + tf.squeeze(m, {axis}), tf.sign(s)"}}}},
 }
 
 
 class TensorFlowAdapter(SourceAdapter):
     name = "tensorflow"
-    variants = {"softmax": ("masked",), "log_softmax": ("masked",), "logsumexp": ("masked",),
+    variants = {"softmax": ("masked",), "log_softmax": ("masked",), "logsumexp": ("masked", "composed"),
                 "softmax_cross_entropy": ("keras", "composed", "masked"),
                 "sparse_softmax_cross_entropy": ("keras_onehot", "composed", "masked")}
-    option_variants = {"keras_onehot": ("label_smoothing",), "composed": ("weights", "ignore_index", "reduction"),
+    option_variants = {"keras_onehot": ("label_smoothing",), "composed": ("weights", "ignore_index", "reduction", "b"),
                        "masked": ("where",)}
     options = OPTIONS
-    option_defaults = {"reduction": "none"}
+    option_defaults = {"reduction": "none", "return_sign": False}
 
     imports = "import tensorflow as tf"
 
@@ -141,15 +153,15 @@ class TensorFlowAdapter(SourceAdapter):
 
     def step_source(self, call: Call) -> str:
         if call.check == "forward":
-            lines = ["def step(x, y, g):", "    return (f(x, y),)"]
+            lines = ["def step(x, y, g):", "    " + self.forward_return(call)]
         else:
-            dense = "d_labels" in self.output_names(call)
+            dense = self.wrt_y(call)
             lines = ["def step(x, y, g):", "    with tf.GradientTape() as tape:", "        tape.watch(x)"]
             if dense:
                 lines.append("        tape.watch(y)")
             # A variant may return another dtype than its input (Keras computes in floatx): the
             # cotangent takes the output's dtype, its values are exact in all.
-            lines += ["        out = f(x, y)",
+            lines += [f"        out = {self.loss_source(call)}",
                       f"    return tuple(tape.gradient(out, {'[x, y]' if dense else '[x]'}, "
                       "output_gradients=tf.cast(g, out.dtype)))"]
         if call.mode == "jit":

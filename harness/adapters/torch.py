@@ -27,6 +27,14 @@ API = {
     ("sparse_softmax_cross_entropy", "default"): "F.cross_entropy(x{to1}, {y}{kw})",
     ("sparse_softmax_cross_entropy", "CrossEntropyLoss"): "torch.nn.CrossEntropyLoss({args})(x{to1}, {y})",
 }
+# torch.logsumexp takes no scale weights: users transcribe scipy.special.logsumexp (S23).
+API[("logsumexp", "composed")] = (
+    "def f(x, y):\n"
+    "    x = torch.where(y != 0, x, float('-inf'))  # scipy: an entry with b = 0 takes no part\n"
+    "    m = torch.amax(x, dim={axis}, keepdim=True).detach()\n"
+    "    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))\n"
+    "    s = torch.sum(y * torch.exp(x - m), dim={axis})\n"
+    "    return {ret}")
 #: How each call takes the options (base.SourceAdapter.render).
 OPTIONS = {(op, v): {"reduction": "reduction={v}", "label_smoothing": "label_smoothing={v}"}
            for op in ("softmax_cross_entropy", "sparse_softmax_cross_entropy") for v in ("default", "CrossEntropyLoss")}
@@ -40,19 +48,23 @@ for (_op, _v), _t in list(API.items()):
         OPTIONS[(_op, "masked")] = {
             **({"reduction": "reduction={v}"} if "{kw}" in _t else {}),
             "where": {"x": "x.masked_fill(~torch.tensor({v}, device=x.device), float('-inf'))"}}
+OPTIONS[("logsumexp", "composed")] = {
+    "b": {}, "where": OPTIONS[("logsumexp", "masked")]["where"],
+    "return_sign": {"by_value": {False: {"ret": "torch.log(s) + m.squeeze({axis})"},
+                                 True: {"ret": "torch.log(torch.abs(s)) + m.squeeze({axis}), torch.sign(s)"}}}}
 
 
 class TorchAdapter(SourceAdapter):
     name = "torch"
     variants = {
-        "softmax": ("masked",), "log_softmax": ("masked",), "logsumexp": ("masked",),
+        "softmax": ("masked",), "log_softmax": ("masked",), "logsumexp": ("masked", "composed"),
         "softmax_cross_entropy": ("CrossEntropyLoss", "masked"),
         "sparse_softmax_cross_entropy": ("CrossEntropyLoss", "masked"),
     }
-    option_variants = {"masked": ("where",)}
+    option_variants = {"masked": ("where",), "composed": ("b",)}
     imports = "import torch\nimport torch.nn.functional as F"
     options = OPTIONS
-    option_defaults = {"reduction": "none"}
+    option_defaults = {"reduction": "none", "return_sign": False}
 
     def available(self) -> tuple[bool, str]:
         if importlib.util.find_spec("torch") is None:
@@ -136,17 +148,17 @@ class TorchAdapter(SourceAdapter):
     def step_source(self, call: Call) -> str:
         lines = ["def step(x, y, g):"]
         if call.check == "forward":
-            lines.append("    return (f(x, y),)")
+            lines.append("    " + self.forward_return(call))
         else:
-            wrt = "(x, y)" if "d_labels" in self.output_names(call) else "(x,)"
-            lines.append(f"    return torch.autograd.grad(f(x, y), {wrt}, grad_outputs=g)")
+            wrt = "(x, y)" if self.wrt_y(call) else "(x,)"
+            lines.append(f"    return torch.autograd.grad({self.loss_source(call)}, {wrt}, grad_outputs=g)")
         return "\n".join(lines)
 
     def _device(self, call: Call) -> str:
         return "cuda" if call.device == "gpu" else "cpu"
 
     def _requires_grad(self, name: str, call: Call) -> bool:
-        return call.check == "grad" and (name == "x" or (name == "y" and "d_labels" in self.output_names(call)))
+        return call.check == "grad" and (name == "x" or (name == "y" and self.wrt_y(call)))
 
     def input_source(self, name: str, a: np.ndarray, call: Call) -> str:
         dev = self._device(call)

@@ -24,7 +24,7 @@ class Careful(Adapter):
 
     name = "careful"
     modes = ("eager",)
-    takes = ("reduction", "label_smoothing", "weights", "ignore_index", "where")
+    takes = ("reduction", "label_smoothing", "weights", "ignore_index", "where", "b", "return_sign")
     #: Overridden by mutants: the dtype computed in (None: float64) ...
     compute_dtype: str | None = None
 
@@ -111,6 +111,46 @@ class Careful(Adapter):
         total = np.sum(out)
         return total / np.sum(self.row_weights(call, C)) if red == "mean" else total
 
+    def weight_shift(self, x: np.ndarray, b: np.ndarray, ax: int) -> np.ndarray:
+        """The shift of logsumexp with weights: the max over the entries that take part (b != 0)."""
+        return self.shift(np.where(b != 0, x, -np.inf), ax)
+
+    def weight_terms(self, e: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """b_i e_i where b_i != 0 (an entry of weight 0 takes no part, even at +inf), else 0."""
+        return np.where(b != 0, b * e, 0.0)
+
+    def weights_grad(self, e: np.ndarray, S: np.ndarray, b: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """d log|S| / d b_i = e_i / S for every entry, those of weight 0 too (0 at a -inf logit)."""
+        return np.where(x == -np.inf, 0.0, e / S)
+
+    def signed_log(self, S: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(log |S|, sign S) of the weighted sum."""
+        return np.log(np.abs(S)), np.sign(S)
+
+    def weighted_lse(self, call: Call, x: np.ndarray, ax: int) -> dict[str, np.ndarray]:
+        """logsumexp with weights b and return_sign (docs/semantics.md S23), scipy's algorithm in
+        float64 with every weight's gradient kept."""
+        b = np.asarray(call.options["b"], dtype=np.float64)
+        rs = bool(call.options.get("return_sign"))
+        m = self.weight_shift(x, b, ax)
+        e = np.exp(x - m)
+        S = np.sum(self.weight_terms(e, b), axis=ax, keepdims=True)
+        L, sg = self.signed_log(S)
+        bad = (S < 0) & (not rs)  # the log of a negative number: NaN throughout
+        if call.check == "forward":
+            out = {"out": np.squeeze(np.where(bad, np.nan, L + m), ax)}
+            if rs:
+                out["sign"] = np.squeeze(sg, ax)
+            return out
+        g = np.expand_dims(self.upstream(np.asarray(call.cotangent, dtype=np.float64)), ax)
+        takes_part = (b != 0) & (x > -np.inf)
+        dl = np.where(takes_part, g * self.weight_terms(e, b) / S, 0.0)
+        db = g * self.weights_grad(e, S, b, x)
+        zero = S == 0  # no gradient where an entry takes part; none with respect to any weight
+        dl = np.where(bad | (zero & takes_part), np.nan, dl)
+        db = np.where(bad | (zero & (x > -np.inf)), np.nan, db)
+        return {"d_logits": dl, "d_b": db}
+
     def finish(self, a: np.ndarray, dt: D.DType) -> tuple[np.ndarray, str]:
         """Round the float64 result to the tested dtype: (exact values as float64, dtype name)."""
         with np.errstate(over="ignore", invalid="ignore"):
@@ -150,7 +190,7 @@ class Careful(Adapter):
                 const = -np.inf if (k == "out" and call.op == "log_softmax") else 0.0
                 out.arrays[k] = np.where(mask, v, const)
             elif v.shape == empty.shape:
-                out.arrays[k] = np.where(empty, -np.inf if call.op == "logsumexp" else 0.0, v)
+                out.arrays[k] = np.where(empty, -np.inf if (call.op == "logsumexp" and k == "out") else 0.0, v)
         return out
 
     def compute(self, call: Call) -> Output:
@@ -180,7 +220,9 @@ class Careful(Adapter):
                 y = self.smooth(y, eps, ax)
             if call.op == "sparse_softmax_cross_entropy":
                 y = self.weigh(y, call, ax)
-            if call.check == "forward":
+            if call.op == "logsumexp" and "b" in call.options:
+                arrays = self.weighted_lse(call, x, ax)
+            elif call.check == "forward":
                 if call.op == "softmax":
                     out = s
                 elif call.op == "log_softmax":
@@ -522,9 +564,51 @@ class MaskedCotangentsFlow(Careful):
         return super().masked(call)
 
 
+class ZeroWeightGradientDropped(Careful):
+    """logsumexp's weights of 0 dropped by setting their logits to -inf first (scipy's algorithm,
+    jax#22398): the gradient with respect to such a weight becomes 0."""
+
+    name = "mutant_lse_zero_weight_grad"
+
+    def weights_grad(self, e: np.ndarray, S: np.ndarray, b: np.ndarray, x: np.ndarray) -> np.ndarray:
+        return np.where(b != 0, super().weights_grad(e, S, b, x), 0.0)
+
+
+class WeightedSignDropped(Careful):
+    """return_sign answered with log |S| and sign +1 (the sign of a negative sum lost)."""
+
+    name = "mutant_lse_sign_dropped"
+
+    def signed_log(self, S: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        L, _ = super().signed_log(S)
+        return L, np.ones_like(S)
+
+
+class WeightedShiftOverAll(Careful):
+    """The shift of a weighted logsumexp taken over every logit, weight 0 or not (jax#5370): the
+    entries that take part underflow beside a large excluded one."""
+
+    name = "mutant_lse_shift_over_all"
+
+    def weight_shift(self, x: np.ndarray, b: np.ndarray, ax: int) -> np.ndarray:
+        return self.shift(x, ax)
+
+
+class WeightsFoldedAsLog(Careful):
+    """Weights folded into the logits as x + log b, then the plain logsumexp (right for positive
+    weights only: NaN for a negative one)."""
+
+    name = "mutant_lse_log_weights"
+
+    def weight_terms(self, e: np.ndarray, b: np.ndarray) -> np.ndarray:
+        with np.errstate(all="ignore"):
+            return np.where(b != 0, np.exp(np.log(e) + np.log(b)), 0.0)
+
+
 MUTANTS = [IgnoresCotangent, RoundsLseThenSubtracts, NoMaxShift, LogOfSoftmax, RecursiveLowPrecisionSum,
            LabelOffByOne, SoftmaxVjpWithoutCentering, CeGradAssumesNormalisedLabels, Float64InFloat32,
            FlushesSubnormals, WrongClassAxis, GlobalMax, HalfResultForFloat32, IgnoreIndexSilent, NanNotPropagated,
            LabelsGradientDropped, SmoothingOverOtherClasses, SmoothingOverLastAxis, SmoothingSumInOutputDtype,
            SmoothingLabelsGradUnscaled, IgnoreIndexNotMasked, WeightsDroppedInBackward, MeanCountsIgnoredRows,
-           MeanGradWithoutDivisor, MaskIgnored, MaskedCotangentsFlow]
+           MeanGradWithoutDivisor, MaskIgnored, MaskedCotangentsFlow, ZeroWeightGradientDropped, WeightedSignDropped,
+           WeightedShiftOverAll, WeightsFoldedAsLog]
