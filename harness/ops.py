@@ -182,6 +182,10 @@ PARAMS: dict[str, Param] = {p.name: p for p in (
           doc="none: one loss per row; sum: their sum; mean: their weighted mean, sum_r w_r loss_r / sum_r w_r "
               "over the rows not ignored, w_r the weight of row r's label (1 without weights): torch's "
               "definition; every row ignored is 0 / 0, NaN (S21)"),
+    Param("scale", "number", cast=True,
+          doc="s, a finite number cast to the tested dtype and given to the call as a runtime input: the op of "
+              "the logits x * s (an inverse temperature, as users write softmax(logits * s)), the product "
+              "rounded in the tested dtype; the gradient with respect to x is s times the op's (S24)"),
     Param("where", "mask",
           doc="a boolean array of the logits' shape: where it is false the logit is -inf, a constant (the "
               "S4 limits; gradients 0 there); a row with nothing kept is S9 (S22)"),
@@ -209,6 +213,20 @@ def cast_options(opts: dict[str, Any], cast: Callable[[np.ndarray], np.ndarray])
     (float64 arrays holding the cast values), as lists of floats: what the reference and the
     framework see (S1)."""
     return {k: (cast(np.asarray(v, dtype=np.float64)).tolist() if PARAMS[k].cast else v) for k, v in opts.items()}
+
+
+def scaled_logits(x: np.ndarray, opts: dict[str, Any], round_: Callable[[np.ndarray], np.ndarray]
+                  ) -> tuple[np.ndarray, dict[str, Any]]:
+    """The logits the op is taken of under `scale` (S24): x * s rounded by `round_` to the tested
+    dtype (the product of two values of it is exact in float64 below float64, which rounds its own
+    correctly), and the options with the scale kept as `_scale`, the factor of the gradient with
+    respect to x. Unchanged without a scale."""
+    if "scale" not in opts:
+        return x, opts
+    s = float(opts["scale"])
+    with np.errstate(invalid="ignore", over="ignore"):
+        xs = round_(np.asarray(x, dtype=np.float64) * s)
+    return xs, {**{k: v for k, v in opts.items() if k != "scale"}, "_scale": s}
 
 
 def smoothing(opts: dict[str, Any]) -> Fraction:
@@ -701,17 +719,17 @@ class OpSpec:
 
 OPS: dict[str, OpSpec] = {s.name: s for s in (
     OpSpec("softmax", "none", False, ("d_logits",), _softmax_formula, _softmax_limit, _softmax_condition,
-           params=("where",), doc="exp(x_i) / sum_j exp(x_j)"),
+           params=("scale", "where"), doc="exp(x_i) / sum_j exp(x_j)"),
     OpSpec("log_softmax", "none", False, ("d_logits",), _log_softmax_formula, _log_softmax_limit,
-           _log_softmax_condition, params=("where",), masked=-_INF, doc="x_i - logsumexp(x)"),
+           _log_softmax_condition, params=("scale", "where"), masked=-_INF, doc="x_i - logsumexp(x)"),
     OpSpec("logsumexp", "none", True, ("d_logits",), _logsumexp_formula, _logsumexp_limit, _logsumexp_condition,
-           _logsumexp_no_limit, params=("where", "b", "return_sign"), masked=-_INF,
+           _logsumexp_no_limit, params=("scale", "where", "b", "return_sign"), masked=-_INF,
            doc="log sum_j exp(x_j); with b: log |sum_j b_j exp(x_j)|", special=_logsumexp_special,
            input_param="b", input_grad="d_b", extra_outputs=(("return_sign", "sign"),)),
     OpSpec("softmax_cross_entropy", "dense", True, ("d_logits", "d_labels"), _ce_formula, _ce_limit,
-           _ce_condition, params=("reduction", "label_smoothing", "where"), doc="-sum_i y_i log_softmax(x)_i, dense (soft) labels"),
+           _ce_condition, params=("reduction", "label_smoothing", "scale", "where"), doc="-sum_i y_i log_softmax(x)_i, dense (soft) labels"),
     OpSpec("sparse_softmax_cross_entropy", "sparse", True, ("d_logits",), _sparse_formula, _sparse_limit,
-           _ce_condition, params=("reduction", "label_smoothing", "weights", "ignore_index", "where"),
+           _ce_condition, params=("reduction", "label_smoothing", "weights", "ignore_index", "scale", "where"),
            doc="-log_softmax(x)_k, integer labels"),
 )}
 
@@ -737,6 +755,8 @@ def validate_options(op: str, options: dict[str, Any], C: int | None = None, sha
     logits of `shape`), is an error naming the valid ones."""
     spec = get(op)
     for k, v in options.items():
+        if k.startswith("_"):  # the engine's own (a scale already applied to the logits)
+            continue
         if k not in spec.params:
             raise HarnessInputError(f"op {op!r} takes no option {k!r}", field=k,
                                     choices=list(spec.params) or ["(none)"], **where)

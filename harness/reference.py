@@ -379,6 +379,9 @@ def compute(op: str, check: str, logits: np.ndarray, labels: np.ndarray | None, 
     batch_shape, C = xm.shape[:-1], xm.shape[-1]
     N = int(np.prod(batch_shape, dtype=np.int64))
     O.validate_options(op, opts, C, x.shape)
+    if "scale" in opts:  # S24: the op of the product x * s rounded to the dtype; d/dx is s times its gradient
+        x, opts = O.scaled_logits(x, opts, lambda a: D.cast_exact(a, dt))
+        xm = np.moveaxis(x, ax, -1)
     if "where" in opts:  # S22: a masked logit is -inf, a constant: its gradient is 0
         return _masked(op, check, x, labels, axis, dt, rows, be.name, cotangent, opts, extra_bits)
     if O.reduction(opts) != "none" and row_cotangents is None:
@@ -891,6 +894,8 @@ def _certified_row(be: Any, op: str, check: str, xs: list[float], ys: Any, gs: A
     special = _special_row(be, op, check, xs, ys, gs, opts)
     if special is not None:  # exact values: their rounding needs no decision
         vals, invalid = special
+        with be.context(4400):  # exact specials stay exact (a product of two doubles has 106 bits)
+            vals = _scaled_grad(be, vals, opts)
         return {n: _dd(be, v, dt, exact=True) for n, v in vals.items()}, invalid, p0
     p = p0
     deciding = False
@@ -1004,7 +1009,27 @@ def _evaluate(be: Any, op: str, check: str, xs: list[float], ys: Any, gs: Any, o
                         hit = cache[v] = (dv, exp(dv))
                 d.append(hit[0])
                 e.append(hit[1])
-        return _formula(be, op, check, d, e, ys, gs, m, opts), d, e
+        return _scaled_grad(be, _formula(be, op, check, d, e, ys, gs, m, opts), opts), d, e
+
+
+def _scaled_grad(be: Any, vals: dict[str, list[Any]], opts: dict[str, Any]) -> dict[str, list[Any]]:
+    """The gradient with respect to the logits times the scale s (S24: d/dx op(x s) = s op'(x s)):
+    exactly for a float (the product of two doubles as a rational, a float where one holds it),
+    at the working precision for a number of the backend."""
+    s = opts.get("_scale")
+    if s is None or "d_logits" not in vals:
+        return vals
+    out = []
+    for v in vals["d_logits"]:
+        if isinstance(v, float):
+            if not math.isfinite(v):
+                out.append(v * s)
+            else:
+                q = Fraction(v) * Fraction(s)
+                out.append(float(q) if Fraction(float(q)) == q else be.rational(q))
+        else:
+            out.append(v * be.num(s))
+    return {**vals, "d_logits": out}
 
 
 class _Split:

@@ -272,7 +272,7 @@ class Session:
         t0 = time.perf_counter()
         tol = self.policy.tolerance(item.op, item.check, item.dtype, item.framework, case.tolerance)
         expected = O.output_shapes(item.op, item.check, x.shape, ax, case.options)
-        cond = condition(item.op, item.check, x, y, g, ax, tol.summation, opts) if out is not None else {}
+        cond = condition(item.op, item.check, x, y, g, ax, tol.summation, opts, dt) if out is not None else {}
         checked = _checked_masks(ref, expected, rows, ax, item, x.shape) if rows is not None else None
         v = judge(item.op, item.check, None if out is None else out.arrays,
                   None if out is None else out.dtypes, raised, ref, dt, tol, cond, expected, checked)

@@ -51,7 +51,8 @@ _BIG = float(np.finfo(np.float64).max) / 16
 
 
 def condition(op: str, check: str, x: np.ndarray, y: np.ndarray | None, g: np.ndarray | None,
-              axis: int, summation: str, options: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
+              axis: int, summation: str, options: dict[str, Any] | None = None,
+              dt: D.DType | None = None) -> dict[str, np.ndarray]:
     """A_i per output element (same layout as the output), from the exact inputs in float64: the
     op's `condition` (harness.ops) over the quantities of the max-shifted algorithm.
 
@@ -66,6 +67,12 @@ def condition(op: str, check: str, x: np.ndarray, y: np.ndarray | None, g: np.nd
     spec = O.get(op)
     ax = axis % x.ndim
     kept = None
+    scale = None
+    if options and "scale" in options:  # S24: the terms of the op at x' = x * s rounded to dt, and P below
+        if dt is None:
+            raise ValueError("the condition term of a scaled op needs the tested dtype (the product rounds in it)")
+        x, options = O.scaled_logits(x, options, lambda a: D.cast_exact(a, dt))
+        scale = float(options.pop("_scale"))
     if options and "where" in options:  # S22: the kept entries; masked outputs and gradients are exact constants
         mask = np.asarray(options["where"], dtype=bool)
         kept = np.moveaxis(mask, ax, -1)
@@ -86,10 +93,17 @@ def condition(op: str, check: str, x: np.ndarray, y: np.ndarray | None, g: np.nd
         L = np.log(S)  # >= 0: S >= 1 (the max contributes exp(0) = 1)
         absd = np.where(masked, 0.0, np.abs(d))
         Dw = np.sum(s * absd, axis=-1, keepdims=True)
+        P = 0.0
+        if scale is not None:
+            # A kernel may keep x * s wider than the dtype (a fused, upcast product): its input then
+            # differs from x' by up to half an ULP of each x'_i, which moves d_i - L by P_i + sum s_j P_j
+            # (P_i = |x'_i| / 2, in units of u): one term more beside d_i's own rounding (S24).
+            P = np.where(masked, 0.0, np.abs(fin) / 2)
+            Dw = Dw + np.sum(s * P, axis=-1, keepdims=True)
         sig = O.sum_term(C, summation)
         # W_i: the absolute error, in units of u, of d_i - L: d_i's rounding (|d_i|), what exp
         # and the sum pass on to S and log passes on to L (D + sigma + 1), log's own rounding (L).
-        W = absd + L + sig + Dw + 1.0
+        W = absd + P + L + sig + Dw + 1.0
         # Terms of the size of float64's max (logits of +-max) overflow: cap them, a budget
         # that large is "anything finite" anyway, and keep 0 * cap = 0 where s_i = 0.
         W = np.where(masked, 0.0, np.nan_to_num(W, nan=_BIG, posinf=_BIG))
@@ -150,6 +164,9 @@ def condition(op: str, check: str, x: np.ndarray, y: np.ndarray | None, g: np.nd
                 out[name] = np.moveaxis(np.where(bad_row, np.inf, A), -1, ax)
             else:
                 out[name] = np.where(bad_row[..., 0], np.inf, A)
+        if scale is not None and "d_logits" in out:  # s op'(x'): the budget scales; the product's own
+            A = out["d_logits"]  # rounding is the policy's ULP term's (S24); a special row's stays inf
+            out["d_logits"] = np.where(np.isinf(A), A, A * abs(scale))
         return out
 
 

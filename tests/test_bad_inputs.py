@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from harness import cases as _cases
 from harness import dtypes as _dtypes
+from harness import ops as _ops
 from harness import vocab as _vocab
 
 import contextlib
@@ -120,7 +121,7 @@ ROWS: list[Row] = [
         [FILE, CASE, "field 'lables'", f"valid: {CASE_KEYS}"], {"bad.json": _case_file({"lables": [2]})}),
     # ---------------------------------------------------------------- case files: options
     Row("case-option-not-taken", "an option the op does not take (`label_smoothing` on `softmax`)", CASES,
-        [FILE, CASE, "field 'label_smoothing'", "op 'softmax' takes no option 'label_smoothing'", "valid: where"],
+        [FILE, CASE, "field 'label_smoothing'", "op 'softmax' takes no option 'label_smoothing'", "valid: " + ", ".join(_ops.OPS["softmax"].params)],
         {"bad.json": _case_file({"op": "softmax", "label_smoothing": 0.1})}),
     Row("case-option-out-of-range", "`label_smoothing` outside [0, 1] (`1.5`)", CASES,
         [FILE, CASE, "field 'label_smoothing'", "label_smoothing must lie in [0, 1], not 1.5"],
@@ -139,7 +140,7 @@ ROWS: list[Row] = [
         {"bad.json": _case_file({"op": "sparse_softmax_cross_entropy", "labels": [1], "ignore_index": -100.5})}),
     Row("case-weights-on-dense-op", "`weights` on the dense cross-entropy (sparse only)", CASES,
         [FILE, CASE, "field 'weights'", "op 'softmax_cross_entropy' takes no option 'weights'",
-         "valid: reduction, label_smoothing, where"],
+         "valid: " + ", ".join(_ops.OPS["softmax_cross_entropy"].params)],
         {"bad.json": _case_file({"op": "softmax_cross_entropy", "labels": [[0, 1, 0]], "weights": [1, 2, 3]})}),
     Row("case-reduction-unknown", '`reduction` that is not a choice (`"average"`)', CASES,
         [FILE, CASE, "field 'reduction'", "reduction must be one of none, sum, mean, not 'average'"],
@@ -156,8 +157,11 @@ ROWS: list[Row] = [
     Row("case-return-sign-without-b", "`return_sign` without `b`", CASES,
         [FILE, CASE, "field 'return_sign'", "return_sign needs b"],
         {"bad.json": _case_file({"op": "logsumexp", "return_sign": True})}),
+    Row("case-scale-not-finite", '`scale` that is not a finite number (`"inf"`)', CASES,
+        [FILE, CASE, "field 'scale'", "scale must be a finite number, not 'inf'"],
+        {"bad.json": _case_file({"op": "softmax", "scale": "inf"})}),
     Row("case-b-on-softmax", "`b` on softmax (logsumexp only)", CASES,
-        [FILE, CASE, "field 'b'", "op 'softmax' takes no option 'b'", "valid: where"],
+        [FILE, CASE, "field 'b'", "op 'softmax' takes no option 'b'", "valid: " + ", ".join(_ops.OPS["softmax"].params)],
         {"bad.json": _case_file({"op": "softmax", "b": [[1.0, 1.0, 1.0]]})}),
     # ---------------------------------------------------------------- case files: op and labels
     Row("case-unknown-op", 'unknown op (`"op": "softmaxx"`)', CASES,

@@ -186,7 +186,9 @@ def test_S19_condition_term_covers_a_rounded_eps_and_stays_shift_invariant():
 
 
 def test_options_are_declared_once_with_their_ranges():
-    assert set(O.PARAMS) == {"where", "reduction", "label_smoothing", "weights", "ignore_index", "b", "return_sign"}
+    assert set(O.PARAMS) == {"where", "reduction", "label_smoothing", "weights", "ignore_index", "b", "return_sign",
+                             "scale"}
+    assert all("scale" in s.params for s in O.OPS.values())
     assert {n for n, s in O.OPS.items() if {"b", "return_sign"} & set(s.params)} == {"logsumexp"}
     assert "shape [1, 2] does not match" in O.PARAMS["b"].check([[1.0, 2.0]], 3, (1, 3))
     assert "finite numbers" in O.PARAMS["b"].check([[1.0, float("inf")]], 2, (1, 2))
@@ -447,7 +449,7 @@ def _sample(k: str, C: int, shape: tuple[int, ...]) -> dict:
     b = np.full(shape, 0.5).tolist()
     return {"label_smoothing": {k: 0.125}, "weights": {k: [0.5] * (C - 1) + [3.0]}, "ignore_index": {k: -77},
             "reduction": {k: "sum"}, "where": {k: np.ones(shape, dtype=bool).tolist()}, "b": {k: b},
-            "return_sign": {"b": b, k: True}}[k]
+            "return_sign": {"b": b, k: True}, "scale": {k: 0.5}}[k]
 
 
 @pytest.mark.parametrize("name", ["torch", "tensorflow", "jax"])
@@ -473,7 +475,10 @@ def test_every_option_an_adapter_declares_reaches_its_call(name):
                 src = ad.function_source(call)
                 tokens = {"label_smoothing": ["0.125"], "weights": ["3.0"], "ignore_index": ["-77"],
                           "reduction": ["sum"], "where": ["True"], "b": ["b=y", "y * "],
-                          "return_sign": ["return_sign=True", "sign(s)"]}[k]
+                          "return_sign": ["return_sign=True", "sign(s)"], "scale": ["(x * s)"]}[k]
+                if k == "scale":  # a runtime input: f takes it, the step passes it
+                    assert "f(x, y, s)" in ad.step_source(Call(op, "grad", variant, x, lab, axis, None, "float32",
+                                                               "cpu", "eager", options=opts)), (name, op, variant)
                 assert any(t in src for t in tokens), (name, op, variant, k, src)
                 n += 1
     assert n >= 4
@@ -625,3 +630,91 @@ def test_S23_option_errors():
         R.compute("softmax", "forward", x, None, -1, F64, options={"b": [[1.0, 1.0]]})
     with pytest.raises(HarnessInputError, match=r"b of shape \[2\] does not match the logits \[1, 2\]"):
         R.compute("logsumexp", "forward", x, None, -1, F64, options={"b": [1.0, 1.0]})
+
+
+# ---------------------------------------------------------------------------------------------
+# S24: a runtime scale of the logits
+
+
+def _mp_softmax_family(row, g, prec=400):
+    """softmax, log_softmax, lse and their VJPs (cotangent g) of one row by mpmath, no shift."""
+    with mpmath.workprec(prec):
+        xs = [mpmath.mpf(v) for v in row]
+        lse = mpmath.log(mpmath.fsum(mpmath.exp(v) for v in xs))
+        s = [mpmath.exp(v - lse) for v in xs]
+        G = mpmath.fsum(gi * si for gi, si in zip(g, s))
+        return {"softmax": [si * (gi - G) for si, gi in zip(s, g)],
+                "log_softmax": [gi - si * mpmath.fsum(g) for si, gi in zip(s, g)]}, s, [v - lse for v in xs]
+
+
+@pytest.mark.parametrize("dt_name", ["float16", "bfloat16", "float32", "float64"])
+def test_S24_the_op_of_the_rounded_product_and_s_times_its_gradient(dt_name):
+    dt = D.DTYPES[dt_name]
+    x = D.cast_exact(np.array([[0.3, -1.7, 2.2, 0.1], [4.0, 0.0, -3.0, 1.5]]), dt)
+    s = float(D.cast_exact(np.array(-0.7), dt))
+    xp = D.cast_exact(x * s, dt)  # the product, rounded in the tested dtype
+    if dt_name != "float64":
+        assert not np.array_equal(xp, x * s)  # it did round: the reference must not use x * s itself
+    g = np.array([[0.5, -0.25, 1.0, 0.0], [1.0, 1.0, -0.5, 0.125]])
+    for op in ("softmax", "log_softmax"):
+        fwd = R.compute(op, "forward", x, None, -1, dt, options={"scale": s})
+        grd = R.compute(op, "grad", x, None, -1, dt, options={"scale": s}, cotangent=g)
+        for r in range(2):
+            vjp, sm, ls = _mp_softmax_family(xp[r].tolist(), g[r].tolist())
+            want = sm if op == "softmax" else ls
+            for i in range(4):
+                with mpmath.workprec(400):
+                    assert abs(mpmath.mpf(fwd.outputs["out"].hi[r, i]) + fwd.outputs["out"].lo[r, i] - want[i]) \
+                        <= abs(want[i]) * 2.0 ** -50
+                    exact = s * vjp[op][i]
+                    assert abs(mpmath.mpf(grd.outputs["d_logits"].hi[r, i]) - exact) <= abs(exact) * 2.0 ** -52, \
+                        (op, r, i)
+            np.testing.assert_array_equal(grd.outputs["d_logits"].rounded[r],
+                                          D.cast_exact(np.array([float(s * v) for v in vjp[op]]), dt))
+
+
+def test_S24_a_product_that_overflows_is_inf_and_a_zero_scale_has_zero_gradients():
+    f16 = D.DTYPES["float16"]
+    x = np.array([[300.0, 1.0, 0.0]])
+    sm = R.compute("softmax", "forward", x, None, -1, f16, options={"scale": 300.0})
+    np.testing.assert_array_equal(sm.outputs["out"].hi, [[1.0, 0.0, 0.0]])  # 90000 -> +inf: S6
+    d = R.compute("log_softmax", "grad", x, None, -1, f16, options={"scale": 300.0}, cotangent=np.ones((1, 3)))
+    np.testing.assert_array_equal(d.outputs["d_logits"].hi, [[300.0 * -2.0, 300.0, 300.0]])  # 300 (g - onehot sum g)
+    z = R.compute("sparse_softmax_cross_entropy", "grad", np.array([[3.0, -2.0, 0.5]]), np.array([0]), -1, F64,
+                  options={"scale": 0.0})
+    assert not np.any(z.outputs["d_logits"].hi)
+    f = R.compute("sparse_softmax_cross_entropy", "forward", np.array([[3.0, -2.0, 0.5]]), np.array([0]), -1, F64,
+                  options={"scale": 0.0})
+    assert f.outputs["out"].hi[0] == math.log(3.0)
+
+
+def test_S24_budget_scales_with_s_passes_a_fused_product_and_fails_a_dropped_factor():
+    rng = np.random.default_rng(11)
+    f16 = D.DTYPES["float16"]
+    x = D.cast_exact(rng.standard_normal((6, 10)) * 3, f16)
+    s = float(D.cast_exact(np.array(1.7), f16))
+    opts = {"scale": s}
+    g = D.cast_exact(O.cotangent("pattern", "softmax", x.shape, 1), f16)
+    ref = R.compute("softmax", "grad", x, None, -1, f16, options=opts, cotangent=g)
+    cond = V.condition("softmax", "grad", x, None, g, -1, "sqrt", opts, f16)
+    with pytest.raises(ValueError, match="needs the tested dtype"):
+        V.condition("softmax", "grad", x, None, g, -1, "sqrt", opts)
+    plain = V.condition("softmax", "grad", D.cast_exact(x * s, f16), None, g, -1, "sqrt")
+    assert np.all(cond["d_logits"] >= plain["d_logits"] * s)  # |s| times the op's, and the P term
+    from harness.policy import load
+
+    tol = load("standard").tolerance("softmax", "grad", "float16", "x", None)
+
+    def vjp(xp: np.ndarray, factor: float) -> np.ndarray:
+        e = np.exp(xp - xp.max(-1, keepdims=True))
+        sm = e / e.sum(-1, keepdims=True)
+        return D.cast_exact(factor * sm * (g - np.sum(g * sm, -1, keepdims=True)), f16)
+
+    # a fused kernel: the product kept in float64 (never rounded to float16), the rest exact
+    v = V.judge("softmax", "grad", {"d_logits": vjp(x * s, s)}, {"d_logits": "float16"}, None, ref, f16, tol, cond,
+                {"d_logits": (6, 10)})
+    assert v.status == "pass", v.message
+    v = V.judge("softmax", "grad", {"d_logits": vjp(D.cast_exact(x * s, f16), 1.0)}, {"d_logits": "float16"}, None,
+                ref, f16, tol, cond, {"d_logits": (6, 10)})
+    assert v.status == "fail"
+    assert "scale must be a finite number" in O.PARAMS["scale"].check(float("inf"))

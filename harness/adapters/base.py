@@ -228,12 +228,14 @@ class SourceAdapter(Adapter):
         entry of `options`: a mask applied as users apply it, `x = x.masked_fill(...)`)."""
         xr = self.x_source(call)
         expr = self.expression(call)
+        p = self.fparams(call)
         if expr.startswith("def f(x, y):"):  # a composition users write in several lines
             head, body = expr.split("\n", 1)
-            return f"{head}\n    x = {xr}\n{body}" if xr else expr
+            head = f"def f({p}):"
+            return f"{head}\n    x = {xr}\n{body}" if xr else f"{head}\n{body}"
         if xr is None:
-            return f"f = lambda x, y: {expr}"
-        return f"def f(x, y):\n    x = {xr}\n    return {expr}"
+            return f"f = lambda {p}: {expr}"
+        return f"def f({p}):\n    x = {xr}\n    return {expr}"
 
     def x_source(self, call: Call) -> str | None:
         from .. import ops as O
@@ -343,13 +345,26 @@ class SourceAdapter(Adapter):
         """Whether the grad check differentiates with respect to `y` too (dense labels, logsumexp's b)."""
         return call.check == "grad" and len(self.output_names(call)) > 1
 
+    def step_names(self, call: Call) -> tuple[str, ...]:
+        """The step's inputs: x, y, g, and s where the op takes a runtime scale (S24)."""
+        return ("x", "y", "g", "s") if "scale" in call.options else ("x", "y", "g")
+
+    def fparams(self, call: Call) -> str:
+        """f's parameters: the logits, the labels (or b), and the scale s where there is one."""
+        return "x, y, s" if "scale" in call.options else "x, y"
+
+    def step_header(self, call: Call) -> str:
+        return f"def step({', '.join(self.step_names(call))}):"
+
     def forward_return(self, call: Call) -> str:
         """The forward step's return: the op's outputs as a tuple (logsumexp with return_sign returns two)."""
-        return "return tuple(f(x, y))" if len(self.output_names(call)) > 1 else "return (f(x, y),)"
+        f = f"f({self.fparams(call)})"
+        return f"return tuple({f})" if len(self.output_names(call)) > 1 else f"return ({f},)"
 
     def loss_source(self, call: Call) -> str:
         """What the grad check differentiates: the op's value (the first of a (value, sign) pair)."""
-        return "f(x, y)[0]" if len(O_outputs(call, "forward")) > 1 else "f(x, y)"
+        f = f"f({self.fparams(call)})"
+        return f"{f}[0]" if len(O_outputs(call, "forward")) > 1 else f
 
     def inputs(self, call: Call) -> list[tuple[str, np.ndarray]]:
         out = [("x", call.logits)]
@@ -357,6 +372,8 @@ class SourceAdapter(Adapter):
             out.append(("y", call.labels))
         if call.check == "grad":
             out.append(("g", call.cotangent))
+        if "scale" in call.options:  # a runtime input of the (compiled) step, in the tested dtype (S24)
+            out.append(("s", np.asarray(call.options["scale"], dtype=np_dtype(call.dtype))))
         return out
 
     def _exec(self, key: str, src: str, base: dict[str, Any]) -> dict[str, Any]:
@@ -381,7 +398,7 @@ class SourceAdapter(Adapter):
         manager = eval(ctx[len("with "):-1], dict(self.namespace())) if ctx else contextlib.nullcontext()  # noqa: S307
         with manager:
             args = {n: self.make_input(n, a, call) for n, a in self.inputs(call)}
-            outs = step(args["x"], args.get("y"), args.get("g"))
+            outs = step(*(args.get(n) for n in self.step_names(call)))
             arrays, dts, devs = {}, {}, {}
             for n, o in zip(self.output_names(call), outs):
                 if o is None:
@@ -397,7 +414,7 @@ class SourceAdapter(Adapter):
             body.append(f"{ind}y = None")
         if "g" not in dict(self.inputs(call)):
             body.append(f"{ind}g = None")
-        body += [f"{ind}outs = step(x, y, g)", f"{ind}{self.result_source()}"]
+        body += [f"{ind}outs = step({', '.join(self.step_names(call))})", f"{ind}{self.result_source()}"]
         lines = [self.imports.strip()]
         if any("array_of(" in b for b in body):
             lines.append("from harness.cases import array_of")
@@ -414,7 +431,16 @@ def O_outputs(call: Call, check: str) -> tuple[str, ...]:
 
 
 #: The case field each input of a step comes from (a large one is loaded from it by array_of).
-INPUT_FIELDS = {"x": "logits", "y": "labels", "g": "cotangent"}
+INPUT_FIELDS = {"x": "logits", "y": "labels", "g": "cotangent", "s": "scale"}
+
+#: How every call takes `scale` (S24): the logits times the runtime input s, before any other rewrite.
+SCALE = {"x": "({x} * s)"}
+
+
+def with_scale(api: dict[tuple[str, str], str], options: dict[tuple[str, str], dict[str, Any]]) -> None:
+    """Declare `scale` for every (op, variant) of an adapter's API table (each table its own copy)."""
+    for key in api:
+        options[key] = {**options.get(key, {}), "scale": SCALE}
 
 
 def input_field(name: str, call: Call) -> str:

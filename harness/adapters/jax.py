@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Call, SourceAdapter, Unsupported, compile_cache_dir, dtype_name, literal
+from .base import Call, SourceAdapter, Unsupported, compile_cache_dir, dtype_name, literal, with_scale
 
 #: The op as users write it, by (op, variant): `{axis}` is the class axis, `{last}` the logits with
 #: it moved last, `{C}` the number of classes; `{y}` the labels and `{kw}` the options' keyword
@@ -60,6 +60,9 @@ OPTIONS = {
                          "out": "jnp.where(y == {v}, jnp.zeros((), x.dtype), {out})",
                          "den": "(y != {v}).astype(x.dtype)"}},
 }
+
+
+with_scale(API, OPTIONS)
 
 
 class JaxAdapter(SourceAdapter):
@@ -151,12 +154,12 @@ class JaxAdapter(SourceAdapter):
 
     def step_source(self, call: Call) -> str:
         if call.check == "forward":
-            lines = ["def step(x, y, g):", "    " + self.forward_return(call)]
+            lines = [self.step_header(call), "    " + self.forward_return(call)]
         elif self.wrt_y(call):
-            lines = ["def step(x, y, g):", f"    return jax.vjp(lambda x, y: {self.loss_source(call)}, x, y)[1](g)"
+            lines = [self.step_header(call), f"    return jax.vjp(lambda x, y: {self.loss_source(call)}, x, y)[1](g)"
                      if self.loss_source(call) != "f(x, y)" else "    return jax.vjp(f, x, y)[1](g)"]
         else:
-            lines = ["def step(x, y, g):", f"    return jax.vjp(lambda x: {self.loss_source(call)}, x)[1](g)"]
+            lines = [self.step_header(call), f"    return jax.vjp(lambda x: {self.loss_source(call)}, x)[1](g)"]
         if call.mode == "jit":
             lines.append("step = jax.jit(step)")
         return "\n".join(lines)

@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from .base import Call, SourceAdapter, Unsupported, compile_cache_dir, dtype_name, literal, set_by_harness
+from .base import (Call, SourceAdapter, Unsupported, compile_cache_dir, dtype_name, literal, set_by_harness,
+                   with_scale)
 
 #: The op as users write it, by (op, variant): `{axis}` is the class axis; `{last}` is the logits
 #: with the class axis moved last (the sparse op has no axis argument: its users transpose); `{C}`
@@ -48,7 +49,7 @@ API[("logsumexp", "composed")] = (
 for (_op, _v), _t in list(API.items()):
     if _v == "default":
         API[(_op, "masked")] = _t
-_MASK = {"where": {"x": "tf.where(tf.constant({v}), x, tf.constant(float('-inf'), x.dtype))"}}
+_MASK = {"where": {"x": "tf.where(tf.constant({v}), {x}, tf.constant(float('-inf'), x.dtype))"}}
 _KERAS_REDUCTION = {"by_value": {"none": {"kw": "reduction=None"}, "sum": {"kw": "reduction='sum'"},
                                    "mean": {"kw": "reduction='sum_over_batch_size'"}}}
 OPTIONS = {
@@ -74,6 +75,9 @@ OPTIONS = {
         "return_sign": {"by_value": {False: {"ret": "tf.math.log(s) + tf.squeeze(m, {axis})"},
                                      True: {"ret": "tf.math.log(tf.abs(s)) + tf.squeeze(m, {axis}), tf.sign(s)"}}}},
 }
+
+
+with_scale(API, OPTIONS)
 
 
 class TensorFlowAdapter(SourceAdapter):
@@ -153,10 +157,10 @@ class TensorFlowAdapter(SourceAdapter):
 
     def step_source(self, call: Call) -> str:
         if call.check == "forward":
-            lines = ["def step(x, y, g):", "    " + self.forward_return(call)]
+            lines = [self.step_header(call), "    " + self.forward_return(call)]
         else:
             dense = self.wrt_y(call)
-            lines = ["def step(x, y, g):", "    with tf.GradientTape() as tape:", "        tape.watch(x)"]
+            lines = [self.step_header(call), "    with tf.GradientTape() as tape:", "        tape.watch(x)"]
             if dense:
                 lines.append("        tape.watch(y)")
             # A variant may return another dtype than its input (Keras computes in floatx): the

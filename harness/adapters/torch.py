@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .base import (Call, SourceAdapter, Unsupported, compile_cache_dir, dtype_name, literal, scratch_dir,
-                   set_by_harness)
+                   set_by_harness, with_scale)
 
 #: The op as users write it, by (op, variant): `{axis}` is the class axis; `{to1}` moves it to
 #: dim 1, where F.cross_entropy wants the classes ("" where it is there already); `{y}` the labels
@@ -47,11 +47,14 @@ for (_op, _v), _t in list(API.items()):
         API[(_op, "masked")] = _t
         OPTIONS[(_op, "masked")] = {
             **({"reduction": "reduction={v}"} if "{kw}" in _t else {}),
-            "where": {"x": "x.masked_fill(~torch.tensor({v}, device=x.device), float('-inf'))"}}
+            "where": {"x": "{x}.masked_fill(~torch.tensor({v}, device=x.device), float('-inf'))"}}
 OPTIONS[("logsumexp", "composed")] = {
     "b": {}, "where": OPTIONS[("logsumexp", "masked")]["where"],
     "return_sign": {"by_value": {False: {"ret": "torch.log(s) + m.squeeze({axis})"},
                                  True: {"ret": "torch.log(torch.abs(s)) + m.squeeze({axis}), torch.sign(s)"}}}}
+
+
+with_scale(API, OPTIONS)
 
 
 class TorchAdapter(SourceAdapter):
@@ -146,7 +149,7 @@ class TorchAdapter(SourceAdapter):
         return src
 
     def step_source(self, call: Call) -> str:
-        lines = ["def step(x, y, g):"]
+        lines = [self.step_header(call)]
         if call.check == "forward":
             lines.append("    " + self.forward_return(call))
         else:

@@ -24,7 +24,7 @@ class Careful(Adapter):
 
     name = "careful"
     modes = ("eager",)
-    takes = ("reduction", "label_smoothing", "weights", "ignore_index", "where", "b", "return_sign")
+    takes = ("reduction", "label_smoothing", "weights", "ignore_index", "where", "b", "return_sign", "scale")
     #: Overridden by mutants: the dtype computed in (None: float64) ...
     compute_dtype: str | None = None
 
@@ -156,8 +156,25 @@ class Careful(Adapter):
         with np.errstate(over="ignore", invalid="ignore"):
             return np.asarray(a, dtype=np.float64).astype(dt.np).astype(np.float64), dt.name
 
+    def scaled(self, x: np.ndarray, s: float, dt: D.DType) -> np.ndarray:
+        """The logits of the op under `scale` (docs/semantics.md S24): x * s rounded to the dtype."""
+        with np.errstate(all="ignore"):
+            return D.cast_exact(x * s, dt)
+
+    def grad_scale(self, s: float) -> float:
+        """The factor of the gradient with respect to the logits: d/dx op(x s) = s op'(x s)."""
+        return s
+
     # -- the computation -----------------------------------------------------------------------
     def run(self, call: Call) -> Output:
+        self._scale = None
+        if "scale" in call.options:  # the logits become the rounded product; the gradient scales
+            s = float(call.options["scale"])
+            dt = D.get(call.dtype)
+            x0 = np.asarray(call.logits, dtype=np.float64)
+            self._scale, self._x0 = s, x0
+            call = Call(**{**call.__dict__, "logits": self.scaled(x0, s, dt).astype(dt.np),
+                           "options": {k: v for k, v in call.options.items() if k != "scale"}})
         if "where" in call.options:
             return self.masked(call)
         return self.compute(call)
@@ -250,6 +267,9 @@ class Careful(Adapter):
                         arrays = {"d_logits": gg * self.ce_vjp(s, y, ax)}
                         if call.op == "softmax_cross_entropy":
                             arrays["d_labels"] = gg * self.labels_grad(ls, eps)
+        if getattr(self, "_scale", None) is not None and "d_logits" in arrays:
+            with np.errstate(all="ignore"):
+                arrays["d_logits"] = arrays["d_logits"] * self.grad_scale(self._scale)
         vals, dts = {}, {}
         for k, a in arrays.items():
             vals[k], dts[k] = self.finish(a, dt)
@@ -605,10 +625,33 @@ class WeightsFoldedAsLog(Careful):
             return np.where(b != 0, np.exp(np.log(e) + np.log(b)), 0.0)
 
 
+class ScaleShiftByScaledMax(Careful):
+    """softmax(x * s) shifted by s * max(x), the max of the unscaled logits moved through the
+    product (a compiler's rewrite): for a negative s that is the row's min, and exp overflows."""
+
+    name = "mutant_scale_shift_by_scaled_max"
+
+    def shift(self, x: np.ndarray, ax: int) -> np.ndarray:
+        if getattr(self, "_scale", None) is None:
+            return super().shift(x, ax)
+        m = self._scale * np.max(self._x0, axis=ax, keepdims=True)
+        return np.where(np.isfinite(m), m, 0.0)
+
+
+class ScaleGradDropped(Careful):
+    """The gradient of softmax(x * s) with respect to x without the factor s (the chain rule
+    through the product dropped: the gradient with respect to x * s returned)."""
+
+    name = "mutant_scale_grad_dropped"
+
+    def grad_scale(self, s: float) -> float:
+        return 1.0
+
+
 MUTANTS = [IgnoresCotangent, RoundsLseThenSubtracts, NoMaxShift, LogOfSoftmax, RecursiveLowPrecisionSum,
            LabelOffByOne, SoftmaxVjpWithoutCentering, CeGradAssumesNormalisedLabels, Float64InFloat32,
            FlushesSubnormals, WrongClassAxis, GlobalMax, HalfResultForFloat32, IgnoreIndexSilent, NanNotPropagated,
            LabelsGradientDropped, SmoothingOverOtherClasses, SmoothingOverLastAxis, SmoothingSumInOutputDtype,
            SmoothingLabelsGradUnscaled, IgnoreIndexNotMasked, WeightsDroppedInBackward, MeanCountsIgnoredRows,
            MeanGradWithoutDivisor, MaskIgnored, MaskedCotangentsFlow, ZeroWeightGradientDropped, WeightedSignDropped,
-           WeightedShiftOverAll, WeightsFoldedAsLog]
+           WeightedShiftOverAll, WeightsFoldedAsLog, ScaleShiftByScaledMax, ScaleGradDropped]
