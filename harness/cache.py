@@ -55,13 +55,13 @@ def default_dir() -> Path:
 
 def cache_key(op: str, check: str, dtype: str, axis: int, logits: np.ndarray, labels: np.ndarray | None,
               rows: np.ndarray | None, claim: int, cotangent: np.ndarray | None = None,
-              options: dict[str, Any] | None = None) -> str:
+              options: dict[str, Any] | None = None, direction: np.ndarray | None = None) -> str:
     h = hashlib.sha256()
     for part in (op, check, dtype, str(axis), str(claim), R.ENGINE_VERSION):
         h.update(part.encode() + b"\0")
     if options:  # absent options keep the keys of the references computed before options existed
         h.update(json.dumps(options, sort_keys=True).encode() + b"\0")  # floats by repr: exact
-    for a in (logits, labels, rows, cotangent):
+    for a in (logits, labels, rows, cotangent) + ((direction,) if direction is not None else ()):
         if a is None:
             h.update(b"none\0")
         else:

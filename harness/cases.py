@@ -44,7 +44,8 @@ TOKENS = {
 }
 SPECIAL = {"inf": math.inf, "+inf": math.inf, "-inf": -math.inf, "nan": math.nan}
 #: The case keys; the options of the op registry (ops.PARAMS: label_smoothing, ...) besides.
-CASE_KEYS = {"id", "why", "op", "logits", "labels", "axis", "dtypes", "grad", "tags", "tolerance", "cotangent"} | set(O.PARAMS)
+CASE_KEYS = ({"id", "why", "op", "logits", "labels", "axis", "dtypes", "grad", "grad2", "tags", "tolerance", "cotangent"}
+             | set(O.PARAMS))
 FILE_KEYS = {"family", "description", "cases"}
 
 
@@ -66,6 +67,13 @@ class Case:
     cotangents: list[tuple[str, Any]] = field(default_factory=lambda: [(k, None) for k in O.DEFAULT_COTANGENTS])
     #: The op's options (ops.PARAMS) as the case gives them: every op of the case takes them.
     options: dict[str, Any] = field(default_factory=dict)
+    #: Whether the grad2 check runs too (second derivatives, docs/semantics.md S25), with the grad
+    #: check's cotangents and the fixed direction ops.direction.
+    grad2: bool = False
+
+    def checks(self) -> list[str]:
+        """The checks this case runs."""
+        return ["forward"] + (["grad"] if self.grad else []) + (["grad2"] if self.grad2 else [])
 
     @property
     def family(self) -> str:
@@ -232,6 +240,9 @@ def parse_case(raw: Any, *, file: str, index: int, family: str | None, base: Pat
     grad = raw.get("grad", True)
     if not isinstance(grad, bool):
         raise err("grad must be true or false", "grad")
+    grad2 = raw.get("grad2", False)
+    if not isinstance(grad2, bool):
+        raise err("grad2 must be true or false", "grad2")
     tol = raw.get("tolerance")
     if tol is not None:
         from .policy import validate_budget
@@ -245,6 +256,7 @@ def parse_case(raw: Any, *, file: str, index: int, family: str | None, base: Pat
     if cots is not None:
         case.cotangents = cots
     case.options = options
+    case.grad2 = grad2
     return case
 
 
@@ -458,5 +470,7 @@ def array_of(source: str, case_id: str, field: str, dtype: str, op: str | None =
         return case.labels_for(dt)  # type: ignore[return-value]
     if field in O.PARAMS:  # an option's array (logsumexp's b), cast like the logits
         return np.asarray(case.options_for(dt)[field], dtype=np.float64)
+    if field == "direction":  # the grad2 check's (S25), cast like the logits
+        return D.cast_exact(O.direction(case.shape, case.axis), dt)
     return case.cotangent_for(cotangent or case.cotangents[0][0], op or case.ops[0], dt)
 

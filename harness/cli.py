@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--framework", required=True, help="one framework")
     s.add_argument("--op", required=True, help="one op")
     s.add_argument("--dtype", required=True, help="one dtype")
-    s.add_argument("--check", default="forward", help="forward (default) or grad")
+    s.add_argument("--check", default="forward", help="forward (default), grad or grad2")
     s.add_argument("--mode", default="eager", help="eager (default) or jit")
     s.add_argument("--device", default="cpu", help="cpu (default) or gpu")
     s.add_argument("--classes", type=int, default=8, help="classes per row (default %(default)s)")

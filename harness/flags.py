@@ -66,7 +66,8 @@ FLAGS: list[Flag] = [
     Flag("dtype", "dtypes (default: all four)", choices=tuple(V.DTYPE_NAMES)),
     Flag("op", "ops (default: all five)", choices=tuple(V.OP_NAMES)),
     Flag("mode", "modes (default: both)", choices=tuple(V.MODES)),
-    Flag("check", "checks (default: both)", choices=tuple(V.CHECKS)),
+    Flag("check", "checks (default: every check a case asks for: forward, grad unless \"grad\": false, grad2 where "
+                  "\"grad2\": true)", choices=tuple(V.CHECKS)),
     Flag("cases", "case files or directories (default: the built-in library in cases/)"),
     Flag("baseline", "results file(s) of an earlier run: the same failures are known (exit 0)"),
     Flag("case-filter", "select case ids by substring or glob (comma-separated)", kind="str"),

@@ -81,6 +81,8 @@ class Terms:
     opts: dict[str, Any] = field(default_factory=dict)
     #: The logits (class axis last; -inf where masked), and the options' arrays likewise in `opts`.
     x: np.ndarray | None = None
+    #: The grad2 check's direction (class axis last; 0 where masked).
+    v: np.ndarray | None = None
 
 
 def sum_term(C: Any, how: str) -> Any:
@@ -463,8 +465,10 @@ def _logsumexp_special(be: Any, check: str, xs: list[float], gs: Any, opts: dict
     C = len(xs)
     g = gs if check == "grad" else 1.0
 
-    def rows(out: float, sign: float, dl: list[Any], db: list[Any], invalid: bool = False):
-        vals = {"out": [out], "sign": [sign], "d_logits": dl, "d_b": db}
+    def rows(out: float, sign: float, dl: list[Any], db: list[Any], invalid: bool = False,
+             d2: list[Any] | None = None):
+        # grad2 (S25): NaN where the gradient has no value, 0 where it is constant, as d_logits
+        vals = {"out": [out], "sign": [sign], "d_logits": dl, "d_b": db, "d2_logits": dl if d2 is None else d2}
         return {n: vals[n] for n in names}, invalid
 
     nan = [_NAN] * C
@@ -482,10 +486,10 @@ def _logsumexp_special(be: Any, check: str, xs: list[float], gs: Any, opts: dict
             return rows(_INF, float(s), nan, nan)
         p = pinf[0]
         with be.context(4400):
-            dbp = lab(be, Fraction(g) / Fraction(bs[p]))
+            dbp = lab(be, Fraction(g) / Fraction(bs[p])) if check == "grad" else 0.0
         dl = [g if i == p else 0.0 for i in range(C)]
         db = [dbp if i == p else (_NAN if x0[i] != x0[i] or x0[i] == _INF else 0.0) for i in range(C)]
-        return rows(_INF, float(s), dl, db)
+        return rows(_INF, float(s), dl, db, d2=[0.0] * C)
     if sg == 0:  # an exactly zero sum (or nothing left): log 0, no gradient
         dl = [_NAN if (b != 0 and x != -_INF) else 0.0 for x, b in zip(xs, bs)]
         db = [0.0 if x == -_INF else _NAN for x in x0]
@@ -678,6 +682,145 @@ def _sparse_limit(be: Any, check: str, xs: list[float], lab_: Any, gs: Any, p: i
 
 
 # ---------------------------------------------------------------------------------------------
+# Second derivatives (the grad2 check, S25): with the first-order check's cotangent g and a
+# direction v of the logits' shape, d2_logits = H v, the Hessian of <g, op(x)> times v, and for
+# the dense cross-entropy d2_labels = d/dy <d_logits, v> (the mixed derivative). Every op's H v is
+# written in one quantity, s_i (v_i - V) with V = sum_j s_j v_j, the derivative of s_i along v:
+
+
+def _centered(be: Any, r: Row, v: list[float]) -> list[Any]:
+    """s_i (v_i - V), V = sum_j s_j v_j, without V's cancellation at a confident row's max:
+    v_i - V = (v_i - v_k) + D, D = v_k - V = sum_{j != k} s_j (v_k - v_j) (exact differences)."""
+    vk = be.num(v[r.k])
+    D = be.fsum([si * (vk - vj) for j, (si, vj) in enumerate(zip(r.s, v)) if j != r.k and si != 0.0])
+    return [0.0 if si == 0.0 else si * ((be.num(vi) - vk) + D) for si, vi in zip(r.s, v)]
+
+
+def _weights_centered(be: Any, r: Row, v: list[float], opts: dict[str, Any]) -> list[Any]:
+    """t_i (v_i - V_t) for logsumexp with weights (S23): t_i = b_i e_i / S_b, V_t = sum t_j v_j."""
+    dl = _weighted_lse_formula(be, "grad", r, 1.0, opts)["d_logits"]  # t_i
+    Vt = be.fsum([t * vj for t, vj in zip(dl, v) if not (isinstance(t, float) and t == 0.0)])
+    return [0.0 if isinstance(t, float) and t == 0.0 else t * (be.num(vi) - Vt) for t, vi in zip(dl, v)]
+
+
+def hvp(be: Any, op: str, r: Row, ys: Any, g: Any, v: list[float], opts: dict[str, Any]) -> dict[str, list[Any]]:
+    """H v (and the dense cross-entropy's mixed derivative) of one finite row (S25)."""
+    g = lab(be, g) if isinstance(g, Fraction) else g
+    if op == "logsumexp" and "b" in opts:
+        return {"d2_logits": [t if isinstance(t, float) else g * t for t in _weights_centered(be, r, v, opts)]}
+    c = _centered(be, r, v)
+    if op == "softmax":  # s_i (v_i - V)(g_i - G) - s_i sum_j g_j s_j (v_j - V)
+        R_ = be.fsum([gj * sj for j, (gj, sj) in enumerate(zip(g, r.s)) if sj != 0.0 and j != r.k])
+        Q = g[r.k] * r.one_minus_sk - R_  # g_k - G
+        gk = be.num(g[r.k])
+        K = be.fsum([gj * cj for gj, cj in zip(g, c) if not isinstance(cj, float)])
+        return {"d2_logits": [0.0 if si == 0.0 else ci * ((gi - gk) + Q) - si * K
+                              for gi, si, ci in zip(g, r.s, c)]}
+    if op == "log_softmax":  # -(sum g) s_i (v_i - V)
+        Sg = be.fsum([be.num(-gj) for gj in g])
+        return {"d2_logits": [ci if isinstance(ci, float) else Sg * ci for ci in c]}
+    if op == "logsumexp":
+        return {"d2_logits": [ci if isinstance(ci, float) else g * ci for ci in c]}
+    # the cross-entropies: g (sum_i y'_i) s_i (v_i - V); the dense one's d/dy_j: (1 - eps) g (V - v_j)
+    if op == "sparse_softmax_cross_entropy":
+        ys = sparse_labels(ys, len(r.d), opts) if opts else [1.0 if i == ys else 0.0 for i in range(len(r.d))]
+        eps = Fraction(0)
+    else:
+        eps = smoothing(opts)
+        ys = smoothed(ys, eps)
+    Sy = be.fsum([lab(be, y) for y in ys])
+    out = {"d2_logits": [ci if isinstance(ci, float) else (g * Sy) * ci for ci in c]}
+    if op == "softmax_cross_entropy":
+        f = lab(be, (1 - eps) * Fraction(1)) if eps else None
+        # V - v_j = -(v_j - V), with v_j - V = (v_j - v_k) + D as in _centered
+        vk = be.num(v[r.k])
+        D = be.fsum([si * (vk - vj) for j, (si, vj) in enumerate(zip(r.s, v)) if j != r.k and si != 0.0])
+        dy = [-(((be.num(vj) - vk) + D) * g) for vj in v]
+        out["d2_labels"] = dy if f is None else [t * f for t in dy]
+        if eps == 1:
+            out["d2_labels"] = [0.0] * len(v)
+    return out
+
+
+def hvp_limit(be: Any, op: str, xs: list[float], ys: Any, g: Any, v: list[float], p: int, opts: dict[str, Any]
+               ) -> dict[str, list[Any]]:
+    """A row with one +inf logit at p (S6): s is one-hot, every s_i (v_i - V) is 0, so H v is 0;
+    the dense cross-entropy's mixed derivative is (1 - eps) g (v_p - v_j), exactly."""
+    C = len(xs)
+    out: dict[str, list[Any]] = {"d2_logits": [0.0] * C}
+    if op == "softmax_cross_entropy":
+        eps = smoothing(opts)
+        with be.context(4400):
+            out["d2_labels"] = [lab(be, (1 - eps) * Fraction(g) * (Fraction(v[p]) - Fraction(vj))) for vj in v]
+    return out
+
+
+def hvp_condition(op: str, t: Terms) -> dict[str, np.ndarray]:
+    """The grad2 check's terms (S25; docs/tolerance.md), from the first-order ones: s_j carries a
+    relative error of (W_j + 1) u, so V = sum s_j v_j an absolute EV = sum s_j |v_j| (W_j + 1 + sigma),
+    and c_i = s_i (v_i - V) an absolute s_i ((W_i + 2) |v_i - V| + EV). Each op's H v is a product
+    or a sum of such terms with g and the labels, each product one rounding more."""
+    v = t.v
+    with np.errstate(all="ignore"):
+        s, W, sig = t.s, t.W, t.sig
+        V = np.sum(s * v, axis=-1, keepdims=True)
+        dv = np.abs(v - V)
+        EV = np.sum(s * np.abs(v) * (W + 1 + sig), axis=-1, keepdims=True)
+        c = s * (v - V)
+        Ec = s * ((W + 2) * dv + EV)
+        if op == "logsumexp" and "b" in t.opts:  # t_i = b_i e_i / S_b: the d_logits terms of S23, relative
+            tl = _weighted_lse_condition("grad", Terms(**{**t.__dict__, "g": np.ones_like(t.m)}))["d_logits"]
+            b = np.asarray(t.opts["b"], dtype=np.float64)
+            xb = np.where((b != 0) & (t.x > -np.inf), t.x, -np.inf)
+            e = np.exp(xb - np.max(xb, axis=-1, keepdims=True))
+            tt = b * e / np.sum(b * e, axis=-1, keepdims=True)
+            Vt = np.sum(tt * v, axis=-1, keepdims=True)
+            EVt = np.sum(tl * np.abs(v), axis=-1, keepdims=True) + sig * np.sum(np.abs(tt * v), axis=-1, keepdims=True)
+            dvt = np.abs(v - Vt)
+            return {"d2_logits": np.abs(t.g) * (tl * dvt + np.abs(tt) * (EVt + 2 * dvt))}
+        if op == "softmax":  # c_i (g_i - G) - s_i K, K = sum_j g_j c_j
+            g = t.g
+            G = np.sum(g * s, axis=-1, keepdims=True)
+            dg = np.abs(g - G)
+            EG = np.sum(s * np.abs(g) * (W + 1 + sig), axis=-1, keepdims=True)
+            K = np.sum(g * c, axis=-1, keepdims=True)
+            EK = np.sum(np.abs(g) * (Ec + np.abs(c)), axis=-1, keepdims=True) + sig * np.sum(np.abs(g * c), axis=-1,
+                                                                                           keepdims=True)
+            T1 = Ec * dg + np.abs(c) * (EG + dg) + np.abs(c) * dg
+            T2 = s * (EK + (W + 2) * np.abs(K))
+            return {"d2_logits": T1 + T2 + np.abs(c * (g - G) - s * K)}
+        if op == "log_softmax":  # -(sum g) c_i
+            Sg = np.sum(t.g, axis=-1, keepdims=True)
+            return {"d2_logits": np.abs(Sg) * (Ec + 2 * np.abs(c)) + np.abs(c) * sig * np.sum(np.abs(t.g), axis=-1,
+                                                                                               keepdims=True)}
+        g = np.abs(t.g)  # one number per row (the reductions)
+        if op == "logsumexp":
+            return {"d2_logits": g * (Ec + np.abs(c))}
+        y = t.y  # the cross-entropies: g (sum y') c_i, and d/dy_j = (1 - eps) g (V - v_j)
+        Sy = np.sum(y, axis=-1, keepdims=True)
+        Sabs = np.sum(np.abs(y), axis=-1, keepdims=True)
+        out = {"d2_logits": g * (np.abs(Sy) * (Ec + 2 * np.abs(c)) + np.abs(c) * Sabs * sig)}
+        if op == "softmax_cross_entropy":
+            eps = float(t.opts.get("label_smoothing", 0.0))
+            out["d2_labels"] = g * (1 - eps) * (EV + 3 * dv)
+        return out
+
+
+def direction(shape: tuple[int, ...], axis: int = -1) -> np.ndarray:
+    """The grad2 check's direction v (S25), of the logits' shape: ((3j mod 7) - 3) / 4 with j the
+    index along the class axis, the same in every row: multiples of 1/4 in [-3/4, 3/4], mixed
+    signs, zeros, unequal magnitudes, exact in every dtype. A function of the class index only,
+    so that moving the class axis, or shifting a row by a constant, moves nothing else."""
+    shape = tuple(shape)
+    if not shape:
+        return np.zeros(shape)
+    ax = axis % len(shape)
+    j = np.arange(shape[ax], dtype=np.int64)
+    v = ((j * 3) % 7 - 3) / 4.0
+    return np.broadcast_to(v.reshape([-1 if i == ax else 1 for i in range(len(shape))]), shape).copy()
+
+
+# ---------------------------------------------------------------------------------------------
 # The registry
 
 
@@ -714,6 +857,8 @@ class OpSpec:
         opts = opts or {}
         if check == "forward":
             return ("out",) + tuple(n for k, n in self.extra_outputs if opts.get(k))
+        if check == "grad2":  # H v, and the dense labels' mixed derivative (S25)
+            return tuple("d2_" + n[2:] for n in self.grad_outputs)
         return self.grad_outputs + ((self.input_grad,) if self.input_param in opts else ())
 
 

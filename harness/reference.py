@@ -361,7 +361,8 @@ class Reference:
 def compute(op: str, check: str, logits: np.ndarray, labels: np.ndarray | None, axis: int,
             dt: D.DType, *, rows: np.ndarray | None = None, backend_name: str | None = None,
             cotangent: np.ndarray | None = None, options: dict[str, Any] | None = None,
-            extra_bits: int = 0, row_cotangents: np.ndarray | None = None) -> Reference:
+            extra_bits: int = 0, row_cotangents: np.ndarray | None = None,
+            direction: np.ndarray | None = None) -> Reference:
     """Reference outputs of `op`/`check` for the exact values in `logits` (and `labels`).
 
     `logits` and dense `labels` are float64 arrays holding the values *after* the cast to
@@ -382,13 +383,16 @@ def compute(op: str, check: str, logits: np.ndarray, labels: np.ndarray | None, 
     if "scale" in opts:  # S24: the op of the product x * s rounded to the dtype; d/dx is s times its gradient
         x, opts = O.scaled_logits(x, opts, lambda a: D.cast_exact(a, dt))
         xm = np.moveaxis(x, ax, -1)
+    if check == "grad2" and direction is None:
+        direction = O.direction(x.shape, ax)
     if "where" in opts:  # S22: a masked logit is -inf, a constant: its gradient is 0
-        return _masked(op, check, x, labels, axis, dt, rows, be.name, cotangent, opts, extra_bits)
+        return _masked(op, check, x, labels, axis, dt, rows, be.name, cotangent, opts, extra_bits, direction)
     if O.reduction(opts) != "none" and row_cotangents is None:
-        return _reduced(op, check, x, labels, ax, dt, be.name, cotangent, opts)
+        return _reduced(op, check, x, labels, ax, dt, be.name, cotangent, opts, direction)
     X, Y = _as_rows(spec, xm, labels, ax)
     G = row_cotangents  # a reduction's rows: one exact cotangent per row (S21)
-    if check == "grad" and G is None:
+    Vd = None if direction is None else np.moveaxis(np.asarray(direction, dtype=np.float64), ax, -1).reshape(N, C)
+    if check != "forward" and G is None:
         g = cotangent if cotangent is not None else O.cotangent(O.reference_default(op), op, x.shape, ax, opts)
         G = (np.moveaxis(g, ax, -1).reshape(N, C) if not spec.reduces else np.asarray(g).reshape(N))
     names = spec.outputs(check, opts)
@@ -405,8 +409,8 @@ def compute(op: str, check: str, logits: np.ndarray, labels: np.ndarray | None, 
     chunks = _chunks(todo, C)
     results = None
     if len(chunks) > 1:
-        jobs = [(op, check, X[c], sub_(Y, c), sub_(G, c), dt.name, be.name, _rows_of(spec, opts, c), extra_bits)
-                for c in chunks]
+        jobs = [(op, check, X[c], sub_(Y, c), sub_(G, c), dt.name, be.name, _rows_of(spec, opts, c), extra_bits,
+                 sub_(Vd, c)) for c in chunks]
         try:
             results = list(_pool().map(_block_job, jobs))
         except Exception:  # noqa: BLE001 - a broken pool costs speed, never a reference
@@ -414,7 +418,7 @@ def compute(op: str, check: str, logits: np.ndarray, labels: np.ndarray | None, 
     if results is None:
         chunks = [todo]
         results = [_block(op, check, X[todo], sub_(Y, todo), sub_(G, todo), dt, be, _rows_of(spec, opts, todo),
-                          extra_bits)]
+                          extra_bits, sub_(Vd, todo))]
     rounding = RoundingStats()
     for c, (h_, l_, i_, p_, st) in zip(chunks, results):
         for n in names:
@@ -435,7 +439,8 @@ def compute(op: str, check: str, logits: np.ndarray, labels: np.ndarray | None, 
 
 
 def _masked(op: str, check: str, x: np.ndarray, labels: Any, axis: int, dt: D.DType, rows: Any, be_name: str,
-            cotangent: np.ndarray | None, opts: dict[str, Any], extra_bits: int) -> Reference:
+            cotangent: np.ndarray | None, opts: dict[str, Any], extra_bits: int,
+            direction: np.ndarray | None = None) -> Reference:
     """The op over the kept entries of each row (S22): computed on the logits with -inf at the
     masked entries (which gives the kept values and the masked constants: softmax 0, log_softmax
     -inf), the masked outputs' cotangents not flowing (0), every gradient with respect to a masked
@@ -446,11 +451,13 @@ def _masked(op: str, check: str, x: np.ndarray, labels: Any, axis: int, dt: D.DT
     rest = {k: v for k, v in opts.items() if k != "where"}
     ax = axis % x.ndim
     g = cotangent
-    if check == "grad" and not spec.reduces:
+    if check != "forward" and not spec.reduces:
         g = np.where(mask, cotangent if cotangent is not None else
                      O.cotangent(O.reference_default(op), op, x.shape, ax, rest), 0.0)
+    if direction is not None:  # no derivative along a masked logit: the function does not depend on it
+        direction = np.where(mask, direction, 0.0)
     ref = compute(op, check, np.where(mask, x, -_INF), labels, axis, dt, rows=rows, backend_name=be_name,
-                  cotangent=g, options=rest, extra_bits=extra_bits)
+                  cotangent=g, options=rest, extra_bits=extra_bits, direction=direction)
     keep = np.moveaxis(mask, ax, -1)
     empty = ~np.any(keep, axis=-1)  # rows with nothing kept
     bad = _masked_labels(spec.labels, labels, keep, ax)
@@ -494,7 +501,7 @@ def _masked_labels(kind: str, labels: Any, keep: np.ndarray, ax: int) -> np.ndar
 
 
 def _reduced(op: str, check: str, x: np.ndarray, labels: Any, ax: int, dt: D.DType, be_name: str,
-             cotangent: np.ndarray | None, opts: dict[str, Any]) -> Reference:
+             cotangent: np.ndarray | None, opts: dict[str, Any], direction: np.ndarray | None = None) -> Reference:
     """A loss under `reduction` sum or mean (S21). Forward: the exact sum of the rows' certified
     values, divided by the exact sum of the rows' weights for a mean, certified from the rows'
     error bounds (more bits for the rows where those bounds could move the rounding). Grad: the
@@ -507,12 +514,13 @@ def _reduced(op: str, check: str, x: np.ndarray, labels: Any, ax: int, dt: D.DTy
     yr = _as_rows(spec, xm, labels, ax)[1]
     wr = O.row_weights(yr if yr is not None else np.zeros(N), spec.labels, C, base)
     Wsum = sum((Fraction(float(v)) for v in wr), Fraction(0)) if O.reduction(opts) == "mean" else Fraction(1)
-    if check == "grad":
+    if check != "forward":
         g = Fraction(float(np.asarray(cotangent if cotangent is not None else 1.0).reshape(())))
         share = Fraction(0) if Wsum == 0 else g / Wsum
         G = np.empty(N, dtype=object)
         G[:] = [share] * N
-        return compute(op, "grad", x, labels, ax, dt, backend_name=be_name, options=base, row_cotangents=G)
+        return compute(op, check, x, labels, ax, dt, backend_name=be_name, options=base, row_cotangents=G,
+                       direction=direction)
     extra = 8
     while True:
         rows = compute(op, "forward", x, labels, ax, dt, backend_name=be_name, options=base, extra_bits=extra)
@@ -611,8 +619,8 @@ def sub_(A: np.ndarray | None, idx: np.ndarray) -> np.ndarray | None:
 
 
 def _block_job(job: tuple) -> tuple:
-    op, check, X, Y, G, dt_name, be_name, opts, extra_bits = job
-    return _block(op, check, X, Y, G, D.DTYPES[dt_name], backend(be_name), opts, extra_bits)
+    op, check, X, Y, G, dt_name, be_name, opts, extra_bits, V = job
+    return _block(op, check, X, Y, G, D.DTYPES[dt_name], backend(be_name), opts, extra_bits, V)
 
 
 @dataclass
@@ -632,7 +640,7 @@ class RoundingStats:
 
 
 def _block(op: str, check: str, X: np.ndarray, Y: np.ndarray | None, G: np.ndarray | None, dt: D.DType,
-           be: Any, opts: dict[str, Any], extra_bits: int = 0) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray], int, RoundingStats]:
+           be: Any, opts: dict[str, Any], extra_bits: int = 0, V: np.ndarray | None = None) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray], int, RoundingStats]:
     """The certified values of the rows X (N, C) (labels Y, cotangents G), as (hi, lo, invalid,
     highest working precision used, what the rounding decisions cost)."""
     spec = O.OPS[op]
@@ -652,6 +660,8 @@ def _block(op: str, check: str, X: np.ndarray, Y: np.ndarray | None, G: np.ndarr
         ys = None if Y is None else (Y[r].tolist() if spec.labels == "dense" else Y[r].item())
         gs = None if G is None else (G[r].tolist() if not spec.reduces else
                                      G[r] if G.dtype == object else float(G[r]))
+        if check == "grad2":  # the cotangent and the direction (S25)
+            gs = (gs, V[r].tolist())
         xs, ro = O.row_options(opts, xs, None if arr is None else arr[r].tolist())
         dd, invalid, p = _certified_row(be, op, check, xs, ys, gs, ro, _resolving_prec(np.asarray(xs), p0), claim,
                                         floor, dt, stats)
@@ -981,6 +991,8 @@ def _formula(be: Any, op: str, check: str, d: list[Any], e: list[Any], ys: Any, 
     current precision: the op's `formula` (harness.ops) over the row's quantities (ops.Row).
     Written once against the backends' common arithmetic, it runs on Arb balls, MPFR and mpmath
     numbers, and on the split numbers of `_SplitBackend` that decide roundings (S18)."""
+    if check == "grad2":  # S25: (cotangent, direction)
+        return O.hvp(be, op, O.Row(be, d, e, m), ys, gs[0], gs[1], opts)
     return O.OPS[op].formula(be, check, O.Row(be, d, e, m), ys, gs, opts)
 
 
@@ -1017,19 +1029,26 @@ def _scaled_grad(be: Any, vals: dict[str, list[Any]], opts: dict[str, Any]) -> d
     exactly for a float (the product of two doubles as a rational, a float where one holds it),
     at the working precision for a number of the backend."""
     s = opts.get("_scale")
-    if s is None or "d_logits" not in vals:
+    if s is None:
         return vals
-    out = []
-    for v in vals["d_logits"]:
-        if isinstance(v, float):
-            if not math.isfinite(v):
-                out.append(v * s)
+    # d/dx op(x s) = s op'(x s); the second derivative along x twice s^2, the mixed one s (S24, S25)
+    factors = {"d_logits": Fraction(s), "d2_logits": Fraction(s) ** 2, "d2_labels": Fraction(s)}
+    out = dict(vals)
+    for name, q0 in factors.items():
+        if name not in vals:
+            continue
+        col = []
+        for v in vals[name]:
+            if isinstance(v, float):
+                if not math.isfinite(v):
+                    col.append(v * float(q0) if q0 else (_NAN if v != v else v * 0.0))
+                else:
+                    q = Fraction(v) * q0
+                    col.append(float(q) if Fraction(float(q)) == q else be.rational(q))
             else:
-                q = Fraction(v) * Fraction(s)
-                out.append(float(q) if Fraction(float(q)) == q else be.rational(q))
-        else:
-            out.append(v * be.num(s))
-    return {**vals, "d_logits": out}
+                col.append(v * be.rational(q0))
+        out[name] = col
+    return out
 
 
 class _Split:
@@ -1181,5 +1200,7 @@ def _special_row(be: Any, op: str, check: str, xs: list[float], ys: Any,
     if len(pinf) >= 2 or (all_neg_inf and not pinf):
         return fill(spec.no_limit(check, bool(pinf)))  # inf - inf, or 0 / 0: no limit (S8, S9)
     if len(pinf) == 1:
+        if check == "grad2":
+            return O.hvp_limit(be, op, xs, ys, gs[0], gs[1], pinf[0], opts), False
         return spec.limit(be, check, xs, ys, gs, pinf[0], opts), False  # the limits of S6, S7
     return None

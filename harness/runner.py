@@ -99,9 +99,9 @@ def expand(cases: list[K.Case], sel: Selection, frameworks: list[str]) -> list[I
                     continue
                 variants = ad.variants_for(op, c.options) if sel.variants else ("default",)
                 for check in sel.checks:
-                    if check == "grad" and not c.grad:
+                    if check not in c.checks():
                         continue
-                    cots = [name for name, _ in c.cotangents] if check == "grad" else [None]
+                    cots = [name for name, _ in c.cotangents] if check != "forward" else [None]
                     for dt in c.dtypes:
                         if dt not in sel.dtypes:
                             continue
@@ -128,13 +128,18 @@ class RefInputs:
     rows: np.ndarray | None
 
 
+def direction_for(check: str, x: np.ndarray, axis: int, dt: D.DType, as_: Any = np.float64) -> np.ndarray | None:
+    """The grad2 check's direction for logits x (ops.direction, exact in every dtype), else None."""
+    return D.cast_exact(O.direction(x.shape, axis), dt).astype(as_) if check == "grad2" else None
+
+
 def reference_inputs(case: K.Case, op: str, check: str, cotangent: str | None, dt: D.DType,
                      x: np.ndarray | None = None, y: np.ndarray | None = None) -> RefInputs:
     """The exact inputs of an item's reference: the logits (and the labels its op takes) cast to
     dt, the grad check's cotangent cast alike, and the rows checked of a large input."""
     x = case.logits_for(dt) if x is None else x
     y = (case.labels_for(dt) if y is None else y) if O.OPS[op].labels != "none" else None
-    g = case.cotangent_for(cotangent, op, dt) if check == "grad" else None
+    g = case.cotangent_for(cotangent, op, dt) if check != "forward" else None
     # A sum or mean over the rows takes every row: a reduction is never sampled (S21).
     rows = K.sample_rows(x, case.axis % x.ndim) if O.reduction(case.options) == "none" else None
     return RefInputs(case, op, check, cotangent, dt, x, y, g, rows)
@@ -144,8 +149,8 @@ def library_references(cases: list[K.Case]) -> Iterator[RefInputs]:
     """Every reference a run of these cases computes (each op, check, cotangent and dtype)."""
     for case in cases:
         for op in case.ops:
-            for check in ("forward", "grad") if case.grad else ("forward",):
-                for cot in [name for name, _ in case.cotangents] if check == "grad" else [None]:
+            for check in case.checks():
+                for cot in [name for name, _ in case.cotangents] if check != "forward" else [None]:
                     for name in case.dtypes:
                         yield reference_inputs(case, op, check, cot, D.DTYPES[name])
 
@@ -181,14 +186,15 @@ class Session:
                   rows: np.ndarray | None, g: np.ndarray | None = None,
                   opts: dict[str, Any] | None = None) -> tuple[R.Reference, bool]:
         opts = item.case.options_for(dt) if opts is None else opts
-        k = cache_key(item.op, item.check, dt.name, item.case.axis, x, y, rows, R.claim_bits(dt), g, opts)
+        v = direction_for(item.check, x, item.case.axis, dt)
+        k = cache_key(item.op, item.check, dt.name, item.case.axis, x, y, rows, R.claim_bits(dt), g, opts, v)
         if k in self._refs:
             return self._refs[k], True
         ref = self.cache.get(k)
         hit = ref is not None
         if ref is None:
             ref = R.compute(item.op, item.check, x, y, item.case.axis, dt, rows=rows, backend_name=self.backend,
-                            cotangent=g, options=opts)
+                            cotangent=g, options=opts, direction=v)
             self.cache.put(k, ref)
         self._refs[k] = ref
         if len(self._refs) > 256:
@@ -242,7 +248,7 @@ class Session:
         call = A.Call(item.op, item.check, item.variant, x.astype(dt.np),
                       None if yc is None else (yc if spec.labels == "sparse" else yc.astype(dt.np)),
                       case.axis, None if g is None else g.astype(dt.np), item.dtype, item.device, item.mode,
-                      case.source, case.id, item.cotangent, opts)
+                      case.source, case.id, item.cotangent, opts, direction_for(item.check, x, case.axis, dt, dt.np))
         raised: BaseException | None = None
         out: A.Output | None = None
         t0 = time.perf_counter()
@@ -272,7 +278,8 @@ class Session:
         t0 = time.perf_counter()
         tol = self.policy.tolerance(item.op, item.check, item.dtype, item.framework, case.tolerance)
         expected = O.output_shapes(item.op, item.check, x.shape, ax, case.options)
-        cond = condition(item.op, item.check, x, y, g, ax, tol.summation, opts, dt) if out is not None else {}
+        cond = (condition(item.op, item.check, x, y, g, ax, tol.summation, opts, dt, direction_for(item.check, x, ax, dt))
+                if out is not None else {})
         checked = _checked_masks(ref, expected, rows, ax, item, x.shape) if rows is not None else None
         v = judge(item.op, item.check, None if out is None else out.arrays,
                   None if out is None else out.dtypes, raised, ref, dt, tol, cond, expected, checked)

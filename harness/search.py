@@ -58,9 +58,9 @@ def search(session: Session, framework: str, op: str, dtype: str, *, check: str 
             return -1.0
         # A fresh id per candidate: the session caches cast inputs by (source, id, dtype).
         case = Case(f"search/{framework}_{op}_{dtype}_candidate{len(evaluated)}", [op], x.reshape(1, -1),
-                    labels, -1, [dtype], check == "grad", source="<search>")
+                    labels, -1, [dtype], check == "grad", source="<search>", grad2=check == "grad2")
         rec = session.run(Item(case, op, check, "default", framework, device, dtype, mode,
-                               "pattern" if check == "grad" else None))
+                               "pattern" if check != "forward" else None))
         if rec.get("status") == "skip":
             raise HarnessInputError(f"cannot search: {rec.get('message')}", field="framework")
         s = _score(rec)
@@ -136,7 +136,7 @@ def write_cases(found: list[Found], path: str | Path, framework: str, op: str, d
             "id": f"search/{framework}_{op}_{dtype}_{check}_{k}",
             "why": (f"Found by `python -m harness search`: {f.max_ulp:.6g} ULP on {framework} {op} {check} "
                     f"{dtype} {mode} (reference {f.record.get('worst', {}) and f.record['worst'].get('exact')})."),
-            "op": op, "dtypes": [dtype], "grad": check == "grad",
+            "op": op, "dtypes": [dtype], "grad": check == "grad", **({"grad2": True} if check == "grad2" else {}),
             "logits": [[repr(float(v)) if not math.isfinite(v) else float(v) for v in x[0]]],
         }
         if f.labels is not None:

@@ -52,7 +52,7 @@ _BIG = float(np.finfo(np.float64).max) / 16
 
 def condition(op: str, check: str, x: np.ndarray, y: np.ndarray | None, g: np.ndarray | None,
               axis: int, summation: str, options: dict[str, Any] | None = None,
-              dt: D.DType | None = None) -> dict[str, np.ndarray]:
+              dt: D.DType | None = None, direction: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """A_i per output element (same layout as the output), from the exact inputs in float64: the
     op's `condition` (harness.ops) over the quantities of the max-shifted algorithm.
 
@@ -77,8 +77,10 @@ def condition(op: str, check: str, x: np.ndarray, y: np.ndarray | None, g: np.nd
         mask = np.asarray(options["where"], dtype=bool)
         kept = np.moveaxis(mask, ax, -1)
         x = np.where(mask, x, -np.inf)
-        if check == "grad" and not spec.reduces:  # the masked outputs' cotangents do not flow
+        if check != "forward" and not spec.reduces:  # the masked outputs' cotangents do not flow
             g = np.where(mask, g, 0.0)
+        if direction is not None:
+            direction = np.where(mask, direction, 0.0)
         options = {k: v for k, v in options.items() if k != "where"}
     xm = np.moveaxis(np.asarray(x, np.float64), ax, -1)
     C = xm.shape[-1]
@@ -124,7 +126,7 @@ def condition(op: str, check: str, x: np.ndarray, y: np.ndarray | None, g: np.nd
                 (-1,) if spec.labels == "sparse" else (-1, C)), spec.labels, C, opts).reshape(xm.shape[:-1])
             Wsum = float(np.sum(wr)) if red == "mean" else 1.0
         gm = None
-        if check == "grad":  # a reduction's cotangent is one number per row; a mean's row gets g / W
+        if check != "forward":  # a reduction's cotangent is one number per row; a mean's row gets g / W
             if red != "none":
                 share = float(np.asarray(g, np.float64).reshape(())) / Wsum if Wsum else 0.0
                 gm = np.full(xm.shape[:-1] + (1,), share)
@@ -139,9 +141,13 @@ def condition(op: str, check: str, x: np.ndarray, y: np.ndarray | None, g: np.nd
         names = spec.outputs(check, opts)
         if "b" in opts:  # an array of the logits' shape: class axis last, like the rows (S23)
             opts["b"] = np.moveaxis(np.asarray(opts["b"], dtype=np.float64), ax, -1)
-        terms = O.Terms(s, absd, L, Dw, sig, W, m, seen, gm, summation, ym, opts, xm)
+        vm = None
+        if check == "grad2":  # S25: the direction, class axis last
+            vm = np.moveaxis(np.asarray(O.direction(x.shape, ax) if direction is None else direction, np.float64), ax, -1)
+        terms = O.Terms(s, absd, L, Dw, sig, W, m, seen, gm, summation, ym, opts, xm, vm)
+        terms_of = O.hvp_condition(op, terms) if check == "grad2" else spec.condition(check, terms)
         out: dict[str, np.ndarray] = {}
-        for name, A in spec.condition(check, terms).items():
+        for name, A in terms_of.items():
             if name not in names:
                 continue
             A = np.nan_to_num(A, nan=_BIG, posinf=_BIG)
@@ -150,8 +156,9 @@ def condition(op: str, check: str, x: np.ndarray, y: np.ndarray | None, g: np.nd
             if red != "none" and name == "out":
                 out[name] = _reduced_condition(A, bad_row[..., 0], seen, L, absd, Wsum, red, summation)
                 continue
-            if red == "mean" and name == "d_logits":  # the row's cotangent g / W rounds once
-                A = A + np.abs(gm) * (s * np.abs(np.sum(seen, axis=-1, keepdims=True)) + np.abs(seen))
+            if red == "mean" and name in ("d_logits", "d2_logits"):  # the row's cotangent g / W rounds once
+                f = 2.0 if name == "d2_logits" else 1.0  # |v_i - V| <= 3/2 for the direction (S25)
+                A = A + f * np.abs(gm) * (s * np.abs(np.sum(seen, axis=-1, keepdims=True)) + np.abs(seen))
             if kept is not None:  # exact constants: masked entries, and every output of an empty row
                 empty = ~np.any(kept, axis=-1)
                 if A.ndim == xm.ndim:
@@ -164,9 +171,11 @@ def condition(op: str, check: str, x: np.ndarray, y: np.ndarray | None, g: np.nd
                 out[name] = np.moveaxis(np.where(bad_row, np.inf, A), -1, ax)
             else:
                 out[name] = np.where(bad_row[..., 0], np.inf, A)
-        if scale is not None and "d_logits" in out:  # s op'(x'): the budget scales; the product's own
-            A = out["d_logits"]  # rounding is the policy's ULP term's (S24); a special row's stays inf
-            out["d_logits"] = np.where(np.isinf(A), A, A * abs(scale))
+        if scale is not None:  # s op'(x'): the budget scales (s^2 along x twice, S25); the product's own
+            for name, f in (("d_logits", abs(scale)), ("d2_logits", scale * scale), ("d2_labels", abs(scale))):
+                if name in out:  # rounding is the policy's ULP term's (S24); a special row's stays inf
+                    A = out[name]
+                    out[name] = np.where(np.isinf(A), A, A * f)
         return out
 
 

@@ -8,7 +8,7 @@ definitions behind the names and check that they agree with these lists.
 
 DTYPE_NAMES = ["float16", "bfloat16", "float32", "float64"]
 OP_NAMES = ["softmax", "log_softmax", "logsumexp", "softmax_cross_entropy", "sparse_softmax_cross_entropy"]
-CHECKS = ["forward", "grad"]
+CHECKS = ["forward", "grad", "grad2"]
 MODES = ["eager", "jit"]
 DEVICES = ["cpu", "gpu"]
 

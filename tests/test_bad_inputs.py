@@ -282,7 +282,7 @@ ROWS: list[Row] = [
     Row("flag-unknown-op", "`--op softmaxx`", ["--op", "softmaxx"],
         ["field 'op'", "unknown op 'softmaxx'", f"valid: {OPS}"]),
     Row("flag-unknown-check", "`--check backward`", ["--check", "backward"],
-        ["field 'check'", "unknown check 'backward'", "valid: forward, grad"]),
+        ["field 'check'", "unknown check 'backward'", "valid: " + ", ".join(_vocab.CHECKS)]),
     Row("flag-unknown-policy", "`--policy lenient` (no such built-in, no such file)", ["--policy", "lenient"],
         ["field 'policy'", "'lenient'", "valid: standard, strict"]),
     Row("flag-timeout-not-a-number", "`--timeout abc`", ["--timeout", "abc"],

@@ -718,3 +718,131 @@ def test_S24_budget_scales_with_s_passes_a_fused_product_and_fails_a_dropped_fac
                 ref, f16, tol, cond, {"d_logits": (6, 10)})
     assert v.status == "fail"
     assert "scale must be a finite number" in O.PARAMS["scale"].check(float("inf"))
+
+
+# ---------------------------------------------------------------------------------------------
+# S25: the grad2 check (second derivatives)
+
+
+def _mp_first(op, row, y, g, prec=500):
+    """The exact first-order gradients of <g, op(x)> at `row` by mpmath (d_logits, and d_labels for
+    the dense cross-entropy), straight from the definitions."""
+    def grads(xs, ys):
+        xs = [mpmath.mpf(a) for a in xs]
+        lse = mpmath.log(mpmath.fsum(mpmath.exp(a) for a in xs))
+        s = [mpmath.exp(a - lse) for a in xs]
+        if op == "softmax":
+            G = mpmath.fsum(gi * si for gi, si in zip(g, s))
+            return [si * (gi - G) for si, gi in zip(s, g)], None
+        if op == "log_softmax":
+            return [gi - si * mpmath.fsum(g) for si, gi in zip(s, g)], None
+        if op == "logsumexp":
+            return [g * si for si in s], None
+        if op == "sparse_softmax_cross_entropy":
+            return [g * (si - (1 if i == y else 0)) for i, si in enumerate(s)], None
+        Sy = mpmath.fsum(ys)
+        return [g * (si * Sy - yi) for si, yi in zip(s, ys)], [g * (lse - a) for a in xs]
+    return grads
+
+
+def _mp_hvp(op, row, y, g, v, prec=500):
+    """d2_logits (and d2_labels) by a central difference of the exact gradient at 500 bits with a
+    step of 2^-200: its error (h^2 times the third derivative) is far below float64's."""
+    grads = _mp_first(op, row, y, g)
+    with mpmath.workprec(prec):
+        h = mpmath.mpf(2) ** -200
+        plus = grads([mpmath.mpf(a) + h * b for a, b in zip(row, v)], y)[0]
+        minus = grads([mpmath.mpf(a) - h * b for a, b in zip(row, v)], y)[0]
+        d2 = [(p - q) / (2 * h) for p, q in zip(plus, minus)]
+        d2y = None
+        if op == "softmax_cross_entropy":  # d/dy_j <d_logits, v>
+            d2y = []
+            for j in range(len(row)):
+                yp = [mpmath.mpf(t) + (h if i == j else 0) for i, t in enumerate(y)]
+                ym = [mpmath.mpf(t) - (h if i == j else 0) for i, t in enumerate(y)]
+                a = mpmath.fsum(p * b for p, b in zip(grads(row, yp)[0], v))
+                b_ = mpmath.fsum(p * b for p, b in zip(grads(row, ym)[0], v))
+                d2y.append((a - b_) / (2 * h))
+        return d2, d2y
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("op", list(O.OPS))
+def test_S25_second_derivatives_match_mpmath(backend, op):
+    rows = [[2.0, 1.5, 0.1, -1.0, 0.5], [20.0, 0.0, 0.0, 0.0, 0.0], [0.2, 1.3, 1.7, 0.0, -2.0]]
+    x = np.array(rows)
+    v = O.direction(x.shape)
+    spec = O.OPS[op]
+    g = np.array([0.625, -1.0, 0.5]) if spec.reduces else O.cotangent("pattern", op, x.shape, 1)
+    y = {"dense": np.array([[0.5, 0.25, 0.25, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.5, 0.5, 0.0]]),
+         "sparse": np.array([1, 0, 4]), "none": None}[spec.labels]
+    r = R.compute(op, "grad2", x, y, -1, F64, backend_name=_backend(backend), cotangent=g)
+    assert set(r.outputs) == set(spec.outputs("grad2"))
+    for i, row in enumerate(rows):
+        yi = None if y is None else (y[i].tolist() if spec.labels == "dense" else int(y[i]))
+        gi = float(g[i]) if spec.reduces else g[i].tolist()
+        d2, d2y = _mp_hvp(op, row, yi, gi, v[i].tolist())
+        for j in range(5):
+            got = r.outputs["d2_logits"].hi[i, j]
+            assert abs(got - float(d2[j])) <= 2.0 ** -50 * abs(float(d2[j])) + 1e-300, (op, i, j, got, float(d2[j]))
+            if d2y is not None:
+                got = r.outputs["d2_labels"].hi[i, j]
+                assert abs(got - float(d2y[j])) <= 2.0 ** -50 * abs(float(d2y[j])) + 1e-300, (i, j)
+
+
+def test_S25_limits_masks_scale_and_reductions():
+    # one +inf: s one-hot, H v = 0; the dense labels' mixed derivative g (v_p - v_j)
+    x = np.array([[INF, 0.0, 1.0]])
+    v = O.direction(x.shape)[0]
+    r = R.compute("softmax_cross_entropy", "grad2", x, np.array([[0.0, 0.5, 0.5]]), -1, F64, cotangent=np.array([2.0]))
+    np.testing.assert_array_equal(r.outputs["d2_logits"].hi, [[0.0, 0.0, 0.0]])
+    np.testing.assert_array_equal(r.outputs["d2_labels"].hi, [[2.0 * (v[0] - vj) for vj in v]])
+    # a mask: 0 at masked entries, the kept ones those of the kept row (with the kept direction)
+    xs = np.array([[2.0, 1.5, 0.1, -1.0]])
+    m = [[True, False, True, True]]
+    g = O.cotangent("pattern", "softmax", xs.shape, 1)
+    a = R.compute("softmax", "grad2", xs, None, -1, F64, options={"where": m}, cotangent=g)
+    b = R.compute("softmax", "grad2", np.array([[2.0, -INF, 0.1, -1.0]]), None, -1, F64, cotangent=g * [1, 0, 1, 1],
+                  direction=O.direction(xs.shape) * [1, 0, 1, 1])
+    assert a.outputs["d2_logits"].hi[0, 1] == 0.0
+    np.testing.assert_array_equal(a.outputs["d2_logits"].hi, b.outputs["d2_logits"].hi)
+    # a runtime scale: s^2 along the logits twice, s for the mixed derivative
+    y = np.array([[0.5, 0.25, 0.25, 0.0]])
+    s1 = R.compute("softmax_cross_entropy", "grad2", xs, y, -1, F64, options={"scale": 0.5})
+    s0 = R.compute("softmax_cross_entropy", "grad2", xs * 0.5, y, -1, F64)
+    np.testing.assert_array_equal(s1.outputs["d2_logits"].hi, s0.outputs["d2_logits"].hi * 0.25)
+    np.testing.assert_array_equal(s1.outputs["d2_labels"].hi, s0.outputs["d2_labels"].hi * 0.5)
+    # a mean over rows: each row's second derivative with the row cotangent g / N
+    x2 = np.array([[2.0, 1.5, 0.1, -1.0], [0.2, 1.3, 1.7, 0.0]])
+    mean = R.compute("sparse_softmax_cross_entropy", "grad2", x2, np.array([1, 3]), -1, F64,
+                     options={"reduction": "mean"}, cotangent=np.array(1.0))
+    rows = R.compute("sparse_softmax_cross_entropy", "grad2", x2, np.array([1, 3]), -1, F64,
+                     cotangent=np.array([0.5, 0.5]))
+    np.testing.assert_array_equal(mean.outputs["d2_logits"].hi, rows.outputs["d2_logits"].hi)
+
+
+def test_S25_budget_passes_float32_double_backward_and_fails_a_dropped_term():
+    rng = np.random.default_rng(5)
+    f32 = D.DTYPES["float32"]
+    x = D.cast_exact(rng.standard_normal((6, 9)) * 3, f32)
+    g = D.cast_exact(O.cotangent("pattern", "softmax", x.shape, 1), f32)
+    v = O.direction(x.shape)
+    ref = R.compute("softmax", "grad2", x, None, -1, f32, cotangent=g)
+    cond = V.condition("softmax", "grad2", x, None, g, -1, "sqrt")
+    shifted = V.condition("softmax", "grad2", x + 512.0, None, g, -1, "sqrt")
+    np.testing.assert_allclose(shifted["d2_logits"], cond["d2_logits"], rtol=1e-12)
+    from harness.policy import load
+
+    tol = load("standard").tolerance("softmax", "grad2", "float32", "x", None)
+    xf, gf, vf = (a.astype(np.float32) for a in (x, g, v))
+    e = np.exp(xf - xf.max(-1, keepdims=True))
+    s = e / e.sum(-1, keepdims=True)
+    c = s * (vf - np.sum(s * vf, -1, keepdims=True))
+    G = np.sum(gf * s, -1, keepdims=True)
+    good = c * (gf - G) - s * np.sum(gf * c, -1, keepdims=True)  # all in float32
+    shapes, dts = {"d2_logits": (6, 9)}, {"d2_logits": "float32"}
+    v1 = V.judge("softmax", "grad2", {"d2_logits": good.astype(np.float64)}, dts, None, ref, f32, tol, cond, shapes)
+    assert v1.status == "pass", v1.message
+    bad = c * (gf - G)  # the derivative of G along v dropped
+    v2 = V.judge("softmax", "grad2", {"d2_logits": bad.astype(np.float64)}, dts, None, ref, f32, tol, cond, shapes)
+    assert v2.status == "fail"

@@ -39,6 +39,7 @@ class Call:
     case_id: str = ""
     cotangent_name: str | None = None  # which of the case's cotangents `cotangent` is
     options: dict[str, Any] = field(default_factory=dict)  # the op's options (ops.PARAMS), as the case gives them
+    direction: np.ndarray | None = None  # the grad2 check's direction v, in the test dtype (ops.direction)
 
 
 @dataclass
@@ -342,12 +343,13 @@ class SourceAdapter(Adapter):
         return O.OPS[call.op].outputs(call.check, call.options)
 
     def wrt_y(self, call: Call) -> bool:
-        """Whether the grad check differentiates with respect to `y` too (dense labels, logsumexp's b)."""
-        return call.check == "grad" and len(self.output_names(call)) > 1
+        """Whether the grad check differentiates with respect to `y` too (dense labels, logsumexp's b; the
+        grad2 check's mixed derivative)."""
+        return call.check != "forward" and len(self.output_names(call)) > 1
 
     def step_names(self, call: Call) -> tuple[str, ...]:
-        """The step's inputs: x, y, g, and s where the op takes a runtime scale (S24)."""
-        return ("x", "y", "g", "s") if "scale" in call.options else ("x", "y", "g")
+        """The step's inputs: x, y, g, s where the op takes a runtime scale (S24), v for grad2 (S25)."""
+        return ("x", "y", "g") + (("s",) if "scale" in call.options else ()) + (("v",) if call.check == "grad2" else ())
 
     def fparams(self, call: Call) -> str:
         """f's parameters: the logits, the labels (or b), and the scale s where there is one."""
@@ -370,10 +372,12 @@ class SourceAdapter(Adapter):
         out = [("x", call.logits)]
         if call.labels is not None:
             out.append(("y", call.labels))
-        if call.check == "grad":
+        if call.check != "forward":
             out.append(("g", call.cotangent))
         if "scale" in call.options:  # a runtime input of the (compiled) step, in the tested dtype (S24)
             out.append(("s", np.asarray(call.options["scale"], dtype=np_dtype(call.dtype))))
+        if call.check == "grad2":
+            out.append(("v", call.direction))
         return out
 
     def _exec(self, key: str, src: str, base: dict[str, Any]) -> dict[str, Any]:
@@ -431,7 +435,7 @@ def O_outputs(call: Call, check: str) -> tuple[str, ...]:
 
 
 #: The case field each input of a step comes from (a large one is loaded from it by array_of).
-INPUT_FIELDS = {"x": "logits", "y": "labels", "g": "cotangent", "s": "scale"}
+INPUT_FIELDS = {"x": "logits", "y": "labels", "g": "cotangent", "s": "scale", "v": "direction"}
 
 #: How every call takes `scale` (S24): the logits times the runtime input s, before any other rewrite.
 SCALE = {"x": "({x} * s)"}

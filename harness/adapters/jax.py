@@ -155,6 +155,11 @@ class JaxAdapter(SourceAdapter):
     def step_source(self, call: Call) -> str:
         if call.check == "forward":
             lines = [self.step_header(call), "    " + self.forward_return(call)]
+        elif call.check == "grad2":  # the VJP of the VJP, along v (S25)
+            lines = [self.step_header(call),
+                     f"    d = lambda x, y: jax.vjp(lambda x: {self.loss_source(call)}, x)[1](g)[0]",
+                     "    return jax.vjp(d, x, y)[1](v)" if self.wrt_y(call) else
+                     "    return jax.vjp(lambda x: d(x, y), x)[1](v)"]
         elif self.wrt_y(call):
             lines = [self.step_header(call), f"    return jax.vjp(lambda x, y: {self.loss_source(call)}, x, y)[1](g)"
                      if self.loss_source(call) != "f(x, y)" else "    return jax.vjp(f, x, y)[1](g)"]

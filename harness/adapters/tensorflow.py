@@ -158,6 +158,15 @@ class TensorFlowAdapter(SourceAdapter):
     def step_source(self, call: Call) -> str:
         if call.check == "forward":
             lines = [self.step_header(call), "    " + self.forward_return(call)]
+        elif call.check == "grad2":  # nested tapes: the gradient, differentiated again along v (S25)
+            wrt = "[x, y]" if self.wrt_y(call) else "[x]"
+            lines = [self.step_header(call), "    with tf.GradientTape() as outer:", "        outer.watch(x)"]
+            if self.wrt_y(call):
+                lines.append("        outer.watch(y)")
+            lines += ["        with tf.GradientTape() as inner:", "            inner.watch(x)",
+                      f"            out = {self.loss_source(call)}",
+                      "        d = inner.gradient(out, x, output_gradients=tf.cast(g, out.dtype))",
+                      f"    return tuple(outer.gradient(d, {wrt}, output_gradients=tf.cast(v, d.dtype)))"]
         else:
             dense = self.wrt_y(call)
             lines = [self.step_header(call), "    with tf.GradientTape() as tape:", "        tape.watch(x)"]

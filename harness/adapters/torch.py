@@ -150,10 +150,13 @@ class TorchAdapter(SourceAdapter):
 
     def step_source(self, call: Call) -> str:
         lines = [self.step_header(call)]
+        wrt = "(x, y)" if self.wrt_y(call) else "(x,)"
         if call.check == "forward":
             lines.append("    " + self.forward_return(call))
+        elif call.check == "grad2":  # the gradient's graph, differentiated again along v (S25)
+            lines += [f"    d, = torch.autograd.grad({self.loss_source(call)}, (x,), grad_outputs=g, create_graph=True)",
+                      f"    return torch.autograd.grad(d, {wrt}, grad_outputs=v)"]
         else:
-            wrt = "(x, y)" if self.wrt_y(call) else "(x,)"
             lines.append(f"    return torch.autograd.grad({self.loss_source(call)}, {wrt}, grad_outputs=g)")
         return "\n".join(lines)
 
@@ -161,7 +164,7 @@ class TorchAdapter(SourceAdapter):
         return "cuda" if call.device == "gpu" else "cpu"
 
     def _requires_grad(self, name: str, call: Call) -> bool:
-        return call.check == "grad" and (name == "x" or (name == "y" and self.wrt_y(call)))
+        return call.check != "forward" and (name == "x" or (name == "y" and self.wrt_y(call)))
 
     def input_source(self, name: str, a: np.ndarray, call: Call) -> str:
         dev = self._device(call)

@@ -151,6 +151,47 @@ class Careful(Adapter):
         db = np.where(bad | (zero & (x > -np.inf)), np.nan, db)
         return {"d_logits": dl, "d_b": db}
 
+    def softmax_hvp(self, s: np.ndarray, c: np.ndarray, g: np.ndarray, ax: int) -> np.ndarray:
+        """softmax's H v: c_i (g_i - G) - s_i sum_j g_j c_j, c_i = s_i (v_i - V) (docs/semantics.md S25)."""
+        G = np.sum(g * s, axis=ax, keepdims=True)
+        return c * (g - G) - s * np.sum(g * c, axis=ax, keepdims=True)
+
+    def mixed_labels(self, c: np.ndarray, v: np.ndarray, V: np.ndarray, gg: np.ndarray, eps: float) -> np.ndarray:
+        """The dense cross-entropy's d/dy <d_logits, v> = (1 - eps) g (V - v_j)."""
+        return (1 - eps) * gg * (V - v)
+
+    def labels_sum(self, y: np.ndarray, ax: int) -> np.ndarray:
+        return np.sum(y, axis=ax, keepdims=True)
+
+    def second_order(self, call: Call, x: np.ndarray, s: np.ndarray, y: np.ndarray | None, eps: float, ax: int,
+                     C: int) -> dict[str, np.ndarray]:
+        """The grad2 check in float64 (docs/semantics.md S25): H v of <g, op(x)>, and the dense
+        cross-entropy's mixed derivative."""
+        v = np.asarray(call.direction, dtype=np.float64)
+        g = np.asarray(call.cotangent, dtype=np.float64)
+        if call.op == "logsumexp" and "b" in call.options:  # the weighted softmax t replaces s (S23)
+            b = np.asarray(call.options["b"], dtype=np.float64)
+            m = self.weight_shift(x, b, ax)
+            t = self.weight_terms(np.exp(x - m), b)
+            s = t / np.sum(t, axis=ax, keepdims=True)
+        V = np.sum(s * v, axis=ax, keepdims=True)
+        c = s * (v - V)
+        if call.op == "softmax":
+            return {"d2_logits": self.softmax_hvp(s, c, g, ax)}
+        if call.op == "log_softmax":
+            return {"d2_logits": -np.sum(g, axis=ax, keepdims=True) * c}
+        red = call.options.get("reduction", "none")
+        if red != "none":
+            W = np.sum(self.row_weights(call, C)) if red == "mean" else 1.0
+            g = np.full(self.row_weights(call, C).shape, float(g) / W if W else 0.0)
+        gg = np.expand_dims(self.upstream(g), ax)
+        if call.op == "logsumexp":
+            return {"d2_logits": gg * c}
+        out = {"d2_logits": gg * self.labels_sum(y, ax) * c}
+        if call.op == "softmax_cross_entropy":
+            out["d2_labels"] = self.mixed_labels(c, v, V, gg, eps)
+        return out
+
     def finish(self, a: np.ndarray, dt: D.DType) -> tuple[np.ndarray, str]:
         """Round the float64 result to the tested dtype: (exact values as float64, dtype name)."""
         with np.errstate(over="ignore", invalid="ignore"):
@@ -186,7 +227,7 @@ class Careful(Adapter):
         mask = np.asarray(call.options["where"], dtype=bool)
         ax = call.axis % mask.ndim
         keep = np.moveaxis(mask, ax, -1)
-        if call.labels is not None:
+        if call.labels is not None and call.op.endswith("cross_entropy"):  # logsumexp's y is its b (S23)
             lab = np.asarray(call.labels)
             if call.op == "sparse_softmax_cross_entropy":
                 C = keep.shape[-1]
@@ -197,10 +238,13 @@ class Careful(Adapter):
                 raise ValueError("a label on a masked class")
         x = np.where(mask, np.asarray(call.logits, dtype=np.float64), -np.inf).astype(call.logits.dtype)
         g = call.cotangent
-        if call.check == "grad" and call.op in ("softmax", "log_softmax"):
+        if call.check != "forward" and call.op in ("softmax", "log_softmax"):
             g = np.where(mask, np.asarray(g, dtype=np.float64), 0.0).astype(g.dtype)
+        vd = call.direction
+        if vd is not None:  # no derivative along a masked logit (S22, S25)
+            vd = np.where(mask, np.asarray(vd, dtype=np.float64), 0.0)
         opts = {k: v for k, v in call.options.items() if k != "where"}
-        out = self.compute(Call(**{**call.__dict__, "logits": x, "cotangent": g, "options": opts}))
+        out = self.compute(Call(**{**call.__dict__, "logits": x, "cotangent": g, "options": opts, "direction": vd}))
         empty = ~np.any(keep, axis=-1)
         for k, v in out.arrays.items():
             if v.shape == mask.shape:
@@ -237,7 +281,9 @@ class Careful(Adapter):
                 y = self.smooth(y, eps, ax)
             if call.op == "sparse_softmax_cross_entropy":
                 y = self.weigh(y, call, ax)
-            if call.op == "logsumexp" and "b" in call.options:
+            if call.check == "grad2":
+                arrays = self.second_order(call, x, s, y, eps, ax, C)
+            elif call.op == "logsumexp" and "b" in call.options:
                 arrays = self.weighted_lse(call, x, ax)
             elif call.check == "forward":
                 if call.op == "softmax":
@@ -267,9 +313,12 @@ class Careful(Adapter):
                         arrays = {"d_logits": gg * self.ce_vjp(s, y, ax)}
                         if call.op == "softmax_cross_entropy":
                             arrays["d_labels"] = gg * self.labels_grad(ls, eps)
-        if getattr(self, "_scale", None) is not None and "d_logits" in arrays:
+        if getattr(self, "_scale", None) is not None:  # s for each derivative along x (S24, S25)
             with np.errstate(all="ignore"):
-                arrays["d_logits"] = arrays["d_logits"] * self.grad_scale(self._scale)
+                f = self.grad_scale(self._scale)
+                for k, p in (("d_logits", 1), ("d2_logits", 2), ("d2_labels", 1)):
+                    if k in arrays:
+                        arrays[k] = arrays[k] * f ** p
         vals, dts = {}, {}
         for k, a in arrays.items():
             vals[k], dts[k] = self.finish(a, dt)
@@ -648,10 +697,40 @@ class ScaleGradDropped(Careful):
         return 1.0
 
 
+class HvpWithoutCrossTerm(Careful):
+    """softmax's Hessian-vector product without - s_i sum_j g_j s_j (v_j - V): the derivative of
+    G = sum g_j s_j along v dropped (a hand-written double backward that treats G as constant)."""
+
+    name = "mutant_hvp_without_cross_term"
+
+    def softmax_hvp(self, s: np.ndarray, c: np.ndarray, g: np.ndarray, ax: int) -> np.ndarray:
+        return c * (g - np.sum(g * s, axis=ax, keepdims=True))
+
+
+class MixedLabelsDerivativeDropped(Careful):
+    """The dense cross-entropy's second derivative through the labels returned as 0 (the labels'
+    side of the gradient treated as constant: TensorFlow's registered second-order gradient)."""
+
+    name = "mutant_mixed_labels_dropped"
+
+    def mixed_labels(self, c: np.ndarray, v: np.ndarray, V: np.ndarray, gg: np.ndarray, eps: float) -> np.ndarray:
+        return np.zeros_like(v * gg)
+
+
+class HvpAssumesNormalisedLabels(Careful):
+    """The dense cross-entropy's H v as g s_i (v_i - V), right only where the labels sum to 1."""
+
+    name = "mutant_hvp_normalised_labels"
+
+    def labels_sum(self, y: np.ndarray, ax: int) -> np.ndarray:
+        return np.ones_like(np.sum(y, axis=ax, keepdims=True))
+
+
 MUTANTS = [IgnoresCotangent, RoundsLseThenSubtracts, NoMaxShift, LogOfSoftmax, RecursiveLowPrecisionSum,
            LabelOffByOne, SoftmaxVjpWithoutCentering, CeGradAssumesNormalisedLabels, Float64InFloat32,
            FlushesSubnormals, WrongClassAxis, GlobalMax, HalfResultForFloat32, IgnoreIndexSilent, NanNotPropagated,
            LabelsGradientDropped, SmoothingOverOtherClasses, SmoothingOverLastAxis, SmoothingSumInOutputDtype,
            SmoothingLabelsGradUnscaled, IgnoreIndexNotMasked, WeightsDroppedInBackward, MeanCountsIgnoredRows,
            MeanGradWithoutDivisor, MaskIgnored, MaskedCotangentsFlow, ZeroWeightGradientDropped, WeightedSignDropped,
-           WeightedShiftOverAll, WeightsFoldedAsLog, ScaleShiftByScaledMax, ScaleGradDropped]
+           WeightedShiftOverAll, WeightsFoldedAsLog, ScaleShiftByScaledMax, ScaleGradDropped, HvpWithoutCrossTerm,
+           MixedLabelsDerivativeDropped, HvpAssumesNormalisedLabels]
