@@ -597,7 +597,19 @@ def _pool() -> Any:
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(["harness.reference"])
         _POOL = concurrent.futures.ProcessPoolExecutor(max_workers=_workers(), mp_context=ctx)
+        # Joined at exit, before the interpreter tears down the modules its manager thread uses
+        # (left to the garbage collector, it printed "Exception ignored in ... weakref_cb").
+        import atexit
+
+        atexit.register(_close_pool)
     return _POOL
+
+
+def _close_pool() -> None:
+    global _POOL
+    if _POOL is not None:
+        _POOL.shutdown(wait=True, cancel_futures=True)
+    _POOL = None
 
 
 def _reset_pool() -> None:

@@ -22,7 +22,8 @@ from harness import ops as O
 from harness import reference as R
 
 CASES_DIR = Path(__file__).resolve().parent.parent / "cases"
-FAMILIES = ["random", "extreme", "soft_labels", "integer_labels", "shapes", "large_vocab", "seed", "offset"]
+FAMILIES = ["random", "extreme", "soft_labels", "integer_labels", "shapes", "large_vocab", "seed", "offset",
+            "label_smoothing", "sparse_options", "reduction", "where", "lse_weights", "scale", "second_order"]
 ID_RE = re.compile(r"^[a-z0-9_]+/[A-Za-z0-9_.+\-]+$")
 #: The default suite (no "large" tag) stays small: at most this many classes and elements.
 SMALL_C, SMALL_SIZE = 64, 512
