@@ -63,16 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-v", "--verbose", action="store_true", help="also print why each case exists")
 
     s = sub.add_parser("search", help="search for inputs with the largest error; write them as a case file")
-    s.add_argument("--framework", required=True, help="one framework")
-    s.add_argument("--op", required=True, help="one op")
-    s.add_argument("--dtype", required=True, help="one dtype")
-    s.add_argument("--check", default="forward", help="forward (default), grad or grad2")
-    s.add_argument("--mode", default="eager", help="eager (default) or jit")
-    s.add_argument("--device", default="cpu", help="cpu (default) or gpu")
+    for name in ("framework", "op", "dtype"):  # declared once, in harness/flags.py, for run, the plugin and search
+        flags.add_single(s, name, required=True)
+    for name, default in (("check", "forward"), ("mode", "eager"), ("device", "cpu")):
+        flags.add_single(s, name, default=default)
     s.add_argument("--classes", type=int, default=8, help="classes per row (default %(default)s)")
     s.add_argument("--budget", type=int, default=300, help="framework calls in all (default %(default)s)")
     s.add_argument("--seed", type=int, default=0, help="search seed (default %(default)s)")
-    s.add_argument("--policy", default="standard", help="policy for the verdicts (default standard)")
+    flags.add_single(s, "policy", default="standard")
     s.add_argument("-o", "--output", default="reports/search-cases.json", help="case file to write (default %(default)s)")
 
     rp = sub.add_parser("repro", help="run the repro snippet of every failing result in a fresh interpreter (one "

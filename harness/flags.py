@@ -32,6 +32,7 @@ class Flag:
     plugin_default: Any = None  # where the plugin's default differs (None: the same)
     cli_only: bool = False
     short: str | None = None  # the CLI's short form
+    one: str = ""  # the help where a subcommand takes a single value (`harness search`)
 
     @property
     def dest(self) -> str:
@@ -61,19 +62,20 @@ class Flag:
 
 FLAGS: list[Flag] = [
     Flag("framework", "frameworks to run (default: tensorflow,torch,jax; also numpy and any adapter registered "
-         "under the harness.adapters entry point group)"),
-    Flag("device", "devices (default: cpu)", choices=tuple(V.DEVICES)),
-    Flag("dtype", "dtypes (default: all four)", choices=tuple(V.DTYPE_NAMES)),
-    Flag("op", "ops (default: all five)", choices=tuple(V.OP_NAMES)),
-    Flag("mode", "modes (default: both)", choices=tuple(V.MODES)),
+         "under the harness.adapters entry point group)", one="one framework"),
+    Flag("device", "devices (default: cpu)", choices=tuple(V.DEVICES), one="one device"),
+    Flag("dtype", "dtypes (default: all four)", choices=tuple(V.DTYPE_NAMES), one="one dtype"),
+    Flag("op", "ops (default: all five)", choices=tuple(V.OP_NAMES), one="one op"),
+    Flag("mode", "modes (default: both)", choices=tuple(V.MODES), one="one mode"),
     Flag("check", "checks (default: every check a case asks for: forward, grad unless \"grad\": false, grad2 where "
-                  "\"grad2\": true)", choices=tuple(V.CHECKS)),
+                  "\"grad2\": true)", choices=tuple(V.CHECKS), one="one check"),
     Flag("cases", "case files or directories (default: the built-in library in cases/)"),
     Flag("baseline", "results file(s) of an earlier run: the same failures are known (exit 0)"),
     Flag("case-filter", "select case ids by substring or glob (comma-separated)", kind="str"),
     Flag("suite", "built-in case selection: " + "; ".join(f"{k}: {v}" for k, v in V.SUITES.items())
          + " (default %(default)s; ignored when case files are given)", kind="str", default="default"),
-    Flag("policy", "tolerance policy: strict, standard (default), or a .toml file", kind="str", default="standard"),
+    Flag("policy", "tolerance policy: strict, standard (default), or a .toml file", kind="str", default="standard",
+         one="tolerance policy for the verdicts: strict, standard or a .toml file"),
     Flag("results", "JSON Lines results file (default %(default)s)", kind="str", default=CLI_RESULTS,
          plugin_default=PLUGIN_RESULTS),
     Flag("known", "known-discrepancies TOML (default: harness/known.toml)", kind="str"),
@@ -94,6 +96,16 @@ FLAGS: list[Flag] = [
     Flag("quiet", "print only the summary", kind="bool", cli_only=True, short="-q"),
 ]
 BY_NAME = {f.name: f for f in FLAGS}
+
+
+def add_single(parser: argparse.ArgumentParser, name: str, *, required: bool = False, default: Any = None) -> None:
+    """Declare flag `name` of FLAGS on a subcommand that takes one value of it (`harness search`):
+    the same name and valid choices as `run` and the plugin, one value, the flag's `one` help."""
+    f = BY_NAME[name]
+    text = f.one + (f" [valid: {', '.join(f.choices)}]" if f.choices else "")
+    if default is not None:
+        text += f" (default {default})"
+    parser.add_argument(f"--{f.name}", dest=f.dest, required=required, default=default, help=text)
 
 
 def plugin_flags() -> list[Flag]:
