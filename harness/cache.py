@@ -84,6 +84,23 @@ class Cache:
         self.enabled = enabled
         self.hits = self.misses = self.corrupt = 0
 
+    def check(self) -> None:
+        """Refuse a cache directory that cannot be one (a regular file, a path under a file, a
+        directory that cannot be written), before a run starts: otherwise every reference would
+        fail alike and a run of errors would follow (issue 21)."""
+        from .errors import HarnessInputError
+
+        if not self.enabled:
+            return
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise HarnessInputError(f"cannot be used as the reference cache: {e.strerror or e}", file=str(self.dir),
+                                    field="cache-dir") from None
+        if not self.dir.is_dir() or not os.access(self.dir, os.W_OK | os.X_OK):
+            raise HarnessInputError("cannot be used as the reference cache: not a writable directory",
+                                    file=str(self.dir), field="cache-dir")
+
     def _path(self, k: str) -> Path:
         return self.dir / k[:2] / f"{k}.npz"
 

@@ -150,7 +150,9 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     if not items:
         print("harness: nothing to run (no framework available, or the selection is empty)", file=sys.stderr)
         return EXIT_USAGE
-    session = Session(policy, Cache(opts.cache_dir, enabled=not opts.no_cache), known, baseline, opts.timing_reps)
+    cache = Cache(opts.cache_dir, enabled=not opts.no_cache)
+    cache.check()
+    session = Session(policy, cache, known, baseline, opts.timing_reps)
 
     from . import adapters as A
 

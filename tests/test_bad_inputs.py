@@ -296,6 +296,8 @@ ROWS: list[Row] = [
         ["{tmp}/noknown.toml", "no such known-discrepancies file"]),
     Row("flag-results-is-directory", "`--results` naming a directory", ["--results", "{tmp}/rdir", *ONE],
         ["{tmp}/rdir", "field 'results'"], {"rdir": lambda p: p.mkdir()}),
+    Row("flag-cache-dir-is-a-file", "`--cache-dir` naming a regular file", ["--cache-dir", "{tmp}/afile"],
+        ["{tmp}/afile", "field 'cache-dir'", "cannot be used as the reference cache"], {"afile": "x"}),
     # ---------------------------------------------------------------- policy and known files
     Row("policy-unknown-top-key", "policy file with an unknown top-level key (`budgets = 1`)",
         ["--policy", "{tmp}/p.toml"], ["{tmp}/p.toml", "field 'budgets'", "valid: budget, description, name"],

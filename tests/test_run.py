@@ -312,3 +312,28 @@ def test_finding_keras_warns_on_a_single_class():
     s = Session(load_policy("standard"), Cache(None, enabled=False), [], None, 0)
     rec = s.run(Item(case, "softmax_cross_entropy", "forward", "keras", "tensorflow", "cpu", "float32", "eager"))
     assert any("num_classes > 1" in w for w in rec["framework_warnings"]), rec["framework_warnings"]
+
+
+def test_a_harness_error_is_never_known_and_a_bad_cache_dir_is_refused(tmp_path):
+    """Issue 21: known.toml entries without a status filter (keras-cce-computes-in-floatx) match any
+    record of their framework; an error of the harness itself must stay an error, and a cache
+    directory that cannot be one is refused up front instead of failing every reference."""
+    from harness.errors import HarnessInputError
+    from harness.known import Known
+
+    anything = Known("numpy-anything", "matches every numpy record", "numpy")
+    session = Session(load_policy("standard"), Cache(tmp_path / "c"), [anything], None, timing_reps=0)
+    harness_err = {"framework": "numpy", "status": "error", "special": "harness_error"}
+    framework_err = {"framework": "numpy", "status": "error", "special": "raised"}
+    session.classify_known(harness_err)
+    session.classify_known(framework_err)
+    assert "known" not in harness_err and framework_err["known"]["id"] == "numpy-anything"
+    assert exit_code([harness_err]) == 1
+    (tmp_path / "afile").write_text("x")
+    for bad in (tmp_path / "afile", tmp_path / "afile" / "sub"):
+        with pytest.raises(HarnessInputError, match="cannot be used as the reference cache") as e:
+            Cache(bad).check()
+        assert e.value.field == "cache-dir"
+    Cache(tmp_path / "fine" / "deeper").check()  # created
+    assert (tmp_path / "fine" / "deeper").is_dir()
+    Cache(tmp_path / "afile", enabled=False).check()  # --no-cache: nothing to check
