@@ -92,6 +92,9 @@ class Cache:
 
         if not self.enabled:
             return
+        if self.dir.exists() and not self.dir.is_dir():
+            raise HarnessInputError("cannot be used as the reference cache: it is a file, not a directory",
+                                    file=str(self.dir), field="cache-dir")
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
