@@ -688,12 +688,17 @@ def _sparse_limit(be: Any, check: str, xs: list[float], lab_: Any, gs: Any, p: i
 # written in one quantity, s_i (v_i - V) with V = sum_j s_j v_j, the derivative of s_i along v:
 
 
-def _centered(be: Any, r: Row, v: list[float]) -> list[Any]:
-    """s_i (v_i - V), V = sum_j s_j v_j, without V's cancellation at a confident row's max:
+def _deviations(be: Any, r: Row, v: list[float]) -> list[Any]:
+    """v_i - V, V = sum_j s_j v_j, without V's cancellation at a confident row's max:
     v_i - V = (v_i - v_k) + D, D = v_k - V = sum_{j != k} s_j (v_k - v_j) (exact differences)."""
     vk = be.num(v[r.k])
     D = be.fsum([si * (vk - vj) for j, (si, vj) in enumerate(zip(r.s, v)) if j != r.k and si != 0.0])
-    return [0.0 if si == 0.0 else si * ((be.num(vi) - vk) + D) for si, vi in zip(r.s, v)]
+    return [(be.num(vi) - vk) + D for vi in v]
+
+
+def _centered(be: Any, r: Row, dev: list[Any]) -> list[Any]:
+    """s_i (v_i - V) from the deviations v_i - V: exactly 0 where s_i is."""
+    return [0.0 if si == 0.0 else si * di for si, di in zip(r.s, dev)]
 
 
 def _weights_centered(be: Any, r: Row, v: list[float], opts: dict[str, Any]) -> list[Any]:
@@ -708,7 +713,8 @@ def hvp(be: Any, op: str, r: Row, ys: Any, g: Any, v: list[float], opts: dict[st
     g = lab(be, g) if isinstance(g, Fraction) else g
     if op == "logsumexp" and "b" in opts:
         return {"d2_logits": [t if isinstance(t, float) else g * t for t in _weights_centered(be, r, v, opts)]}
-    c = _centered(be, r, v)
+    dev = _deviations(be, r, v)
+    c = _centered(be, r, dev)
     if op == "softmax":  # s_i (v_i - V)(g_i - G) - s_i sum_j g_j s_j (v_j - V)
         R_ = be.fsum([gj * sj for j, (gj, sj) in enumerate(zip(g, r.s)) if sj != 0.0 and j != r.k])
         Q = g[r.k] * r.one_minus_sk - R_  # g_k - G
@@ -723,22 +729,20 @@ def hvp(be: Any, op: str, r: Row, ys: Any, g: Any, v: list[float], opts: dict[st
         return {"d2_logits": [ci if isinstance(ci, float) else g * ci for ci in c]}
     # the cross-entropies: g (sum_i y'_i) s_i (v_i - V); the dense one's d/dy_j: (1 - eps) g (V - v_j)
     if op == "sparse_softmax_cross_entropy":
-        ys = sparse_labels(ys, len(r.d), opts) if opts else [1.0 if i == ys else 0.0 for i in range(len(r.d))]
+        ys = sparse_labels(ys, len(r.d), opts)
         eps = Fraction(0)
     else:
         eps = smoothing(opts)
         ys = smoothed(ys, eps)
     Sy = be.fsum([lab(be, y) for y in ys])
     out = {"d2_logits": [ci if isinstance(ci, float) else (g * Sy) * ci for ci in c]}
-    if op == "softmax_cross_entropy":
-        f = lab(be, (1 - eps) * Fraction(1)) if eps else None
-        # V - v_j = -(v_j - V), with v_j - V = (v_j - v_k) + D as in _centered
-        vk = be.num(v[r.k])
-        D = be.fsum([si * (vk - vj) for j, (si, vj) in enumerate(zip(r.s, v)) if j != r.k and si != 0.0])
-        dy = [-(((be.num(vj) - vk) + D) * g) for vj in v]
-        out["d2_labels"] = dy if f is None else [t * f for t in dy]
+    if op == "softmax_cross_entropy":  # (1 - eps) g (V - v_j); 0 at eps = 1, where y does not enter
         if eps == 1:
             out["d2_labels"] = [0.0] * len(v)
+        else:
+            dy = [-(dj * g) for dj in dev]
+            f = lab(be, 1 - eps)
+            out["d2_labels"] = [t * f for t in dy] if eps else dy
     return out
 
 

@@ -1037,9 +1037,9 @@ def _evaluate(be: Any, op: str, check: str, xs: list[float], ys: Any, gs: Any, o
 
 
 def _scaled_grad(be: Any, vals: dict[str, list[Any]], opts: dict[str, Any]) -> dict[str, list[Any]]:
-    """The gradient with respect to the logits times the scale s (S24: d/dx op(x s) = s op'(x s)):
-    exactly for a float (the product of two doubles as a rational, a float where one holds it),
-    at the working precision for a number of the backend."""
+    """The derivatives with respect to the logits times the scale s (S24: d/dx op(x s) = s op'(x s)),
+    the second one along them s^2 (S25): exactly for a float (the product of two doubles as a
+    rational, a float where one holds it), at the working precision for a number of the backend."""
     s = opts.get("_scale")
     if s is None:
         return vals
@@ -1052,8 +1052,8 @@ def _scaled_grad(be: Any, vals: dict[str, list[Any]], opts: dict[str, Any]) -> d
         col = []
         for v in vals[name]:
             if isinstance(v, float):
-                if not math.isfinite(v):
-                    col.append(v * float(q0) if q0 else (_NAN if v != v else v * 0.0))
+                if not math.isfinite(v):  # inf * 0 is NaN, as the product would be
+                    col.append(v * float(q0))
                 else:
                     q = Fraction(v) * q0
                     col.append(float(q) if Fraction(float(q)) == q else be.rational(q))

@@ -128,9 +128,9 @@ class RefInputs:
     rows: np.ndarray | None
 
 
-def direction_for(check: str, x: np.ndarray, axis: int, dt: D.DType, as_: Any = np.float64) -> np.ndarray | None:
+def direction_for(check: str, x: np.ndarray, axis: int, dt: D.DType) -> np.ndarray | None:
     """The grad2 check's direction for logits x (ops.direction, exact in every dtype), else None."""
-    return D.cast_exact(O.direction(x.shape, axis), dt).astype(as_) if check == "grad2" else None
+    return D.cast_exact(O.direction(x.shape, axis), dt) if check == "grad2" else None
 
 
 def reference_inputs(case: K.Case, op: str, check: str, cotangent: str | None, dt: D.DType,
@@ -184,9 +184,8 @@ class Session:
 
     def reference(self, item: Item, x: np.ndarray, y: np.ndarray | None, dt: D.DType,
                   rows: np.ndarray | None, g: np.ndarray | None = None,
-                  opts: dict[str, Any] | None = None) -> tuple[R.Reference, bool]:
+                  opts: dict[str, Any] | None = None, v: np.ndarray | None = None) -> tuple[R.Reference, bool]:
         opts = item.case.options_for(dt) if opts is None else opts
-        v = direction_for(item.check, x, item.case.axis, dt)
         k = cache_key(item.op, item.check, dt.name, item.case.axis, x, y, rows, R.claim_bits(dt), g, opts, v)
         if k in self._refs:
             return self._refs[k], True
@@ -237,7 +236,8 @@ class Session:
         rec["rows_checked"] = n_rows if rows is None else int(len(rows))
         t0 = time.perf_counter()
         opts = case.options_for(dt)  # the options as the reference and the framework see them (S1)
-        ref, hit = self.reference(item, x, y, dt, rows, g, opts)
+        v = direction_for(item.check, x, ax, dt)  # the grad2 check's direction (S25), else None
+        ref, hit = self.reference(item, x, y, dt, rows, g, opts, v)
         rec["time_reference_s"] = time.perf_counter() - t0
         rec["reference_cached"] = hit
         rec["reference_prec_bits"] = ref.prec_bits
@@ -248,7 +248,7 @@ class Session:
         call = A.Call(item.op, item.check, item.variant, x.astype(dt.np),
                       None if yc is None else (yc if spec.labels == "sparse" else yc.astype(dt.np)),
                       case.axis, None if g is None else g.astype(dt.np), item.dtype, item.device, item.mode,
-                      case.source, case.id, item.cotangent, opts, direction_for(item.check, x, case.axis, dt, dt.np))
+                      case.source, case.id, item.cotangent, opts, None if v is None else v.astype(dt.np))
         raised: BaseException | None = None
         out: A.Output | None = None
         t0 = time.perf_counter()
@@ -278,8 +278,7 @@ class Session:
         t0 = time.perf_counter()
         tol = self.policy.tolerance(item.op, item.check, item.dtype, item.framework, case.tolerance)
         expected = O.output_shapes(item.op, item.check, x.shape, ax, case.options)
-        cond = (condition(item.op, item.check, x, y, g, ax, tol.summation, opts, dt, direction_for(item.check, x, ax, dt))
-                if out is not None else {})
+        cond = condition(item.op, item.check, x, y, g, ax, tol.summation, opts, dt, v) if out is not None else {}
         checked = _checked_masks(ref, expected, rows, ax, item, x.shape) if rows is not None else None
         v = judge(item.op, item.check, None if out is None else out.arrays,
                   None if out is None else out.dtypes, raised, ref, dt, tol, cond, expected, checked)

@@ -365,8 +365,10 @@ class SourceAdapter(Adapter):
 
     def loss_source(self, call: Call) -> str:
         """What the grad check differentiates: the op's value (the first of a (value, sign) pair)."""
+        from .. import ops as O
+
         f = f"f({self.fparams(call)})"
-        return f"{f}[0]" if len(O_outputs(call, "forward")) > 1 else f
+        return f"{f}[0]" if len(O.OPS[call.op].outputs("forward", call.options)) > 1 else f
 
     def inputs(self, call: Call) -> list[tuple[str, np.ndarray]]:
         out = [("x", call.logits)]
@@ -426,12 +428,6 @@ class SourceAdapter(Adapter):
         if ctx:
             lines.append(ctx)
         return "\n".join(lines + body)
-
-
-def O_outputs(call: Call, check: str) -> tuple[str, ...]:
-    from .. import ops as O
-
-    return O.OPS[call.op].outputs(check, call.options)
 
 
 #: The case field each input of a step comes from (a large one is loaded from it by array_of).
