@@ -1,8 +1,9 @@
 """Content-addressed on-disk cache of references.
 
 Key: sha256 of (op, check, dtype, axis, input bytes and shapes, rows, the grad check's
-cotangent, claimed precision, engine version). Entry: an .npz file (read with allow_pickle=False) holding the arrays and a
-sha256 checksum of their bytes. Writes go to a temporary file in the same directory and are
+cotangent, claimed precision, engine version). Entry: an .npz file (read with allow_pickle=False) holding the arrays, a
+sha256 checksum of their bytes and the entry's own key: an intact entry found under another key
+(copied or renamed over it) is refused and recomputed, never served. Writes go to a temporary file in the same directory and are
 renamed into place, so parallel workers never see a partial entry and the last rename wins with
 identical content. A corrupt or truncated entry is detected, logged, removed and recomputed.
 
@@ -119,8 +120,14 @@ class Cache:
                 arrays = {n: z[n] for n in z.files}
             meta = str(arrays.pop("__meta__"))
             stored = str(arrays.pop("__checksum__"))
+            own = str(arrays.pop("__key__")) if "__key__" in arrays else None
             if _checksum(arrays) != stored:
                 raise ValueError("checksum mismatch")
+            if own is None:  # written before entries carried their key: recomputed, quietly
+                self.misses += 1
+                return None
+            if own != k:  # an intact entry of another key (copied, renamed): never served for this one
+                raise ValueError(f"it holds the reference of key {own[:12]}..., not of {k[:12]}...")
         except Exception as e:  # any damage at all: recompute
             self.corrupt += 1
             log.warning("reference cache entry %s is corrupt (%s); recomputing", p, e)
@@ -145,6 +152,7 @@ class Cache:
         if ref.rows is not None:
             arrays["rows"] = ref.rows
         arrays["__checksum__"] = np.array(_checksum(arrays))
+        arrays["__key__"] = np.array(k)  # an entry says whose it is: a file moved to another key is refused
         arrays["__meta__"] = np.array(f"{ref.backend},{ref.prec_bits},{ref.claim_bits},{ref.decided},{ref.escalated_rows}")
         p = self._path(k)
         p.parent.mkdir(parents=True, exist_ok=True)

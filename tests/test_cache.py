@@ -93,6 +93,34 @@ def test_corrupt_entry_is_detected_recomputed_and_logged(tmp_path, caplog, damag
     assert Cache(tmp_path).get(next(iter(Cache(tmp_path).dir.glob("*/*.npz"))).stem) is not None
 
 
+def test_an_entry_copied_over_another_key_is_refused_and_recomputed(tmp_path, caplog):
+    """Issue 21: two intact entries, one copied over the other's file. Before entries carried
+    their key, the copy was served for the other key: a reference of other logits, a wrong
+    verdict. Now the entry says whose it is, is refused with a warning and recomputed."""
+    case = parse_case({"id": "t/c", "logits": [[0.5, 1.5, 0.1]]}, file="<t>", index=0, family=None, base=ROOT)
+    other = parse_case({"id": "t/d", "logits": [[9.0, -4.0, 0.25]]}, file="<t>", index=1, family=None, base=ROOT)
+    items = [Item(c, "softmax", "forward", "default", "numpy", "cpu", "float64", "eager") for c in (case, other)]
+    first = [Session(load_policy("standard"), Cache(tmp_path), [], None, 0).run(it) for it in items]
+    assert [r["status"] for r in first] == ["pass", "pass"]
+    entries = {}
+    for it in items:
+        x = D.cast_exact(np.array(it.case.logits_for(D.get("float64"))), D.get("float64"))
+        entries[it.case.id] = Cache(tmp_path)._path(cache_key("softmax", "forward", "float64", -1, x, None, None,
+                                                               R.claim_bits(D.get("float64"))))
+    assert all(p.exists() for p in entries.values())
+    entries["t/c"].write_bytes(entries["t/d"].read_bytes())  # intact, checksummed, but t/d's
+    caplog.set_level(logging.WARNING, logger="harness.cache")
+    cache = Cache(tmp_path)
+    again = Session(load_policy("standard"), cache, [], None, 0).run(items[0])
+    assert cache.corrupt == 1 and not again["reference_cached"]
+    assert any("not of" in r.message for r in caplog.records)
+    assert again["status"] == "pass" and again["max_ulp"] == first[0]["max_ulp"]
+    assert np.array_equal(again["reference"]["out"]["hi"], first[0]["reference"]["out"]["hi"])
+    # The exact softmax of [0.5, 1.5, 0.1]: e^0.5 / (e^0.5 + e^1.5 + e^0.1), as the reference holds it.
+    e = np.exp([0.5, 1.5, 0.1])
+    assert abs(float(again["reference"]["out"]["hi"][0][0]) - e[0] / e.sum()) < 1e-15
+
+
 def _writer(args):
     d, n = args
     x = D.cast_exact(np.linspace(-3, 3, 64).reshape(4, 16), F32)
