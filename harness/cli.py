@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from . import __version__, flags, records
-from .errors import HarnessInputError
-from .options import executor, from_values, load_cases
+from .errors import HarnessInputError, HarnessStopped, Stopped
+from .options import check_outputs, executor, from_values, input_paths, load_cases
 
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 class _Parser(argparse.ArgumentParser):
@@ -121,9 +121,12 @@ def main(argv: list[str] | None = None) -> int:
     except HarnessInputError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except HarnessStopped as e:
+        print(f"error: internal error of the harness: {e}", file=sys.stderr)
+        return EXIT_STOPPED
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
@@ -140,9 +143,6 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     baseline = Baseline(opts.baseline) if opts.baseline else None
     if args.jobs is not None and args.jobs < 1:
         raise HarnessInputError(f"{args.jobs} is not a positive number of jobs", field="jobs")
-    for path, what in ((args.results, "results"), (args.report, "report")):
-        if path and Path(path).is_dir():
-            raise HarnessInputError("is a directory, not a file", file=path, field=what)
     frameworks, skipped = resolve_frameworks(opts.frameworks)
     for fw, why in skipped.items():
         print(f"harness: {fw} skipped for the whole run: {why}", file=sys.stderr)
@@ -152,6 +152,7 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         return EXIT_USAGE
     cache = Cache(opts.cache_dir, enabled=not opts.no_cache)
     cache.check()
+    check_outputs([("results", args.results), ("report", args.report)], input_paths(opts))
     session = Session(policy, cache, known, baseline, opts.timing_reps)
 
     from . import adapters as A
@@ -185,8 +186,12 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     lock = threading.Lock()
     stop = threading.Event()
 
+    interrupting = threading.Event()
+
     def record(item: Any, rec: dict[str, Any]) -> None:
         with lock:
+            if stop.is_set() and (interrupting.is_set() or failures):
+                return  # the run is stopping: what finishes now may be the effect of the stop itself
             rec["run_id"] = run_id
             writer.write(rec)
             results.append(rec)
@@ -197,16 +202,27 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
             if not args.quiet and len(results) % 500 == 0:
                 print(f"... {len(results)}/{len(items)} {counts}", file=sys.stderr)
 
+    failures: list[BaseException] = []
+
     def work(runner: Any) -> None:
-        while not stop.is_set():
-            try:
-                group = todo.get_nowait()
-            except queue.Empty:
-                return
-            for item in group:
-                if stop.is_set():
+        # Anything that ends a job thread other than an empty queue stops the whole run, loudly:
+        # a thread that died in silence would leave items unrun in a run that says complete.
+        try:
+            while not stop.is_set():
+                try:
+                    group = todo.get_nowait()
+                except queue.Empty:
                     return
-                record(item, runner.run(item))
+                for item in group:
+                    if stop.is_set():
+                        return
+                    record(item, runner.run(item))
+        except Stopped:  # the run is stopping: the item in flight is not recorded
+            return
+        except BaseException as e:  # noqa: BLE001 - handed to the main thread
+            with lock:
+                failures.append(e)
+            stop.set()
 
     # One thread per job, each driving its own isolated worker process.
     threads = [threading.Thread(target=work, args=(r,), daemon=True) for r in runners]
@@ -218,18 +234,30 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
                 t.join(0.2)
     except KeyboardInterrupt:
         interrupted = True
+        interrupting.set()
         stop.set()
         print(f"interrupted after {len(results)} of {len(items)} results; {args.results} is marked incomplete",
               file=sys.stderr)
     finally:
         stop.set()
-        for r in runners:
-            if r is not session:
-                r.close()
-    if not interrupted:
+        with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C must not leave workers behind
+            for r in runners:
+                if r is not session:
+                    r.close(now=interrupted or bool(failures))
+    complete = not interrupted and not failures and len(results) == len(items)
+    if complete:
         writer.write({"kind": "run_end", "run_id": run_id, "finished": records.now(), "complete": True,
                       "counts": counts})
     writer.close()
+    if failures and not interrupted:
+        err = failures[0]
+        print(f"error: the run stopped after {len(results)} of {len(items)} results; {args.results} is marked "
+              f"incomplete", file=sys.stderr)
+        if isinstance(err, HarnessInputError):
+            raise err
+        raise HarnessStopped(f"{type(err).__name__}: {err}") from err
+    if not complete and not interrupted:  # cannot happen; never claim a run complete that is not
+        raise HarnessStopped(f"{len(items) - len(results)} items were not run")
     if not interrupted and not opts.case_filter and opts.suite == "full" and not opts.cases:
         for k in session.unmatched_known(frameworks):
             print(f"harness: warning: known discrepancy {k.id!r} matched no result", file=sys.stderr)
@@ -251,7 +279,7 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         render([args.results], args.report)
         print(f"harness: report -> {args.report}")
     if interrupted:
-        return 130
+        return EXIT_INTERRUPTED
     return exit_code(results)
 
 
@@ -268,8 +296,7 @@ def _check_files(paths: list[str], what: str) -> None:
 def cmd_report(args: argparse.Namespace, argv: list[str]) -> int:
     _check_files(args.results, "results")
     _check_files(args.compare or [], "compare")
-    if Path(args.output).is_dir():
-        raise HarnessInputError("is a directory, not a file", file=args.output, field="output")
+    check_outputs([("output", args.output)], [("results", p) for p in args.results + (args.compare or [])])
     from .report import render
 
     summary = render(args.results, args.output, compare=args.compare)
@@ -304,8 +331,7 @@ BASELINE_FIELDS = records.KEY_FIELDS + ("test_id", "status", "special", "max_ulp
 
 def cmd_baseline(args: argparse.Namespace, argv: list[str]) -> int:
     _check_files(args.results, "results")
-    if Path(args.output).is_dir():
-        raise HarnessInputError("is a directory, not a file", file=args.output, field="output")
+    check_outputs([("output", args.output)], [("results", p) for p in args.results])
     loaded = records.read(args.results)
     if not loaded.results:
         raise HarnessInputError("holds no result record", file=",".join(args.results), field="results")
@@ -367,6 +393,7 @@ def cmd_search(args: argparse.Namespace, argv: list[str]) -> int:
     ok, why = A.get(args.framework).available()
     if not ok:
         raise HarnessInputError(why, field="framework")
+    check_outputs([("output", args.output)], [])
     session = Session(load_policy(args.policy), Cache(), [], None, timing_reps=0)
     found = search(session, args.framework, args.op, args.dtype, check=args.check, mode=args.mode,
                    device=args.device, classes=args.classes, budget=args.budget, seed=args.seed)

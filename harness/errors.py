@@ -28,3 +28,13 @@ class HarnessInputError(ValueError):
 
 class ReferenceAccuracyError(ArithmeticError):
     """The reference engine could not certify a value to the promised precision."""
+
+
+class HarnessStopped(RuntimeError):
+    """The run stopped short of its items for a reason that is not the input's (a job that
+    died): the results written so far stay, the file is marked incomplete. Exit code 3."""
+
+
+class Stopped(Exception):
+    """Raised to a job when the run is stopping (interrupted, or another job failed) while its
+    item was in flight: the item is not recorded, since its worker was stopped, not crashed."""

@@ -17,7 +17,9 @@ import time
 import traceback
 from typing import Any
 
-from .runner import Item, Session, base_record
+from .errors import Stopped
+from .procs import become_helper
+from .runner import WORKER_ENV, Item, Session, base_record
 
 #: Default per-item timeout in seconds: the first call of a compiled mode includes compilation.
 DEFAULT_TIMEOUT = 300.0
@@ -29,7 +31,11 @@ READY = "ready"
 STARTUP_TIMEOUT = 300.0
 
 
-def _worker(conn: Any, session_args: dict[str, Any], registrations: list[tuple[str, str]]) -> None:
+def _worker(conn: Any, session_args: dict[str, Any], registrations: list[tuple[str, str]],
+            parent: int | None = None) -> None:
+    # The parent alone decides what an interrupt means, and the worker ends with it (procs.py).
+    become_helper(parent)
+    os.environ[WORKER_ENV] = "1"
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ["HARNESS_JOB"] = str(session_args.get("job", 0))  # per-job compiler caches
     from importlib import import_module
@@ -46,21 +52,21 @@ def _worker(conn: Any, session_args: dict[str, Any], registrations: list[tuple[s
                       Cache(session_args["cache_dir"], enabled=session_args["cache_enabled"]),
                       load_known(session_args["known"]), None, session_args["timing_reps"],
                       session_args.get("backend"))
-    conn.send(READY)  # the item clock of the parent starts after this
-    while True:
-        try:
+    try:
+        conn.send(READY)  # the item clock of the parent starts after this
+        while True:
             item = conn.recv()
-        except EOFError:
-            return
-        if item is None:
-            return
-        try:
-            rec = session.run(item)
-        except BaseException as e:  # noqa: BLE001 - report, never die silently
-            rec = base_record(item)
-            rec.update(status="error", special="harness_error",
-                       message=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=5)}")
-        conn.send(rec)
+            if item is None:
+                return
+            try:
+                rec = session.run(item)
+            except BaseException as e:  # noqa: BLE001 - report, never die silently
+                rec = base_record(item)
+                rec.update(status="error", special="harness_error",
+                           message=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=5)}")
+            conn.send(rec)
+    except (EOFError, OSError):  # the parent is gone or closed the pipe: nothing to report to
+        return
 
 
 class Executor:
@@ -78,40 +84,60 @@ class Executor:
         self.proc: Any = None
         self.conn: Any = None
         self.restarts = 0
+        self.closing = False
+        self.busy = False
 
-    def _start(self) -> None:
+    def _start(self) -> Any:
         """Start a worker and wait until it is ready; EOFError if it died or never got there."""
         parent, child = self.ctx.Pipe()
-        self.proc = self.ctx.Process(target=_worker, args=(child, self.args, self.registrations), daemon=True)
-        self.proc.start()
+        proc = self.ctx.Process(target=_worker, args=(child, self.args, self.registrations, os.getpid()),
+                                daemon=True)
+        proc.start()
+        self.proc = proc
         child.close()
         self.conn = parent
         if not parent.poll(max(STARTUP_TIMEOUT, self.timeout)):
-            self.proc.kill()
+            proc.kill()
             raise EOFError("the worker did not start")
         if parent.recv() != READY:
             raise EOFError("the worker did not say it was ready")
+        return proc
 
     def run(self, item: Item) -> dict[str, Any]:
+        """The item's record. Raises Stopped when close() ended the worker while the item was in
+        flight: the run is stopping, and the item's result is not known (never an invented error)."""
+        if self.closing:
+            raise Stopped()
         t0 = time.perf_counter()
+        proc = self.proc
         try:
-            if self.proc is None or not self.proc.is_alive():
-                self._start()
+            if proc is None or not proc.is_alive():
+                proc = self._start()
                 t0 = time.perf_counter()
+            self.busy = True
             self.conn.send(item)
             if self.conn.poll(self.timeout):
                 rec = self.conn.recv()
+                self.busy = False
                 self.session.classify_known(rec)  # the baseline lives in this process
                 return rec
             cause = "timeout"
         except (EOFError, BrokenPipeError, ConnectionResetError, OSError):
             cause = "crash"
+        finally:
+            self.busy = False
+        if self.closing:
+            raise Stopped()
+        if proc is None:  # the worker never started: a crash of the start, not of an item
+            proc = self.proc
         # The worker died or hung: record it, replace the worker, go on.
         rec = base_record(item)
-        if cause == "timeout" and self.proc.is_alive():
-            self.proc.kill()
-        self.proc.join(5)
-        code = self.proc.exitcode
+        if cause == "timeout" and proc.is_alive():
+            proc.kill()
+        proc.join(5)
+        code = proc.exitcode
+        if self.closing:
+            raise Stopped()
         if cause == "crash" or (code is not None and code < 0 and cause != "timeout"):
             sig = -code if code is not None and code < 0 else None
             name = signal.Signals(sig).name if sig else f"exit code {code}"
@@ -126,13 +152,21 @@ class Executor:
         self.session.classify_known(rec)
         return rec
 
-    def close(self) -> None:
-        if self.proc is not None and self.proc.is_alive():
-            try:
-                self.conn.send(None)
-            except OSError:
-                pass
-            self.proc.join(10)
-            if self.proc.is_alive():
-                self.proc.kill()
+    def close(self, now: bool = False) -> None:
+        """End the worker: asked to finish (at the end of a run), or killed at once (`now`: the
+        run is stopping; an item in flight is abandoned, and run() raises Stopped for it)."""
+        self.closing = True
+        proc = self.proc
+        if proc is not None and proc.is_alive():
+            if now or self.busy:  # an item in flight (pytest interrupted in it) is not waited for
+                proc.kill()
+            else:
+                try:
+                    self.conn.send(None)
+                except OSError:
+                    pass
+                proc.join(10)
+                if proc.is_alive():
+                    proc.kill()
+            proc.join(5)
         self.proc = None

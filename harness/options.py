@@ -6,8 +6,11 @@ An unknown value raises HarnessInputError naming the valid ones.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from . import adapters as A
@@ -101,3 +104,76 @@ def load_cases(o: RunOptions) -> list[K.Case]:
     if not o.cases:  # a user's own case files run whole
         cs = select_suite(cs, o.suite)
     return K.select(cs, o.case_filter)
+
+
+def input_paths(o: RunOptions) -> list[tuple[str, str]]:
+    """Every file a run reads that an output could be pointed at by mistake: the case files
+    (the built-in library when none are given), the policy, known and baseline files."""
+    cases = [str(f) for f in K.builtin_files()] if not o.cases else []
+    for p in o.cases:
+        q = Path(p)
+        cases += [str(f) for f in sorted(q.glob("*.json")) + sorted(q.glob("*.toml"))] if q.is_dir() else [p]
+    out = [("cases", c) for c in cases] + [("baseline", b) for b in o.baseline]
+    if o.known:
+        out.append(("known", o.known))
+    if o.policy and o.policy.endswith(".toml"):  # a built-in policy is a name, not a path
+        out.append(("policy", o.policy))
+    return out
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return os.path.abspath(a) == os.path.abspath(b)
+
+
+def check_outputs(outputs: list[tuple[str, str | None]], inputs: list[tuple[str, str]]) -> None:
+    """One up-front check of every output path, before anything runs or is written (issue 21):
+    no output is one of the inputs or another output (the HTML report over the results, the
+    results over a case file), and each can be written: it is a regular file or absent, and its
+    directory exists or can be made and takes a new file (a read-only directory, a parent that
+    is a file, /proc are refused here, not after a whole run). Directories made by the probe are
+    removed again when an output is refused."""
+    given = [(f, p) for f, p in outputs if p]
+    made: list[Path] = []
+    try:
+        for i, (fld, p) in enumerate(given):
+            for other, q in inputs:
+                if _same_file(p, q):
+                    raise HarnessInputError(f"is also the {other} file this run reads: writing it would destroy it; "
+                                            "choose another path", file=p, field=fld)
+            for other, q in given[:i]:
+                if _same_file(p, q):
+                    raise HarnessInputError(f"is also the {other} output: one would overwrite the other", file=p,
+                                            field=fld)
+            _probe_output(Path(p), fld, made)
+    except HarnessInputError:
+        for d in reversed(made):
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        raise
+
+
+def _probe_output(path: Path, fld: str, made: list[Path]) -> None:
+    """Whether `path` can be written as a file, found by trying: open for appending (an existing
+    file keeps its content), or create and remove again."""
+    p = str(path)
+    if path.is_dir():
+        raise HarnessInputError("is a directory, not a file", file=p, field=fld)
+    if path.exists() and not path.is_file():
+        raise HarnessInputError("is not a regular file (a device, a FIFO, a socket): choose a file path", file=p,
+                                field=fld)
+    missing = [d for d in (path.parent, *path.parent.parents) if not d.exists()]
+    anc = path.parent.parents[len(missing) - 1] if missing else path.parent
+    if not anc.is_dir():
+        raise HarnessInputError(f"cannot be written: {str(anc)!r} is a file, not a directory", file=p, field=fld)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        made.extend(reversed(missing))
+        existed = path.exists()
+        os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644))
+        if not existed:
+            os.unlink(path)
+    except OSError as e:
+        raise HarnessInputError(f"cannot be written: {e.strerror or e}", file=p, field=fld) from None

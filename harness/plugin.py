@@ -128,9 +128,21 @@ class HarnessPlugin:
     # conformance tests will run: a run of the unit tests alone leaves the last results alone.
     def _start_file(self, ids: list[str]) -> None:
         if self.worker is None and not self.started and any("test_conformance[" in i for i in ids):
+            self._check_results_path()
             os.makedirs(os.path.dirname(self.results_path) or ".", exist_ok=True)
             open(self.results_path, "w").close()
             self.started = True
+
+    def _check_results_path(self) -> None:
+        """The results file must not be an input of the run nor unwritable (issue 21): refused
+        before it is truncated."""
+        from .errors import HarnessInputError
+        from .options import check_outputs, from_values, input_paths
+
+        try:
+            check_outputs([("harness-results", self.results_path)], input_paths(from_values(self.values)))
+        except HarnessInputError as e:
+            raise pytest.UsageError(f"harness: {e}") from None
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         self._start_file([it.nodeid for it in session.items])

@@ -596,7 +596,11 @@ def _pool() -> Any:
 
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(["harness.reference"])
-        _POOL = concurrent.futures.ProcessPoolExecutor(max_workers=_workers(), mp_context=ctx)
+        from .procs import become_helper
+
+        # Its workers ignore interrupts and end with the forkserver, which ends with this process.
+        _POOL = concurrent.futures.ProcessPoolExecutor(max_workers=_workers(), mp_context=ctx,
+                                                       initializer=become_helper)
         # Joined at exit, before the interpreter tears down the modules its manager thread uses
         # (left to the garbage collector, it printed "Exception ignored in ... weakref_cb").
         import atexit

@@ -5,6 +5,7 @@ Used alike by the pytest plugin and by `python -m harness run`.
 
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 import threading
@@ -260,6 +261,10 @@ class Session:
                 return _skip(rec, str(e))
             except Exception as e:  # the framework raised: recorded as what it is
                 raised = e
+            except (SystemExit, KeyboardInterrupt) as e:
+                if not framework_raised(e):
+                    raise  # the user's Ctrl-C: the run stops, nothing is invented for this item
+                raised = e  # a library that calls sys.exit() or raises KeyboardInterrupt itself
         first = time.perf_counter() - t0
         # What the framework warned about on this call is part of its answer (Keras on C = 1).
         rec["framework_warnings"] = sorted({f"{w.category.__name__}: {w.message}"[:500] for w in warned})
@@ -271,8 +276,14 @@ class Session:
                     warnings.simplefilter("ignore")  # recorded once, above
                     for _ in range(self.timing_reps):
                         t1 = time.perf_counter()
-                        ad.run(call)
+                        try:
+                            ad.run(call)
+                        except (SystemExit, KeyboardInterrupt) as e:
+                            if not framework_raised(e):
+                                raise
+                            break  # timed once fewer; the answer above is what is judged
                         times.append(time.perf_counter() - t1)
+                    times = times or [first]
             rec["time_framework_s"] = statistics.median(times)
             rec["time_first_call_s"] = first
         t0 = time.perf_counter()
@@ -326,6 +337,21 @@ def base_record(item: Item) -> dict[str, Any]:
             "max_abs_err": None, "max_rel_err": None, "excess": None, "tolerance": None,
             "shape_ok": None, "dtype_ok": None, "message": "", "known": None, "test_id": item.id,
             "case_source": item.case.source, "tags": item.case.tags, "options": dict(item.case.options)}
+
+
+def framework_raised(e: BaseException) -> bool:
+    """Whether a SystemExit or KeyboardInterrupt raised inside a framework call is the
+    framework's own doing (recorded as its answer) rather than the user's interrupt (which
+    stops the run). Python delivers signals to the main thread only, so a KeyboardInterrupt
+    in any other thread (the CLI's job threads), or in a worker process (whose SIGINT is
+    ignored: the parent decides), was raised by the code under test; SystemExit always was."""
+    if isinstance(e, SystemExit):
+        return True
+    return threading.current_thread() is not threading.main_thread() or os.environ.get(WORKER_ENV) == "1"
+
+
+#: Set in an isolating worker process (harness.isolation), whose SIGINT is ignored.
+WORKER_ENV = "HARNESS_WORKER"
 
 
 def _skip(rec: dict[str, Any], why: str) -> dict[str, Any]:

@@ -232,8 +232,12 @@ def render_merged(m: Merged, out_path: str | Path, compare: Diff | None = None) 
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(html, encoding="utf-8")
-    tmp.replace(out)  # a reader never sees half a report
+    try:
+        tmp.write_text(html, encoding="utf-8")
+        tmp.replace(out)  # a reader never sees half a report
+    except BaseException:  # interrupted or failed: the earlier report stays, no half file is left
+        tmp.unlink(missing_ok=True)
+        raise
     c = ctx["counts"]
     summary: dict[str, Any] = {
         "results": c["total"], "pass": c["pass"], "fail": c["fail"], "error": c["error"], "known": c["known"],
