@@ -1,8 +1,10 @@
 """Command line: `python -m harness run|report|diff|cases|cache`.
 
 Exit codes: 0 every result passed or is covered (known discrepancy or baseline);
-1 a conformance failure (or, for diff, a new failure); 2 bad usage or bad input.
-Bad input is found before anything is written, so no earlier results are overwritten.
+1 a conformance failure (or, for diff, a new failure); 2 bad usage or bad input; 3 the run
+stopped short for a fault of the harness (results so far kept, marked incomplete); 130
+interrupted by SIGINT or SIGTERM. Bad input, unwritable outputs and outputs that are inputs are
+found before anything is written, so no earlier results are overwritten.
 """
 
 from __future__ import annotations
