@@ -124,12 +124,13 @@ class Executor:
             cause = "timeout"
         except (EOFError, BrokenPipeError, ConnectionResetError, OSError):
             cause = "crash"
-        finally:
-            self.busy = False
+        # (An interrupt propagating from poll() leaves `busy` set: close() then kills at once.)
+        self.busy = False
         if self.closing:
             raise Stopped()
-        if proc is None:  # the worker never started: a crash of the start, not of an item
-            proc = self.proc
+        proc = proc or self.proc
+        if proc is None:  # no worker process could be made at all: the run cannot go on (exit 3)
+            raise OSError("could not start a worker process")
         # The worker died or hung: record it, replace the worker, go on.
         rec = base_record(item)
         if cause == "timeout" and proc.is_alive():
