@@ -191,12 +191,18 @@ class HarnessPlugin:
             for r in self._state.baseline.fixed:
                 terminalreporter.write_line(f"harness: fixed since the baseline: {r['test_id']}")
 
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        # Ctrl-C, -x or --maxfail: not every item ran, so the results file must not say complete.
+        self.stopped_short = (exitstatus == pytest.ExitCode.INTERRUPTED or bool(session.shouldfail)
+                              or bool(session.shouldstop))
+
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         if self._executor is not None and self._state is not None and self._executor is not self._state.session:
             self._executor.close()
         if self.writer is not None:
             self.writer.close()
-        if self.started and os.path.exists(self.results_path) and os.path.getsize(self.results_path):
+        if (self.started and not getattr(self, "stopped_short", True) and os.path.exists(self.results_path)
+                and os.path.getsize(self.results_path)):
             from . import records
 
             end = records.Writer(self.results_path, "a")

@@ -289,3 +289,45 @@ def test_a_fault_that_ends_a_job_stops_the_run_loudly(tmp_path):
     loaded = run.loaded()
     _intact(loaded)
     assert len(loaded.results) == 2 and not loaded.complete and not loaded.ends
+
+
+# -- the pytest front end --
+
+@pytest.mark.parametrize("how", ["SIGINT", "maxfail"])
+def test_a_pytest_run_stopped_short_is_marked_incomplete(tmp_path, how):
+    """Before, the plugin wrote run_end complete:true whatever happened: after Ctrl-C (and the
+    worker recorded the item in flight as an error "KeyboardInterrupt") and after -x. Now: no
+    run_end, no invented record, no worker left behind."""
+    values = [None] * 3 + ([GATE_VALUE] if how == "SIGINT" else [EXIT_VALUE])
+    cases = _cases(tmp_path, values)
+    results = tmp_path / "r.jsonl"
+    gate = str(tmp_path / "gate")
+    tag = uuid.uuid4().hex
+    env = dict(os.environ, HARNESS_CACHE_DIR=str(tmp_path / "cache"), HARNESS_REF_WORKERS="1",
+               HARNESS_EXTRA_ADAPTERS=ADAPTERS, HARNESS_TEST_GATE=gate, HARNESS_FAULT_TAG=tag, PYTHONPATH=str(ROOT))
+    fw = "gated" if how == "SIGINT" else "exiting"
+    p = subprocess.Popen([sys.executable, "-m", "pytest", "tests/test_conformance.py", "-q", "-p", "no:cacheprovider",
+                          "-p", "no:xdist", "--harness-framework", fw, "--harness-cases", str(cases),
+                          "--harness-results", str(results), "--harness-mode", "eager", "--harness-op", "softmax",
+                          "--harness-dtype", "float64", "--harness-timing-reps", "0",
+                          *(["-x"] if how == "maxfail" else [])],
+                         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        if how == "SIGINT":
+            while not os.path.exists(gate + ".reached"):
+                if p.poll() is not None:
+                    pytest.fail(p.communicate()[0].decode()[-3000:])
+                time.sleep(0.05)
+            os.killpg(p.pid, signal.SIGINT)
+        out, _ = p.communicate(timeout=120)
+    finally:
+        open(gate + ".open", "w").close()
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+    assert p.returncode == (2 if how == "SIGINT" else 1), out.decode()[-3000:]  # pytest: interrupted / failed
+    loaded = records.read([results])
+    _intact(loaded)
+    assert not loaded.ends and not loaded.complete
+    assert [r["status"] for r in loaded.results] == ["pass"] * 3 + ([] if how == "SIGINT" else ["error"])
+    assert _wait_none_left(tag) == []
