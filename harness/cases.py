@@ -18,8 +18,11 @@ from __future__ import annotations
 import fnmatch
 import json
 import math
+import os
+import stat
 import tomllib
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +50,67 @@ SPECIAL = {"inf": math.inf, "+inf": math.inf, "-inf": -math.inf, "nan": math.nan
 CASE_KEYS = ({"id", "why", "op", "logits", "labels", "axis", "dtypes", "grad", "grad2", "tags", "tolerance", "cotangent"}
              | set(O.PARAMS))
 FILE_KEYS = {"family", "description", "cases"}
+#: The most dimensions an array of a case has (numpy's own limit is 64): a nested list deeper than
+#: this, or an array file or generator shape with more, is refused (docs/bad-inputs.md).
+MAX_DIMS = 32
+#: The most elements an array of a case (inline, generated, or read from an .npy/.npz file) may
+#: have, checked before anything is allocated: 2**27 (1 GiB as float64). The environment
+#: variable MAX_ELEMENTS_ENV overrides it.
+MAX_ELEMENTS = 1 << 27
+MAX_ELEMENTS_ENV = "HARNESS_MAX_ELEMENTS"
+#: Sparse labels are int64 class indices: a value must be an integer in [INT64_MIN, INT64_END).
+INT64_MIN, INT64_END = -(2 ** 63), 2 ** 63
+
+
+def max_elements() -> int:
+    """The element cap of case arrays: MAX_ELEMENTS, or the environment's MAX_ELEMENTS_ENV."""
+    raw = os.environ.get(MAX_ELEMENTS_ENV, "").strip()
+    if not raw:
+        return MAX_ELEMENTS
+    try:
+        n = int(raw)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise HarnessInputError(f"the environment variable {MAX_ELEMENTS_ENV} is {raw!r}, not a positive integer "
+                                f"(the most elements an array of a case may have; default {MAX_ELEMENTS})")
+    return n
+
+
+def file_kind(path: str | Path) -> str | None:
+    """What `path` is when it exists but is not a regular file ("a directory", "a named pipe
+    (FIFO)", ...), else None (a regular file, or nothing there). Asked before a file is opened:
+    reading a named pipe blocks until a writer comes, /dev/zero never ends."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:  # missing (or unreachable): the caller says so in its own words
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a named pipe (FIFO)"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a file"
+
+
+def require_regular_file(path: str | Path, what: str, field: str | None = None) -> None:
+    """Refuse a path that exists but is not a regular file (see file_kind), naming it and `field`."""
+    kind = file_kind(path)
+    if kind is not None:
+        raise HarnessInputError(f"is {kind}, not a regular file (a {what} must be one)", file=str(path), field=field)
+
+
+def _check_size(shape: tuple[int, ...], what: str, err: Any, fld: str) -> None:
+    """Refuse an array of more than MAX_DIMS dimensions or more than max_elements() elements,
+    before it is allocated. `what` names it ("'x.npy' declares", "the generator's shape ... has")."""
+    if len(shape) > MAX_DIMS:
+        raise err(f"{what} {len(shape)} dimensions: a case array has at most {MAX_DIMS}", fld)
+    n, cap = math.prod(shape), max_elements()
+    if n > cap:
+        raise err(f"{what} {n} elements (shape {list(shape)}), more than the cap of {cap} elements (the "
+                  f"environment variable {MAX_ELEMENTS_ENV} sets it)", fld)
 
 
 @dataclass
@@ -145,13 +209,18 @@ def load_file(path: str | Path) -> list[Case]:
     f = str(path)
     if not path.exists():
         raise HarnessInputError("no such case file", file=f)
+    require_regular_file(path, "case file", "cases")
+    fmt = "TOML" if path.suffix == ".toml" else "JSON"
     try:
-        if path.suffix == ".toml":
-            data = tomllib.loads(path.read_text())
-        else:
-            data = json.loads(path.read_text())
+        text = path.read_text()
+        data = tomllib.loads(text) if fmt == "TOML" else json.loads(text)
+    except OSError as e:
+        raise HarnessInputError(f"cannot read the case file: {e.strerror or e}", file=f, field="cases") from None
     except (json.JSONDecodeError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise HarnessInputError(f"not valid {'TOML' if path.suffix == '.toml' else 'JSON'}: {e}", file=f) from None
+        raise HarnessInputError(f"not valid {fmt}: {e}", file=f) from None
+    except RecursionError:  # both parsers recurse once per level of nesting
+        raise HarnessInputError(f"not valid {fmt}: arrays or tables nested too deeply to parse (a case array "
+                                f"has at most {MAX_DIMS} dimensions)", file=f) from None
     if not isinstance(data, dict) or not isinstance(data.get("cases"), list):
         raise HarnessInputError('expected an object with a list "cases"', file=f, field="cases")
     unknown = set(data) - FILE_KEYS
@@ -192,7 +261,9 @@ def parse_case(raw: Any, *, file: str, index: int, family: str | None, base: Pat
     if len(shape) == 0:
         raise err("logits must have at least one dimension (the class axis)", "logits")
     axis = raw.get("axis", -1)
-    if not isinstance(axis, int) or isinstance(axis, bool) or not -len(shape) <= axis < len(shape):
+    if not isinstance(axis, int) or isinstance(axis, bool):
+        raise err(f"axis {axis!r} is not an integer", "axis")
+    if not -len(shape) <= axis < len(shape):
         raise err(f"axis {axis!r} is out of range for logits of shape {list(shape)}", "axis")
     if shape[axis] == 0:
         raise err("the class axis is empty (softmax over no classes is undefined here)", "logits")
@@ -204,11 +275,7 @@ def parse_case(raw: Any, *, file: str, index: int, family: str | None, base: Pat
             kind = "dense"
         elif tuple(lshape) == batch:
             kind = "sparse"
-            arr = np.asarray(labels if isinstance(labels, np.ndarray) else _tokens(labels, D.DTYPES["float64"]))
-            if arr.size and (arr.dtype.kind not in "iu" and not (
-                    arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)))):
-                raise err("integer (sparse) labels must be integers", "labels")
-            labels = arr.astype(np.int64)
+            labels = _class_indices(labels, err)
         else:
             raise err(f"labels of shape {list(lshape)} fit neither the logits {list(shape)} (dense) "
                       f"nor the batch {list(batch)} (integer class indices)", "labels")
@@ -230,6 +297,11 @@ def parse_case(raw: Any, *, file: str, index: int, family: str | None, base: Pat
             if need != "none" and need != kind:
                 raise err(f"op {o!r} needs {need} labels, the case has "
                           f"{'none' if kind == 'none' else kind + ' labels'}", "labels")
+    for k, v in options.items():  # an array option is checked recursively by its Param: bound its depth first
+        at = _too_deep(v)
+        if at is not None:
+            raise err(f"nested deeper than {MAX_DIMS} levels at {at}: a case array has at most {MAX_DIMS} dimensions",
+                      k)
     for o in ops:
         O.validate_options(o, options, shape[axis], shape, file=file, case=cid)
     dts = raw.get("dtypes", D.DTYPE_NAMES)
@@ -300,6 +372,37 @@ def _parse_cotangents(spec: Any, ops: list[str], shape: tuple[int, ...], axis: i
     return out
 
 
+def _class_indices(labels: Any, err: Any) -> np.ndarray:
+    """Sparse labels as int64 class indices. Each must be an integer, or a float with an exact
+    integer value, that int64 holds; any other value (1.5, 1e20, "max", "inf") is refused, never
+    cast. A class index out of range (7 for 3 classes, or negative) is valid input: what a
+    framework does with it is part of what the harness tests (docs/semantics.md)."""
+    def bad(idx: tuple[int, ...], v: Any) -> HarnessInputError:
+        at = "".join(f"[{i}]" for i in idx) or "value"
+        return err(f"integer (sparse) labels must be integers within the int64 range; {at} is {v!r}", "labels")
+
+    if isinstance(labels, np.ndarray):
+        a = labels
+        if a.dtype.kind == "u":
+            wrong = a > np.iinfo(np.int64).max
+        elif a.dtype.kind == "i":
+            wrong = np.zeros(a.shape, dtype=bool)
+        else:  # float (an array file's)
+            with np.errstate(invalid="ignore"):
+                wrong = ~np.isfinite(a) | (a != np.round(a)) | (a < float(INT64_MIN)) | (a >= float(INT64_END))
+        if np.any(wrong):
+            idx = tuple(int(i) for i in np.argwhere(wrong)[0])
+            raise bad(idx, a[idx].item())
+        return a.astype(np.int64)
+    values = np.asarray(labels, dtype=object)  # a rectangular nested list (checked by _check_nested)
+    for idx, v in np.ndenumerate(values):
+        if isinstance(v, int) or (isinstance(v, float) and math.isfinite(v) and v.is_integer()):
+            if INT64_MIN <= v < INT64_END:
+                continue
+        raise bad(idx, v)
+    return np.array([int(v) for v in values.ravel()], dtype=np.int64).reshape(values.shape)
+
+
 def _load_array(spec: Any, base: Path, err: Any, fld: str) -> Any:
     """Inline nested lists (validated), an .npy/.npz path, or a random generator."""
     if isinstance(spec, str) and spec.strip().lower() not in SPECIAL and spec.strip().lower().lstrip("+-") not in TOKENS:
@@ -313,62 +416,141 @@ def _load_array(spec: Any, base: Path, err: Any, fld: str) -> Any:
             raise err(f'"path" must be a file name, not {spec["path"]!r}', fld)
         p = Path(spec["path"])
         p = p if p.is_absolute() else base / p
-        if not p.is_file():
+        if not p.exists():
             raise err(f"array file {str(p)!r} does not exist", fld)
+        kind = file_kind(p)
+        if kind is not None:
+            raise err(f"array file {str(p)!r} is {kind}, not a regular file", fld)
         key = spec.get("key", fld)
-        files: list[str] = []
-        arr = None
-        try:
-            if p.suffix == ".npz":
-                with np.load(p, allow_pickle=False) as z:
-                    files = list(z.files)
-                    if key in files:
-                        arr = z[key]
-            else:
-                arr = np.load(p, allow_pickle=False)
-        except ValueError as e:  # pickled object arrays are refused, never loaded
-            raise err(f"cannot load {str(p)!r} without unpickling ({e}); only numeric arrays are accepted", fld) from None
-        except (OSError, zipfile.BadZipFile) as e:
-            raise err(f"cannot read {str(p)!r}: {e}", fld) from None
-        if arr is None:
-            raise err(f"{str(p)!r} has no array {key!r}", fld, files)
-        if arr.dtype.kind not in "fiub":
-            raise err(f"{str(p)!r} holds {arr.dtype}, not numbers", fld)
+        if not isinstance(key, str):
+            raise err(f'"key" must be the name of an array in the .npz, not {key!r}', fld)
+        arr = _read_array_file(p, key, err, fld)
         if arr.dtype.kind == "b":
             arr = arr.astype(np.int64)
         return arr if arr.dtype.kind in "iu" else arr.astype(np.float64)
     return _check_nested(spec, err, fld)
 
 
+def _read_array_file(p: Path, key: str, err: Any, fld: str) -> np.ndarray:
+    """An .npy file, or the array `key` of an .npz, read within bounds: the .npy header first
+    (format.read_magic, read_array_header_*), and the array refused before anything is allocated
+    or unpickled when its dtype holds Python objects (pickled), is not numbers, declares more
+    elements than max_elements() or more dimensions than MAX_DIMS, or needs more bytes than the
+    file (the .npz member) holds."""
+    name = repr(str(p))
+    try:
+        if p.suffix == ".npz":
+            with zipfile.ZipFile(p) as z:
+                members = {n[:-len(".npy")]: n for n in z.namelist() if n.endswith(".npy")}
+                if key not in members:
+                    raise err(f"{name} has no array {key!r}", fld, list(members))
+                info = z.getinfo(members[key])
+                with z.open(info) as f:
+                    _check_npy_header(f, info.file_size, f"{name} (array {key!r})", err, fld)
+                with z.open(info) as f:
+                    return np.lib.format.read_array(f, allow_pickle=False)
+        with open(p, "rb") as f:
+            _check_npy_header(f, os.fstat(f.fileno()).st_size, name, err, fld)
+            f.seek(0)
+            return np.lib.format.read_array(f, allow_pickle=False)
+    except (ValueError, EOFError, zlib.error) as e:
+        if isinstance(e, HarnessInputError):
+            raise
+        raise err(f"cannot load {name}: {e}", fld) from None
+    except (OSError, zipfile.BadZipFile) as e:
+        raise err(f"cannot read {name}: {e}", fld) from None
+
+
+def _check_npy_header(f: Any, size: int, name: str, err: Any, fld: str) -> None:
+    """Read an .npy header from `f` (a file of `size` bytes) and refuse what _read_array_file
+    refuses; ValueError for a file that is not .npy."""
+    F = np.lib.format
+    version = F.read_magic(f)
+    if version == (1, 0):
+        shape, _, dtype = F.read_array_header_1_0(f)
+    elif version == (2, 0):
+        shape, _, dtype = F.read_array_header_2_0(f)
+    else:
+        raise ValueError(f".npy format version {version[0]}.{version[1]} is not read here (1.0 and 2.0 are)")
+    if dtype.hasobject:  # refused from the header: a pickled array is never unpickled
+        raise err(f"{name} holds Python objects ({dtype}, pickled); only numeric arrays are accepted", fld)
+    if dtype.kind not in "fiub":
+        raise err(f"{name} holds {dtype}, not numbers", fld)
+    _check_size(tuple(shape), f"{name} declares", err, fld)
+    need, held = math.prod(shape) * dtype.itemsize, size - f.tell()
+    if held < need:
+        raise err(f"{name} is truncated: header declares {need} bytes, file holds {held}", fld)
+
+
 def _check_nested(spec: Any, err: Any, fld: str) -> Any:
-    """Validate a nested list: rectangular, numbers or the known strings only."""
-    def shape_of(v: Any, path: str) -> tuple[int, ...]:
-        if isinstance(v, list):
-            shapes = [shape_of(x, f"{path}[{i}]") for i, x in enumerate(v)]
-            if shapes and any(s != shapes[0] for s in shapes):
-                raise err(f"ragged nested list at {path or 'top level'}: sub-lists of shapes "
-                          f"{sorted(set(shapes))}", fld)
-            return (len(v),) + (shapes[0] if shapes else ())
-        if isinstance(v, bool) or not isinstance(v, (int, float, str)):
-            raise err(f"{path or 'value'} is {v!r}: expected a number or one of "
-                      f'"inf", "-inf", "nan", {", ".join(repr(t) for t in TOKENS)}', fld)
-        if isinstance(v, int) and abs(v) > 2 ** 1024:
-            raise err(f"{path or 'value'} is an integer too large for float64 ({str(v)[:20]}...)", fld)
-        if isinstance(v, str):
-            s = v.strip().lower()
-            if s not in SPECIAL and s.lstrip("+-") not in TOKENS:
-                raise err(f"{path or 'value'} is the string {v!r}: expected a number or one of "
-                          f'"inf", "-inf", "nan", {", ".join(repr(t) for t in TOKENS)}', fld)
-        return ()
-    shape_of(spec, "")
+    """Validate a nested list: rectangular, at most MAX_DIMS deep and max_elements() numbers, of
+    numbers or the known strings only. Iterative (an explicit stack), so that no nesting depth
+    reaches Python's recursion limit."""
+    if not isinstance(spec, list):
+        _check_value(spec, "", err, fld)
+        return spec
+    # Depth-first, each list's elements in order: (list, its path, the shapes of the elements done).
+    stack: list[tuple[list, str, list[tuple[int, ...]]]] = [(spec, "", [])]
+    while True:
+        v, path, shapes = stack[-1]
+        if len(shapes) < len(v):
+            i = len(shapes)
+            x, at = v[i], f"{path}[{i}]"
+            if isinstance(x, list):
+                if len(stack) >= MAX_DIMS:
+                    raise err(f"nested deeper than {MAX_DIMS} levels at {at}: a case array has at most {MAX_DIMS} "
+                              f"dimensions", fld)
+                stack.append((x, at, []))
+            else:
+                _check_value(x, at, err, fld)
+                shapes.append(())
+            continue
+        if shapes and any(s != shapes[0] for s in shapes):
+            raise err(f"ragged nested list at {path or 'top level'}: sub-lists of shapes "
+                      f"{sorted(set(shapes))}", fld)
+        shape = (len(v),) + (shapes[0] if shapes else ())
+        stack.pop()
+        if not stack:
+            break
+        stack[-1][2].append(shape)
+    _check_size(shape, "the nested list holds", err, fld)
     return spec
+
+
+def _too_deep(v: Any) -> str | None:
+    """The path of the first list in `v` nested deeper than MAX_DIMS levels, or None. Iterative."""
+    stack = [(v, "", 0)]
+    while stack:
+        x, path, depth = stack.pop()
+        if isinstance(x, list):
+            if depth >= MAX_DIMS:
+                return path
+            stack.extend((y, f"{path}[{i}]", depth + 1) for i, y in reversed(list(enumerate(x)))
+                         if isinstance(y, list))
+    return None
+
+
+def _check_value(v: Any, path: str, err: Any, fld: str) -> None:
+    """One value of a nested list: a number, or one of the strings SPECIAL and TOKENS."""
+    if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+        raise err(f"{path or 'value'} is {v!r}: expected a number or one of "
+                  f'"inf", "-inf", "nan", {", ".join(repr(t) for t in TOKENS)}', fld)
+    if isinstance(v, int) and abs(v) > 2 ** 1024:
+        raise err(f"{path or 'value'} is an integer too large for float64 ({str(v)[:20]}...)", fld)
+    if isinstance(v, str):
+        s = v.strip().lower()
+        if s not in SPECIAL and s.lstrip("+-") not in TOKENS:
+            raise err(f"{path or 'value'} is the string {v!r}: expected a number or one of "
+                      f'"inf", "-inf", "nan", {", ".join(repr(t) for t in TOKENS)}', fld)
 
 
 def _generate(spec: dict, err: Any, fld: str) -> np.ndarray:
     kind = spec["random"]
     shape = spec.get("shape")
-    if not isinstance(shape, list) or not all(isinstance(n, int) and n >= 0 for n in shape):
+    if not isinstance(shape, list) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
+                                              for n in shape):
         raise err("random arrays need a shape: a list of non-negative integers", fld)
+    _check_size(tuple(shape), "the generator's shape has", err, fld)
     unknown = set(spec) - {"random", "shape", "seed", "scale", "high"}
     if unknown:
         raise err(f"unknown generator key(s) {sorted(unknown)}", fld, ["random", "shape", "seed", "scale", "high"])

@@ -290,9 +290,13 @@ def first_line(s: str) -> str:
 
 
 def _check_files(paths: list[str], what: str) -> None:
+    from .cases import file_kind
+
     for p in paths:
-        if not Path(p).is_file():
+        if not Path(p).exists():
             raise HarnessInputError("no such results file", file=p, field=what)
+        if (kind := file_kind(p)) is not None:
+            raise HarnessInputError(f"is {kind}, not a regular file", file=p, field=what)
 
 
 def cmd_report(args: argparse.Namespace, argv: list[str]) -> int:
@@ -309,16 +313,16 @@ def cmd_report(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def cmd_diff(args: argparse.Namespace, argv: list[str]) -> int:
+    from .known import read_results
+
     old, new = args.old.split(","), args.new.split(",")
-    _check_files(old, "old")
+    _check_files(old, "old")  # every file there first, then what each holds
     _check_files(new, "new")
+    for paths, what in ((old, "old"), (new, "new")):
+        for p in paths:
+            read_results(p, what)
     if not (args.threshold >= 0 and args.threshold < float("inf")):
         raise HarnessInputError(f"{args.threshold!r} is not a non-negative number of ULPs", field="threshold")
-    for p in old + new:
-        loaded = records.read([p])
-        if not loaded.results and not loaded.runs:
-            raise HarnessInputError("holds no result record" + (f" ({loaded.problems[0]})" if loaded.problems else ""),
-                                    file=p, field="results")
     from .report import diff
 
     d = diff(old, new, threshold_ulp=args.threshold)
@@ -336,7 +340,8 @@ def cmd_baseline(args: argparse.Namespace, argv: list[str]) -> int:
     check_outputs([("output", args.output)], [("results", p) for p in args.results])
     loaded = records.read(args.results)
     if not loaded.results:
-        raise HarnessInputError("holds no result record", file=",".join(args.results), field="results")
+        raise HarnessInputError("holds no result record" + (f" ({loaded.problems[0]})" if loaded.problems else ""),
+                                file=",".join(args.results), field="results")
     kept = []
     for r in loaded.results:
         if r.get("status") == "pass" or r.get("status") == "skip":

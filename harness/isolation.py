@@ -38,16 +38,13 @@ def _worker(conn: Any, session_args: dict[str, Any], registrations: list[tuple[s
     os.environ[WORKER_ENV] = "1"
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ["HARNESS_JOB"] = str(session_args.get("job", 0))  # per-job compiler caches
-    from importlib import import_module
-
     from . import adapters as A
     from .cache import Cache
     from .known import load_known
     from .policy import load as load_policy
 
     for name, target in registrations:  # adapters registered at run time in the parent
-        mod, attr = target.split(":")
-        A.register(name, getattr(import_module(mod), attr))
+        A.register(name, A.load_target(target))
     session = Session(load_policy(session_args["policy"]),
                       Cache(session_args["cache_dir"], enabled=session_args["cache_enabled"]),
                       load_known(session_args["known"]), None, session_args["timing_reps"],

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from . import records
+from .cases import require_regular_file
 from .errors import HarnessInputError
 
 KNOWN_FILE = Path(__file__).resolve().parent / "known.toml"
@@ -20,6 +21,10 @@ ENTRY_KEYS = {"id", "description", "framework", "versions", "ops", "checks", "co
               "devices", "modes", "variants", "special", "status", "link", "finding"}
 LIST_KEYS = ("ops", "checks", "cotangents", "cases", "dtypes", "devices", "modes", "variants", "special", "status",
              "versions")
+#: Keys whose value is one string.
+STRING_KEYS = ("id", "description", "framework", "link")
+#: The file's top-level keys: the [[known]] tables.
+TOP_KEYS = {"known"}
 
 
 @dataclass
@@ -53,28 +58,64 @@ class Known:
 
 def load_known(path: str | Path | None = None) -> list[Known]:
     p = Path(path) if path else KNOWN_FILE
+    f = str(p)
     if not p.exists():
         if path:
-            raise HarnessInputError("no such known-discrepancies file", file=str(p))
+            raise HarnessInputError("no such known-discrepancies file", file=f)
         return []
+    require_regular_file(p, "known-discrepancies file", "known")
     try:
         data = tomllib.loads(p.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise HarnessInputError(f"not valid TOML: {e}", file=str(p)) from None
+    except OSError as e:
+        raise HarnessInputError(f"cannot read the known-discrepancies file: {e.strerror or e}", file=f,
+                                field="known") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise HarnessInputError(f"not valid TOML: {e}", file=f) from None
+    except RecursionError:
+        raise HarnessInputError("not valid TOML: arrays or tables nested too deeply to parse", file=f) from None
+    unknown = set(data) - TOP_KEYS
+    if unknown:
+        raise HarnessInputError(f"unknown key(s) {sorted(unknown)}", file=f, field=sorted(unknown)[0],
+                                choices=sorted(TOP_KEYS))
+    entries = data.get("known", [])
+    if not isinstance(entries, list):
+        raise HarnessInputError(f"expected a list of [[known]] tables, not {_shown(entries)}", file=f, field="known")
     out = []
-    for i, e in enumerate(data.get("known", [])):
+    for i, e in enumerate(entries):
+        if not isinstance(e, dict):
+            raise HarnessInputError(f"known[{i}] is not a table but {_shown(e)}: expected a list of [[known]] tables",
+                                    file=f, field="known")
         unknown = set(e) - ENTRY_KEYS
         if unknown:
-            raise HarnessInputError(f"known[{i}]: unknown key(s) {sorted(unknown)}", file=str(p),
+            raise HarnessInputError(f"known[{i}]: unknown key(s) {sorted(unknown)}", file=f,
                                     field=sorted(unknown)[0], choices=sorted(ENTRY_KEYS))
+        for k in STRING_KEYS:
+            if k in e and not isinstance(e[k], str):
+                raise HarnessInputError(f"known[{i}]: {k} must be a string, not {_shown(e[k])}", file=f, field=k)
         for req in ("id", "description", "framework"):
-            if not e.get(req):
-                raise HarnessInputError(f"known[{i}] needs {req!r}", file=str(p), field=req)
-        match = {k: ([e[k]] if isinstance(e[k], str) else list(e[k])) for k in LIST_KEYS if k in e}
-        _validate_entry(e, match, str(p), i)
+            if not e.get(req, "").strip():
+                raise HarnessInputError(f"known[{i}] needs {req!r}", file=f, field=req)
+        if not isinstance(e.get("finding", False), bool):
+            raise HarnessInputError(f"known[{i}]: finding must be true or false, not {_shown(e['finding'])}", file=f,
+                                    field="finding")
+        match = {}
+        for k in LIST_KEYS:
+            if k in e:
+                v = e[k]
+                if not (isinstance(v, str) or isinstance(v, list) and all(isinstance(x, str) for x in v)):
+                    raise HarnessInputError(f"known[{i}]: {k} must be a string or a list of strings, not {_shown(v)}",
+                                            file=f, field=k)
+                match[k] = [v] if isinstance(v, str) else list(v)
+        _validate_entry(e, match, f, i)
         out.append(Known(e["id"], e["description"].strip(), e["framework"], match, e.get("link", ""),
-                         bool(e.get("finding", False))))
+                         e.get("finding", False)))
     return out
+
+
+def _shown(v: Any) -> str:
+    """A value of the wrong type in a message: its type and (the start of) its repr."""
+    r = repr(v)
+    return f"{type(v).__name__} {r if len(r) <= 60 else r[:57] + '...'}"
 
 
 def _validate_entry(e: dict[str, Any], match: dict[str, list[str]], file: str, i: int) -> None:
@@ -92,12 +133,25 @@ def _validate_entry(e: dict[str, Any], match: dict[str, list[str]], file: str, i
              "modes": O.MODES, "status": ["pass", "fail", "error", "skip"],
              "special": ALL_SPECIAL}
     for k, vals in match.items():
-        if not all(isinstance(v, str) for v in vals):
-            raise HarnessInputError(f"known[{i}]: {k} must be strings", file=file, field=k)
         bad = [v for v in vals if k in valid and v not in valid[k]]
         if bad:
             raise HarnessInputError(f"known[{i}]: unknown {k[:-1] if k.endswith('s') else k} {bad[0]!r}", file=file,
                                     field=k, choices=valid[k])
+
+
+def read_results(path: str, field: str, what: str = "results") -> records.Loaded:
+    """One results file a command relies on (a `--baseline`, `diff`'s old and new runs), read,
+    or refused naming the file and `field`: missing ("no such <what> file"), not a regular file
+    (a directory, a named pipe), or holding no record (empty, not JSON Lines, or every record
+    ignored as a problem; the first problem is quoted). A report, by contrast, reads what it can."""
+    if not Path(path).exists():
+        raise HarnessInputError(f"no such {what} file", file=path, field=field)
+    require_regular_file(path, f"{what} file", field)
+    loaded = records.read([path])
+    if not loaded.results and not loaded.runs:
+        raise HarnessInputError("holds no result record" + (f" ({loaded.problems[0]})" if loaded.problems else ""),
+                                file=path, field=field)
+    return loaded
 
 
 class Baseline:
@@ -106,13 +160,11 @@ class Baseline:
     listed as fixed."""
 
     def __init__(self, paths: list[str]):
-        for p in paths:
-            if not Path(p).exists():
-                raise HarnessInputError("no such baseline file", file=p, field="baseline")
-        loaded = records.read(paths)
+        # Every file is checked, as `diff` checks its inputs, before any result is written.
+        results = [r for p in paths for r in read_results(p, "baseline", what="baseline").results]
         self.paths = paths
         self.failed: dict[tuple, dict[str, Any]] = {}
-        for r in loaded.results:
+        for r in results:
             if r.get("status") in ("fail", "error"):
                 self.failed[records.key(r)] = r
         self.seen: set[tuple] = set()

@@ -17,6 +17,7 @@ A case may add its own override (its "tolerance" object, with a reason).
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,8 @@ BUDGET_KEYS = {"op", "check", "dtype", "framework", "ulp", "cond", "summation", 
 FILTERS = ("op", "check", "dtype", "framework")
 TOP_KEYS = {"name", "description", "budget"}
 SUMMATIONS = ("log2", "sqrt", "linear")
+#: The budget's numbers (the multiples of an ULP and of u * A_i): each a finite number >= 0.
+NUMBERS = ("ulp", "cond")
 
 
 @dataclass(frozen=True)
@@ -70,17 +73,25 @@ def builtin_names() -> list[str]:
 
 
 def load(name_or_path: str) -> Policy:
+    from .cases import require_regular_file
+
     p = Path(name_or_path)
     if name_or_path in builtin_names():
         p = POLICY_DIR / f"{name_or_path}.toml"
-    elif not (p.suffix == ".toml" and p.is_file()):
+    elif p.suffix == ".toml" and p.exists():
+        require_regular_file(p, "policy file", "policy")
+    else:
         raise HarnessInputError(f"unknown policy {name_or_path!r}: neither a built-in name nor an "
                                 f"existing .toml file", field="policy", choices=builtin_names())
     f = str(p)
     try:
         data = tomllib.loads(p.read_text())
+    except OSError as e:
+        raise HarnessInputError(f"cannot read the policy file: {e.strerror or e}", file=f, field="policy") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise HarnessInputError(f"not valid TOML: {e}", file=f) from None
+    except RecursionError:
+        raise HarnessInputError("not valid TOML: arrays or tables nested too deeply to parse", file=f) from None
     unknown = set(data) - TOP_KEYS
     if unknown:
         raise HarnessInputError(f"unknown key(s) {sorted(unknown)}", file=f, field=sorted(unknown)[0],
@@ -111,9 +122,11 @@ def validate_budget(b: Any, *, file: str | None, where: str, case: str | None = 
     if not isinstance(b.get("reason"), str) or not b["reason"].strip():
         raise HarnessInputError(f"{where}: every budget needs a written reason", file=file, case=case,
                                 field="reason")
-    for k in ("ulp", "cond"):
-        if k in b and (isinstance(b[k], bool) or not isinstance(b[k], (int, float)) or b[k] < 0):
-            raise HarnessInputError(f"{where}: {k} must be a non-negative number", file=file, case=case, field=k)
+    for k in NUMBERS:
+        if k in b and (isinstance(b[k], bool) or not isinstance(b[k], (int, float)) or not math.isfinite(b[k])
+                       or b[k] < 0):
+            raise HarnessInputError(f"{where}: {k} must be a finite non-negative number, not {b[k]!r}", file=file,
+                                    case=case, field=k)
     valid = _filter_values()
     for k in FILTERS:
         if k in b:

@@ -123,11 +123,26 @@ class Loaded:
 
 
 def read(paths: Iterable[str | Path]) -> Loaded:
+    """The records of results files. What cannot be a record is a problem line, ignored: a line
+    that is not JSON (or is cut off), not an object, of an unknown kind, or whose key fields
+    (KEY_FIELDS, and run_id) are not strings (or null): every reader hashes and sorts those; nor
+    a run_start whose metadata the report reads is of the wrong type."""
+    names = {str: "a string", dict: "an object", list: "a list"}
+    typed: dict[str, dict[str, type]] = {
+        "result": {k: str for k in (*KEY_FIELDS, "run_id")},
+        "run_start": {"run_id": str, "frameworks": dict, "skipped_frameworks": dict, "machine": dict,
+                      "git_commit": str, "policy": str, "policy_budgets": list, "argv": list},
+        "run_end": {"run_id": str},
+    }
     out = Loaded()
     for p in paths:
         p = Path(p)
         out.files.append(str(p))
-        text = p.read_text(encoding="utf-8", errors="replace")
+        try:
+            text = p.read_text(encoding="utf-8", errors="replace")
+        except OSError as e:
+            out.problems.append(f"{p}: cannot read ({e.strerror or e}); ignored")
+            continue
         lines = text.split("\n")
         for i, line in enumerate(lines, 1):
             if not line.strip():
@@ -142,6 +157,11 @@ def read(paths: Iterable[str | Path]) -> Loaded:
                 out.problems.append(f"{p}:{i}: not a JSON object, ignored")
                 continue
             kind = rec.get("kind", "result")
+            types = typed.get(kind, {}) if isinstance(kind, str) else {}
+            wrong = next((k for k, t in types.items() if rec.get(k) is not None and not isinstance(rec[k], t)), None)
+            if wrong is not None:
+                out.problems.append(f"{p}:{i}: field {wrong!r} is not {names[types[wrong]]}; record ignored")
+                continue
             if kind == "run_start":
                 out.runs.append(rec)
             elif kind == "run_end":

@@ -398,9 +398,12 @@ def _fill(rec: dict[str, Any], v: Verdict, out: A.Output | None, raised: BaseExc
                expected_shape={k: list(s) for k, s in expected.items()})
     if raised is not None:
         rec["error_type"] = type(raised).__name__
-        rec["error_origin"] = "framework"
-        if v.invalid_input:
-            rec["invalid_handling"] = "raised"
+        if isinstance(raised, A.AdapterOutputError):  # the adapter's answer was no Output: its defect
+            rec["error_origin"] = "adapter"
+        else:
+            rec["error_origin"] = "framework"
+            if v.invalid_input:
+                rec["invalid_handling"] = "raised"
     if out is not None:
         rec["out_dtype"] = out.dtypes
         rec["out_shape"] = {k: list(np.shape(a)) for k, a in out.arrays.items()}

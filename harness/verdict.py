@@ -15,6 +15,7 @@ import numpy as np
 
 from . import dtypes as D
 from . import ops as O
+from .adapters.base import AdapterOutputError
 from .policy import Tolerance
 from .records import jsonable
 from .reference import Reference, zero_floor
@@ -22,8 +23,9 @@ from .reference import Reference, zero_floor
 #: Special-value classes, most severe first (the result's `special` is the first present).
 CLASSES = ["raised", "silent_invalid", "finite_expected_nan", "nan_expected_finite", "inf_mismatch",
            "subnormal_flushed", "match"]
-#: Every value the record's `special` field takes (the runner adds the last three).
-ALL_SPECIAL = CLASSES + ["harness_error", "crash", "timeout"]
+#: Every value the record's `special` field takes: `bad_output` for an adapter whose answer is no
+#: Output of arrays (adapters.base.check_output); the runner adds the last three.
+ALL_SPECIAL = CLASSES + ["bad_output", "harness_error", "crash", "timeout"]
 
 
 @dataclass
@@ -202,6 +204,8 @@ def judge(op: str, check: str, arrays: dict[str, np.ndarray] | None, out_dtypes:
     """Judge one result. `checked` masks the elements to compare (sampled rows); `inputs` is
     used only to name the input row of the worst elements in the message."""
     invalid_input = any(bool(np.any(r.invalid)) for r in ref.outputs.values())
+    if isinstance(raised, AdapterOutputError):  # the adapter answered nothing judgeable: never a conforming raise
+        return Verdict("error", "bad_output", {}, invalid_input, None, message=f"adapter defect: {raised}")
     if raised is not None:
         name = type(raised).__name__
         if invalid_input:

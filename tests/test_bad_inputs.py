@@ -31,6 +31,7 @@ import signal
 import subprocess
 import sys
 import traceback
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,39 @@ def _pickled_npz(p: Path) -> None:
     np.savez(p, logits=np.array([Unpickled(str(p.parent / "UNPICKLED")), 1.0], dtype=object))
 
 
+def _npy_header(shape: tuple[int, ...], descr: str = "<f8", body: bytes = b"") -> Any:
+    """An .npy file holding only a header that declares `shape` (and `body`): no data behind it."""
+    def make(p: Path) -> None:
+        buf = io.BytesIO()
+        np.lib.format.write_array_header_1_0(buf, {"descr": descr, "fortran_order": False, "shape": shape})
+        p.write_bytes(buf.getvalue() + body)
+    return make
+
+
+def _npz_header(key: str, shape: tuple[int, ...], descr: str = "<f8") -> Any:
+    """An .npz whose member `key` is an .npy header declaring `shape`, with no data behind it."""
+    def make(p: Path) -> None:
+        buf = io.BytesIO()
+        np.lib.format.write_array_header_1_0(buf, {"descr": descr, "fortran_order": False, "shape": shape})
+        with zipfile.ZipFile(p, "w") as z:
+            z.writestr(f"{key}.npy", buf.getvalue())
+    return make
+
+
+def _nested(depth: int) -> str:
+    """Logits nested `depth` lists deep around one number, as JSON text."""
+    return "[" * depth + "0.0" + "]" * depth
+
+
+def _result(**kw: Any) -> str:
+    """One result record (JSON Lines) with every key field set; `kw` overrides."""
+    rec = {"kind": "result", "case_id": "fam/c1", "op": "softmax", "check": "forward", "cotangent": None,
+           "variant": "default", "framework": "numpy", "device": "cpu", "dtype": "float64", "mode": "eager",
+           "status": "fail", "special": "match", "max_ulp": 3.0, "test_id": "t", "message": ""}
+    rec.update(kw)
+    return json.dumps(rec) + "\n"
+
+
 def _case_file(case: dict | None = None, **top: Any) -> str:
     """A case file `bad.json` holding one case (id "c1" -> "bad/c1") over logits [[1, 2, 3]]."""
     c = {"id": "c1", "logits": [[1.0, 2.0, 3.0]]}
@@ -94,7 +128,8 @@ class Row:
     files: dict[str, Any] = field(default_factory=dict)  # name -> str | bytes | callable(path)
     command: str = "run"
     absent: list[str] = field(default_factory=list)  # must not be in stderr
-    sub: bool = False  # run as a real subprocess
+    sub: bool = False  # run as a real subprocess (a row that would hang in-process before its fix)
+    env: dict[str, str] = field(default_factory=dict)  # environment variables set for the run
     bug: str | None = None  # strict xfail: how the harness misbehaves today, where the fix goes
 
 
@@ -266,6 +301,68 @@ ROWS: list[Row] = [
         {"bad.json": _case_file({"labels": {"random": "integers", "shape": [1]}})}),
     Row("case-array-path-not-string", 'array object whose path is a number (`{"path": 5}`)', CASES,
         [FILE, CASE, "field 'logits'", "path"], {"bad.json": _case_file({"logits": {"path": 5}})}),
+    # ---------------------------------------------------------------- case files: shape and size (issue 21)
+    Row("case-nested-too-deep-for-json", "logits nested 100,000 lists deep (deeper than the JSON parser recurses)",
+        CASES, [FILE, "not valid JSON", "nested too deeply"],
+        {"bad.json": '{"cases": [{"id": "c1", "logits": ' + _nested(100_000) + "}]}"}),
+    Row("case-nested-too-deep", "logits nested 40 lists deep (more dimensions than a case array has)", CASES,
+        [FILE, CASE, "field 'logits'", "nested deeper than 32 levels"],
+        {"bad.json": '{"cases": [{"id": "c1", "logits": ' + _nested(40) + "}]}"}),
+    Row("case-random-too-many-dims", 'generator with 40 dimensions (`"shape": [1, 1, ...]`)', CASES,
+        [FILE, CASE, "field 'logits'", "40 dimensions", "at most 32"],
+        {"bad.json": _case_file({"logits": {"random": "normal", "shape": [1] * 40}})}),
+    Row("case-npy-too-large", ".npy whose header declares 2**31 float64 elements (no data behind it)", CASES,
+        [FILE, CASE, "field 'logits'", "big.npy", "declares 2147483648 elements", "HARNESS_MAX_ELEMENTS"],
+        {"big.npy": _npy_header((2**31,)), "bad.json": _case_file({"logits": "big.npy"})}, absent=["unpickling"]),
+    Row("case-npy-int8-too-large", ".npy whose header declares 2**31 int8 elements (no data behind it)", CASES,
+        [FILE, CASE, "field 'labels'", "big8.npy", "declares 2147483648 elements", "HARNESS_MAX_ELEMENTS"],
+        {"big8.npy": _npy_header((2**31,), "|i1"), "bad.json": _case_file({"labels": "big8.npy"})},
+        absent=["unpickling"]),
+    Row("case-npy-truncated", ".npy whose header declares 1000 float64 elements, with 16 bytes of data", CASES,
+        [FILE, CASE, "field 'logits'", "short.npy", "truncated: header declares 8000 bytes, file holds 16"],
+        {"short.npy": _npy_header((1, 1000), body=bytes(16)), "bad.json": _case_file({"logits": "short.npy"})},
+        absent=["unpickling"]),
+    Row("case-npz-too-large", ".npz whose member's header declares 2**31 float64 elements", CASES,
+        [FILE, CASE, "field 'logits'", "big.npz", "declares 2147483648 elements", "HARNESS_MAX_ELEMENTS"],
+        {"big.npz": _npz_header("logits", (2**31,)), "bad.json": _case_file({"logits": "big.npz"})},
+        absent=["unpickling"]),
+    Row("case-random-too-large", 'generator of 2**32 elements (`"shape": [65536, 65536]`)', CASES,
+        [FILE, CASE, "field 'logits'", "4294967296 elements", "HARNESS_MAX_ELEMENTS"],
+        {"bad.json": _case_file({"logits": {"random": "normal", "shape": [65536, 65536]}})}),
+    Row("case-list-too-large", "nested list of 6 numbers with `HARNESS_MAX_ELEMENTS=4`", CASES,
+        [FILE, CASE, "field 'logits'", "6 elements", "HARNESS_MAX_ELEMENTS"],
+        {"bad.json": _case_file({"logits": [[1, 2, 3], [4, 5, 6]]})}, env={"HARNESS_MAX_ELEMENTS": "4"}),
+    Row("env-max-elements-invalid", "`HARNESS_MAX_ELEMENTS=lots`", CASES,
+        ["HARNESS_MAX_ELEMENTS", "'lots'", "positive integer"],
+        {"bad.json": _case_file()}, env={"HARNESS_MAX_ELEMENTS": "lots"}),
+    # ---------------------------------------------------------------- case files: labels and axis (issue 21)
+    Row("case-sparse-labels-too-large", "sparse labels beyond int64 (`[1e20]`)", CASES,
+        [FILE, CASE, "field 'labels'", "must be integers", "1e+20"], {"bad.json": _case_file({"labels": [1e20]})}),
+    Row("case-sparse-labels-token", 'sparse labels holding the token `"max"`', CASES,
+        [FILE, CASE, "field 'labels'", "must be integers", "'max'"], {"bad.json": _case_file({"labels": ["max"]})}),
+    Row("case-sparse-labels-uint64", "sparse labels from a uint64 .npy holding 2**64 - 1", CASES,
+        [FILE, CASE, "field 'labels'", "must be integers", "18446744073709551615"],
+        {"u.npy": lambda p: np.save(p, np.array([2**64 - 1], dtype=np.uint64)),
+         "bad.json": _case_file({"labels": "u.npy"})}),
+    Row("case-axis-float", "axis `1.0`", CASES,
+        [FILE, CASE, "field 'axis'", "axis 1.0 is not an integer"], {"bad.json": _case_file({"axis": 1.0})}),
+    Row("case-axis-bool", "axis `true`", CASES,
+        [FILE, CASE, "field 'axis'", "axis True is not an integer"], {"bad.json": _case_file({"axis": True})}),
+    Row("case-tolerance-ulp-nan", 'tolerance with `"ulp": NaN`', CASES,
+        [FILE, CASE, "field 'ulp'", "finite non-negative number"],
+        {"bad.json": '{"cases": [{"id": "c1", "logits": [[1, 2, 3]], "tolerance": {"ulp": NaN, "reason": "r"}}]}'}),
+    # ---------------------------------------------------------------- files that are not regular files (issue 21)
+    Row("cases-fifo", "`--cases` naming a named pipe (FIFO)", ["--cases", "{tmp}/fifo.json"],
+        ["{tmp}/fifo.json", "field 'cases'", "not a regular file", "named pipe"],
+        {"fifo.json": os.mkfifo}, sub=True),
+    Row("cases-dev-zero", "`--cases /dev/zero`", ["--cases", "/dev/zero"],
+        ["/dev/zero", "field 'cases'", "not a regular file", "character device"]),
+    Row("cases-directory-with-fifo", "`--cases` naming a directory that holds a named pipe `x.json`",
+        ["--cases", "{tmp}/cdir"], ["{tmp}/cdir/x.json", "not a regular file"],
+        {"cdir": lambda p: (p.mkdir(), os.mkfifo(p / "x.json"))}, sub=True),
+    Row("case-npy-fifo", "logits from an .npy path that is a named pipe", CASES,
+        [FILE, CASE, "field 'logits'", "p.npy", "not a regular file"],
+        {"p.npy": os.mkfifo, "bad.json": _case_file({"logits": "p.npy"})}),
     Row("cases-missing-file", "`--cases` naming a file that does not exist", ["--cases", "{tmp}/nope.json"],
         ["{tmp}/nope.json", "no such case file"]),
     Row("cases-empty-directory", "`--cases` naming a directory with no .json/.toml file", ["--cases", "{tmp}/emptydir"],
@@ -298,6 +395,30 @@ ROWS: list[Row] = [
         ["{tmp}/rdir", "field 'results'"], {"rdir": lambda p: p.mkdir()}),
     Row("flag-cache-dir-is-a-file", "`--cache-dir` naming a regular file", ["--cache-dir", "{tmp}/afile"],
         ["{tmp}/afile", "field 'cache-dir'", "cannot be used as the reference cache"], {"afile": "x"}),
+    Row("env-extra-adapters-missing-module", "`HARNESS_EXTRA_ADAPTERS=x=nosuch.mod:Cls` (no such module)",
+        ["--framework", "x"], ["HARNESS_EXTRA_ADAPTERS", "'x=nosuch.mod:Cls'", "No module named 'nosuch'",
+                               "valid: name=module:Class"], env={"HARNESS_EXTRA_ADAPTERS": "x=nosuch.mod:Cls"}),
+    Row("env-extra-adapters-missing-class", "`HARNESS_EXTRA_ADAPTERS=x=harness.adapters.numpy:Nope` (no such class)",
+        ["--framework", "x"], ["HARNESS_EXTRA_ADAPTERS", "'x=harness.adapters.numpy:Nope'", "has no attribute 'Nope'"],
+        env={"HARNESS_EXTRA_ADAPTERS": "x=harness.adapters.numpy:Nope"}),
+    Row("env-extra-adapters-no-colon", "`HARNESS_EXTRA_ADAPTERS=x=nosuch` (no `:Class`)", ["--framework", "x"],
+        ["HARNESS_EXTRA_ADAPTERS", "'x=nosuch'", "valid: name=module:Class"],
+        env={"HARNESS_EXTRA_ADAPTERS": "x=nosuch"}, sub=True),
+    Row("env-extra-adapters-no-equals", "`HARNESS_EXTRA_ADAPTERS=nosuch` (no `name=`)", [],
+        ["HARNESS_EXTRA_ADAPTERS", "'nosuch'", "valid: name=module:Class"], env={"HARNESS_EXTRA_ADAPTERS": "nosuch"}),
+    Row("flag-baseline-directory", "`--baseline` naming a directory", ["--baseline", "{tmp}/bdir"],
+        ["{tmp}/bdir", "field 'baseline'", "not a regular file"], {"bdir": lambda p: p.mkdir()}),
+    Row("flag-baseline-garbage", "`--baseline` naming a file that is not JSON Lines", ["--baseline", "{tmp}/g.jsonl"],
+        ["{tmp}/g.jsonl", "field 'baseline'", "holds no result record", "malformed line"],
+        {"g.jsonl": "hello\nworld\n"}),
+    Row("flag-baseline-empty", "`--baseline` naming an empty file", ["--baseline", "{tmp}/e.jsonl"],
+        ["{tmp}/e.jsonl", "field 'baseline'", "holds no result record"], {"e.jsonl": ""}),
+    Row("flag-baseline-key-not-string", '`--baseline` whose one record has `"case_id": {"a": 1}`',
+        ["--baseline", "{tmp}/bk.jsonl"],
+        ["{tmp}/bk.jsonl", "field 'baseline'", "holds no result record", "field 'case_id' is not a string"],
+        {"bk.jsonl": _result(case_id={"a": 1})}),
+    Row("flag-baseline-fifo", "`--baseline` naming a named pipe", ["--baseline", "{tmp}/b.jsonl"],
+        ["{tmp}/b.jsonl", "field 'baseline'", "not a regular file"], {"b.jsonl": os.mkfifo}, sub=True),
     # ---------------------------------------------------------------- policy and known files
     Row("policy-unknown-top-key", "policy file with an unknown top-level key (`budgets = 1`)",
         ["--policy", "{tmp}/p.toml"], ["{tmp}/p.toml", "field 'budgets'", "valid: budget, description, name"],
@@ -326,6 +447,34 @@ ROWS: list[Row] = [
     Row("known-unknown-framework", 'known-discrepancies entry for an unknown framework (`"nump"`)',
         ["--known", "{tmp}/k.toml", *ONE], ["{tmp}/k.toml", "field 'framework'", "'nump'", "valid: "],
         {"k.toml": '[[known]]\nid = "a"\ndescription = "d"\nframework = "nump"\n'}),
+    Row("policy-ulp-nan", "policy budget with `ulp = nan`", ["--policy", "{tmp}/p.toml"],
+        ["{tmp}/p.toml", "field 'ulp'", "finite non-negative number", "nan"],
+        {"p.toml": 'name = "p"\n[[budget]]\nulp = nan\nreason = "r"\n'}),
+    Row("policy-cond-inf", "policy budget with `cond = inf`", ["--policy", "{tmp}/p.toml"],
+        ["{tmp}/p.toml", "field 'cond'", "finite non-negative number", "inf"],
+        {"p.toml": 'name = "p"\n[[budget]]\ncond = inf\nreason = "r"\n'}),
+    Row("policy-ulp-bool", "policy budget with `ulp = true`", ["--policy", "{tmp}/p.toml"],
+        ["{tmp}/p.toml", "field 'ulp'", "finite non-negative number"],
+        {"p.toml": 'name = "p"\n[[budget]]\nulp = true\nreason = "r"\n'}),
+    Row("policy-fifo", "`--policy` naming a named pipe `p.toml`", ["--policy", "{tmp}/p.toml"],
+        ["{tmp}/p.toml", "field 'policy'", "not a regular file"], {"p.toml": os.mkfifo}, sub=True),
+    Row("known-not-a-list", "known-discrepancies file holding `known = 5`", ["--known", "{tmp}/k.toml"],
+        ["{tmp}/k.toml", "field 'known'", "a list of [[known]] tables"], {"k.toml": "known = 5\n"}),
+    Row("known-entry-not-table", 'known-discrepancies file holding `known = ["x"]`', ["--known", "{tmp}/k.toml"],
+        ["{tmp}/k.toml", "field 'known'", "known[0] is not a table"], {"k.toml": 'known = ["x"]\n'}),
+    Row("known-field-wrong-type", "known-discrepancies entry with `ops = 5`", ["--known", "{tmp}/k.toml"],
+        ["{tmp}/k.toml", "field 'ops'", "a string or a list of strings"],
+        {"k.toml": '[[known]]\nid = "a"\ndescription = "d"\nframework = "numpy"\nops = 5\n'}),
+    Row("known-description-not-string", "known-discrepancies entry with `description = 5`", ["--known", "{tmp}/k.toml"],
+        ["{tmp}/k.toml", "field 'description'", "must be a string"],
+        {"k.toml": '[[known]]\nid = "a"\ndescription = 5\nframework = "numpy"\n'}),
+    Row("known-unknown-top-key", "known-discrepancies file with a misspelt table (`[[knwon]]`)", ["--known", "{tmp}/k.toml"],
+        ["{tmp}/k.toml", "field 'knwon'", "valid: known"],
+        {"k.toml": '[[knwon]]\nid = "a"\ndescription = "d"\nframework = "numpy"\n'}),
+    Row("known-directory", "`--known` naming a directory", ["--known", "{tmp}/kdir"],
+        ["{tmp}/kdir", "field 'known'", "not a regular file"], {"kdir": lambda p: p.mkdir()}),
+    Row("known-fifo", "`--known` naming a named pipe", ["--known", "{tmp}/k.toml"],
+        ["{tmp}/k.toml", "field 'known'", "not a regular file"], {"k.toml": os.mkfifo}, sub=True),
     # ---------------------------------------------------------------- report and diff
     Row("report-missing-results", "`report` of a results file that does not exist",
         ["{tmp}/nores.jsonl", "-o", "{tmp}/index.html"], ["{tmp}/nores.jsonl", "field 'results'", "no such results file"],
@@ -337,6 +486,13 @@ ROWS: list[Row] = [
         ["{tmp}/old.jsonl", "--compare", "{tmp}/nores.jsonl", "-o", "{tmp}/index.html"],
         ["{tmp}/nores.jsonl", "field 'compare'", "no such results file"],
         {"old.jsonl": "", "index.html": "<p>an earlier report</p>"}, command="report"),
+    Row("diff-key-not-string", '`diff` whose new file\'s one record has `"framework": ["numpy"]`',
+        ["{tmp}/old.jsonl", "{tmp}/new.jsonl"],
+        ["{tmp}/new.jsonl", "holds no result record", "field 'framework' is not a string"],
+        {"old.jsonl": _result(), "new.jsonl": _result(framework=["numpy"])}, command="diff"),
+    Row("baseline-key-not-string", '`baseline` of a file whose one record has `"case_id": {"a": 1}`',
+        ["{tmp}/bk.jsonl", "-o", "{tmp}/out.jsonl"], ["{tmp}/bk.jsonl", "holds no result record"],
+        {"bk.jsonl": _result(case_id={"a": 1}), "out.jsonl": "an earlier baseline\n"}, command="baseline"),
     Row("repro-sample-not-positive", "`repro --sample 0`", ["{tmp}/old.jsonl", "--sample", "0"],
         ["field '--sample'", "must be a positive number of results"], {"old.jsonl": ""}, command="repro"),
     Row("repro-missing-results", "`repro` of a results file that does not exist", ["{tmp}/nores.jsonl"],
@@ -369,17 +525,20 @@ def _argv(row: Row, tmp: Path) -> list[str]:
     return [*base, *args, "--no-isolate", "-q"]
 
 
-def run_cli(argv: list[str], tmp: Path, sub: bool, monkeypatch: pytest.MonkeyPatch) -> tuple[int | None, str]:
+def run_cli(argv: list[str], tmp: Path, sub: bool, monkeypatch: pytest.MonkeyPatch,
+            env: dict[str, str] | None = None) -> tuple[int | None, str]:
     """(exit code, stderr). In-process, an exception escaping main() is a crash: exit None and
     the traceback in stderr, as the real entry point would print it."""
     if sub:
-        p = subprocess.run([sys.executable, "-m", "harness", *argv], cwd=ROOT, env=_env(tmp),
+        p = subprocess.run([sys.executable, "-m", "harness", *argv], cwd=ROOT, env={**_env(tmp), **(env or {})},
                            capture_output=True, text=True, timeout=120, check=False)
         return p.returncode, p.stderr
     from harness.cli import main
 
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp / "cache"))
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "3")
+    for k, v in (env or {}).items():
+        monkeypatch.setenv(k, v)
     term = signal.getsignal(signal.SIGTERM)  # cmd_run installs its own once past validation
     err, out = io.StringIO(), io.StringIO()
     rc: int | None
@@ -420,7 +579,7 @@ def test_bad_input(row: Row, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     before = {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
 
     argv = _argv(row, tmp_path)
-    rc, stderr = run_cli(argv, tmp_path, row.sub, monkeypatch)
+    rc, stderr = run_cli(argv, tmp_path, row.sub, monkeypatch, row.env)
     shown = f"argv: {argv}\nexit: {rc}\nstderr:\n{stderr}"
 
     assert "Traceback" not in stderr, shown
@@ -433,6 +592,34 @@ def test_bad_input(row: Row, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     for p, content in before.items():
         assert p.read_bytes() == content, f"{p} was written over\n{shown}"
     assert not (tmp_path / "UNPICKLED").exists(), "a pickled object was unpickled"
+
+
+def test_wrong_typed_key_fields_are_problems_not_crashes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A results file whose records carry key fields (records.KEY_FIELDS) of the wrong type: each
+    such record is a problem line, ignored, like a malformed line; the rest is read. `report`,
+    `diff`, `baseline` and `run --baseline` go on with the good records, never a traceback."""
+    res = tmp_path / "mixed.jsonl"
+    res.write_text(_result() + _result(case_id={"a": 1}) + _result(case_id="fam/c2", framework=["numpy"])
+                   + _result(case_id="fam/c3", cotangent=5) + _result(case_id="fam/c4", run_id=[1]))
+    from harness import records
+
+    loaded = records.read([res])
+    assert [r["case_id"] for r in loaded.results] == ["fam/c1"]
+    assert loaded.problems == [f"{res}:2: field 'case_id' is not a string; record ignored",
+                               f"{res}:3: field 'framework' is not a string; record ignored",
+                               f"{res}:4: field 'cotangent' is not a string; record ignored",
+                               f"{res}:5: field 'run_id' is not a string; record ignored"]
+    for argv, codes in ((["report", str(res), "-o", str(tmp_path / "r.html")], (0,)),
+                        (["diff", str(res), str(res)], (0,)),
+                        (["baseline", str(res), "-o", str(tmp_path / "b.jsonl")], (0,)),
+                        (["run", "--framework", "numpy", "--mode", "eager", "--cases", str(tmp_path / "good.json"),
+                          "--results", str(tmp_path / "results.jsonl"), "--baseline", str(res), *ONE,
+                          "--no-isolate", "-q"], (0, 1))):
+        (tmp_path / "good.json").write_text(GOOD)
+        rc, stderr = run_cli(argv, tmp_path, False, monkeypatch)
+        assert "Traceback" not in stderr and rc in codes, f"{argv}\nexit {rc}\n{stderr}"
+    assert "field &#39;case_id&#39; is not a string" in (tmp_path / "r.html").read_text() or \
+        "field 'case_id' is not a string" in (tmp_path / "r.html").read_text()
 
 
 # -------------------------------------------------------------------- the pytest front end

@@ -1,17 +1,23 @@
 """Adapter registry: the built-in adapters by name, plus any registered by other packages
 under the entry point group ``harness.adapters`` (name = "module:Class"), plus any named in
 the environment variable HARNESS_EXTRA_ADAPTERS ("name=module:Class,..."), which reaches
-isolated worker processes too."""
+isolated worker processes too. A malformed HARNESS_EXTRA_ADAPTERS entry, or one that cannot be
+imported, is bad input (exit 2) naming the variable, the entry and the valid form.
+
+Every adapter `get` hands out has its `run` checked (base.check_output): an answer that is not
+an Output of arrays of numbers is an AdapterOutputError, recorded as that adapter's defect."""
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 from importlib import import_module
 from importlib.metadata import entry_points
 from typing import Callable
 
 from ..errors import HarnessInputError
-from .base import Adapter, Call, Output, Unsupported
+from .base import Adapter, AdapterOutputError, Call, Output, Unsupported, check_output
 
 BUILTIN: dict[str, str] = {
     "torch": "harness.adapters.torch:TorchAdapter",
@@ -36,17 +42,73 @@ def _entry_points() -> dict[str, object]:
     return {ep.name: ep for ep in entry_points(group="harness.adapters")}
 
 
-def _env_adapters() -> dict[str, str]:
-    out = {}
-    for part in os.environ.get("HARNESS_EXTRA_ADAPTERS", "").split(","):
-        if "=" in part:
-            name, target = part.split("=", 1)
-            out[name.strip()] = target.strip()
+#: The environment variable naming extra adapters, and the form of its value.
+ENV = "HARNESS_EXTRA_ADAPTERS"
+ENV_FORM = "name=module:Class[,name2=module2:Class2]"
+_DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+
+def _env_error(entry: str, why: str) -> HarnessInputError:
+    return HarnessInputError(f"the environment variable {ENV}: entry {entry!r} {why}", choices=[ENV_FORM])
+
+
+def parse_target(target: str, entry: str | None = None) -> tuple[str, str]:
+    """(module, attribute) of a "module:Class" target, or HarnessInputError naming `entry` (the
+    HARNESS_EXTRA_ADAPTERS entry it came from; the target itself if None) and the valid form."""
+    entry = target if entry is None else entry
+    mod, sep, attr = target.partition(":")
+    if not sep:
+        raise _env_error(entry, "has no ':Class' after the module")
+    if not _DOTTED.fullmatch(mod.strip()) or not _DOTTED.fullmatch(attr.strip()):
+        raise _env_error(entry, f"names no module:Class ({target!r})")
+    return mod.strip(), attr.strip()
+
+
+def load_target(target: str, entry: str | None = None) -> Callable[[], Adapter]:
+    """The class (factory) a "module:Class" target names, imported; HarnessInputError naming
+    `entry` when the module cannot be imported or lacks the attribute. The isolated worker
+    process loads the parent's run-time registrations with it too."""
+    entry = target if entry is None else entry
+    mod, attr = parse_target(target, entry)
+    try:
+        module = import_module(mod)
+    except Exception as e:  # noqa: BLE001 - ImportError, or whatever the module raised on import
+        raise _env_error(entry, f"cannot be imported: {type(e).__name__}: {e}") from None
+    factory = module
+    for part in attr.split("."):
+        if not hasattr(factory, part):
+            raise _env_error(entry, f"cannot be loaded: module {mod!r} has no attribute {attr!r}")
+        factory = getattr(factory, part)
+    return factory  # type: ignore[return-value]
+
+
+def env_adapters() -> dict[str, str]:
+    """name -> "module:Class" from HARNESS_EXTRA_ADAPTERS ("name=module:Class,..."; blank entries
+    are skipped). A malformed entry, or one that takes a built-in name, is a HarnessInputError that
+    names the variable, the entry and the valid form."""
+    out: dict[str, str] = {}
+    for part in os.environ.get(ENV, "").split(","):
+        entry = part.strip()
+        if not entry:
+            continue
+        name, sep, target = entry.partition("=")
+        name, target = name.strip(), target.strip()
+        if not sep:
+            raise _env_error(entry, "has no 'name=' before the module:Class")
+        if not _NAME.fullmatch(name):
+            raise _env_error(entry, f"has no valid framework name before '=' ({name!r})")
+        if name in BUILTIN:
+            raise _env_error(entry, f"takes the name of the built-in framework {name!r}")
+        if name in out:
+            raise _env_error(entry, f"names the framework {name!r} a second time")
+        parse_target(target, entry)
+        out[name] = target
     return out
 
 
 def names() -> list[str]:
-    return list(dict.fromkeys([*BUILTIN, *_entry_points(), *_env_adapters(), *_extra]))
+    return list(dict.fromkeys([*BUILTIN, *_entry_points(), *env_adapters(), *_extra]))
 
 
 def get(name: str) -> Adapter:
@@ -54,16 +116,36 @@ def get(name: str) -> Adapter:
         return _cache[name]
     if name in _extra:
         adapter = _extra[name]()
-    elif name in BUILTIN or name in _env_adapters():
-        mod, cls = (BUILTIN.get(name) or _env_adapters()[name]).split(":")
+    elif name in BUILTIN:
+        mod, cls = BUILTIN[name].split(":")
         adapter = getattr(import_module(mod), cls)()
+    elif name in (env := env_adapters()):
+        adapter = load_target(env[name], f"{name}={env[name]}")()
     else:
         eps = _entry_points()
         if name not in eps:
             raise HarnessInputError(f"unknown framework {name!r}", field="framework", choices=names())
         adapter = eps[name].load()()  # type: ignore[attr-defined]
-    _cache[name] = adapter
+    _cache[name] = _checked(adapter)
     return adapter
 
 
-__all__ = ["Adapter", "Call", "Output", "Unsupported", "get", "names", "register", "DEFAULT_FRAMEWORKS"]
+def _checked(adapter: Adapter) -> Adapter:
+    """The adapter with its `run` checked: what it returns is read by base.check_output (an
+    Output of arrays of numbers), else AdapterOutputError says what came back. Whoever registered
+    the adapter, it is the one place the harness takes an adapter's answer from."""
+    run = adapter.run
+    if getattr(run, "_harness_checked", False):
+        return adapter
+
+    @functools.wraps(run)
+    def checked_run(call: Call) -> Output:
+        return check_output(run(call))
+
+    checked_run._harness_checked = True  # type: ignore[attr-defined]
+    adapter.run = checked_run  # type: ignore[method-assign]
+    return adapter
+
+
+__all__ = ["Adapter", "AdapterOutputError", "Call", "Output", "Unsupported", "get", "names", "register",
+           "env_adapters", "load_target", "parse_target", "DEFAULT_FRAMEWORKS"]

@@ -54,6 +54,53 @@ class Unsupported(Exception):
     """The adapter cannot run this combination at all (a skip, with the reason)."""
 
 
+class AdapterOutputError(Exception):
+    """An adapter's `run` returned something other than an Output of arrays of numbers (None, a
+    string, a dict, an Output holding a string where an array belongs): a defect of that adapter.
+    The verdict records it as an error (special `bad_output`) that says what came back."""
+
+
+def _shown(v: Any) -> str:
+    r = repr(v)
+    return "None" if v is None else f"{type(v).__name__} {r if len(r) <= 60 else r[:57] + '...'}"
+
+
+def check_output(out: Any) -> Output:
+    """What an adapter's `run` returned, checked and read as the harness reads it: an Output
+    whose `arrays` map output names to arrays of real numbers (held as float64: every float
+    dtype converts exactly) and whose `dtypes` and `devices` map names to strings. Anything else
+    raises AdapterOutputError saying what came back. Applied to every adapter `adapters.get`
+    hands out."""
+    if not isinstance(out, Output):
+        raise AdapterOutputError(f"the adapter returned {_shown(out)}, not an Output of arrays")
+    for what, d in (("arrays", out.arrays), ("dtypes", out.dtypes), ("devices", out.devices)):
+        if not isinstance(d, dict) or not all(isinstance(k, str) for k in d):
+            raise AdapterOutputError(f"Output.{what} is {_shown(d)}, not a dict keyed by output name")
+    for what, d in (("dtypes", out.dtypes), ("devices", out.devices)):
+        for k, v in d.items():
+            if not isinstance(v, str):
+                raise AdapterOutputError(f"Output.{what}[{k!r}] is {_shown(v)}, not a string")
+    arrays = {}
+    for k, a in out.arrays.items():
+        if a is None or isinstance(a, (str, bytes, dict)):
+            raise AdapterOutputError(f"output {k!r} is {_shown(a)}, not an array of numbers")
+        try:
+            arr = np.asarray(a)
+        except Exception as e:  # noqa: BLE001 - whatever numpy makes of it, it is no array
+            raise AdapterOutputError(f"output {k!r} is {_shown(a)}, not an array of numbers ({e})") from None
+        if arr.dtype.hasobject or arr.dtype.names is not None or arr.dtype.kind in "SUcmM":
+            raise AdapterOutputError(f"output {k!r} holds {arr.dtype}, not numbers")
+        if arr.dtype != np.float64:
+            try:
+                arr = arr.astype(np.float64)
+            except (TypeError, ValueError) as e:
+                raise AdapterOutputError(f"output {k!r} holds {arr.dtype}, not numbers ({e})") from None
+        arrays[k] = arr
+    if all(arrays[k] is out.arrays[k] for k in arrays):
+        return out
+    return Output(arrays, out.dtypes, out.devices, out.note)
+
+
 class Adapter:
     """Base class; subclasses fill in the framework-specific parts."""
 

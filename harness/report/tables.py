@@ -250,7 +250,7 @@ def detail(rec: dict[str, Any], limit: int = 64, text: int = 4000) -> dict[str, 
         d["known"] = {k: rec["known"].get(k) for k in ("id", "description", "link", "source")}
     if isinstance(rec.get("worst"), dict):
         d["worst"] = rec["worst"]
-    if rec.get("bad"):
+    if isinstance(rec.get("bad"), list) and rec["bad"]:
         d["bad"] = rec["bad"][:8]
     inp = rec.get("input")
     if isinstance(inp, dict):
@@ -258,11 +258,13 @@ def detail(rec: dict[str, Any], limit: int = 64, text: int = 4000) -> dict[str, 
     if isinstance(rec.get("input_summary"), dict):
         d["input_summary"] = rec["input_summary"]
     out, ref = rec.get("output"), rec.get("reference")
-    if isinstance(out, dict) or isinstance(ref, dict):
+    out, ref = (out if isinstance(out, dict) else None), (ref if isinstance(ref, dict) else None)
+    if out is not None or ref is not None:
         names = list((ref or {}).keys()) + [n for n in (out or {}) if n not in (ref or {})]
         cmp = {}
         for n in names:
-            r = (ref or {}).get(n) or {}
+            r = (ref or {}).get(n)
+            r = r if isinstance(r, dict) else {}
             cmp[n] = {"got": flat((out or {}).get(n), limit), "hi": flat(r.get("hi"), limit),
                       "lo": flat(r.get("lo"), limit), "rounded": flat(r.get("rounded"), limit)}
         d["compare"] = cmp
@@ -308,18 +310,24 @@ def short_value(v: Any, n: int = 6) -> str:
     return body if not f["s"] else f"[{body}]"
 
 
+def _text(v: Any) -> str | None:
+    """A field that should hold a name (or null), as one: a damaged record's value shown as it is."""
+    return v if v is None or isinstance(v, str) else str(v)
+
+
 def _sem_cell(rec: dict[str, Any]) -> dict[str, Any]:
     st, sp = rec.get("status"), rec.get("special")
+    sp = _text(sp)
     if st == "error" or sp == "raised" or rec.get("invalid_handling") == "raised":
         value = f"raised {rec.get('error_type') or ''}".strip()
     elif isinstance(rec.get("output"), dict) and "out" in rec["output"]:
         value = short_value(rec["output"]["out"])
-    elif rec.get("special_counts"):
+    elif isinstance(rec.get("special_counts"), dict) and rec["special_counts"]:
         value = ", ".join(f"{k} ×{v}" for k, v in sorted(rec["special_counts"].items()))
     else:
         value = "finite"  # a large output without special values: its error is in the other views
     return {"special": sp or st, "status": st, "outcome": outcome(rec), "value": value,
-            "invalid": rec.get("invalid_handling"), "max_ulp": num(rec.get("max_ulp")),
+            "invalid": _text(rec.get("invalid_handling")), "max_ulp": num(rec.get("max_ulp")),
             "known": ((rec.get("known") or {}).get("id") if isinstance(rec.get("known"), dict) else None)}
 
 
@@ -354,7 +362,7 @@ def semantics(results: list[dict[str, Any]], limit: int = 300) -> dict[str, Any]
                 row["labels"] = short_value(inp.get("labels"), 8)
         elif isinstance(r.get("input_summary"), dict) and not row["input"]:
             row["input"] = _input_text(r["input_summary"])
-        if r.get("options") and "options" not in row:  # the op's options change the exact function (S19)
+        if isinstance(r.get("options"), dict) and r["options"] and "options" not in row:  # the op's options change the exact function (S19)
             row["options"] = ", ".join(f"{k}={v}" for k, v in sorted(r["options"].items()))
             row["input"] += f" ({row['options']})"
         ref = r.get("reference")

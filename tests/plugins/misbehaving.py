@@ -82,3 +82,81 @@ class GatedAdapter(NumpyAdapter):
                     raise TimeoutError("the test never opened the gate")
                 time.sleep(0.01)
         return super().run(call)
+
+
+class BadOutputAdapter(NumpyAdapter):
+    """Returns `returns(call, right)` instead of its Output (`right`, the numpy adapter's own): an
+    adapter with a defect. The harness records an error saying what came back, never a harness
+    error (tests/test_adapter_outputs.py)."""
+
+    name = "bad_output"
+
+    @staticmethod
+    def returns(call: Call, right: Output) -> object:
+        return None
+
+    def run(self, call: Call) -> Output:
+        return self.returns(call, super().run(call))  # type: ignore[return-value]
+
+
+class NoneOutputAdapter(BadOutputAdapter):
+    name = "none_output"
+
+
+class StringOutputAdapter(BadOutputAdapter):
+    name = "string_output"
+
+    @staticmethod
+    def returns(call: Call, right: Output) -> object:
+        return "softmax"
+
+
+class StringArrayAdapter(BadOutputAdapter):
+    name = "string_array"
+
+    @staticmethod
+    def returns(call: Call, right: Output) -> object:
+        return Output({n: "0.1 0.2 0.7" for n in right.arrays}, right.dtypes, right.devices)
+
+
+class DictOutputAdapter(BadOutputAdapter):
+    name = "dict_output"
+
+    @staticmethod
+    def returns(call: Call, right: Output) -> object:
+        return dict(right.arrays)
+
+
+class NoneArrayAdapter(BadOutputAdapter):
+    name = "none_array"
+
+    @staticmethod
+    def returns(call: Call, right: Output) -> object:
+        return Output({n: None for n in right.arrays}, right.dtypes, right.devices)
+
+
+class ObjectArrayAdapter(BadOutputAdapter):
+    name = "object_array"
+
+    @staticmethod
+    def returns(call: Call, right: Output) -> object:
+        return Output({n: np.array([{"x": 1}] * a.size, dtype=object).reshape(a.shape) for n, a in right.arrays.items()},
+                      right.dtypes, right.devices)
+
+
+class BadDtypesAdapter(BadOutputAdapter):
+    name = "bad_dtypes"
+
+    @staticmethod
+    def returns(call: Call, right: Output) -> object:
+        return Output(right.arrays, "float64", right.devices)  # type: ignore[arg-type]
+
+
+class Float32OutputAdapter(BadOutputAdapter):
+    """Not a defect: float32 arrays holding the values are read as the float64 they are exactly."""
+
+    name = "float32_output"
+
+    @staticmethod
+    def returns(call: Call, right: Output) -> object:
+        return Output({n: a.astype(np.float32) for n, a in right.arrays.items()}, right.dtypes, right.devices)
