@@ -108,8 +108,8 @@ def load_cases(o: RunOptions) -> list[K.Case]:
 
 def input_paths(o: RunOptions) -> list[tuple[str, str]]:
     """Every file a run reads that an output could be pointed at by mistake: the case files
-    (the built-in library when none are given), the policy, known and baseline files."""
-    cases = [str(f) for f in K.builtin_files()] if not o.cases else []
+    given and the built-in library (always), the policy, known and baseline files."""
+    cases = [str(f) for f in K.builtin_files()]  # the built-in library, read or not, is never an output
     for p in o.cases:
         q = Path(p)
         cases += [str(f) for f in sorted(q.glob("*.json")) + sorted(q.glob("*.toml"))] if q.is_dir() else [p]
