@@ -74,7 +74,7 @@ def _wait_none_left(tag: str, within: float = 15.0) -> list[int]:
 
 
 class Run:
-    def __init__(self, tmp_path: Path, framework: str, cases: Path, *extra: str, isolate: bool = True):
+    def __init__(self, tmp_path: Path, framework: str, cases: Path, *extra: str, isolate: bool = True, jobs: int = 1):
         self.tag = uuid.uuid4().hex
         self.gate = str(tmp_path / "gate")
         self.results = tmp_path / "r.jsonl"
@@ -82,7 +82,7 @@ class Run:
                    HARNESS_EXTRA_ADAPTERS=ADAPTERS, HARNESS_TEST_GATE=self.gate, HARNESS_FAULT_TAG=self.tag,
                    PYTHONPATH=str(ROOT))
         cmd = [sys.executable, "-m", "harness", "run", "--framework", framework, "--cases", str(cases),
-               "--results", str(self.results), "--timing-reps", "0", "--jobs", "1", "--mode", "eager",
+               "--results", str(self.results), "--timing-reps", "0", "--jobs", str(jobs), "--mode", "eager",
                "--op", "softmax", "--dtype", "float64",  # one item per case: case i is item i
                *(() if isolate else ("--no-isolate",)), *extra]
         # Its own process group, as a shell gives a foreground job: Ctrl-C reaches every process in it.
@@ -142,22 +142,34 @@ def test_a_signal_to_the_group_mid_item_stops_the_run_and_invents_nothing(tmp_pa
 
 def test_sigkill_of_the_run_leaves_no_worker_behind(tmp_path):
     """Before: SIGKILL of the main process while its worker was in a hung call left the worker
-    (and multiprocessing's resource tracker) running, orphaned, for as long as the call hung."""
-    run = Run(tmp_path, "gated", _cases(tmp_path, [None] * 3 + [GATE_VALUE]))
+    (and multiprocessing's resource tracker) running, orphaned, for as long as the call hung; an
+    idle worker printed a ConnectionResetError traceback. Two jobs: job 0's worker is in the gate,
+    job 1's has finished its group (one case of another rank) and waits, idle, for the next."""
+    cases = _cases(tmp_path, [None] * 3 + [GATE_VALUE])
+    data = json.loads(cases.read_text())
+    data["cases"].append({"id": "f/c_rank3", "logits": {"random": "normal", "shape": [2, 2, 5], "seed": 9}, "grad": False})
+    cases.write_text(json.dumps(data))
+    run = Run(tmp_path, "gated", cases, jobs=2)
     run.wait_gate()
-    assert len(_procs_tagged(run.tag)) >= 2  # the run and its worker (and its resource tracker)
-    run.p.send_signal(signal.SIGKILL)  # the main process only: its worker is orphaned, in the gate
+    deadline = time.monotonic() + 60
+    while sum(1 for r in run.loaded().results if r["case_id"] == "f/c_rank3") < 1 and time.monotonic() < deadline:
+        time.sleep(0.1)  # job 1 done: its worker is idle
+    assert len(_procs_tagged(run.tag)) >= 3  # the run and its two workers (and the resource tracker)
+    run.p.send_signal(signal.SIGKILL)  # the main process only: its workers are orphaned, one in the gate
     try:
         run.p.wait(30)
         left = _wait_none_left(run.tag)
         assert left == [], f"processes outlived the run: {left}"
+        err = run.p.stderr.read().decode()  # every writer of the pipe is gone: it ends
+        assert "Traceback" not in err and "ConnectionResetError" not in err, err[-3000:]
     finally:
         open(run.gate + ".open", "w").close()
         for pid in _procs_tagged(run.tag):
             os.kill(pid, signal.SIGKILL)
     loaded = run.loaded()
     _intact(loaded)
-    assert len(loaded.results) == 3 and not loaded.complete
+    assert sorted(r["case_id"] for r in loaded.results) == ["f/c00", "f/c01", "f/c02", "f/c_rank3"]
+    assert not loaded.complete
 
 
 def test_interrupt_before_the_first_record(tmp_path):
