@@ -18,13 +18,36 @@ from .errors import HarnessInputError
 
 KNOWN_FILE = Path(__file__).resolve().parent / "known.toml"
 ENTRY_KEYS = {"id", "description", "framework", "versions", "ops", "checks", "cotangents", "cases", "dtypes",
-              "devices", "modes", "variants", "special", "status", "link", "finding"}
+              "devices", "modes", "variants", "special", "status", "link", "finding", "inputs"}
 LIST_KEYS = ("ops", "checks", "cotangents", "cases", "dtypes", "devices", "modes", "variants", "special", "status",
-             "versions")
+             "versions", "inputs")
+#: What `inputs` names: a special value the result's logits hold (an entry with `inputs` matches
+#: only results whose logits hold one of them: "NaN where a row holds +inf" must not also excuse
+#: a NaN from an overflow of finite logits).
+INPUT_KINDS = {"pos_inf": "n_posinf", "neg_inf": "n_neginf", "nan": "n_nan"}
 #: Keys whose value is one string.
 STRING_KEYS = ("id", "description", "framework", "link")
 #: The file's top-level keys: the [[known]] tables.
 TOP_KEYS = {"known"}
+
+
+def input_kinds(rec: dict[str, Any]) -> set[str]:
+    """The special values (INPUT_KINDS) the logits of a result hold: from the input a small result
+    carries (arrays in memory, or the strings "inf", "-inf", "nan" of a results file), else from
+    its input summary."""
+    inp = rec.get("input")
+    if isinstance(inp, dict) and inp.get("logits") is not None:
+        tokens: set[str] = set()
+        todo = [records.jsonable(inp["logits"])]  # non-finite values as their strings
+        while todo:
+            v = todo.pop()
+            if isinstance(v, list):
+                todo.extend(v)
+            elif isinstance(v, str):
+                tokens.add(v)
+        return {k for k, t in (("pos_inf", "inf"), ("neg_inf", "-inf"), ("nan", "nan")) if t in tokens}
+    summ = rec.get("input_summary") if isinstance(rec.get("input_summary"), dict) else {}
+    return {k for k, f in INPUT_KINDS.items() if isinstance(summ.get(f), int) and summ[f] > 0}
 
 
 @dataclass
@@ -45,6 +68,8 @@ class Known:
             if k in self.match and rec.get(f) not in self.match[k]:
                 return False
         if "cases" in self.match and not any(fnmatch.fnmatchcase(rec.get("case_id", ""), p) for p in self.match["cases"]):
+            return False
+        if "inputs" in self.match and not input_kinds(rec) & set(self.match["inputs"]):
             return False
         if "versions" in self.match:
             v = str(rec.get("framework_version", ""))
@@ -80,6 +105,12 @@ def load_known(path: str | Path | None = None) -> list[Known]:
     entries = data.get("known", [])
     if not isinstance(entries, list):
         raise HarnessInputError(f"expected a list of [[known]] tables, not {_shown(entries)}", file=f, field="known")
+    return parse_entries(entries, f)
+
+
+def parse_entries(entries: list[Any], f: str) -> list[Known]:
+    """Known entries from their tables (a known.toml's [[known]], or dicts of the same keys given
+    to harness.assert_conforms), validated alike; `f` names where they came from."""
     out = []
     for i, e in enumerate(entries):
         if not isinstance(e, dict):
@@ -131,7 +162,7 @@ def _validate_entry(e: dict[str, Any], match: dict[str, list[str]], file: str, i
     valid = {"ops": O.OP_NAMES, "checks": O.CHECKS, "cotangents": list(O.COTANGENTS) + ["given"],
              "dtypes": D.DTYPE_NAMES, "devices": O.DEVICES,
              "modes": O.MODES, "status": ["pass", "fail", "error", "skip"],
-             "special": ALL_SPECIAL}
+             "special": ALL_SPECIAL, "inputs": sorted(INPUT_KINDS)}
     for k, vals in match.items():
         bad = [v for v in vals if k in valid and v not in valid[k]]
         if bad:

@@ -15,6 +15,7 @@ from typing import Any
 
 from . import adapters as A
 from . import cases as K
+from . import ops as O
 from .errors import HarnessInputError
 from .flags import FLAGS
 from .runner import Selection, split_csv, validate_choices
@@ -55,7 +56,10 @@ def from_values(v: dict[str, Any]) -> RunOptions:
     o = RunOptions()
     fws = split_csv(v.get("framework"))
     if fws:
-        validate_choices(fws, A.names(), "framework")
+        validate_choices([f for f in fws if not A.is_callable_target(f)], A.names(), "framework")
+        for f in fws:
+            if A.is_callable_target(f):
+                A.get(f)  # imported now: a wrong module or name is bad input, before anything runs
         o.frameworks = fws
     attrs = {"device": "devices", "dtype": "dtypes", "op": "ops", "mode": "modes", "check": "checks"}
     for f in FLAGS:
@@ -65,6 +69,9 @@ def from_values(v: dict[str, Any]) -> RunOptions:
         if f.choices is not None:
             validate_choices(vals, list(f.choices), f.dest)
         setattr(o, attrs.get(f.dest, f.dest), vals)
+    if any(A.is_callable_target(f) for f in fws) and len(o.ops) != 1:
+        raise HarnessInputError("a function under test (--framework module:function) implements one op: give it "
+                                "with --op", field="op", choices=list(O.OP_NAMES))
     o.case_filter = v.get("case_filter") or None
     suite = v.get("suite") or "default"
     if suite not in SUITES:

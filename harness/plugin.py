@@ -232,5 +232,15 @@ def format_failure(rec: dict[str, Any]) -> str:
 
 
 @pytest.fixture
+def conformance() -> Any:
+    """`harness.assert_conforms` as a fixture of any project's tests (the plugin is installed with
+    the package): `def test_mine(conformance): conformance(my_softmax, "softmax", framework="torch")`.
+    A fixture of the same name in the project's own conftest takes precedence."""
+    from .api import assert_conforms
+
+    return assert_conforms
+
+
+@pytest.fixture
 def harness_session(request: Any) -> HarnessPlugin:
     return request.config.pluginmanager.get_plugin("harness_session")

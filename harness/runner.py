@@ -79,7 +79,7 @@ def resolve_frameworks(names: list[str] | None) -> tuple[list[str], dict[str, st
     """The available frameworks among `names` (default: the real ones), and the reason each
     missing one is skipped: one line per framework, never an ImportError."""
     wanted = names or list(A.DEFAULT_FRAMEWORKS)
-    validate_choices(wanted, A.names(), "framework")
+    validate_choices([n for n in wanted if not A.is_callable_target(n)], A.names(), "framework")
     ok, skipped = [], {}
     for n in wanted:
         avail, why = A.get(n).available()

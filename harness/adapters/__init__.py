@@ -107,6 +107,16 @@ def env_adapters() -> dict[str, str]:
     return out
 
 
+def is_callable_target(name: str) -> bool:
+    """`module:function` (or `framework:module:function`): a callable under test, not a name."""
+    return ":" in name and name not in _extra
+
+
+def valid(name: str) -> bool:
+    """A framework name the registries know, or a callable target (loaded when first used)."""
+    return name in names() or is_callable_target(name)
+
+
 def names() -> list[str]:
     return list(dict.fromkeys([*BUILTIN, *_entry_points(), *env_adapters(), *_extra]))
 
@@ -121,6 +131,10 @@ def get(name: str) -> Adapter:
         adapter = getattr(import_module(mod), cls)()
     elif name in (env := env_adapters()):
         adapter = load_target(env[name], f"{name}={env[name]}")()
+    elif is_callable_target(name):  # --framework module:function: a user's kernel under test
+        from .callable import from_target
+
+        adapter = from_target(name)()
     else:
         eps = _entry_points()
         if name not in eps:
