@@ -33,7 +33,9 @@ from . import dtypes as D
 from . import ops as O
 from .errors import HarnessInputError
 
-CASES_DIR = Path(__file__).resolve().parent.parent / "cases"
+#: The built-in library: cases/ at the top of the repository, which harness/library links to and
+#: which the wheel ships as harness/library (resolved: the same paths as cases/ in a checkout).
+CASES_DIR = (Path(__file__).resolve().parent / "library").resolve()
 #: Above this many logits elements the verdict checks a deterministic sample of rows (plus
 #: every row holding a non-finite value). The record says how many rows were checked.
 ELEMENT_BUDGET = 1 << 18
