@@ -203,14 +203,10 @@ def assert_conforms(fn: Callable[..., Any], op: str, *, framework: str, dtypes: 
     call in which nothing at all was checked raises: a conformance claim needs evidence.
     """
     from . import adapters as A
-    from . import dtypes as D
     from . import ops as O
     from .adapters.callable import callable_adapter
-    from .cache import Cache
     from .errors import HarnessInputError
-    from .known import parse_entries
-    from .policy import load as load_policy
-    from .runner import Selection, Session, expand, validate_choices
+    from .runner import validate_choices
 
     validate_choices([op], list(O.OP_NAMES), "op")
     checks = list(checks)
@@ -225,8 +221,23 @@ def assert_conforms(fn: Callable[..., Any], op: str, *, framework: str, dtypes: 
     if not ok:
         raise HarnessInputError(why, field="framework")
     label = name or f"{framework}:{getattr(fn, '__qualname__', 'fn')}"
-    A.register(label, callable_adapter(fn, framework, name=label))
-    A._cache.pop(label, None)  # a new fn under an old label: never the old function's compiled steps
+    A.register(label, callable_adapter(fn, framework, name=label))  # for this call only
+    try:
+        return _run_conforms(label, op, framework, dtypes, cases, case_filter, checks, policy, device, modes,
+                             known, options)
+    finally:
+        A.unregister(label)
+
+
+def _run_conforms(label: str, op: str, framework: str, dtypes: Sequence[str] | None, cases: Any,
+                  case_filter: str | None, checks: list[str], policy: str, device: str, modes: list[str],
+                  known: Sequence[dict[str, Any]], options: dict[str, Any]) -> list[dict[str, Any]]:
+    from . import dtypes as D
+    from .cache import Cache
+    from .known import parse_entries
+    from .policy import load as load_policy
+    from .runner import Selection, Session, expand, validate_choices
+
     found = cases_for(op, cases, case_filter)
     if options:
         import dataclasses
@@ -236,7 +247,13 @@ def assert_conforms(fn: Callable[..., Any], op: str, *, framework: str, dtypes: 
     sel = Selection(frameworks=[label], devices=[device], dtypes=dts, ops=[op], modes=modes, checks=checks,
                     variants=False)
     items = expand(found, sel, [label])
-    accepted = parse_entries([{"framework": label, **k} for k in known], "<assert_conforms known=>")
+    for i, k in enumerate(known):
+        if not isinstance(k, dict):
+            from .errors import HarnessInputError
+
+            raise HarnessInputError(f"known[{i}] is {type(k).__name__}, not a dict with the keys of a [[known]] entry",
+                                    field="known")
+    accepted = parse_entries([{**k, "framework": label} for k in known], "<assert_conforms known=>")
     session = Session(load_policy(policy), Cache(), accepted, None, timing_reps=0)
     recs = [session.run(it) for it in items]
     failing = [r for r in recs if r["status"] in ("fail", "error") and not r.get("known")]
@@ -247,7 +264,7 @@ def assert_conforms(fn: Callable[..., Any], op: str, *, framework: str, dtypes: 
         import warnings
 
         warnings.warn(f"{label} {op}: known= entries that matched no result: {', '.join(stale)}", UserWarning,
-                      stacklevel=2)
+                      stacklevel=3)
     if not any(r["status"] == "pass" for r in recs):
         skips = sorted({r["message"] for r in recs if r["status"] == "skip"})
         raise Failure(f"{label} {op}: nothing was checked ({len(items)} results, none ran"

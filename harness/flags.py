@@ -63,7 +63,7 @@ class Flag:
 FLAGS: list[Flag] = [
     Flag("framework", "frameworks to run (default: tensorflow,torch,jax; also numpy, any adapter registered "
          "under the harness.adapters entry point group, and module:function, a function of torch, JAX or TF "
-         "tensors under test, with one --op)", one="one framework"),
+         "tensors under test, with the one op it implements)", one="one framework"),
     Flag("device", "devices (default: cpu)", choices=tuple(V.DEVICES), one="one device"),
     Flag("dtype", "dtypes (default: all four)", choices=tuple(V.DTYPE_NAMES), one="one dtype"),
     Flag("op", "ops (default: all five)", choices=tuple(V.OP_NAMES), one="one op"),

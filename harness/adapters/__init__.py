@@ -38,6 +38,12 @@ def register(name: str, factory: Callable[[], Adapter]) -> None:
     _cache.pop(name, None)
 
 
+def unregister(name: str) -> None:
+    """Forget an adapter registered at run time (harness.assert_conforms's, after its call)."""
+    _extra.pop(name, None)
+    _cache.pop(name, None)
+
+
 def _entry_points() -> dict[str, object]:
     return {ep.name: ep for ep in entry_points(group="harness.adapters")}
 
@@ -161,5 +167,5 @@ def _checked(adapter: Adapter) -> Adapter:
     return adapter
 
 
-__all__ = ["Adapter", "AdapterOutputError", "Call", "Output", "Unsupported", "get", "names", "register",
+__all__ = ["Adapter", "AdapterOutputError", "Call", "Output", "Unsupported", "get", "names", "register", "unregister",
            "env_adapters", "load_target", "parse_target", "DEFAULT_FRAMEWORKS"]

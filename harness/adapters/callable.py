@@ -136,10 +136,13 @@ FRAMEWORKS = ("torch", "jax", "tensorflow")
 
 
 def detect_framework(fn: Callable[..., Any]) -> str | None:
-    """The framework whose modules `fn`'s module imports (torch, jax or tensorflow), when exactly
-    one of them; None when none or several."""
+    """The framework `fn` belongs to (its own module), else the one whose modules `fn`'s module
+    imports (torch, jax or tensorflow), when exactly one of them; None when none or several."""
     import types
 
+    own = (getattr(fn, "__module__", None) or "").split(".")[0]
+    if own in FRAMEWORKS:  # a framework's own function (torch.softmax, jax.nn.softmax)
+        return own
     found = set()
     for v in getattr(fn, "__globals__", {}).values():
         mod = v if isinstance(v, types.ModuleType) else None
