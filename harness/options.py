@@ -19,7 +19,7 @@ from . import ops as O
 from .errors import HarnessInputError
 from .flags import FLAGS
 from .runner import Selection, split_csv, validate_choices
-from .vocab import QUICK_FAMILIES, QUICK_TAG, SUITES
+from .vocab import QUICK_FAMILIES, QUICK_JIT_DTYPES, QUICK_TAG, SUITES
 
 
 def select_suite(cases: list[K.Case], suite: str) -> list[K.Case]:
@@ -77,6 +77,8 @@ def from_values(v: dict[str, Any]) -> RunOptions:
     if suite not in SUITES:
         raise HarnessInputError(f"unknown suite {suite!r}", field="suite", choices=list(SUITES))
     o.suite = suite
+    if suite == "quick" and not v.get("cases") and not split_csv(v.get("dtype")):
+        o.jit_dtypes = list(QUICK_JIT_DTYPES)  # the quick suite compiles in two dtypes (vocab.QUICK_JIT_DTYPES)
     o.policy = v.get("policy") or "standard"
     o.known = v.get("known") or None
     o.variants = not v.get("no_variants", False)

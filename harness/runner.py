@@ -58,6 +58,9 @@ class Selection:
     modes: list[str] = field(default_factory=lambda: list(O.MODES))
     checks: list[str] = field(default_factory=lambda: list(O.CHECKS))
     variants: bool = True
+    #: The dtypes of the compiled mode where it runs in fewer than `dtypes` (the quick suite's
+    #: QUICK_JIT_DTYPES); None: every dtype selected.
+    jit_dtypes: list[str] | None = None
 
 
 def validate_choices(values: list[str], valid: list[str], what: str) -> list[str]:
@@ -108,6 +111,8 @@ def expand(cases: list[K.Case], sel: Selection, frameworks: list[str]) -> list[I
                             continue
                         for dev in sel.devices:
                             for mode in sel.modes:
+                                if mode == "jit" and sel.jit_dtypes is not None and dt not in sel.jit_dtypes:
+                                    continue
                                 for var in variants:
                                     for cot in cots:
                                         items.append(Item(c, op, check, var, fw, dev, dt, mode, cot))

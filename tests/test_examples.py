@@ -5,11 +5,12 @@ The repository's package is built into a wheel (no network: the environment's se
 installed into a temporary directory, and the examples, copied elsewhere, run there by pytest in a
 fresh process with only that installation on the path: `harness` and its case library come from
 the wheel. Each example passes or fails as its docstring says (examples/test_examples.py asserts
-the failures it expects).
+the failures it expects). They run under pytest-xdist, as a project's suite would.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -51,7 +52,9 @@ def test_examples_pass_with_the_installed_wheel_outside_the_repository(tmp_path)
                             "print(len(K.builtin_files()))"], cwd=dst, env=env, capture_output=True, text=True)
     path, n_files = where.stdout.split()
     assert path.startswith(str(site)) and int(n_files) >= 10, where.stderr  # the wheel's package and library
-    p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", "."],
+    # Under pytest-xdist where it is installed (the API runs in each worker), else in one process.
+    par = ["-n", "2"] if importlib.util.find_spec("xdist") else []
+    p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *par, "."],
                        cwd=dst, env=env, capture_output=True, text=True, timeout=1200)
     out = p.stdout + p.stderr
     assert p.returncode == 0, out[-5000:]

@@ -337,3 +337,24 @@ def test_a_harness_error_is_never_known_and_a_bad_cache_dir_is_refused(tmp_path)
     Cache(tmp_path / "fine" / "deeper").check()  # created
     assert (tmp_path / "fine" / "deeper").is_dir()
     Cache(tmp_path / "afile", enabled=False).check()  # --no-cache: nothing to check
+
+
+def test_the_quick_suite_compiles_in_two_dtypes_unless_dtypes_are_given():
+    """vocab.QUICK_JIT_DTYPES: the quick suite runs jit in bfloat16 and float32 and eager in all four;
+    an explicit --dtype, case files of one's own, or another suite compile every dtype selected."""
+    import collections
+
+    from harness.options import from_values, load_cases
+    from harness.runner import expand
+
+    def pairs(values):
+        o = from_values(values)
+        its = expand(load_cases(o), o.selection(), ["torch"])
+        return collections.Counter((i.mode, i.dtype) for i in its)
+
+    quick = pairs({"suite": "quick"})
+    assert {d for m, d in quick if m == "jit"} == {"bfloat16", "float32"}
+    assert {d for m, d in quick if m == "eager"} == {"float16", "bfloat16", "float32", "float64"}
+    assert {d for m, d in pairs({"suite": "quick", "dtype": ["float16"]}) if m == "jit"} == {"float16"}
+    assert {d for m, d in pairs({"suite": "default", "case_filter": "seed/*"}) if m == "jit"} == \
+        {"float16", "bfloat16", "float32", "float64"}
