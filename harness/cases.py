@@ -104,6 +104,26 @@ def require_regular_file(path: str | Path, what: str, field: str | None = None) 
         raise HarnessInputError(f"is {kind}, not a regular file (a {what} must be one)", file=str(path), field=field)
 
 
+def read_toml(path: str | Path, what: str, field: str, top_keys: set[str]) -> dict[str, Any]:
+    """A TOML input file (a policy, a known-discrepancies file) read and parsed, its top-level
+    keys checked against `top_keys`; every fault a HarnessInputError naming the file (and `field`
+    where it is the file's): unreadable, not TOML, nested too deeply to parse, an unknown key."""
+    f = str(path)
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except OSError as e:
+        raise HarnessInputError(f"cannot read the {what}: {e.strerror or e}", file=f, field=field) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise HarnessInputError(f"not valid TOML: {e}", file=f) from None
+    except RecursionError:
+        raise HarnessInputError("not valid TOML: arrays or tables nested too deeply to parse", file=f) from None
+    unknown = set(data) - top_keys
+    if unknown:
+        raise HarnessInputError(f"unknown key(s) {sorted(unknown)}", file=f, field=sorted(unknown)[0],
+                                choices=sorted(top_keys))
+    return data
+
+
 def _check_size(shape: tuple[int, ...], what: str, err: Any, fld: str) -> None:
     """Refuse an array of more than MAX_DIMS dimensions or more than max_elements() elements,
     before it is allocated. `what` names it ("'x.npy' declares", "the generator's shape ... has")."""

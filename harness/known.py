@@ -6,14 +6,13 @@ keeps its status and measurements and gains a `known` field saying why it is exp
 from __future__ import annotations
 
 import fnmatch
-import tomllib
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import records
-from .cases import require_regular_file
+from .cases import read_toml, require_regular_file
 from .errors import HarnessInputError
 
 KNOWN_FILE = Path(__file__).resolve().parent / "known.toml"
@@ -89,19 +88,7 @@ def load_known(path: str | Path | None = None) -> list[Known]:
             raise HarnessInputError("no such known-discrepancies file", file=f)
         return []
     require_regular_file(p, "known-discrepancies file", "known")
-    try:
-        data = tomllib.loads(p.read_text())
-    except OSError as e:
-        raise HarnessInputError(f"cannot read the known-discrepancies file: {e.strerror or e}", file=f,
-                                field="known") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise HarnessInputError(f"not valid TOML: {e}", file=f) from None
-    except RecursionError:
-        raise HarnessInputError("not valid TOML: arrays or tables nested too deeply to parse", file=f) from None
-    unknown = set(data) - TOP_KEYS
-    if unknown:
-        raise HarnessInputError(f"unknown key(s) {sorted(unknown)}", file=f, field=sorted(unknown)[0],
-                                choices=sorted(TOP_KEYS))
+    data = read_toml(p, "known-discrepancies file", "known", TOP_KEYS)
     entries = data.get("known", [])
     if not isinstance(entries, list):
         raise HarnessInputError(f"expected a list of [[known]] tables, not {_shown(entries)}", file=f, field="known")

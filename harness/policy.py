@@ -18,7 +18,6 @@ A case may add its own override (its "tolerance" object, with a reason).
 from __future__ import annotations
 
 import math
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,18 +83,9 @@ def load(name_or_path: str) -> Policy:
         raise HarnessInputError(f"unknown policy {name_or_path!r}: neither a built-in name nor an "
                                 f"existing .toml file", field="policy", choices=builtin_names())
     f = str(p)
-    try:
-        data = tomllib.loads(p.read_text())
-    except OSError as e:
-        raise HarnessInputError(f"cannot read the policy file: {e.strerror or e}", file=f, field="policy") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise HarnessInputError(f"not valid TOML: {e}", file=f) from None
-    except RecursionError:
-        raise HarnessInputError("not valid TOML: arrays or tables nested too deeply to parse", file=f) from None
-    unknown = set(data) - TOP_KEYS
-    if unknown:
-        raise HarnessInputError(f"unknown key(s) {sorted(unknown)}", file=f, field=sorted(unknown)[0],
-                                choices=sorted(TOP_KEYS))
+    from .cases import read_toml
+
+    data = read_toml(p, "policy file", "policy", TOP_KEYS)
     budgets = data.get("budget", [])
     if not isinstance(budgets, list) or not budgets:
         raise HarnessInputError("a policy needs at least one [[budget]]", file=f, field="budget")

@@ -73,6 +73,15 @@ def _wait_none_left(tag: str, within: float = 15.0) -> list[int]:
     return _procs_tagged(tag)
 
 
+def _wait_gate(p: subprocess.Popen, gate: str) -> None:
+    """Until the process `p` is held in the gate; a failure with its output if it ended first."""
+    while not os.path.exists(gate + ".reached"):
+        if p.poll() is not None:
+            out, err = p.communicate()
+            pytest.fail(f"the run ended (exit {p.returncode}) before the gate:\n{(out + err).decode()[-3000:]}")
+        time.sleep(0.05)
+
+
 class Run:
     def __init__(self, tmp_path: Path, framework: str, cases: Path, *extra: str, isolate: bool = True, jobs: int = 1):
         self.tag = uuid.uuid4().hex
@@ -90,11 +99,7 @@ class Run:
                                   start_new_session=True)
 
     def wait_gate(self) -> None:
-        while not os.path.exists(self.gate + ".reached"):
-            if self.p.poll() is not None:
-                out, err = self.p.communicate()
-                pytest.fail(f"the run ended (exit {self.p.returncode}) before the gate:\n{err.decode()[-3000:]}")
-            time.sleep(0.05)
+        _wait_gate(self.p, self.gate)
 
     def finish(self, timeout: float = 120) -> tuple[int, str]:
         try:
@@ -250,10 +255,7 @@ sys.exit(main(sys.argv[1:]))
                           "--report", str(report), "--timing-reps", "0", "-q"], cwd=ROOT, env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     try:
-        while not os.path.exists(str(gate) + ".reached"):
-            if p.poll() is not None:
-                pytest.fail(p.communicate()[1].decode()[-3000:])
-            time.sleep(0.05)
+        _wait_gate(p, str(gate))
         os.killpg(p.pid, signal.SIGTERM)
         _, err = p.communicate(timeout=60)
     finally:
@@ -326,10 +328,7 @@ def test_a_pytest_run_stopped_short_is_marked_incomplete(tmp_path, how):
                          cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     try:
         if how == "SIGINT":
-            while not os.path.exists(gate + ".reached"):
-                if p.poll() is not None:
-                    pytest.fail(p.communicate()[0].decode()[-3000:])
-                time.sleep(0.05)
+            _wait_gate(p, gate)
             os.killpg(p.pid, signal.SIGINT)
         out, _ = p.communicate(timeout=120)
     finally:
