@@ -186,9 +186,9 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     for group in sorted(groups.values(), key=len, reverse=True):
         todo.put(group)
     lock = threading.Lock()
-    stop = threading.Event()
-
-    interrupting = threading.Event()
+    stop = threading.Event()  # no job takes another item
+    interrupting = threading.Event()  # SIGINT/SIGTERM: what finishes from now on is not written
+    failures: list[BaseException] = []  # what ended a job thread: the run stops (exit 3, or 2)
 
     def record(item: Any, rec: dict[str, Any]) -> None:
         with lock:
@@ -203,8 +203,6 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
                 print(f"{st.upper():5} {item.id}: {rec.get('special')} {first_line(rec.get('message', ''))}")
             if not args.quiet and len(results) % 500 == 0:
                 print(f"... {len(results)}/{len(items)} {counts}", file=sys.stderr)
-
-    failures: list[BaseException] = []
 
     def work(runner: Any) -> None:
         # Anything that ends a job thread other than an empty queue stops the whole run, loudly:
