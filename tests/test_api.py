@@ -188,3 +188,23 @@ def test_cli_framework_module_function(tmp_path):
     p = subprocess.run(base[:5] + ["nosuch:fn"] + base[6:] + ["--op", "softmax"], capture_output=True, text=True,
                        cwd=tmp_path, env=env)
     assert p.returncode == 2 and "module 'nosuch' cannot be imported" in p.stderr and "Traceback" not in p.stderr
+
+
+@pytest.mark.parametrize("fw", ["jax", "tensorflow"])
+def test_exact_takes_jax_and_tensorflow_arrays(fw):
+    """The same exact values in any framework's array give the same answer, in that dtype."""
+    mod = pytest.importorskip(fw)
+    vals = [[0.5, -3.25, 7.0]]
+    if fw == "jax":
+        x = mod.numpy.asarray(vals, dtype=mod.numpy.bfloat16)
+    else:
+        x = mod.cast(mod.constant(vals, dtype=mod.float64), mod.bfloat16)
+    import ml_dtypes
+
+    got = exact("log_softmax", x)
+    want = exact("log_softmax", np.asarray(vals, dtype=ml_dtypes.bfloat16))
+    assert got.dtype == ml_dtypes.bfloat16 and np.array_equal(got.astype(np.float64), want.astype(np.float64))
+    with mpmath.workprec(200):
+        e = [mpmath.exp(mpmath.mpf(v)) for v in vals[0]]
+        ls = mpmath.mpf(vals[0][1]) - mpmath.log(mpmath.fsum(e))
+    assert float(got[0, 1]) == float(np.asarray(float(ls), dtype=ml_dtypes.bfloat16))
