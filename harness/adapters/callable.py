@@ -31,6 +31,8 @@ from .base import Adapter, Call, Unsupported, with_scale
 
 #: The name the user's function has in the source that runs (and in the repro snippet).
 FN = "user_fn"
+#: The frameworks whose tensors a callable can take.
+FRAMEWORKS = ("torch", "jax", "tensorflow")
 
 #: How each framework builds an array option from its value's repr (weights, where).
 _ARRAY = {
@@ -68,13 +70,13 @@ def callable_adapter(fn: Callable[..., Any], framework: str, *, name: str | None
     """An adapter class that tests `fn`, a function of `framework`'s tensors (module docstring).
     `target` ("module:function") is how a fresh process finds `fn` (the isolated workers, the
     repro snippet); without it, `fn` is found by its module and name where it has them."""
-    from . import BUILTIN, get
+    from . import get
 
-    if framework not in BUILTIN or framework == "numpy":
+    if framework not in FRAMEWORKS:
         from ..errors import HarnessInputError
 
         raise HarnessInputError(f"a callable under test is a function of torch, jax or tensorflow tensors, not "
-                                f"{framework!r}", field="framework", choices=["torch", "jax", "tensorflow"])
+                                f"{framework!r}", field="framework", choices=list(FRAMEWORKS))
     base = type(get(framework))
     kws, any_kw = parameters(fn)
     takes = lambda k: any_kw or k in kws  # noqa: E731
@@ -130,9 +132,6 @@ def callable_adapter(fn: Callable[..., Any], framework: str, *, name: str | None
     return CallableAdapter
 
 
-
-#: The frameworks whose tensors a callable can take.
-FRAMEWORKS = ("torch", "jax", "tensorflow")
 
 
 def detect_framework(fn: Callable[..., Any]) -> str | None:
