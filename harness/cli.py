@@ -288,13 +288,12 @@ def first_line(s: str) -> str:
 
 
 def _check_files(paths: list[str], what: str) -> None:
-    from .cases import file_kind
+    from .cases import require_regular_file
 
     for p in paths:
         if not Path(p).exists():
             raise HarnessInputError("no such results file", file=p, field=what)
-        if (kind := file_kind(p)) is not None:
-            raise HarnessInputError(f"is {kind}, not a regular file", file=p, field=what)
+        require_regular_file(p, "results file", what)
 
 
 def cmd_report(args: argparse.Namespace, argv: list[str]) -> int:
