@@ -73,8 +73,12 @@ def condition(op: str, check: str, x: np.ndarray, y: np.ndarray | None, g: np.nd
     if options and "scale" in options:  # S24: the terms of the op at x' = x * s rounded to dt, and P below
         if dt is None:
             raise ValueError("the condition term of a scaled op needs the tested dtype (the product rounds in it)")
+        x0 = np.asarray(x, np.float64)
         x, options = O.scaled_logits(x, options, lambda a: D.cast_exact(a, dt))
         scale = float(options.pop("_scale"))
+        # How far the product's rounding moved each logit, in units of u: 0 where x * s is exact
+        # in the dtype (a power-of-two scale, small integers), never more than half an ULP.
+        rounding = np.moveaxis(product_rounding(x0, scale, np.asarray(x, np.float64)) / dt.u, ax, -1)
     if options and "where" in options:  # S22: the kept entries; masked outputs and gradients are exact constants
         mask = np.asarray(options["where"], dtype=bool)
         kept = np.moveaxis(mask, ax, -1)
@@ -100,9 +104,12 @@ def condition(op: str, check: str, x: np.ndarray, y: np.ndarray | None, g: np.nd
         P = 0.0
         if scale is not None:
             # A kernel may keep x * s wider than the dtype (a fused, upcast product): its input then
-            # differs from x' by up to half an ULP of each x'_i, which moves d_i - L by P_i + sum s_j P_j
-            # (P_i = |x'_i| / 2, in units of u): one term more beside d_i's own rounding (S24).
-            P = np.where(masked, 0.0, np.abs(fin) / 2)
+            # differs from x' by what the rounding of the product moved it, |x_i s - x'_i| (at most
+            # half an ULP of x'_i; 0 where the product is exact), which moves d_i - L by P_i + sum
+            # s_j P_j (P_i that distance in units of u): one term more beside d_i's own rounding
+            # (S24). Not the half ULP itself: where the product is exact, no kernel has a reason to
+            # differ, and half an ULP of a large x'_i would let any answer pass.
+            P = np.where(masked, 0.0, rounding)
             Dw = Dw + np.sum(s * P, axis=-1, keepdims=True)
         sig = O.sum_term(C, summation)
         # W_i: the absolute error, in units of u, of d_i - L: d_i's rounding (|d_i|), what exp
@@ -179,6 +186,25 @@ def condition(op: str, check: str, x: np.ndarray, y: np.ndarray | None, g: np.nd
                     A = out[name]
                     out[name] = np.where(np.isinf(A), A, A * f)
         return out
+
+
+def product_rounding(x: np.ndarray, s: float, rounded: np.ndarray) -> np.ndarray:
+    """|x * s - rounded| for dtype numbers x and s, computed exactly (the product of two numbers
+    of at most 26 bits is exact in float64; a float64 product's error comes from Dekker's
+    TwoProduct); where that overflows, |rounded| / 2 (more than half an ULP); 0 at non-finite values."""
+    with np.errstate(all="ignore"):
+        p = x * s
+        split = 134217729.0  # 2^27 + 1: Veltkamp's splitting of a double into two 26-bit halves
+        def halves(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            c = split * a
+            hi = c - (c - a)
+            return hi, a - hi
+        ah, al = halves(x)
+        bh, bl = halves(np.asarray(s, np.float64))
+        err = ((ah * bh - p) + ah * bl + al * bh) + al * bl  # x * s = p + err exactly
+        out = np.abs((p - rounded) + err)
+    fin = np.isfinite(rounded) & np.isfinite(x)
+    return np.where(fin, np.where(np.isfinite(out), out, np.abs(rounded) / 2), 0.0)
 
 
 def _reduced_condition(A: np.ndarray, bad: np.ndarray, y: np.ndarray, L: np.ndarray, absd: np.ndarray, W: float,

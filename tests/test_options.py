@@ -846,3 +846,32 @@ def test_S25_budget_passes_float32_double_backward_and_fails_a_dropped_term():
     bad = c * (gf - G)  # the derivative of G along v dropped
     v2 = V.judge("softmax", "grad2", {"d2_logits": bad.astype(np.float64)}, dts, None, ref, f32, tol, cond, shapes)
     assert v2.status == "fail"
+
+
+def test_scale_budget_takes_the_products_own_rounding_not_half_an_ulp():
+    """S24's extra term is how far the rounding of x * s moved each logit: none where the product
+    is exact. Half an ULP of x' instead (the budget before) grows with the logits' magnitude and
+    let JAX's sparse cross-entropy answer 0 for log 3 on three equal float32 logits 1.06e37 with
+    s = 2 pass (9.2e6 ULP; found by `harness search --objective differential`)."""
+    from harness import dtypes as D
+    from harness.verdict import condition, product_rounding
+
+    f32 = D.get("float32")
+    x = np.full((1, 3), 1.0633823966279327e37)
+    lab = np.asarray([1])
+    scaled = condition("sparse_softmax_cross_entropy", "forward", x, lab, None, -1, "log2", {"scale": 2.0}, f32)
+    plain = condition("sparse_softmax_cross_entropy", "forward", 2 * x, lab, None, -1, "log2", {}, f32)
+    assert scaled["out"].tolist() == plain["out"].tolist() and float(plain["out"][0]) < 10
+    # An inexact product: the term is the rounding committed, exactly (float32: x * s exact in float64).
+    from fractions import Fraction
+
+    s32 = float(np.float32(0.1))  # the scale is cast to the dtype like the logits
+    xs = np.asarray([[3.0, 5.0, 7.0]])
+    r = product_rounding(xs, s32, D.cast_exact(xs * s32, f32))
+    want = [abs(float(Fraction(float(np.float32(v * s32))) - Fraction(v) * Fraction(s32))) for v in (3.0, 5.0, 7.0)]
+    assert r[0].tolist() == want and min(want) > 0
+    # float64: Dekker's TwoProduct, checked against exact rationals.
+    a = np.asarray([0.1, 1e300, 3.0])
+    got = product_rounding(a, 0.7, a * 0.7)
+    want = [abs(float(Fraction(v) * Fraction(0.7) - Fraction(v * 0.7))) for v in a]
+    assert got.tolist() == want
