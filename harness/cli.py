@@ -20,9 +20,9 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
-from . import __version__, flags, records
+from . import __version__, cause, flags, records
 from .errors import HarnessInputError, HarnessStopped, Stopped
-from .options import check_outputs, executor, from_values, input_paths, load_cases
+from .options import check_outputs, executor, from_values, input_files, input_paths, load_cases
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -64,16 +64,35 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--case-filter", help="substring or glob")
     c.add_argument("-v", "--verbose", action="store_true", help="also print why each case exists")
 
-    s = sub.add_parser("search", help="search for inputs with the largest error; write them as a case file")
-    for name in ("framework", "op", "dtype"):  # declared once, in harness/flags.py, for run, the plugin and search
+    s = sub.add_parser("search", help="search for inputs a framework gets wrong (by its budget, in ULPs, or against "
+                       "its peers); shrink each finding and write them as a case file that replays with --cases")
+    flags.add_single(s, "framework")  # declared once, in harness/flags.py, for run, the plugin and search
+    s.add_argument("--frameworks", nargs="?", const="all", default=None,
+                   help="search each of these frameworks (comma-separated; no value: every installed one) in one go, "
+                        "one case file each; the objective defaults to differential")
+    for name in ("op", "dtype"):
         flags.add_single(s, name, required=True)
     for name, default in (("check", "forward"), ("mode", "eager"), ("device", "cpu")):
         flags.add_single(s, name, default=default)
-    s.add_argument("--classes", type=int, default=8, help="classes per row (default %(default)s)")
-    s.add_argument("--budget", type=int, default=300, help="framework calls in all (default %(default)s)")
+    s.add_argument("--objective", default=None,
+                   help="what to maximise [valid: utilisation, ulp, differential]: error / budget under --policy "
+                        "(default), error in ULPs, or the error against the best of the other installed frameworks "
+                        "on the same input (default with --frameworks)")
+    s.add_argument("--classes", type=int, default=None, help="classes per row (default: searched, up to --max-classes)")
+    s.add_argument("--max-classes", type=int, default=131072, help="largest class count drawn (default %(default)s)")
+    s.add_argument("--budget", type=int, default=300,
+                   help="candidates evaluated per framework, before shrinking (default %(default)s)")
+    s.add_argument("--shrink-budget", type=int, default=150,
+                   help="candidates evaluated to shrink each finding (default %(default)s)")
+    s.add_argument("--near", action="append", default=None,
+                   help="start from these cases' inputs (ids of the built-in library or of --cases; repeatable)")
+    s.add_argument("--cases", action="append", help="case files or directories for --near (default: built-in)")
     s.add_argument("--seed", type=int, default=0, help="search seed (default %(default)s)")
     flags.add_single(s, "policy", default="standard")
-    s.add_argument("-o", "--output", default="reports/search-cases.json", help="case file to write (default %(default)s)")
+    s.add_argument("-o", "--output", default=None,
+                   help="case file to write (default reports/search-cases.json; with --frameworks, "
+                        "reports/search-{framework}.json: a {framework} in the name is replaced, else the framework "
+                        "is added before the suffix)")
 
     rp = sub.add_parser("repro", help="run the repro snippet of every failing result in a fresh interpreter (one "
                         "per framework) and compare what it prints with the recorded output, bit for bit; exit 1 "
@@ -245,10 +264,16 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
                 if r is not session:
                     r.close(now=interrupted or bool(failures))
     complete = not interrupted and not failures and len(results) == len(items)
+    writer.close()
     if complete:
+        # Each failing result's cause needs its peers (the other implementations on the same
+        # input), so it is written once every result is in: harness/cause.py.
+        cause.annotate_file(args.results, run_id)
+        cause.assign(results)
+        writer = records.Writer(args.results, "a")
         writer.write({"kind": "run_end", "run_id": run_id, "finished": records.now(), "complete": True,
                       "counts": counts})
-    writer.close()
+        writer.close()
     if failures and not interrupted:
         err = failures[0]
         print(f"error: the run stopped after {len(results)} of {len(items)} results; {args.results} is marked "
@@ -267,6 +292,14 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         for r in baseline.fixed:
             print(f"fixed since the baseline: {r['test_id']}")
     print(f"harness: {len(results)} results {counts} -> {args.results}")
+    by_cause: dict[str, int] = {}
+    for r in results:
+        if r.get("cause"):
+            by_cause[r["cause"]] = by_cause.get(r["cause"], 0) + 1
+    if by_cause:
+        print("harness: causes of the failing results, known included (framework: a peer passes the same input; "
+              "shared: every peer fails; special: a special-value convention every peer shares; alone: no peer "
+              "ran it): " + ", ".join(f"{c} {by_cause[c]}" for c in cause.CAUSES if c in by_cause))
     from .report.tables import utilisation_text
 
     util = utilisation_text(results)
@@ -379,34 +412,95 @@ def cmd_cases(args: argparse.Namespace, argv: list[str]) -> int:
 
 def cmd_search(args: argparse.Namespace, argv: list[str]) -> int:
     from . import adapters as A
+    from . import cases as K
     from . import dtypes as D
     from . import ops as O
     from .cache import Cache
     from .policy import load as load_policy
-    from .runner import Session, validate_choices
-    from .search import search, write_cases
+    from .runner import Session, resolve_frameworks, split_csv, validate_choices
+    from .search import OBJECTIVES, search, start_points, write_cases
 
-    validate_choices([args.framework], A.names(), "framework")
+    if (args.framework is None) == (args.frameworks is None):
+        raise HarnessInputError("name one framework (--framework NAME) or several (--frameworks [NAMES])",
+                                field="framework", choices=A.names())
     validate_choices([args.op], O.OP_NAMES, "op")
     validate_choices([args.dtype], D.DTYPE_NAMES, "dtype")
     validate_choices([args.check], O.CHECKS, "check")
     validate_choices([args.mode], O.MODES, "mode")
     validate_choices([args.device], O.DEVICES, "device")
-    if args.classes < 1 or args.budget < 2:
-        raise HarnessInputError("--classes must be >= 1 and --budget >= 2", field="classes/budget")
-    ok, why = A.get(args.framework).available()
-    if not ok:
-        raise HarnessInputError(why, field="framework")
-    check_outputs([("output", args.output)], [])
+    objective = args.objective or ("differential" if args.frameworks is not None else "utilisation")
+    validate_choices([objective], list(OBJECTIVES), "objective")
+    cap = K.max_elements()
+    for name, value, low in (("classes", args.classes, 1), ("max-classes", args.max_classes, 1),
+                             ("budget", args.budget, 3), ("shrink-budget", args.shrink_budget, 0),
+                             ("seed", args.seed, 0)):
+        if value is not None and value < low:
+            raise HarnessInputError(f"--{name} must be at least {low}, not {value}", field=name)
+        if name in ("classes", "max-classes") and value is not None and value > cap:
+            raise HarnessInputError(f"--{name} {value} is more elements than a case array may have ({cap}; the "
+                                    f"environment variable {K.MAX_ELEMENTS_ENV} sets it)", field=name)
+    library = K.load(args.cases) if args.cases else None  # every --cases path checked, --near or not
+    if args.cases and not args.near:
+        raise HarnessInputError("--cases gives the case files that --near names cases of; name them with --near",
+                                field="cases")
+    if args.frameworks is not None:
+        wanted = None if args.frameworks == "all" else list(dict.fromkeys(split_csv(args.frameworks)))
+        if wanted == []:
+            raise HarnessInputError(f"--frameworks {args.frameworks!r} names no framework (give none for every "
+                                    f"installed one)", field="frameworks", choices=A.names())
+        targets, skipped = resolve_frameworks(wanted)
+        for fw, why in skipped.items():
+            print(f"harness: {fw} skipped: {why}", file=sys.stderr)
+        if not targets:
+            raise HarnessInputError("no framework to search is installed", field="frameworks")
+    else:  # a framework's name, or a callable of your own (module:function, docs: README)
+        targets, skipped = resolve_frameworks([args.framework])
+        if skipped:
+            raise HarnessInputError(skipped[args.framework], field="framework")
+    installed, _ = resolve_frameworks(None)
+    peers = sorted(set(installed) | set(targets))
+    outputs = {fw: _search_output(args.output, fw, args.frameworks is not None) for fw in targets}
+    check_outputs([("output", o) for o in outputs.values()], input_files(args.cases or [], args.policy))
+    start = start_points(library or K.load(), args.near, args.op, args.dtype) if args.near else None
     session = Session(load_policy(args.policy), Cache(), [], None, timing_reps=0)
-    found = search(session, args.framework, args.op, args.dtype, check=args.check, mode=args.mode,
-                   device=args.device, classes=args.classes, budget=args.budget, seed=args.seed)
-    write_cases(found, args.output, args.framework, args.op, args.dtype, args.check, args.mode)
-    for f in found:
-        print(f"{f.max_ulp:12.6g} ulp  logits {f.logits.ravel().tolist()}")
-    print(f"harness: {len(found)} worst inputs -> {args.output} (replay: python -m harness run --cases "
-          f"{args.output} --framework {args.framework} --dtype {args.dtype} --mode {args.mode})")
+    found_any = False
+    for fw in targets:
+        found = search(session, fw, args.op, args.dtype, check=args.check, mode=args.mode, device=args.device,
+                       classes=args.classes, budget=args.budget, seed=args.seed, objective=objective,
+                       peers=[p for p in peers if p != fw], start=start, max_classes=args.max_classes,
+                       shrink_budget=args.shrink_budget)
+        write_cases(found, outputs[fw], fw, args.op, args.dtype, args.check, args.mode, objective, args.seed)
+        for f in found:
+            found_any |= f.finding
+            R, C = f.point.shape
+            what = f.rec.get("special") if f.rec.get("special") not in (None, "match") else \
+                f"{float(f.rec.get('max_ulp') or 0):.6g} ulp, {float(f.rec.get('excess') or 0):.3g} x budget"
+            peer_text = ", ".join(f"{p} {s.get('status')} {float(s.get('max_ulp') or 0):.4g} ulp"
+                                  for p, s in f.peers.items())
+            print(f"{fw}: {'FINDING' if f.finding else 'worst  '} {f.rec.get('status')} ({what}) cause "
+                  f"{f.cause or '-'}; {R} x {C} logits {_short(f.point.x)}" + (f"; peers: {peer_text}" if peer_text else ""))
+        print(f"harness: {fw}: {sum(f.finding for f in found)} finding(s) of {len(found)} inputs -> {outputs[fw]} "
+              f"(replay: python -m harness run --cases {outputs[fw]} --framework {fw} --op {args.op} "
+              f"--dtype {args.dtype} --mode {args.mode} --check {args.check})")
     return EXIT_OK
+
+
+def _search_output(output: str | None, fw: str, several: bool) -> str:
+    if not several:
+        return output or "reports/search-cases.json"
+    output = output or "reports/search-{framework}.json"
+    if "{framework}" in output:
+        return output.replace("{framework}", fw)
+    p = Path(output)
+    return str(p.with_name(f"{p.stem}-{fw}{p.suffix}"))
+
+
+def _short(x: Any, n: int = 8) -> str:
+    import numpy as np
+
+    flat = np.asarray(x).ravel()
+    vals = ", ".join(repr(float(v)) for v in flat[:n])
+    return f"[{vals}{', ...' if flat.size > n else ''}]"
 
 
 def cmd_repro(args: argparse.Namespace, argv: list[str]) -> int:

@@ -203,8 +203,9 @@ class HarnessPlugin:
             self.writer.close()
         if (self.started and not getattr(self, "stopped_short", True) and os.path.exists(self.results_path)
                 and os.path.getsize(self.results_path)):
-            from . import records
+            from . import cause, records
 
+            cause.annotate_file(self.results_path, self.run_id)  # every worker's results are in
             end = records.Writer(self.results_path, "a")
             end.write({"kind": "run_end", "run_id": self.run_id, "finished": records.now(), "complete": True})
             end.close()

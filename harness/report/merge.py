@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import records
+from .. import cause, records
 
 
 @dataclass
@@ -135,4 +135,6 @@ def merge(paths: Iterable[str | Path]) -> Merged:
     for k, occ in seen.items():
         if len(occ) > 1:
             m.duplicates.append(Duplicate(dict(zip(records.KEY_FIELDS, k)), [o[0] for o in occ], [o[1] for o in occ]))
+    # Causes over everything merged: shards that ran different frameworks see each other here.
+    cause.assign(m.results)
     return m

@@ -173,7 +173,7 @@ def is_discrepancy(rec: dict[str, Any]) -> bool:
 
 #: Column order of a discrepancy row in the page's JSON (the JS reads the same indices).
 ROW_FIELDS = ("framework", "device", "dtype", "mode", "op", "variant", "check", "case_id", "status",
-              "special", "max_ulp", "excess", "known", "outcome", "invalid_handling", "cotangent")
+              "special", "max_ulp", "excess", "known", "outcome", "invalid_handling", "cotangent", "cause")
 
 OUTCOME_RANK = {"fail": 0, "error": 1, "known": 2, "pass": 3, "skip": 4}
 
@@ -183,7 +183,7 @@ def discrepancy_row(rec: dict[str, Any]) -> list[Any]:
     return [rec.get("framework"), rec.get("device"), rec.get("dtype"), rec.get("mode"), rec.get("op"),
             rec.get("variant") or "default", rec.get("check"), rec.get("case_id"), rec.get("status"),
             rec.get("special"), _json_num(rec.get("max_ulp")), _json_num(rec.get("excess")), known,
-            outcome(rec), rec.get("invalid_handling"), rec.get("cotangent")]
+            outcome(rec), rec.get("invalid_handling"), rec.get("cotangent"), rec.get("cause")]
 
 
 def _json_num(v: Any) -> Any:
@@ -250,6 +250,10 @@ def detail(rec: dict[str, Any], limit: int = 64, text: int = 4000) -> dict[str, 
         d["known"] = {k: rec["known"].get(k) for k in ("id", "description", "link", "source")}
     if isinstance(rec.get("worst"), dict):
         d["worst"] = rec["worst"]
+    if isinstance(rec.get("peers"), dict):  # harness/cause.py: the other implementations on this input
+        d["peers"] = {str(k): {f: _json_num(v.get(f)) if f in ("max_ulp", "excess") else v.get(f)
+                               for f in ("status", "special", "max_ulp", "excess")}
+                      for k, v in rec["peers"].items() if isinstance(v, dict)}
     if isinstance(rec.get("bad"), list) and rec["bad"]:
         d["bad"] = rec["bad"][:8]
     inp = rec.get("input")

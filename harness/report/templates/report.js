@@ -151,7 +151,8 @@
       h("td", { text: val(row, "special") || "–" }),
       h("td", { cls: "num", text: fmt(val(row, "max_ulp")), title: full(val(row, "max_ulp")) }),
       h("td", { cls: "num", text: fmt(val(row, "excess")), title: full(val(row, "excess")) }),
-      h("td", { cls: "mono", text: val(row, "known") || "" })
+      h("td", { cls: "mono", text: val(row, "known") || "" }),
+      h("td", { text: val(row, "cause") || "" })
     ]);
     det.addEventListener("toggle", function () {
       state.open[row.i] = det.open;
@@ -159,7 +160,7 @@
       if (det.open) {
         tr.classList.add("open");
         if (!next || !next.classList.contains("detail")) {
-          var td = h("td", { colspan: "13" }, [detailContent(row.i)]);
+          var td = h("td", { colspan: "14" }, [detailContent(row.i)]);
           tr.parentNode.insertBefore(h("tr", { cls: "detail", "data-i": String(row.i) }, [td]), tr.nextSibling);
         }
       } else {
@@ -191,7 +192,7 @@
     moreEl.hidden = n >= list.length;
     document.getElementById("disc-more-btn").textContent = "Show all " + list.length + " rows";
     if (rows.length === 0) {
-      body.appendChild(h("tr", null, [h("td", { colspan: "13", cls: "empty", text: "No discrepancies: every result passed with the exact special-value semantics." })]));
+      body.appendChild(h("tr", null, [h("td", { colspan: "14", cls: "empty", text: "No discrepancies: every result passed with the exact special-value semantics." })]));
     }
   }
   document.getElementById("disc-more-btn").addEventListener("click", function () { state.showAll = true; render(); });
@@ -301,6 +302,13 @@
       if (/^https?:\/\//i.test(link)) { kp.appendChild(h("a", { href: link, rel: "noopener noreferrer", text: link })); }
       else if (link) { kp.appendChild(h("div", { cls: "muted", text: link })); }
       grid.appendChild(panel("known discrepancy", kp, true));
+    }
+    if (d.peers && Object.keys(d.peers).length) {
+      var prow = Object.keys(d.peers).map(function (k) { var p = d.peers[k]; return h("tr", null, [
+        h("td", { cls: "mono", text: k }), h("td", { text: p.status || "–" }), h("td", { text: p.special || "–" }),
+        h("td", { cls: "num", text: fmt(p.max_ulp), title: full(p.max_ulp) }), h("td", { cls: "num", text: fmt(p.excess), title: full(p.excess) })]); });
+      grid.appendChild(panel("peers on this input (cause: " + (data.rows[i][C.cause] || "–") + ")", h("table", { cls: "kv" }, [
+        h("tr", null, [h("th", { text: "implementation" }), h("th", { text: "status" }), h("th", { text: "class" }), h("th", { text: "max ulp" }), h("th", { text: "excess" })])].concat(prow))));
     }
     if (d.worst) { grid.appendChild(panel("worst element", kvTable(d.worst, ["output", "index", "got", "exact", "exact_hi", "exact_lo", "rounded", "ulp", "budget_ulp", "ratio"]))); }
     var badIdx = {};
