@@ -118,15 +118,22 @@ def load_cases(o: RunOptions) -> list[K.Case]:
 def input_paths(o: RunOptions) -> list[tuple[str, str]]:
     """Every file a run reads that an output could be pointed at by mistake: the case files
     given and the built-in library (always), the policy, known and baseline files."""
+    return input_files(o.cases, o.policy, o.known, o.baseline)
+
+
+def input_files(case_paths: list[str], policy: str | None = None, known: str | None = None,
+                baseline: list[str] | tuple[str, ...] = ()) -> list[tuple[str, str]]:
+    """input_paths for any command (`run`, `search`): the built-in library, the case files and
+    the files of the case directories given, and the policy, known and baseline files."""
     cases = [str(f) for f in K.builtin_files()]  # the built-in library, read or not, is never an output
-    for p in o.cases:
+    for p in case_paths:
         q = Path(p)
         cases += [str(f) for f in sorted(q.glob("*.json")) + sorted(q.glob("*.toml"))] if q.is_dir() else [p]
-    out = [("cases", c) for c in cases] + [("baseline", b) for b in o.baseline]
-    if o.known:
-        out.append(("known", o.known))
-    if o.policy and o.policy.endswith(".toml"):  # a built-in policy is a name, not a path
-        out.append(("policy", o.policy))
+    out = [("cases", c) for c in cases] + [("baseline", b) for b in baseline]
+    if known:
+        out.append(("known", known))
+    if policy and policy.endswith(".toml"):  # a built-in policy is a name, not a path
+        out.append(("policy", policy))
     return out
 
 

@@ -17,6 +17,7 @@ strict expected failures until the harness is fixed (the reason says where).
 
 from __future__ import annotations
 
+from harness import adapters as _adapters
 from harness import cases as _cases
 from harness import dtypes as _dtypes
 from harness import ops as _ops
@@ -117,6 +118,15 @@ GOOD = json.dumps({"cases": [{"id": "ok", "op": "softmax", "logits": [[1.0, 2.0,
 FILE = "{tmp}/bad.json"
 CASE = "case 'bad/c1'"
 CASES = ["--cases", FILE]
+
+# `search`: the cheapest search (a row that wrongly gets past validation stops at once), its case
+# file in tmp_path (an earlier one there must survive). A flag given again later wins (argparse).
+FRAMEWORKS = ", ".join(_adapters.names())
+SEARCH = ["--op", "softmax", "--dtype", "float64", "--budget", "3", "--shrink-budget", "0", "--classes", "2"]
+NUMPY = ["--framework", "numpy"]
+OUT = ["-o", "{tmp}/found.json"]
+FOUND = {"found.json": '{"cases": [], "description": "an earlier search"}\n'}
+POLICY = 'name = "p"\n[[budget]]\nulp = 1.0\nreason = "r"\n'
 
 
 @dataclass
@@ -524,6 +534,83 @@ ROWS: list[Row] = [
     Row("baseline-output-is-input", "`baseline R.jsonl -o R.jsonl`", ["{tmp}/old.jsonl", "-o", "{tmp}/old.jsonl"],
         ["{tmp}/old.jsonl", "field 'output'", "is also the results file"], {"old.jsonl": _result()},
         command="baseline"),
+    # ---------------------------------------------------------------- search
+    Row("search-unknown-objective", "`search --objective worst`", [*SEARCH, *NUMPY, "--objective", "worst", *OUT],
+        ["field 'objective'", "'worst'", "valid: utilisation, ulp, differential"], FOUND, command="search", sub=True),
+    Row("search-no-framework", "`search` with neither `--framework` nor `--frameworks`", [*SEARCH, *OUT],
+        ["field 'framework'", "--framework", "--frameworks", f"valid: {FRAMEWORKS}"], FOUND, command="search"),
+    Row("search-framework-and-frameworks", "`search --framework numpy --frameworks torch` (both)",
+        [*SEARCH, *NUMPY, "--frameworks", "torch", *OUT],
+        ["field 'framework'", "--framework", "--frameworks", f"valid: {FRAMEWORKS}"], FOUND, command="search"),
+    Row("search-unknown-framework-in-list", "`search --frameworks torch,tensorflw`",
+        [*SEARCH, "--frameworks", "torch,tensorflw", *OUT],
+        ["field 'framework'", "'tensorflw'", f"valid: {FRAMEWORKS}"], FOUND, command="search"),
+    Row("search-unknown-framework", "`search --framework nump`", [*SEARCH, "--framework", "nump", *OUT],
+        ["field 'framework'", "'nump'", f"valid: {FRAMEWORKS}"], FOUND, command="search"),
+    Row("search-frameworks-empty", "`search --frameworks ,` (a list that names no framework)",
+        [*SEARCH, "--frameworks", ",", *OUT], ["field 'frameworks'", f"valid: {FRAMEWORKS}"], FOUND,
+        command="search"),
+    Row("search-near-unknown-case", "`search --cases good.json --near good/nosuch` (no such case)",
+        [*SEARCH, *NUMPY, "--cases", "{tmp}/good.json", "--near", "good/nosuch", *OUT],
+        ["field 'near'", "'good/nosuch'", "valid: good/ok"], FOUND, command="search"),
+    Row("search-near-op-not-run", "`search --op softmax --near bad/c1`, a case whose op is `logsumexp`",
+        [*SEARCH, *NUMPY, *CASES, "--near", "bad/c1", *OUT],
+        [CASE, "field 'near'", "does not run op 'softmax'", "logsumexp"],
+        {"bad.json": _case_file({"op": "logsumexp"}), **FOUND}, command="search"),
+    Row("search-near-classes-not-last", "`search --near bad/c1`, a case of shape [1, 1, 3] with the classes on axis 0",
+        [*SEARCH, *NUMPY, *CASES, "--near", "bad/c1", *OUT], [CASE, "field 'near'", "classes on axis 0"],
+        {"bad.json": _case_file({"op": "softmax", "axis": 0, "logits": [[[1.0, 2.0, 3.0]]]}), **FOUND},
+        command="search"),
+    Row("search-near-cases-missing", "`search --cases nope.json --near nope/c1` (no such case file)",
+        [*SEARCH, *NUMPY, "--cases", "{tmp}/nope.json", "--near", "nope/c1", *OUT],
+        ["{tmp}/nope.json", "no such case file"], FOUND, command="search"),
+    Row("search-near-cases-malformed", "`search --cases bad.json --near bad/c1`, a case file that is not valid JSON",
+        [*SEARCH, *NUMPY, *CASES, "--near", "bad/c1", *OUT], [FILE, "not valid JSON"],
+        {"bad.json": '{"cases": [ {"id": "c1",', **FOUND}, command="search"),
+    Row("search-cases-without-near", "`search --cases nope.json` without `--near` (no such case file)",
+        [*SEARCH, *NUMPY, "--cases", "{tmp}/nope.json", *OUT], ["{tmp}/nope.json", "no such case file"], FOUND,
+        command="search"),
+    Row("search-classes-zero", "`search --classes 0`", [*SEARCH, *NUMPY, "--classes", "0", *OUT],
+        ["field 'classes'", "not 0"], FOUND, command="search"),
+    Row("search-classes-too-large", "`search --classes 4611686018427387904` (2**62: no array that large can exist)",
+        [*SEARCH, *NUMPY, "--budget", "3", "--classes", "4611686018427387904", *OUT],
+        ["field 'classes'", "4611686018427387904"], FOUND, command="search"),
+    Row("search-max-classes-zero", "`search --max-classes 0`", [*SEARCH, *NUMPY, "--max-classes", "0", *OUT],
+        ["field 'max-classes'", "not 0"], FOUND, command="search"),
+    Row("search-budget-one", "`search --budget 1`", [*SEARCH, *NUMPY, "--budget", "1", *OUT],
+        ["field 'budget'", "not 1"], FOUND, command="search"),
+    Row("search-shrink-budget-negative", "`search --shrink-budget -1`",
+        [*SEARCH, *NUMPY, "--shrink-budget", "-1", *OUT], ["field 'shrink-budget'", "not -1"], FOUND, command="search"),
+    Row("search-seed-negative", "`search --seed -1`", [*SEARCH, *NUMPY, "--seed", "-1", *OUT],
+        ["field 'seed'", "not -1"], FOUND, command="search"),
+    Row("search-output-is-directory", "`search -o outdir`, a directory", [*SEARCH, *NUMPY, "-o", "{tmp}/outdir"],
+        ["{tmp}/outdir", "field 'output'", "is a directory"], {"outdir": lambda p: p.mkdir()}, command="search"),
+    Row("search-output-is-case-file", "`search --cases good.json --near good/ok -o good.json` (output = input)",
+        [*SEARCH, *NUMPY, "--cases", "{tmp}/good.json", "--near", "good/ok", "-o", "{tmp}/good.json"],
+        ["{tmp}/good.json", "field 'output'", "is also the cases file"], command="search"),
+    Row("search-output-in-cases-directory",
+        "`search --cases cdir -o cdir/fam.json` (a case file of the directory read; `--near nosuch/case` stops a "
+        "search that gets past the check before it writes)",
+        [*SEARCH, *NUMPY, "--cases", "{tmp}/cdir", "--near", "nosuch/case", "-o", "{tmp}/cdir/fam.json"],
+        ["{tmp}/cdir/fam.json", "field 'output'", "is also the cases file"],
+        {"cdir": lambda p: (p.mkdir(), (p / "fam.json").write_text(_case_file({"op": "softmax"})))},
+        command="search"),
+    Row("search-output-is-builtin-case-file",
+        "`search -o cases/seed.json` (a file of the built-in library, which `--near` reads; `--near nosuch/case` "
+        "stops a search that gets past the check before it writes)",
+        [*SEARCH, *NUMPY, "--near", "nosuch/case", "-o", str(ROOT / "cases" / "seed.json")],
+        [str(ROOT / "cases" / "seed.json"), "field 'output'", "is also the cases file"], command="search"),
+    Row("search-output-is-policy-file",
+        "`search --policy p.toml -o p.toml` (`--near nosuch/case` stops a search that gets past the check before "
+        "it writes)",
+        [*SEARCH, *NUMPY, "--policy", "{tmp}/p.toml", "--near", "nosuch/case", "-o", "{tmp}/p.toml"],
+        ["{tmp}/p.toml", "field 'output'", "is also the policy file"], {"p.toml": POLICY}, command="search"),
+    Row("search-output-on-proc", "`search -o` on /proc (a directory nothing can be created in)",
+        [*SEARCH, *NUMPY, "-o", "/proc/harness-search.json"],
+        ["/proc/harness-search.json", "field 'output'", "cannot be written"], command="search"),
+    Row("search-unknown-policy", "`search --policy lenient` (no such built-in, no such file)",
+        [*SEARCH, *NUMPY, "--policy", "lenient", *OUT], ["field 'policy'", "'lenient'", "valid: standard, strict"],
+        FOUND, command="search"),
 ]
 
 
