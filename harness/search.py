@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from . import adapters as A
 from . import cause as CAUSE
 from . import cases as K
 from . import dtypes as D
@@ -404,11 +405,23 @@ class Searcher:
         return K.parse_case(p.raw(self.op, self.dtype, self.check, cid), file="<search>", index=0, family="search",
                             base=Path("."))
 
-    def run(self, fw: str, case: K.Case, p: Point) -> dict[str, Any]:
+    def run(self, fw: str, case: K.Case, p: Point, variant: str = "default") -> dict[str, Any]:
         self.calls += 1
         cot = (p.cotangent or "ones") if self.check != "forward" else None
-        return self.session.run(Item(case, self.op, self.check, "default", fw, self.device, self.dtype, self.mode,
+        return self.session.run(Item(case, self.op, self.check, variant, fw, self.device, self.dtype, self.mode,
                                      cot))
+
+    def run_peer(self, fw: str, case: K.Case, p: Point) -> tuple[str, dict[str, Any]]:
+        """A peer's answer: its default call, or where that skips the input (an option its call
+        lacks: torch's logsumexp has no b), its first API variant that runs it (`composed`), as a
+        run's peers include every variant (harness/cause.py)."""
+        rec = self.run(fw, case, p)
+        if rec.get("status") == "skip":
+            for v in A.get(fw).variants_for(self.op, case.options)[1:]:
+                r = self.run(fw, case, p, v)
+                if r.get("status") != "skip":
+                    return f"{fw}:{v}", r
+        return fw, rec
 
     def evaluate(self, p: Point, with_peers: bool | None = None) -> Eval | None:
         """The point judged (None when it is no valid input of the op: the space drew an option
@@ -428,7 +441,8 @@ class Searcher:
         peers: dict[str, dict[str, Any]] = {}
         if with_peers or (with_peers is None and self.objective == "differential"):
             for fw in self.peers:
-                peers[fw] = self.run(fw, case, p)
+                label, r = self.run_peer(fw, case, p)
+                peers[label] = r
         return Eval(p, rec, peers, score(self.objective, rec, peers))
 
     def still(self, e: Eval | None) -> bool:
@@ -745,7 +759,8 @@ def describe(f: Found, framework: str, op: str, dtype: str, check: str, mode: st
     err = (f"{rec.get('special')}" if special_failure(rec) else
            f"{float(rec.get('max_ulp') or 0):.6g} ULP, {float(rec.get('excess') or 0):.3g} x its budget")
     head = ("Found" if f.finding else "The worst input found (not a failure)") + \
-        f" by `python -m harness search --objective {objective} --seed {seed}`: {what} {rec.get('status')}s with {err}"
+        f" by `python -m harness search --objective {objective} --seed {seed}`: {what} " \
+        f"{ {'pass': 'passes', 'fail': 'fails', 'error': 'raises'}.get(str(rec.get('status')), rec.get('status'))} with {err}"
     peers = "; ".join(f"{fw} {p.get('status')} ({p.get('special')}, {_fmt(p.get('max_ulp'))} ULP)"
                       for fw, p in f.peers.items())
     tail = f". Peers on this input: {peers}" if peers else ""

@@ -129,6 +129,15 @@ def test_differential_search_finds_the_known_findings_again(session, tmp_path, f
     assert len(mine) == 1 and mine[0]["status"] == "fail" and mine[0]["cause"] == "framework"
     assert mine[0]["max_ulp"] == pytest.approx(f.rec["max_ulp"], rel=1e-12)
     assert mine[0]["output"] == json.loads(json.dumps(records.jsonable(f.rec["output"])))
+    # Every input written replays to the record the search judged (findings and the others).
+    cases = json.loads(out.read_text())["cases"]
+    for c, g in zip(cases, found):
+        (r,) = [r for r in recs if r.get("kind") == "result" and r["framework"] == fw and r["case_id"] == c["id"]
+                and r["cotangent"] == g.rec["cotangent"] and r["variant"] == "default"]
+        for k in ("status", "special", "max_ulp", "excess", "output"):
+            assert r.get(k) == json.loads(json.dumps(records.jsonable(g.rec.get(k)))), (c["id"], k)
+        if g.cause == "framework":  # a run's peers are every variant, a superset of the search's
+            assert r["cause"] == "framework"
 
 
 def _naive_softmax(x, dim=-1):
