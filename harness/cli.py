@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
-from . import __version__, cause, flags, records
+from . import __version__, cause, flags, records, shards
 from .errors import HarnessInputError, HarnessStopped, Stopped
 from .options import check_outputs, executor, from_values, input_files, input_paths, load_cases
 
@@ -167,7 +167,7 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     frameworks, skipped = resolve_frameworks(opts.frameworks)
     for fw, why in skipped.items():
         print(f"harness: {fw} skipped for the whole run: {why}", file=sys.stderr)
-    items = expand(cases, opts.selection(), frameworks)
+    items = shards.select(expand(cases, opts.selection(), frameworks), opts.shard, opts.shard_durations)
     if not items:
         print("harness: nothing to run (no framework available, or the selection is empty)", file=sys.stderr)
         return EXIT_USAGE
@@ -187,6 +187,8 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     meta = records.run_start(policy.name, meta_fw, ["python", "-m", "harness", *argv], run_id)
     meta["policy_budgets"] = policy.budgets
     meta["skipped_frameworks"] = skipped
+    if opts.shard:
+        meta["shard"] = "{}/{}".format(*opts.shard)
     writer.write(meta)
 
     results: list[dict[str, Any]] = []
@@ -283,7 +285,7 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         raise HarnessStopped(f"{type(err).__name__}: {err}") from err
     if not complete and not interrupted:  # cannot happen; never claim a run complete that is not
         raise HarnessStopped(f"{len(items) - len(results)} items were not run")
-    if not interrupted and not opts.case_filter and opts.suite == "full" and not opts.cases:
+    if not interrupted and not opts.case_filter and opts.suite == "full" and not opts.cases and not opts.shard:
         for k in session.unmatched_known(frameworks):
             print(f"harness: warning: known discrepancy {k.id!r} matched no result", file=sys.stderr)
     if baseline is not None:

@@ -91,6 +91,9 @@ FLAGS: list[Flag] = [
     Flag("no-isolate", "run the frameworks in this process (faster start; a crash ends the run)", kind="bool"),
     Flag("timeout", "seconds per result before its worker is killed and the result is an error (default 300; "
          "compilation included)", kind="float"),
+    Flag("shard", "K/N: run only the K-th of N deterministic parts of the selection (whole (framework, op, variant, "
+         "dtype, mode) units, balanced); `harness report` merges the parts' results files", kind="str"),
+    Flag("shard-durations", "results file(s) of an earlier run whose timings balance --shard (default: item counts)"),
     Flag("report", "also write the HTML report here (e.g. reports/index.html)", kind="str", cli_only=True),
     Flag("jobs", "isolated worker processes running at once (default: the CPU count; 1 with --no-isolate)",
          kind="int", cli_only=True, short="-j"),

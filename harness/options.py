@@ -46,6 +46,8 @@ class RunOptions(Selection):
     no_cache: bool = False
     isolate: bool = True
     timeout: float = 300.0
+    shard: tuple[int, int] | None = None  # (K, N) of --shard K/N (harness.shards)
+    shard_durations: list[str] = field(default_factory=list)
 
     def selection(self) -> Selection:
         return Selection(**{f.name: getattr(self, f.name) for f in fields(Selection)})
@@ -90,6 +92,16 @@ def from_values(v: dict[str, Any]) -> RunOptions:
     o.cache_dir = v.get("cache_dir") or None
     o.no_cache = bool(v.get("no_cache", False))
     o.isolate = not v.get("no_isolate", False)
+    from . import shards
+
+    o.shard = shards.parse(v.get("shard"))
+    if o.shard_durations:
+        if o.shard is None:
+            raise HarnessInputError("--shard-durations balances --shard K/N: give --shard too", field="shard-durations")
+        for p in o.shard_durations:
+            if not Path(p).exists():
+                raise HarnessInputError("no such results file", file=p, field="shard-durations")
+            K.require_regular_file(p, "results file", "shard-durations")
     t = v.get("timeout")
     if t is not None:
         if not (float(t) > 0 and math.isfinite(float(t))):
@@ -118,7 +130,7 @@ def load_cases(o: RunOptions) -> list[K.Case]:
 def input_paths(o: RunOptions) -> list[tuple[str, str]]:
     """Every file a run reads that an output could be pointed at by mistake: the case files
     given and the built-in library (always), the policy, known and baseline files."""
-    return input_files(o.cases, o.policy, o.known, o.baseline)
+    return input_files(o.cases, o.policy, o.known, o.baseline) + [("shard-durations", p) for p in o.shard_durations]
 
 
 def input_files(case_paths: list[str], policy: str | None = None, known: str | None = None,

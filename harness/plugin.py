@@ -89,7 +89,10 @@ class HarnessPlugin:
                               baseline, opts.timing_reps)
         except HarnessInputError as e:
             raise pytest.UsageError(f"harness: {e}") from None
-        return _State(opts, frameworks, skipped, policy, baseline, session, expand(cases, opts.selection(), frameworks))
+        from .shards import select
+
+        items = select(expand(cases, opts.selection(), frameworks), opts.shard, opts.shard_durations)
+        return _State(opts, frameworks, skipped, policy, baseline, session, items)
 
     # xdist: the controller writes run_start/run_end; workers append results to the same file.
     @pytest.hookimpl(optionalhook=True)
@@ -109,6 +112,8 @@ class HarnessPlugin:
                                      ["pytest", *self.config.invocation_params.args], self.run_id, self.worker)
             meta["policy_budgets"] = st.policy.budgets
             meta["skipped_frameworks"] = st.skipped
+            if st.opts.shard:
+                meta["shard"] = "{}/{}".format(*st.opts.shard)
             self.writer.write(meta)
         return self.writer
 

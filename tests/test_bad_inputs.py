@@ -611,6 +611,16 @@ ROWS: list[Row] = [
     Row("search-unknown-policy", "`search --policy lenient` (no such built-in, no such file)",
         [*SEARCH, *NUMPY, "--policy", "lenient", *OUT], ["field 'policy'", "'lenient'", "valid: standard, strict"],
         FOUND, command="search"),
+    # ---------------------------------------------------------------- --shard K/N
+    Row("shard-beyond-count", "`--shard 3/2` (a part beyond the count)", [*ONE, "--shard", "3/2"],
+        ["field 'shard'", "'3/2'", "between 1 and N"]),
+    Row("shard-malformed", "`--shard half`", [*ONE, "--shard", "half"], ["field 'shard'", "'half'", "is not K/N"]),
+    Row("shard-durations-missing", "`--shard 1/2 --shard-durations nope.jsonl` (no such file)",
+        [*ONE, "--shard", "1/2", "--shard-durations", "{tmp}/nope.jsonl"],
+        ["{tmp}/nope.jsonl", "field 'shard-durations'", "no such results file"]),
+    Row("shard-durations-without-shard", "`--shard-durations r.jsonl` without `--shard`",
+        [*ONE, "--shard-durations", "{tmp}/r.jsonl"], ["field 'shard-durations'", "give --shard too"],
+        {"r.jsonl": '{"kind": "run_start", "run_id": "r"}\n'}),
 ]
 
 

@@ -1,0 +1,114 @@
+"""--shard K/N (harness/shards.py): a deterministic split into whole compile units, balanced,
+whose parts merge into the unsharded run's results, in the CLI and the plugin."""
+
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness import adapters as A
+from harness import cases as K
+from harness import records
+from harness import shards
+from harness.errors import HarnessInputError
+from harness.report.merge import merge
+from harness.runner import Selection, expand
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNNABLE = [f for f in ("numpy", "torch", "jax") if A.get(f).available()[0]]
+
+
+def _items(frameworks=("numpy", "torch", "jax", "tensorflow")):
+    return expand(K.load(), Selection(), list(frameworks))
+
+
+def test_parse():
+    assert shards.parse("1/2") == (1, 2) and shards.parse("3/3") == (3, 3) and shards.parse(None) is None
+    for bad in ("0/2", "3/2", "a/b", "1-2", "1/2/3", "-1/2"):
+        with pytest.raises(HarnessInputError) as e:
+            shards.parse(bad)
+        assert e.value.field == "shard"
+
+
+@pytest.mark.parametrize("n", [2, 3, 5])
+def test_parts_partition_whole_units_whatever_the_order(n):
+    items = _items()
+    parts = shards.split(items, n)
+    assert sum(len(p) for p in parts) == len(items)
+    assert {i.id for p in parts for i in p} == {i.id for i in items}
+    owner = {}
+    for k, p in enumerate(parts):
+        for it in p:
+            assert owner.setdefault(shards.unit_of(it), k) == k  # a unit never straddles two parts
+    shuffled = items[:]
+    random.Random(7).shuffle(shuffled)
+    again = shards.split(shuffled, n)
+    assert [sorted(i.id for i in p) for p in again] == [sorted(i.id for i in p) for p in parts]
+    # LPT on item counts: no part exceeds the mean by more than the largest unit.
+    biggest = max(sum(1 for i in items if shards.unit_of(i) == u) for u in owner)
+    assert max(len(p) for p in parts) <= len(items) / n + biggest
+
+
+def test_durations_of_an_earlier_run_balance_the_parts(tmp_path):
+    """One unit that took most of the earlier run's time gets a part to itself."""
+    items = [i for i in _items(("numpy",)) if i.op in ("softmax", "log_softmax")]
+    slow = shards.unit_of(next(i for i in items if i.op == "softmax" and i.dtype == "float64"))
+    res = tmp_path / "earlier.jsonl"
+    lines = [{"kind": "run_start", "run_id": "r"}]
+    for n, it in enumerate(items):
+        u = shards.unit_of(it)
+        lines.append({"kind": "result", "run_id": "r", "case_id": it.case.id, "op": it.op, "check": it.check,
+                      "cotangent": it.cotangent, "variant": it.variant, "framework": it.framework,
+                      "device": it.device, "dtype": it.dtype, "mode": it.mode,
+                      "time_first_call_s": 100.0 if u == slow else 0.01})
+    res.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    w = shards.durations([str(res)])
+    assert w[tuple(map(str, slow))] == pytest.approx(100.0 * sum(shards.unit_of(i) == slow for i in items))
+    parts = shards.split(items, 2, w)
+    alone = next(p for p in parts if any(shards.unit_of(i) == slow for i in p))
+    assert {shards.unit_of(i) for i in alone} == {slow}
+    # Without durations, the same items split by count: the slow unit shares its part.
+    by_count = shards.split(items, 2)
+    assert any(len({shards.unit_of(i) for i in p}) > 1 and slow in {shards.unit_of(i) for i in p} for p in by_count)
+
+
+COMPARED = ("status", "special", "max_ulp", "p99_ulp", "excess", "output", "known", "cause", "peers", "repro")
+
+
+@pytest.mark.skipif(len(RUNNABLE) < 2, reason="needs numpy and one framework for causes across parts")
+def test_two_parts_merge_into_the_unsharded_results(tmp_path):
+    fw = ",".join(RUNNABLE[:2])
+    base = [sys.executable, "-m", "harness", "run", "--framework", fw, "--case-filter", "seed/*", "--mode", "eager",
+            "--no-isolate", "--timing-reps", "0", "--cache-dir", str(tmp_path / "cache"), "-q"]
+    runs = {}
+    for name, extra in (("all", []), ("p1", ["--shard", "1/2"]), ("p2", ["--shard", "2/2"])):
+        out = tmp_path / f"{name}.jsonl"
+        p = subprocess.run(base + ["--results", str(out)] + extra, cwd=ROOT, capture_output=True, text=True,
+                           timeout=600)
+        assert p.returncode in (0, 1), p.stderr[-2000:]
+        runs[name] = out
+    whole = {records.key(r): r for r in merge([runs["all"]]).results}
+    parts = [{records.key(r) for r in records.read([runs[k]]).results} for k in ("p1", "p2")]
+    assert parts[0] and parts[1] and not parts[0] & parts[1] and parts[0] | parts[1] == set(whole)
+    merged = {records.key(r): r for r in merge([runs["p1"], runs["p2"]]).results}
+    assert set(merged) == set(whole)
+    for k, r in merged.items():
+        assert {f: r.get(f) for f in COMPARED} == {f: whole[k].get(f) for f in COMPARED}, k
+    assert any(r.get("cause") for r in merged.values())  # the causes are compared, not absent
+    starts = [json.loads(runs[k].read_text().splitlines()[0]) for k in ("p1", "p2")]
+    assert [s.get("shard") for s in starts] == ["1/2", "2/2"]
+
+
+def test_plugin_collects_the_same_parts():
+    def collect(extra):
+        p = subprocess.run([sys.executable, "-m", "pytest", "tests/test_conformance.py", "--collect-only", "-q",
+                            "-p", "no:xdist", "--harness-framework", "numpy", "--harness-case-filter", "seed/*",
+                            *extra], cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+        return {line for line in p.stdout.splitlines() if "test_conformance[" in line}
+
+    every, one, two = collect([]), collect(["--harness-shard", "1/2"]), collect(["--harness-shard", "2/2"])
+    assert one and two and not one & two and one | two == every
