@@ -221,9 +221,8 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
             st = "known" if rec.get("known") and rec["status"] in ("fail", "error") else rec["status"]
             counts[st] = counts.get(st, 0) + 1
             if not args.quiet and st in ("fail", "error"):
-                print(f"{st.upper():5} {item.id}: {rec.get('special')} {first_line(rec.get('message', ''))}")
-            if not args.quiet and len(results) % 500 == 0:
-                print(f"... {len(results)}/{len(items)} {counts}", file=sys.stderr)
+                progress.print(f"{st.upper():5} {item.id}: {rec.get('special')} {first_line(rec.get('message', ''))}")
+            progress.update(len(results), counts)
 
     def work(runner: Any) -> None:
         # Anything that ends a job thread other than an empty queue stops the whole run, loudly:
@@ -247,6 +246,9 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
 
     # One thread per job, each driving its own isolated worker process.
     threads = [threading.Thread(target=work, args=(r,), daemon=True) for r in runners]
+    from .progress import Progress
+
+    progress = Progress(len(items), quiet=args.quiet)
     try:
         for t in threads:
             t.start()
@@ -257,10 +259,12 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         interrupted = True
         interrupting.set()
         stop.set()
+        progress.close()
         print(f"interrupted after {len(results)} of {len(items)} results; {args.results} is marked incomplete",
               file=sys.stderr)
     finally:
         stop.set()
+        progress.close()
         with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C must not leave workers behind
             for r in runners:
                 if r is not session:
