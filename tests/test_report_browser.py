@@ -177,6 +177,29 @@ def test_summary_numbers_filters_details_and_load_time(report, browser):
     assert page.input_value("#f-framework") == "torch" and page.input_value("#f-dtype") == "float64"
     assert rows.count() == n_fail
 
+    # The findings: one row per known id, or per special class (or "over budget"), op and case;
+    # fam/bad's twelve failures (three frameworks, two dtypes, two modes) are one finding, new,
+    # listed first, and expanding it shows its results and the repro of the worst (tensorflow's,
+    # 10 ulp x 10 letters).
+    want_findings = Counter(("known/" + r["known"]["id"]) if r.get("known") else
+                            f"{outcome(r)}/{'over budget' if r['special'] == 'match' else r['special']}/"
+                            f"{r['op']}/{r['case_id']}" for r in recs if is_discrepancy(r))
+    frows = page.locator("#findings-table tr.finding")
+    keys = frows.evaluate_all("trs => trs.map(tr => tr.dataset.key)")
+    assert Counter(keys) == Counter(set(want_findings)) and len(keys) == len(want_findings)
+    counts = frows.evaluate_all("trs => trs.map(tr => +tr.children[1].textContent)")
+    assert dict(zip(keys, counts)) == dict(want_findings)
+    bad = frows.nth(keys.index("fail/over budget/softmax/fam/bad"))
+    assert keys.index("fail/over budget/softmax/fam/bad") < keys.index("known/k1")  # new before known
+    assert bad.locator(":scope > td").nth(4).inner_text() == "jax, tensorflow, torch"
+    bad.locator("summary").click()
+    text = bad.locator("details").inner_text()
+    assert "repro tensorflow" in text and bad.locator("table.finding-results tr").count() == 1 + 12
+    assert "repro of tensorflow-cpu-float32-eager-softmax-forward-fam/bad" in text
+    xss = frows.nth(next(i for i, k in enumerate(keys) if k.startswith("error/raised")))
+    xss.locator("summary").click()
+    assert XSS in xss.inner_text() and dialogs == [] and errors == []
+
     page.click("#f-reset")
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     page.evaluate("window.scrollTo(0, 0)")

@@ -212,7 +212,8 @@ def context(m: Merged, compare: Diff | None = None) -> dict[str, Any]:
         "plots": _plots(results),
         "timing": T.timing(results),
         "known": T.known_groups(results),
-        "diff": compare, "list_limit": LIST_LIMIT,
+        "findings": T.findings(results),
+        "diff": compare, "list_limit": LIST_LIMIT, "finding_results": T.FINDING_RESULTS,
         "css": _asset("report.css"), "js": _asset("report.js"),
     }
 

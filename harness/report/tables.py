@@ -426,6 +426,83 @@ def timing(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 # ---------------------------------------------------------------------------------------------
+# Findings: the discrepancies grouped by what they are
+
+FINDING_RESULTS = 30  # results listed under a finding (the worst first); the table has them all
+
+
+def finding_key(rec: dict[str, Any]) -> tuple[str, ...]:
+    """A known discrepancy's id, or for another its special-value class (or "over budget"),
+    op and case: the same defect across frameworks, dtypes, modes and checks is one finding."""
+    k = rec.get("known")
+    if isinstance(k, dict):
+        return ("known", str(k.get("id") or "?"))
+    special = rec.get("special")
+    return (outcome(rec), "over budget" if special in (None, "match") else str(special), str(rec.get("op")),
+            str(rec.get("case_id")))
+
+
+def result_label(rec: dict[str, Any]) -> str:
+    """The result's test id, or the same made of its fields (a record written without one)."""
+    if rec.get("test_id"):
+        return str(rec["test_id"])
+    op = rec.get("op") if rec.get("variant") in (None, "default") else f"{rec.get('op')}:{rec.get('variant')}"
+    return "-".join(str(rec.get(k)) for k in ("framework", "device", "dtype", "mode")) + \
+        f"-{op}-{check_label(rec)}-{rec.get('case_id')}"
+
+
+def _worst(rec: dict[str, Any]) -> float:
+    if rec.get("special") not in (None, "match") or rec.get("status") == "error":
+        return math.inf
+    u = num(rec.get("max_ulp"))
+    return -1.0 if u is None or math.isnan(u) else u
+
+
+def findings(results: list[dict[str, Any]], text: int = 3000) -> list[dict[str, Any]]:
+    """One entry per finding among the discrepancies: its results counted by outcome and cause,
+    the implementations, ops and checks, dtypes and modes it spans, the worst results (at most
+    FINDING_RESULTS) and the repro of the worst. New failures first, then by count."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for r in results:
+        if is_discrepancy(r):
+            groups.setdefault(finding_key(r), []).append(r)
+    rank = {d: i for i, d in enumerate(D.DTYPE_NAMES)}
+    out = []
+    for key, recs in groups.items():
+        recs.sort(key=lambda r: (-_worst(r), result_label(r)))
+        known = key[1] if key[0] == "known" else None
+        kd = recs[0].get("known") if known else None
+        outcomes: dict[str, int] = {}
+        causes: dict[str, int] = {}
+        for r in recs:
+            o = outcome(r)
+            outcomes[o] = outcomes.get(o, 0) + 1
+            if r.get("cause"):
+                causes[str(r["cause"])] = causes.get(str(r["cause"]), 0) + 1
+        worst = next((r for r in recs if r.get("repro")), recs[0])
+        ulps = [u for u in (num(r.get("max_ulp")) for r in recs) if u is not None and not math.isnan(u)]
+        out.append({
+            "key": "/".join(key), "known": known,
+            "title": known or " · ".join(key[1:]),
+            "description": (kd or {}).get("description", "") if isinstance(kd, dict) else "",
+            "new": any(o in ("fail", "error") for o in outcomes),
+            "n": len(recs), "outcomes": outcomes, "causes": causes,
+            "frameworks": sorted({impl_label(r) for r in recs}),
+            "ops": sorted({f"{r.get('op')} {check_label(r)}" for r in recs}),
+            "dtypes": sorted({str(r.get("dtype")) for r in recs}, key=lambda d: (rank.get(d, 9), d)),
+            "modes": sorted({str(r.get("mode")) for r in recs}),
+            "cases": sorted({str(r.get("case_id")) for r in recs}),
+            "worst_ulp": max(ulps) if ulps else None,
+            "results": [{"test_id": result_label(r), "outcome": outcome(r), "special": r.get("special"),
+                         "max_ulp": num(r.get("max_ulp")), "excess": num(r.get("excess")), "cause": r.get("cause")}
+                        for r in recs[:FINDING_RESULTS]],
+            "repro": _cut(worst.get("repro"), text), "repro_of": result_label(worst),
+        })
+    out.sort(key=lambda f: (not f["new"], -f["n"], f["title"]))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
 # Known discrepancies
 
 def known_groups(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
