@@ -369,7 +369,7 @@ def test_large_vocab_plot_and_its_absence(tmp_path):
     render([write(tmp_path / "a.jsonl", mixed_records())], str(out))
     html = out.read_text(encoding="utf-8")
     assert "no large-vocabulary results" in html and 'id="vocab-plots"' not in html
-    assert html.count('class="plot"') == 2  # one histogram per dtype
+    assert html.count('class="plot"') == 4  # one utilisation and one ULP histogram per dtype
     lv = [rec(f"large_vocab/v{c}", "log_softmax", framework=fw, max_ulp=u, input_summary={"shape": [1, c]})
           for fw in ("torch", "jax") for c, u in ((1000, 1.0), (100000, 40.0))]
     render([write(tmp_path / "b.jsonl", lv)], str(out))
@@ -433,3 +433,21 @@ def test_report_of_20000_records_stays_under_10_mb(tmp_path):
     data = json.loads(re.search(r'<script type="application/json" id="disc-data">(.*?)</script>', html, re.DOTALL).group(1))
     assert len(data["rows"]) == s["discrepancies"] and data["omitted"] == s["details_omitted"]
     assert data["details"][0] is not None  # the first rows (new failures) keep theirs
+
+
+def test_histograms_keep_a_readable_axis_with_an_overflow_bin():
+    """The ULP axis is 1e-3..1e4 whatever the data (1e267 used to squeeze every bar into the
+    first pixel): smaller values land in the first bin, larger ones in the overflow bin, and the
+    counts add up; the utilisation histogram's overflow bin holds the failures (> 1)."""
+    import re
+
+    from harness.report import svg
+
+    vals = {"float32": {"torch": [0.0, 1e-9, 0.5, 3.0, 1e267, float(2 ** 100)]}}
+    (panel,) = svg.histograms(vals, ["float32"], ["torch"], {"torch": "#000"})
+    assert "6 results, 2 &gt; 1e4" in panel
+    ticks = re.findall(r'class="tick" text-anchor="middle">([^<]*)<', panel)
+    assert ticks[0] == "1e-3" and ticks[-1] == "&gt; 1e4"
+    (u,) = svg.histograms({"bf16": {"jax": [0.0, 0.3, 0.99, 1.0, 1.5, 7.0]}}, ["bf16"], ["jax"], {}, bin_width=0.05,
+                          lo=0.0, hi=1.0, log=False, over_label="> 1 fails")
+    assert "6 results, 2 &gt; 1 fails" in u

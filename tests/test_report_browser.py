@@ -38,7 +38,9 @@ def rec(case_id, op="softmax", framework="torch", dtype="float32", mode="eager",
     r = {"kind": "result", "case_id": case_id, "family": case_id.split("/")[0], "op": op, "check": check,
          "variant": variant, "framework": framework, "framework_version": "1.0", "device": "cpu", "dtype": dtype,
          "mode": mode, "status": status, "special": None if status == "skip" else special,
-         "max_ulp": None if status in ("skip", "error") else max_ulp, "excess": None, "message": kw.pop("message", ""),
+         "max_ulp": None if status in ("skip", "error") else max_ulp,
+         "excess": kw.pop("excess", max_ulp / 8 if status == "pass" else 2.0 if status == "fail" else None),
+         "message": kw.pop("message", ""),
          "known": known, "invalid_input": False, "time_framework_s": 1e-4}
     r.update(kw)
     return r
@@ -137,6 +139,19 @@ def test_summary_numbers_filters_details_and_load_time(report, browser):
     n_fail = sum(r["status"] == "fail" for r in torch_sm)
     assert cell.inner_text().split()[0] == f"{n_pass}/{len(torch_sm)}"
     assert f"{n_fail} fail" in cell.inner_text()
+    # The cell's headline is the passing results' utilisation; the worst ULP one click away.
+    util = max(r["excess"] for r in torch_sm if r["status"] == "pass")
+    worst = max(r["max_ulp"] for r in torch_sm)
+    assert f"{100 * util:.3g}% of budget" in cell.inner_text() and "ulp" not in cell.inner_text()
+    page.click("#matrix-ulp")
+    assert f"{worst:.3g} ulp" in cell.inner_text() and "% of budget" not in cell.inner_text()
+    page.click("#matrix-ulp")
+    assert "% of budget" in cell.inner_text()
+    # Histograms: utilisation on [0, 1] with the failures in an overflow bin; ULP on a fixed
+    # readable axis with its own overflow bin; one panel per dtype each.
+    n_dt = len({r["dtype"] for r in recs})
+    assert page.locator("#util-plots svg").count() == n_dt and page.locator("#hist-plots svg").count() == n_dt
+    assert "> 1 fails" in page.inner_text("#util-plots") and "> 1e4" in page.inner_text("#hist-plots")
 
     # All discrepancy rows, then only torch's.
     rows = page.locator("#disc-body tr.main")

@@ -170,9 +170,13 @@ def _cross_context(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _plots(results: list[dict[str, Any]]) -> dict[str, Any]:
     vals: dict[str, dict[str, list[float]]] = {}
+    util: dict[str, dict[str, list[float]]] = {}
     for r in results:
         if r.get("status") == "skip":
             continue
+        x = T.num(r.get("excess"))
+        if x is not None and not math.isnan(x):
+            util.setdefault(str(r.get("dtype")), {}).setdefault(str(r.get("framework")), []).append(x)
         u = T.num(r.get("max_ulp"))
         if u is None or not math.isfinite(u):
             continue
@@ -184,7 +188,11 @@ def _plots(results: list[dict[str, Any]]) -> dict[str, Any]:
     lv_fws = sorted({p["framework"] for p in lv})
     cmap = svg.colors(sorted(set(fws) | set(lv_fws)))
     lv_dtypes = sorted({p["dtype"] for p in lv}, key=lambda d: (rank.get(d, 9), d))
+    util_dtypes = sorted(util, key=lambda d: (rank.get(d, 9), d))
     return {"hist": [Markup(s) for s in svg.histograms(vals, dtypes, fws, cmap)],
+            "util": [Markup(s) for s in svg.histograms(util, util_dtypes, fws, cmap, bin_width=0.05, lo=0.0, hi=1.0,
+                                                       log=False, xlabel="error / budget (utilisation)",
+                                                       over_label="> 1 fails")],
             "vocab": [Markup(s) for s in svg.vocab_plot(lv, lv_dtypes, cmap)],
             "vocab_points": lv, "colors": cmap, "frameworks": fws, "vocab_frameworks": lv_fws}
 

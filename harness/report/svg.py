@@ -41,7 +41,7 @@ def _pow10_label(k: int) -> str:
 
 
 def _frame(title: str, x0: float, x1: float, y1: float, xlabel: str, ylabel: str, ylog: bool = False,
-           y0: float = 0.0) -> tuple[list[str], Any, Any]:
+           y0: float = 0.0, xticks: list[tuple[float, str]] | None = None) -> tuple[list[str], Any, Any]:
     pw, ph = W - ML - MR, H - MT - MB
 
     def sx(x: float) -> float:
@@ -54,12 +54,14 @@ def _frame(title: str, x0: float, x1: float, y1: float, xlabel: str, ylabel: str
           f'role="img" aria-label="{esc(title)}" class="plot">'),
          f'<text x="{ML}" y="14" class="pt">{esc(title)}</text>',
          f'<rect x="{ML}" y="{MT}" width="{pw}" height="{ph}" class="pbg"/>']
-    for k, labelled in _decades(x0, x1, 7):  # at most ~7 labelled decades: no overlapping labels
+    ticks = xticks if xticks is not None else [(k, _pow10_label(k) if labelled else "")
+                                               for k, labelled in _decades(x0, x1, 7)]  # ~7 labels at most
+    for k, label in ticks:
         x = sx(k)
         p.append(f'<line x1="{x:.1f}" y1="{MT}" x2="{x:.1f}" y2="{MT + ph}" class="grid"/>')
-        if labelled:
+        if label:
             p.append(f'<text x="{x:.1f}" y="{MT + ph + 12}" class="tick" text-anchor="middle">'
-                     f'{esc(_pow10_label(k))}</text>')
+                     f'{esc(label)}</text>')
     if ylog:
         for k, labelled in _decades(y0, y1, 6):
             y = sy(k)
@@ -92,18 +94,29 @@ def _nice_step(top: float) -> float:
     return max(1.0, 10 * mag)
 
 
-def histograms(values: dict[str, dict[str, list[float]]], dtypes: list[str], frameworks: list[str],
-               colormap: dict[str, str], bin_width: float = 0.5, floor: float = -3.0) -> list[str]:
-    """One panel per dtype: the distribution of log10(max_ulp) per framework (step outlines).
+#: The ULP histogram's readable range, log10: 1e-3 to 1e4 ULP; below goes to the first bin, above
+#: to an overflow bin of its own (an axis up to 1e267 put every bar in the first pixel).
+ULP_RANGE = (-3.0, 4.0)
 
-    values[dtype][framework] = max_ulp values (>= 0). Zeros and values below 10**floor go to
-    the first bin."""
-    logs = [math.log10(v) for d in values.values() for vs in d.values() for v in vs if v > 0]
-    x0 = max(floor, math.floor(min(logs))) if logs else floor
-    x1 = max(1.0, float(math.floor(max(logs)) + 1)) if logs else 1.0
-    if x1 - x0 < 2:
-        x1 = x0 + 2
-    nb = max(1, round((x1 - x0) / bin_width))
+
+def histograms(values: dict[str, dict[str, list[float]]], dtypes: list[str], frameworks: list[str],
+               colormap: dict[str, str], bin_width: float = 0.5, lo: float = ULP_RANGE[0],
+               hi: float = ULP_RANGE[1], log: bool = True, xlabel: str = "max error (ULP, log scale)",
+               over_label: str | None = None) -> list[str]:
+    """One panel per dtype: the distribution of the values per framework (step outlines) on a
+    fixed axis [lo, hi] (log10 of the values when `log`), values below lo in the first bin and
+    values above hi in an overflow bin drawn past the axis, labelled `over_label`.
+
+    values[dtype][framework] = values (>= 0)."""
+    nb = max(1, round((hi - lo) / bin_width))
+    over = over_label or (f"> {_pow10_label(int(hi))}" if log else f"> {hi:g}")
+    x_end = lo + (nb + 1) * bin_width  # the overflow bin
+    if log:
+        ticks = [(k, _pow10_label(k) if lab else "") for k, lab in _decades(lo, hi, 7)]
+    else:
+        step = (hi - lo) / 4
+        ticks = [(lo + k * step, f"{lo + k * step:g}") for k in range(5)]
+    ticks.append((lo + (nb + 0.5) * bin_width, over))
     panels = []
     for dt in dtypes:
         series = {}
@@ -112,29 +125,32 @@ def histograms(values: dict[str, dict[str, list[float]]], dtypes: list[str], fra
             vs = values.get(dt, {}).get(fw, [])
             if not vs:
                 continue
-            h = [0] * nb
+            h = [0] * (nb + 1)
             for v in vs:
-                lv = math.log10(v) if v > 0 else x0
-                i = min(nb - 1, max(0, int((lv - x0) / bin_width)))
+                x = (math.log10(v) if v > 0 else -math.inf) if log else v
+                i = nb if x > hi else min(nb - 1, max(0, int((x - lo) / bin_width))) if x > -math.inf else 0
                 h[i] += 1
             series[fw] = h
             top = max(top, max(h))
         if not series:
             continue
-        p, sx, sy = _frame(dt, x0, x1, top * 1.08 or 1, "max error (ULP, log scale)", "results")
-        if x0 <= 0 <= x1:
-            p.append(f'<line x1="{sx(0):.1f}" y1="{MT}" x2="{sx(0):.1f}" y2="{H - MB}" class="one"/>')
+        p, sx, sy = _frame(dt, lo, x_end, top * 1.08 or 1, xlabel, "results", xticks=ticks)
+        p.append(f'<line x1="{sx(lo + nb * bin_width):.1f}" y1="{MT}" x2="{sx(lo + nb * bin_width):.1f}" '
+                 f'y2="{H - MB}" class="grid"/>')
+        one = 0.0 if log else 1.0
+        if lo <= one <= hi:
+            p.append(f'<line x1="{sx(one):.1f}" y1="{MT}" x2="{sx(one):.1f}" y2="{H - MB}" class="one"/>')
         for fw, h in series.items():
-            pts = [f"{sx(x0):.1f},{sy(0):.1f}"]
+            pts = [f"{sx(lo):.1f},{sy(0):.1f}"]
             for i, c in enumerate(h):
-                xa, xb = x0 + i * bin_width, x0 + (i + 1) * bin_width
+                xa, xb = lo + i * bin_width, lo + (i + 1) * bin_width
                 pts.append(f"{sx(xa):.1f},{sy(c):.1f}")
                 pts.append(f"{sx(xb):.1f},{sy(c):.1f}")
-            pts.append(f"{sx(x0 + nb * bin_width):.1f},{sy(0):.1f}")
+            pts.append(f"{sx(x_end):.1f},{sy(0):.1f}")
             col = colormap.get(fw, "#888")
-            n = sum(h)
             p.append(f'<polygon points="{" ".join(pts)}" fill="{col}" fill-opacity="0.12" stroke="{col}" '
-                     f'stroke-width="1.5"><title>{esc(fw)} {esc(dt)}: {n} results</title></polygon>')
+                     f'stroke-width="1.5"><title>{esc(fw)} {esc(dt)}: {sum(h)} results, {h[-1]} {esc(over)}'
+                     f'</title></polygon>')
         p.append("</svg>")
         panels.append("".join(p))
     return panels

@@ -53,6 +53,7 @@ def _order(values: Iterable[Any], preferred: list[str]) -> list[Any]:
 class Cell:
     counts: dict[str, int] = field(default_factory=lambda: {k: 0 for k in OUTCOMES})
     worst_ulp: float | None = None
+    util: float | None = None  # the largest error / budget among the cell's passing results
     variants: set[str] = field(default_factory=set)
 
     @property
@@ -72,6 +73,8 @@ class Cell:
 
     def title(self) -> str:
         parts = [f"{k}: {v}" for k, v in self.counts.items() if v]
+        if self.util is not None:
+            parts.append(f"budget utilisation of the passing results: {fmt_num(100 * self.util)}%")
         if self.worst_ulp is not None:
             parts.append(f"worst max_ulp: {fmt_num(self.worst_ulp)}")
         if self.variants - {"default"}:
@@ -90,6 +93,9 @@ def summary_matrix(results: list[dict[str, Any]]) -> dict[str, Any]:
         u = num(r.get("max_ulp"))
         if u is not None and r.get("status") != "skip" and not math.isnan(u):
             c.worst_ulp = u if c.worst_ulp is None else max(c.worst_ulp, u)
+        x = num(r.get("excess"))
+        if r.get("status") == "pass" and x is not None and not math.isnan(x):
+            c.util = x if c.util is None else max(c.util, x)
     fws = _order({k[0][0] for k in cells}, [])
     devs = _order({k[0][1] for k in cells}, O.DEVICES)
     dts = _order({k[0][2] for k in cells}, D.DTYPE_NAMES)

@@ -349,6 +349,15 @@
     return grid;
   }
 
+  /* ---- the matrix's figure: utilisation, or the worst ULP ---- */
+  var ulpBtn = document.getElementById("matrix-ulp"), matrixEl = document.getElementById("matrix");
+  if (ulpBtn && matrixEl) {
+    ulpBtn.addEventListener("click", function () {
+      var on = matrixEl.classList.toggle("show-ulp");
+      ulpBtn.textContent = on ? "show the budget utilisation" : "show the worst ULP";
+    });
+  }
+
   /* ---- summary matrix cells filter the table ---- */
   Array.prototype.forEach.call(document.querySelectorAll("#matrix td.cell[data-filter]"), function (td) {
     td.addEventListener("click", function () {
