@@ -448,6 +448,15 @@ def finding_key(rec: dict[str, Any]) -> tuple[str, ...]:
             str(rec.get("case_id")))
 
 
+def _ops_checks(recs: list[dict[str, Any]]) -> list[str]:
+    """'op (check, check, ...)' per op, in the registry's order: one line per op, not per pair."""
+    by_op: dict[str, set[str]] = {}
+    for r in recs:
+        by_op.setdefault(str(r.get("op")), set()).add(check_label(r))
+    order = {o: i for i, o in enumerate(O.OP_NAMES)}
+    return [f"{op} ({', '.join(sorted(cs))})" for op, cs in sorted(by_op.items(), key=lambda kv: (order.get(kv[0], 9), kv[0]))]
+
+
 def result_label(rec: dict[str, Any]) -> str:
     """The result's test id, or the same made of its fields (a record written without one)."""
     if rec.get("test_id"):
@@ -494,7 +503,7 @@ def findings(results: list[dict[str, Any]], text: int = 3000) -> list[dict[str, 
             "new": any(o in ("fail", "error") for o in outcomes),
             "n": len(recs), "outcomes": outcomes, "causes": causes,
             "frameworks": sorted({impl_label(r) for r in recs}),
-            "ops": sorted({f"{r.get('op')} {check_label(r)}" for r in recs}),
+            "ops": _ops_checks(recs),
             "dtypes": sorted({str(r.get("dtype")) for r in recs}, key=lambda d: (rank.get(d, 9), d)),
             "modes": sorted({str(r.get("mode")) for r in recs}),
             "cases": sorted({str(r.get("case_id")) for r in recs}),
