@@ -410,6 +410,8 @@ def _fill(rec: dict[str, Any], v: Verdict, out: A.Output | None, raised: BaseExc
             if v.invalid_input:
                 rec["invalid_handling"] = "raised"
     if out is not None:
+        if out.program:  # which compiled (or traced) program served the call (issue 19)
+            rec["program"], rec["program_new"] = out.program, out.program_new
         rec["out_dtype"] = out.dtypes
         rec["out_shape"] = {k: list(np.shape(a)) for k, a in out.arrays.items()}
         rec["out_device"] = out.devices

@@ -48,6 +48,11 @@ class Output:
     dtypes: dict[str, str]  # dtype name the framework returned, per output
     devices: dict[str, str] = field(default_factory=dict)  # where each output lived
     note: str = ""
+    #: Which program served the call: a digest of the source that defines it (a SourceAdapter's
+    #: function and step, compiled or traced once per process and reused by every call of that
+    #: text), and whether this call was its first in this process (it compiled or traced here).
+    program: str = ""
+    program_new: bool | None = None
 
 
 class Unsupported(Exception):
@@ -444,8 +449,25 @@ class SourceAdapter(Adapter):
         fn = self._exec(fsrc, fsrc, self.namespace())
         return self._exec(fsrc + "\n" + ssrc, ssrc, fn)["step"]
 
+    def program(self, call: Call) -> str:
+        """The digest of the source defining the call's step (what `step` reuses) with the dtype,
+        mode and device it runs in: every framework compiles (or dispatches) per dtype; the shapes
+        it specialises on beside that are its own (jax.jit per shape, torch.compile with dynamic
+        shapes per rank)."""
+        import hashlib
+
+        text = "\n".join((self.function_source(call), self.step_source(call), self.context_source(call),
+                          call.dtype, call.mode, call.device))
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
     def run(self, call: Call) -> Output:
         self.check_device(call)
+        program = self.program(call)
+        used = getattr(self, "_programs_used", None)
+        if used is None:
+            used = self._programs_used = set()
+        new = program not in used
+        used.add(program)
         step = self.step(call)
         ctx = self.context_source(call)
         manager = eval(ctx[len("with "):-1], dict(self.namespace())) if ctx else contextlib.nullcontext()  # noqa: S307
@@ -457,7 +479,7 @@ class SourceAdapter(Adapter):
                 if o is None:
                     raise RuntimeError(f"{self.name} returned no gradient for {n}")
                 arrays[n], dts[n], devs[n] = self.convert(o)
-        return Output(arrays, dts, devs)
+        return Output(arrays, dts, devs, program=program, program_new=new)
 
     def repro(self, call: Call) -> str:
         ctx = self.context_source(call)
