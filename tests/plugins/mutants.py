@@ -726,6 +726,20 @@ class HvpAssumesNormalisedLabels(Careful):
         return np.ones_like(np.sum(y, axis=ax, keepdims=True))
 
 
+class ScaledRoundsLse(Careful):
+    """Under a runtime scale, log_softmax and the losses as x'_i - round(lse(x')): the logsumexp of
+    the scaled logits rounded to the dtype before the subtraction (optax's integer-label loss on
+    logits * s). The scale budget used to be half an ULP of each x' = fl(x s) whether the product
+    rounded or not, which let this pass at large logits; `harness search` found the hole."""
+
+    name = "mutant_scaled_rounds_lse"
+
+    def log_softmax(self, d: np.ndarray, L: np.ndarray, s: np.ndarray, m: np.ndarray) -> np.ndarray:
+        if getattr(self, "_scale", None) is None:
+            return super().log_softmax(d, L, s, m)
+        return RoundsLseThenSubtracts.log_softmax(self, d, L, s, m)
+
+
 MUTANTS = [IgnoresCotangent, RoundsLseThenSubtracts, NoMaxShift, LogOfSoftmax, RecursiveLowPrecisionSum,
            LabelOffByOne, SoftmaxVjpWithoutCentering, CeGradAssumesNormalisedLabels, Float64InFloat32,
            FlushesSubnormals, WrongClassAxis, GlobalMax, HalfResultForFloat32, IgnoreIndexSilent, NanNotPropagated,
@@ -733,4 +747,4 @@ MUTANTS = [IgnoresCotangent, RoundsLseThenSubtracts, NoMaxShift, LogOfSoftmax, R
            SmoothingLabelsGradUnscaled, IgnoreIndexNotMasked, WeightsDroppedInBackward, MeanCountsIgnoredRows,
            MeanGradWithoutDivisor, MaskIgnored, MaskedCotangentsFlow, ZeroWeightGradientDropped, WeightedSignDropped,
            WeightedShiftOverAll, WeightsFoldedAsLog, ScaleShiftByScaledMax, ScaleGradDropped, HvpWithoutCrossTerm,
-           MixedLabelsDerivativeDropped, HvpAssumesNormalisedLabels]
+           MixedLabelsDerivativeDropped, HvpAssumesNormalisedLabels, ScaledRoundsLse]
