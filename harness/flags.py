@@ -93,7 +93,8 @@ FLAGS: list[Flag] = [
          "compilation included)", kind="float"),
     Flag("shard", "K/N: run only the K-th of N deterministic parts of the selection (whole (framework, op, variant, "
          "dtype, mode) units, balanced); `harness report` merges the parts' results files", kind="str"),
-    Flag("shard-durations", "results file(s) of an earlier run whose timings balance --shard (default: item counts)"),
+    Flag("shard-durations", "results file(s) of an earlier run whose timings balance the shard's parts (default: "
+         "item counts)"),
     Flag("report", "also write the HTML report here (e.g. reports/index.html)", kind="str", cli_only=True),
     Flag("jobs", "isolated worker processes running at once (default: the CPU count; 1 with --no-isolate)",
          kind="int", cli_only=True, short="-j"),
