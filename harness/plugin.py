@@ -130,8 +130,11 @@ class HarnessPlugin:
         return meta
 
     # The controller (or the only process) starts a fresh results file, but only once it knows
-    # conformance tests will run: a run of the unit tests alone leaves the last results alone.
+    # conformance tests will run: a run of the unit tests alone, or `--collect-only` (which runs
+    # nothing), leaves the last results alone.
     def _start_file(self, ids: list[str]) -> None:
+        if self.config.option.collectonly:
+            return
         if self.worker is None and not self.started and any("test_conformance[" in i for i in ids):
             self._check_results_path()
             os.makedirs(os.path.dirname(self.results_path) or ".", exist_ok=True)

@@ -102,13 +102,20 @@ def test_two_parts_merge_into_the_unsharded_results(tmp_path):
     assert [s.get("shard") for s in starts] == ["1/2", "2/2"]
 
 
-def test_plugin_collects_the_same_parts():
+def test_plugin_collects_the_same_parts(tmp_path):
+    # The results path is this test's own: a suite running this test writes reports/ itself.
+    results = tmp_path / "r.jsonl"
+    results.write_text("an earlier run\n")
+
     def collect(extra):
         p = subprocess.run([sys.executable, "-m", "pytest", "tests/test_conformance.py", "--collect-only", "-q",
                             "-p", "no:xdist", "--harness-framework", "numpy", "--harness-case-filter", "seed/*",
-                            *extra], cwd=ROOT, capture_output=True, text=True, timeout=300)
+                            "--harness-results", str(results), *extra], cwd=ROOT, capture_output=True, text=True,
+                           timeout=300)
         assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
         return {line for line in p.stdout.splitlines() if "test_conformance[" in line}
 
     every, one, two = collect([]), collect(["--harness-shard", "1/2"]), collect(["--harness-shard", "2/2"])
     assert one and two and not one & two and one | two == every
+    # Collecting runs nothing: the results file of an earlier run is left as it was.
+    assert results.read_text() == "an earlier run\n"
