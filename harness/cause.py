@@ -35,7 +35,7 @@ from typing import Any
 from . import records
 
 CAUSES = ("framework", "shared", "special", "alone")
-#: What makes two results the same input: crossfw.GROUP_FIELDS (a report module; kept equal by a test).
+#: What makes two results the same input (the report's cross-framework groups use it too).
 PEER_FIELDS = ("case_id", "op", "check", "cotangent", "dtype", "device", "mode")
 #: What a peer's summary holds (and the whole of what annotate_file keeps of a passing result).
 SUMMARY_FIELDS = ("status", "special", "max_ulp", "excess")
@@ -51,8 +51,14 @@ def failing(rec: dict[str, Any]) -> bool:
     return rec.get("status") in ("fail", "error") and rec.get("special") != "harness_error"
 
 
-def _ran(rec: dict[str, Any]) -> bool:
+def ran(rec: dict[str, Any]) -> bool:
+    """A result that is a peer: the framework answered (not a skip, not a harness error)."""
     return rec.get("status") in ("pass", "fail", "error") and rec.get("special") != "harness_error"
+
+
+def summary(rec: dict[str, Any]) -> dict[str, Any]:
+    """What `peers` holds of a peer's result."""
+    return {k: rec.get(k) for k in SUMMARY_FIELDS}
 
 
 def _group(rec: dict[str, Any]) -> tuple:
@@ -75,8 +81,8 @@ def causes(results: Iterable[dict[str, Any]]) -> dict[int, tuple[str, dict[str, 
     recs = list(results)
     groups: dict[tuple, dict[str, dict[str, Any]]] = {}
     for rec in recs:
-        if _ran(rec):
-            groups.setdefault(_group(rec), {})[impl_label(rec)] = {k: rec.get(k) for k in SUMMARY_FIELDS}
+        if ran(rec):
+            groups.setdefault(_group(rec), {})[impl_label(rec)] = summary(rec)
     out = {}
     for i, rec in enumerate(recs):
         if not failing(rec):

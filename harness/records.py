@@ -30,6 +30,15 @@ SMALL = 64
 KEY_FIELDS = ("case_id", "op", "check", "cotangent", "variant", "framework", "device", "dtype", "mode")
 
 
+def test_id(framework: Any, device: Any, dtype: Any, mode: Any, op: Any, variant: Any, check: Any,
+            cotangent: Any, case_id: Any) -> str:
+    """A result's test id (`torch-cpu-float32-eager-log_softmax:composed-grad.ones-seed/x`): what
+    pytest names the test, the CLI prints and records carry as `test_id`."""
+    op = op if variant in (None, "default") else f"{op}:{variant}"
+    check = check if not cotangent else f"{check}.{cotangent}"
+    return f"{framework}-{device}-{dtype}-{mode}-{op}-{check}-{case_id}"
+
+
 def key(rec: dict[str, Any]) -> tuple:
     return tuple(rec.get(k) for k in KEY_FIELDS)
 

@@ -44,9 +44,8 @@ class Item:
 
     @property
     def id(self) -> str:
-        op = self.op if self.variant == "default" else f"{self.op}:{self.variant}"
-        check = self.check if self.cotangent is None else f"{self.check}.{self.cotangent}"
-        return f"{self.framework}-{self.device}-{self.dtype}-{self.mode}-{op}-{check}-{self.case.id}"
+        return records.test_id(self.framework, self.device, self.dtype, self.mode, self.op, self.variant, self.check,
+                               self.cotangent, self.case.id)
 
 
 @dataclass

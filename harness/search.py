@@ -46,6 +46,7 @@ from . import cause as CAUSE
 from . import cases as K
 from . import dtypes as D
 from . import ops as O
+from . import records
 from .errors import HarnessInputError
 from .runner import Item, Session
 
@@ -73,17 +74,16 @@ class Point:
     def raw(self, op: str, dtype: str, check: str, cid: str, why: str = "") -> dict[str, Any]:
         """The case-file entry of this input (what cases.parse_case reads back)."""
         raw: dict[str, Any] = {"id": cid, "why": why or "search candidate", "op": op, "dtypes": [dtype],
-                               "logits": _jsonable(self.x)}
+                               "logits": records.jsonable(self.x)}
         if check in ("grad", "grad2"):
             raw["grad"] = True
             raw["cotangent"] = [self.cotangent or "ones"]
         if check == "grad2":
             raw["grad2"] = True
         if self.labels is not None:
-            raw["labels"] = [int(v) for v in self.labels] if np.asarray(self.labels).dtype.kind in "iu" \
-                else _jsonable(np.asarray(self.labels, dtype=np.float64))
+            raw["labels"] = records.jsonable(np.asarray(self.labels))
         for k, v in self.options.items():
-            raw[k] = _jsonable(v) if isinstance(v, np.ndarray) else v
+            raw[k] = records.jsonable(v)
         return raw
 
     @property
@@ -102,10 +102,6 @@ class Eval:
     def finding(self) -> bool:
         return bool(self.score[0])
 
-    @property
-    def max_ulp(self) -> float:
-        return error_of(self.rec, "ulp")
-
 
 @dataclass
 class Found:
@@ -118,34 +114,6 @@ class Found:
     finding: bool
     value: float
     shrunk_from: tuple[int, int]
-    calls: int = 0
-
-    @property
-    def logits(self) -> np.ndarray:
-        return self.point.x
-
-    @property
-    def labels(self) -> Any:
-        return self.point.labels
-
-    @property
-    def max_ulp(self) -> float:
-        return error_of(self.rec, "ulp")
-
-
-def _jsonable(a: Any) -> Any:
-    if isinstance(a, np.ndarray):
-        return [_jsonable(v) for v in a] if a.ndim else _jsonable(float(a))
-    if isinstance(a, (float, np.floating)):
-        f = float(a)
-        return f if math.isfinite(f) else ("nan" if math.isnan(f) else ("inf" if f > 0 else "-inf"))
-    if isinstance(a, (np.bool_,)):
-        return bool(a)
-    if isinstance(a, (np.integer,)):
-        return int(a)
-    if isinstance(a, list):
-        return [_jsonable(v) for v in a]
-    return a
 
 
 def special_failure(rec: dict[str, Any]) -> bool:
@@ -165,18 +133,14 @@ def error_of(rec: dict[str, Any], measure: str) -> float:
     return min(f, BIG) if not math.isnan(f) else BIG
 
 
-def fails(rec: dict[str, Any]) -> bool:
-    return CAUSE.failing(rec)
-
-
 def score(objective: str, rec: dict[str, Any], peers: dict[str, dict[str, Any]]) -> tuple[int, float]:
     if objective == "differential":
         best = min((error_of(p, "ulp") for p in peers.values() if p.get("status") != "skip"), default=None)
         if best is None:
             return (0, -1.0)
         value = math.log2(1.0 + error_of(rec, "ulp")) - math.log2(1.0 + best)
-        return (int(fails(rec) and any(p.get("status") == "pass" for p in peers.values())), value)
-    return (int(fails(rec)), error_of(rec, objective))
+        return (int(CAUSE.failing(rec) and any(p.get("status") == "pass" for p in peers.values())), value)
+    return (int(CAUSE.failing(rec)), error_of(rec, objective))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -520,7 +484,8 @@ def search(session: Session, framework: str, op: str, dtype: str, *, check: str 
 
 def _same_point(a: Point, b: Point) -> bool:
     return (a.x.shape == b.x.shape and np.array_equal(a.x, b.x, equal_nan=True) and a.cotangent == b.cotangent
-            and json.dumps(_jsonable(a.options), sort_keys=True) == json.dumps(_jsonable(b.options), sort_keys=True)
+            and json.dumps(records.jsonable(a.options), sort_keys=True)
+            == json.dumps(records.jsonable(b.options), sort_keys=True)
             and (a.labels is None) == (b.labels is None)
             and (a.labels is None or np.array_equal(np.asarray(a.labels), np.asarray(b.labels))))
 
@@ -539,15 +504,14 @@ def _genome_of(p: Point, space: Space, rng: np.random.Generator) -> dict[str, An
 
 def _finish(s: Searcher, e: Eval, shrink_budget: int) -> Found:
     shape = e.point.shape
-    calls0 = s.calls
     if e.finding:
         e = shrink(s, e, shrink_budget)
     if not e.peers and s.peers:  # the cause needs the peers' answers on the final input
         e = s.evaluate(e.point, with_peers=True) or e
-    peers = {fw: {k: r.get(k) for k in CAUSE.SUMMARY_FIELDS} for fw, r in e.peers.items() if CAUSE._ran(r)}
-    cause = CAUSE.classify(e.rec, peers) if fails(e.rec) else None
+    peers = {fw: CAUSE.summary(r) for fw, r in e.peers.items() if CAUSE.ran(r)}
+    cause = CAUSE.classify(e.rec, peers) if CAUSE.failing(e.rec) else None
     e.rec["cause"], e.rec["peers"] = (cause, peers) if cause else (None, None)
-    return Found(e.point, e.rec, peers, cause, e.finding, e.score[1], shape, s.calls - calls0)
+    return Found(e.point, e.rec, peers, cause, e.finding, e.score[1], shape)
 
 
 # ---------------------------------------------------------------------------------------------

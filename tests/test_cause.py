@@ -233,7 +233,7 @@ MUTANTS = {
                                   _expect_dtype_differs_not_a_peer),
     "classify ignoring peers": ("classify", _classify_ignoring_peers, _expect_framework_when_a_peer_passes),
     "impl_label ignoring the variant": ("impl_label", _label_ignoring_variant, _expect_a_variant_is_a_peer),
-    "skips counted as peers": ("_ran", lambda rec: rec.get("status") in ("pass", "fail", "error", "skip")
+    "skips counted as peers": ("ran", lambda rec: rec.get("status") in ("pass", "fail", "error", "skip")
                                and rec.get("special") != "harness_error",
                                _expect_skips_and_harness_errors_are_not_peers),
     "harness errors get a cause": ("failing", lambda rec: rec.get("status") in ("fail", "error"),

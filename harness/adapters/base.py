@@ -264,6 +264,7 @@ class SourceAdapter(Adapter):
 
     def __init__(self) -> None:
         self._steps: dict[str, dict[str, Any]] = {}
+        self._programs: dict[tuple[str, ...], str] = {}  # program() digests, by source, dtype, mode, device
 
     # -- what a subclass gives ---------------------------------------------------------------
     def namespace(self) -> dict[str, Any]:
@@ -442,34 +443,33 @@ class SourceAdapter(Adapter):
             self._steps[key] = ns
         return ns
 
-    def step(self, call: Call) -> Any:
-        """`step` of the call: its function source run once (f, compiled or not, shared by every
-        step that uses it), then its step source in a copy of that namespace."""
-        fsrc, ssrc = self.function_source(call), self.step_source(call)
+    def step(self, fsrc: str, ssrc: str) -> Any:
+        """`step` of a call whose function and step sources these are: the function source run
+        once (f, compiled or not, shared by every step that uses it), then the step source in a
+        copy of that namespace."""
         fn = self._exec(fsrc, fsrc, self.namespace())
         return self._exec(fsrc + "\n" + ssrc, ssrc, fn)["step"]
 
-    def program(self, call: Call) -> str:
-        """The digest of the source defining the call's step (what `step` reuses) with the dtype,
-        mode and device it runs in: every framework compiles (or dispatches) per dtype; the shapes
-        it specialises on beside that are its own (jax.jit per shape, torch.compile with dynamic
-        shapes per rank)."""
+    def program(self, fsrc: str, ssrc: str, ctx: str, call: Call) -> tuple[str, bool]:
+        """The program serving the call and whether this is its first call in this process: the
+        digest of the source defining its step (what `step` reuses) with the dtype, mode and
+        device it runs in (every framework compiles or dispatches per dtype; the shapes it
+        specialises on beside that are its own: jax.jit per shape, torch.compile with dynamic
+        shapes per rank). Digested once per program, not per call."""
+        key = (fsrc, ssrc, ctx, call.dtype, call.mode, call.device)
+        digest = self._programs.get(key)
+        if digest is not None:
+            return digest, False
         import hashlib
 
-        text = "\n".join((self.function_source(call), self.step_source(call), self.context_source(call),
-                          call.dtype, call.mode, call.device))
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
+        digest = self._programs[key] = hashlib.sha256("\n".join(key).encode()).hexdigest()[:12]
+        return digest, True
 
     def run(self, call: Call) -> Output:
         self.check_device(call)
-        program = self.program(call)
-        used = getattr(self, "_programs_used", None)
-        if used is None:
-            used = self._programs_used = set()
-        new = program not in used
-        used.add(program)
-        step = self.step(call)
-        ctx = self.context_source(call)
+        fsrc, ssrc, ctx = self.function_source(call), self.step_source(call), self.context_source(call)
+        program, new = self.program(fsrc, ssrc, ctx, call)
+        step = self.step(fsrc, ssrc)
         manager = eval(ctx[len("with "):-1], dict(self.namespace())) if ctx else contextlib.nullcontext()  # noqa: S307
         with manager:
             args = {n: self.make_input(n, a, call) for n, a in self.inputs(call)}

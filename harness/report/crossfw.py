@@ -22,14 +22,11 @@ from typing import Any
 import numpy as np
 
 from .. import dtypes as D
+from ..cause import PEER_FIELDS, impl_label  # noqa: F401 - impl_label: the report's label too
 from .numbers import measure, nums
 
-GROUP_FIELDS = ("case_id", "op", "check", "cotangent", "dtype", "device", "mode")
-
-
-def impl_label(rec: dict[str, Any]) -> str:
-    v = rec.get("variant")
-    return str(rec.get("framework")) if v in (None, "default") else f"{rec.get('framework')}:{v}"
+#: The same input run by several implementations: harness/cause.py's peers, one definition.
+GROUP_FIELDS = PEER_FIELDS
 
 
 def to_array(v: Any) -> np.ndarray | None:

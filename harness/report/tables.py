@@ -14,7 +14,7 @@ from typing import Any
 
 from .. import dtypes as D
 from .. import ops as O
-from ..records import jsonable
+from ..records import jsonable, test_id
 from .crossfw import impl_label
 from .numbers import num
 
@@ -461,9 +461,8 @@ def result_label(rec: dict[str, Any]) -> str:
     """The result's test id, or the same made of its fields (a record written without one)."""
     if rec.get("test_id"):
         return str(rec["test_id"])
-    op = rec.get("op") if rec.get("variant") in (None, "default") else f"{rec.get('op')}:{rec.get('variant')}"
-    return "-".join(str(rec.get(k)) for k in ("framework", "device", "dtype", "mode")) + \
-        f"-{op}-{check_label(rec)}-{rec.get('case_id')}"
+    return test_id(*(rec.get(k) for k in ("framework", "device", "dtype", "mode", "op", "variant", "check",
+                                          "cotangent", "case_id")))
 
 
 def _worst(rec: dict[str, Any]) -> float:
