@@ -102,8 +102,8 @@ def exact(op: str, logits: Any, labels: Any = None, *, axis: int = -1, check: st
     from .errors import HarnessInputError
     from .runner import direction_for, reference_inputs
 
-    if check not in O.CHECKS:
-        raise HarnessInputError(f"unknown check {check!r}", field="check", choices=list(O.CHECKS))
+    if check not in O.VALUE_CHECKS:
+        raise HarnessInputError(f"unknown check {check!r}", field="check", choices=list(O.VALUE_CHECKS))
     x = as_numpy(logits)
     name = _float_dtype(x, "logits")
     dt = D.get(name)

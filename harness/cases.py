@@ -49,7 +49,8 @@ TOKENS = {
 }
 SPECIAL = {"inf": math.inf, "+inf": math.inf, "-inf": -math.inf, "nan": math.nan}
 #: The case keys; the options of the op registry (ops.PARAMS: label_smoothing, ...) besides.
-CASE_KEYS = ({"id", "why", "op", "logits", "labels", "axis", "dtypes", "grad", "grad2", "tags", "tolerance", "cotangent"}
+CASE_KEYS = ({"id", "why", "op", "logits", "labels", "axis", "dtypes", "grad", "grad2", "invariance", "tags", "tolerance",
+              "cotangent"}
              | set(O.PARAMS))
 FILE_KEYS = {"family", "description", "cases"}
 #: The most dimensions an array of a case has (numpy's own limit is 64): a nested list deeper than
@@ -156,10 +157,14 @@ class Case:
     #: Whether the grad2 check runs too (second derivatives, docs/semantics.md S25), with the grad
     #: check's cotangents and the fixed direction ops.direction.
     grad2: bool = False
+    #: The invariance checks this case runs (harness.invariance): `"invariance": true` for all
+    #: four, or a list of their names.
+    invariance: list[str] = field(default_factory=list)
 
     def checks(self) -> list[str]:
         """The checks this case runs."""
-        return ["forward"] + (["grad"] if self.grad else []) + (["grad2"] if self.grad2 else [])
+        return (["forward"] + (["grad"] if self.grad else []) + (["grad2"] if self.grad2 else [])
+                + list(self.invariance))
 
     @property
     def family(self) -> str:
@@ -337,6 +342,14 @@ def parse_case(raw: Any, *, file: str, index: int, family: str | None, base: Pat
     grad2 = raw.get("grad2", False)
     if not isinstance(grad2, bool):
         raise err("grad2 must be true or false", "grad2")
+    inv = raw.get("invariance", False)
+    if inv is True:
+        inv = list(O.INVARIANCE_CHECKS)
+    elif inv is False:
+        inv = []
+    elif not isinstance(inv, list) or any(c not in O.INVARIANCE_CHECKS for c in inv):
+        raise err(f"invariance must be true, false or a list of invariance checks, not {inv!r}", "invariance",
+                  list(O.INVARIANCE_CHECKS))
     tol = raw.get("tolerance")
     if tol is not None:
         from .policy import validate_budget
@@ -351,6 +364,7 @@ def parse_case(raw: Any, *, file: str, index: int, family: str | None, base: Pat
         case.cotangents = cots
     case.options = options
     case.grad2 = grad2
+    case.invariance = [c for c in O.INVARIANCE_CHECKS if c in inv]
     return case
 
 

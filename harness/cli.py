@@ -431,7 +431,7 @@ def cmd_search(args: argparse.Namespace, argv: list[str]) -> int:
                                 field="framework", choices=A.names())
     validate_choices([args.op], O.OP_NAMES, "op")
     validate_choices([args.dtype], D.DTYPE_NAMES, "dtype")
-    validate_choices([args.check], O.CHECKS, "check")
+    validate_choices([args.check], O.VALUE_CHECKS, "check")
     validate_choices([args.mode], O.MODES, "mode")
     validate_choices([args.device], O.DEVICES, "device")
     objective = args.objective or ("differential" if args.frameworks is not None else "utilisation")

@@ -33,6 +33,7 @@ class Flag:
     cli_only: bool = False
     short: str | None = None  # the CLI's short form
     one: str = ""  # the help where a subcommand takes a single value (`harness search`)
+    one_choices: tuple[str, ...] | None = None  # its valid values there (None: `choices`)
 
     @property
     def dest(self) -> str:
@@ -69,7 +70,9 @@ FLAGS: list[Flag] = [
     Flag("op", "ops (default: all five)", choices=tuple(V.OP_NAMES), one="one op"),
     Flag("mode", "modes (default: both)", choices=tuple(V.MODES), one="one mode"),
     Flag("check", "checks (default: every check a case asks for: forward, grad unless \"grad\": false, grad2 where "
-                  "\"grad2\": true)", choices=tuple(V.CHECKS), one="one check"),
+                  "\"grad2\": true, the invariance checks batch_invariance, determinism, eager_vs_jit and permutation "
+                  "where \"invariance\": true)", choices=tuple(V.CHECKS),
+         one="one check", one_choices=tuple(V.VALUE_CHECKS)),
     Flag("cases", "case files or directories (default: the built-in library in cases/)"),
     Flag("baseline", "results file(s) of an earlier run: the same failures are known (exit 0)"),
     Flag("case-filter", "select case ids by substring or glob (comma-separated)", kind="str"),
@@ -107,7 +110,8 @@ def add_single(parser: argparse.ArgumentParser, name: str, *, required: bool = F
     """Declare flag `name` of FLAGS on a subcommand that takes one value of it (`harness search`):
     the same name and valid choices as `run` and the plugin, one value, the flag's `one` help."""
     f = BY_NAME[name]
-    text = f.one + (f" [valid: {', '.join(f.choices)}]" if f.choices else "")
+    choices = f.one_choices or f.choices
+    text = f.one + (f" [valid: {', '.join(choices)}]" if choices else "")
     if default is not None:
         text += f" (default {default})"
     parser.add_argument(f"--{f.name}", dest=f.dest, required=required, default=default, help=text)

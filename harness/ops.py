@@ -26,12 +26,12 @@ from typing import Any, Callable
 import numpy as np
 
 from .errors import HarnessInputError
-from .vocab import CHECKS, DEVICES, MODES, OP_NAMES
+from .vocab import CHECKS, DEVICES, INVARIANCE_CHECKS, MODES, OP_NAMES, VALUE_CHECKS
 
 _INF = float("inf")
 _NAN = float("nan")
 
-__all__ = ["CHECKS", "COTANGENTS", "DEFAULT_COTANGENTS", "DEVICES", "MODES", "OP_NAMES", "OPS", "OpSpec", "PARAMS",
+__all__ = ["CHECKS", "INVARIANCE_CHECKS", "VALUE_CHECKS", "COTANGENTS", "DEFAULT_COTANGENTS", "DEVICES", "MODES", "OP_NAMES", "OPS", "OpSpec", "PARAMS",
            "Param", "Row", "Terms", "cotangent", "get", "output_shapes", "reference_default", "validate_options",
            "fits"]
 

@@ -13,12 +13,16 @@ A policy is a TOML file:
 
 The budget for element i is  ulp * ULP(exact_i) + cond * u * A_i  (u the dtype's unit roundoff).
 A case may add its own override (its "tolerance" object, with a reason).
+
+    [invariance]          # optional: what a difference between variants of one call means to the
+    rule = "budget"       # invariance checks (harness.invariance): "bitwise", any difference fails;
+    reason = "..."        # "budget" (the default), reported, failing only where a variant fails its budget
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +31,12 @@ from .errors import HarnessInputError
 POLICY_DIR = Path(__file__).resolve().parent / "policies"
 BUDGET_KEYS = {"op", "check", "dtype", "framework", "ulp", "cond", "summation", "reason"}
 FILTERS = ("op", "check", "dtype", "framework")
-TOP_KEYS = {"name", "description", "budget"}
+TOP_KEYS = {"name", "description", "budget", "invariance"}
+INVARIANCE_KEYS = {"rule", "reason"}
+INVARIANCE_RULES = ("bitwise", "budget")
+#: The rule of a policy that states none.
+DEFAULT_INVARIANCE = {"rule": "budget", "reason": "a policy without an [invariance] table: a difference between "
+                      "variants is reported and fails only where a variant fails its budget"}
 SUMMATIONS = ("log2", "sqrt", "linear")
 #: The budget's numbers (the multiples of an ULP and of u * A_i): each a finite number >= 0.
 NUMBERS = ("ulp", "cond")
@@ -50,6 +59,8 @@ class Policy:
     description: str
     budgets: list[dict[str, Any]]
     path: str
+    #: The invariance checks' rule and its reason (INVARIANCE_RULES).
+    invariance: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_INVARIANCE))
 
     def tolerance(self, op: str, check: str, dtype: str, framework: str,
                   override: dict[str, Any] | None = None) -> Tolerance:
@@ -91,7 +102,23 @@ def load(name_or_path: str) -> Policy:
         raise HarnessInputError("a policy needs at least one [[budget]]", file=f, field="budget")
     for i, b in enumerate(budgets):
         validate_budget(b, file=f, where=f"budget[{i}]")
-    return Policy(str(data.get("name", p.stem)), str(data.get("description", "")), budgets, f)
+    return Policy(str(data.get("name", p.stem)), str(data.get("description", "")), budgets, f,
+                  validate_invariance(data.get("invariance", DEFAULT_INVARIANCE), f))
+
+
+def validate_invariance(t: Any, f: str) -> dict[str, str]:
+    if not isinstance(t, dict):
+        raise HarnessInputError("[invariance] is not a table", file=f, field="invariance")
+    unknown = set(t) - INVARIANCE_KEYS
+    if unknown:
+        raise HarnessInputError(f"[invariance]: unknown key(s) {sorted(unknown)}", file=f, field=sorted(unknown)[0],
+                                choices=sorted(INVARIANCE_KEYS))
+    if t.get("rule") not in INVARIANCE_RULES:
+        raise HarnessInputError(f"[invariance]: rule must be one of {list(INVARIANCE_RULES)}, not {t.get('rule')!r}",
+                                file=f, field="rule", choices=list(INVARIANCE_RULES))
+    if not isinstance(t.get("reason"), str) or not t["reason"].strip():
+        raise HarnessInputError("[invariance]: the rule needs a written reason", file=f, field="reason")
+    return {"rule": t["rule"], "reason": t["reason"]}
 
 
 def _filter_values() -> dict[str, list[str]]:

@@ -29,7 +29,7 @@ defined = {}
 results = []
 for job in jobs:
     lines = job["repro"].split("\n")
-    cut = next(i for i, ln in enumerate(lines) if ln.startswith(("with ", "x = ")))
+    cut = next((i for i, ln in enumerate(lines) if ln.startswith(("with ", "x = "))), 0)
     prefix, body = "\n".join(lines[:cut]), "\n".join(lines[cut:])
     buf = io.StringIO()
     try:
@@ -46,6 +46,14 @@ print("REPRO" + json.dumps(results))
 """
 
 
+def split(snippet: str) -> tuple[str, str]:
+    """(definitions, inputs and call) of an adapter's snippet: cut at its first line that starts the
+    inputs (`x = ...`) or their context (`with ...:`), as the replay program above cuts it."""
+    lines = snippet.split("\n")
+    cut = next((i for i, ln in enumerate(lines) if ln.startswith(("with ", "x = "))), 0)
+    return "\n".join(lines[:cut]), "\n".join(lines[cut:])
+
+
 @dataclass
 class Mismatch:
     test_id: str
@@ -60,6 +68,8 @@ def _history_reason(rec: dict[str, Any]) -> str:
     from . import adapters as A
     from .errors import HarnessInputError
 
+    if rec.get("check") == "determinism":
+        return "a determinism result that differs shows a call that need not repeat: its replay may differ too"
     try:
         adapter = A.get(str(rec.get("framework")))
     except (HarnessInputError, ImportError, AttributeError):
@@ -77,6 +87,9 @@ def _values(printed: str) -> list[np.ndarray]:
 def _recorded(rec: dict[str, Any]) -> list[np.ndarray]:
     from .report.numbers import nums
 
+    pair = rec.get("pair")
+    if isinstance(pair, dict) and isinstance(pair.get("outputs"), list):  # an invariance result: both variants
+        return [np.asarray(nums(v), dtype=np.float64) for outs in pair["outputs"] for v in outs.values()]
     return [np.asarray(nums(v), dtype=np.float64) for v in rec["output"].values()]
 
 
@@ -91,7 +104,8 @@ def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
 def replayable(rec: dict[str, Any]) -> bool:
     """A failing result whose snippet and outputs the record holds."""
     return (rec.get("kind", "result") == "result" and rec.get("status") in ("fail", "error")
-            and bool(rec.get("repro")) and isinstance(rec.get("output"), dict) and bool(rec["output"]))
+            and bool(rec.get("repro")) and ((isinstance(rec.get("output"), dict) and bool(rec["output"]))
+                                            or isinstance(rec.get("pair"), dict)))
 
 
 #: The fields that make a sample of failing results representative: each framework, mode, check,

@@ -20,6 +20,7 @@ import numpy as np
 from . import adapters as A
 from . import cases as K
 from . import dtypes as D
+from . import invariance as INV
 from . import ops as O
 from . import records
 from . import reference as R
@@ -104,12 +105,12 @@ def expand(cases: list[K.Case], sel: Selection, frameworks: list[str]) -> list[I
                 for check in sel.checks:
                     if check not in c.checks():
                         continue
-                    cots = [name for name, _ in c.cotangents] if check != "forward" else [None]
+                    cots = [name for name, _ in c.cotangents] if check in ("grad", "grad2") else [None]
                     for dt in c.dtypes:
                         if dt not in sel.dtypes:
                             continue
                         for dev in sel.devices:
-                            for mode in sel.modes:
+                            for mode in INV.modes_for(check, sel.modes):
                                 if mode == "jit" and sel.jit_dtypes is not None and dt not in sel.jit_dtypes:
                                     continue
                                 for var in variants:
@@ -142,6 +143,8 @@ def reference_inputs(case: K.Case, op: str, check: str, cotangent: str | None, d
                      x: np.ndarray | None = None, y: np.ndarray | None = None) -> RefInputs:
     """The exact inputs of an item's reference: the logits (and the labels its op takes) cast to
     dt, the grad check's cotangent cast alike, and the rows checked of a large input."""
+    if INV.is_invariance(check):  # variants of the forward call, judged by its reference
+        check = "forward"
     x = case.logits_for(dt) if x is None else x
     y = (case.labels_for(dt) if y is None else y) if O.OPS[op].labels != "none" else None
     g = case.cotangent_for(cotangent, op, dt) if check != "forward" else None
@@ -155,7 +158,7 @@ def library_references(cases: list[K.Case]) -> Iterator[RefInputs]:
     for case in cases:
         for op in case.ops:
             for check in case.checks():
-                for cot in [name for name, _ in case.cotangents] if check != "forward" else [None]:
+                for cot in [name for name, _ in case.cotangents] if check in ("grad", "grad2") else [None]:
                     for name in case.dtypes:
                         yield reference_inputs(case, op, check, cot, D.DTYPES[name])
 
@@ -191,13 +194,14 @@ class Session:
                   rows: np.ndarray | None, g: np.ndarray | None = None,
                   opts: dict[str, Any] | None = None, v: np.ndarray | None = None) -> tuple[R.Reference, bool]:
         opts = item.case.options_for(dt) if opts is None else opts
-        k = cache_key(item.op, item.check, dt.name, item.case.axis, x, y, rows, R.claim_bits(dt), g, opts, v)
+        check = "forward" if INV.is_invariance(item.check) else item.check  # the forward call's reference
+        k = cache_key(item.op, check, dt.name, item.case.axis, x, y, rows, R.claim_bits(dt), g, opts, v)
         if k in self._refs:
             return self._refs[k], True
         ref = self.cache.get(k)
         hit = ref is not None
         if ref is None:
-            ref = R.compute(item.op, item.check, x, y, item.case.axis, dt, rows=rows, backend_name=self.backend,
+            ref = R.compute(item.op, check, x, y, item.case.axis, dt, rows=rows, backend_name=self.backend,
                             cotangent=g, options=opts, direction=v)
             self.cache.put(k, ref)
         self._refs[k] = ref
@@ -222,6 +226,12 @@ class Session:
     def _run(self, item: Item, ad: A.Adapter, rec: dict[str, Any]) -> dict[str, Any]:
         if item.mode not in ad.modes:
             return _skip(rec, f"{item.framework} has no {item.mode} mode")
+        if item.check == "eager_vs_jit" and not {"eager", "jit"} <= set(ad.modes):
+            return _skip(rec, f"{item.framework} has no {'eager' if 'eager' not in ad.modes else 'jit'} mode to compare")
+        if item.check == "batch_invariance":
+            why = INV.batch_unsupported(item.case.options)
+            if why:
+                return _skip(rec, why)
         devs = ad.devices()
         if not devs.get(item.device):
             return _skip(rec, ad.device_reason(item.device))
@@ -254,6 +264,9 @@ class Session:
                       None if yc is None else (yc if spec.labels == "sparse" else yc.astype(dt.np)),
                       case.axis, None if g is None else g.astype(dt.np), item.dtype, item.device, item.mode,
                       case.source, case.id, item.cotangent, opts, None if v is None else v.astype(dt.np))
+        if INV.is_invariance(item.check):
+            call.check = "forward"  # the variants are forward calls
+            return self._invariance(item, ad, rec, call, x, y, dt, opts, ref, ax, rows)
         raised: BaseException | None = None
         out: A.Output | None = None
         t0 = time.perf_counter()
@@ -307,6 +320,48 @@ class Session:
                 f"output on {out.devices}, expected {item.device}"
         repro = ad.repro(call)
         rec["repro"] = ("from harness.cases import array_of\n" + repro) if "array_of(" in repro else repro
+        self.classify_known(rec)
+        return rec
+
+    def _invariance(self, item: Item, ad: A.Adapter, rec: dict[str, Any], call: A.Call, x: np.ndarray,
+                    y: np.ndarray | None, dt: D.DType, opts: dict[str, Any], ref: R.Reference, ax: int,
+                    rows: np.ndarray | None) -> dict[str, Any]:
+        """An invariance check (harness.invariance): the forward call's variants, each judged by the
+        forward budget against the reference, compared bit for bit with its base."""
+        case = item.case
+        tol = self.policy.tolerance(item.op, "forward", item.dtype, item.framework, case.tolerance)
+        expected = O.output_shapes(item.op, "forward", x.shape, ax, case.options)
+        cond = condition(item.op, "forward", x, y, None, ax, tol.summation, opts, dt, None)
+        checked = _checked_masks(ref, expected, rows, ax, item, x.shape) if rows is not None else None
+        ctx = INV.Context(ref, tol, cond, expected, checked, x, self.policy.invariance["rule"])
+        t0 = time.perf_counter()
+        with warnings.catch_warnings(record=True) as warned:
+            warnings.simplefilter("always")
+            ran, info = INV.run(item, ad, call, dt, ctx)
+        rec["time_framework_s"] = rec["time_first_call_s"] = time.perf_counter() - t0
+        rec["framework_warnings"] = sorted({f"{w.category.__name__}: {w.message}"[:500] for w in warned})
+        rec["tolerance"] = {"policy": self.policy.name, "ulp": tol.ulp, "cond": tol.cond, "summation": tol.summation}
+        if not ran:
+            return _skip(rec, "no variant could run: " + "; ".join(info.get("not_run", [])))
+        rec["invariance"] = info
+        worst = max(ran, key=lambda r: (r.verdict.status != "pass", r.verdict.excess or 0.0, r.n_diff))
+        pair = INV.pair(ran, worst)
+        out = A.Output(worst.pieces_case or {}, worst.dtypes or {}) if worst.pieces is not None else None
+        _fill(rec, worst.verdict, out, worst.raised, ref, x, y, None, expected, item)
+        rec["status"] = INV.status(ran, ctx.rule)
+        rec["message"] = INV.message(item, ran, info)
+        rec["repro"] = ad.repro(pair[0].variant.call)
+        shown = [r for r in pair if r is not None and r.pieces is not None]
+        if shown:  # the snippet prints what `pair` holds: one variant, or two side by side
+            sel = INV.selection(shown[0], shown[1]) if len(shown) == 2 else None
+            try:
+                rec["repro"] = INV.repro(ad, [r.variant for r in shown], list(shown[0].pieces), sel)
+                rec["pair"] = {"variants": [r.variant.label for r in shown], "rows": sel,
+                               "outputs": [INV.shown(r.pieces, sel) for r in shown]}  # type: ignore[arg-type]
+            except ValueError:  # a variant without a snippet (a GPU stream): the base's alone
+                pass
+        if "array_of(" in rec["repro"] and "import array_of" not in rec["repro"]:
+            rec["repro"] = "from harness.cases import array_of\n" + rec["repro"]
         self.classify_known(rec)
         return rec
 

@@ -422,8 +422,8 @@ def search(session: Session, framework: str, op: str, dtype: str, *, check: str 
     best first. `peers` (default: none) are the frameworks the differential objective compares
     against and every finding's cause is told by; `start` seeds the search with given inputs."""
     O.get(op)
-    if check not in O.CHECKS:
-        raise HarnessInputError(f"unknown check {check!r}", field="check", choices=list(O.CHECKS))
+    if check not in O.VALUE_CHECKS:  # an invariance check compares variants: nothing to climb
+        raise HarnessInputError(f"unknown check {check!r}", field="check", choices=list(O.VALUE_CHECKS))
     if objective == "differential" and not peers:
         raise HarnessInputError("the differential objective needs at least one other installed framework "
                                 "to compare against", field="objective")

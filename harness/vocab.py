@@ -8,7 +8,12 @@ definitions behind the names and check that they agree with these lists.
 
 DTYPE_NAMES = ["float16", "bfloat16", "float32", "float64"]
 OP_NAMES = ["softmax", "log_softmax", "logsumexp", "softmax_cross_entropy", "sparse_softmax_cross_entropy"]
-CHECKS = ["forward", "grad", "grad2"]
+#: The invariance checks (harness.invariance): variants of the forward call compared bit for bit.
+INVARIANCE_CHECKS = ("batch_invariance", "determinism", "eager_vs_jit", "permutation")
+#: The checks that compare one call's values with the exact reference (what `harness search` and
+#: `harness.exact` take).
+VALUE_CHECKS = ["forward", "grad", "grad2"]
+CHECKS = [*VALUE_CHECKS, *INVARIANCE_CHECKS]
 MODES = ["eager", "jit"]
 DEVICES = ["cpu", "gpu"]
 

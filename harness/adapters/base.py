@@ -40,6 +40,9 @@ class Call:
     cotangent_name: str | None = None  # which of the case's cotangents `cotangent` is
     options: dict[str, Any] = field(default_factory=dict)  # the op's options (ops.PARAMS), as the case gives them
     direction: np.ndarray | None = None  # the grad2 check's direction v, in the test dtype (ops.direction)
+    #: Source for inputs the case does not hold (an invariance variant's batch or permutation),
+    #: by case field: the repro writes it instead of the literal or array_of (harness.invariance).
+    literals: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -133,6 +136,28 @@ class Adapter:
 
     def device_reason(self, device: str) -> str:
         return f"{self.name} has no {device} device here"
+
+    # -- threads, streams and determinism flags (the invariance checks, harness.invariance) ----
+    def thread_env(self, n: int) -> dict[str, str]:
+        """Environment variables that give a fresh process of this framework `n` CPU threads (read
+        at start-up, before the framework is imported)."""
+        return {k: str(n) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+
+    def set_threads(self, n: int) -> None:
+        """Set `n` CPU threads through the framework's API, before its first call."""
+
+    def threads_in_force(self) -> dict[str, Any]:
+        """The thread settings the framework reports (recorded beside a thread-count variant)."""
+        return {}
+
+    def stream_context(self, k: int, device: str) -> Any:
+        """A context manager running calls on stream `k` of `device`, or None where the framework
+        exposes no streams (the determinism check's GPU variants)."""
+        return None
+
+    def determinism_flags(self) -> dict[str, Any]:
+        """The framework's determinism settings in force (the run header's `determinism`)."""
+        return {}
 
     def variants_for(self, op: str, options: Any = ()) -> tuple[str, ...]:
         """The variants of `op` that run on a case with these options (names)."""
@@ -524,6 +549,8 @@ def literal(a: np.ndarray, call: "Call", name: str) -> str:
     """Python source for the exact values of input `name` (x, y or g): integers as such, floats by
     format_array (repr of each value, or array_of(...) of its case field for a large one)."""
     field = input_field(name, call)
+    if field in call.literals:
+        return call.literals[field]
     arr = np.asarray(a)
     if arr.dtype.kind in "iu":
         if arr.size > REPRO_INLINE and call.source:

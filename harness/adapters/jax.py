@@ -7,6 +7,7 @@ Every call is the source its repro snippet prints (base.SourceAdapter)."""
 from __future__ import annotations
 
 import importlib.util
+import os
 from typing import Any
 
 import numpy as np
@@ -107,6 +108,21 @@ class JaxAdapter(SourceAdapter):
     def devices(self) -> dict[str, str | None]:
         gpus = self._devices("gpu")
         return {"cpu": "cpu", "gpu": (getattr(gpus[0], "device_kind", "gpu") if gpus else None)}
+
+    def thread_env(self, n: int) -> dict[str, str]:
+        # XLA:CPU reads its thread pool's size from XLA_FLAGS when the backend starts.
+        flags = [f for f in os.environ.get("XLA_FLAGS", "").split()
+                 if not f.startswith(("--xla_cpu_multi_thread_eigen", "intra_op_parallelism_threads"))]
+        flags += ["--xla_cpu_multi_thread_eigen=" + ("false" if n == 1 else "true"), f"intra_op_parallelism_threads={n}"]
+        return {**super().thread_env(n), "XLA_FLAGS": " ".join(flags)}
+
+    def threads_in_force(self) -> dict[str, Any]:
+        return {"XLA_FLAGS": os.environ.get("XLA_FLAGS", "")}
+
+    def determinism_flags(self) -> dict[str, Any]:
+        # --xla_gpu_deterministic_ops (GPU) and the CPU thread settings travel in XLA_FLAGS.
+        return {"XLA_FLAGS": os.environ.get("XLA_FLAGS", ""), "jax_default_matmul_precision":
+                str(__import__("jax").config.jax_default_matmul_precision)}
 
     def device_reason(self, device: str) -> str:
         return "jax has no GPU backend here (install jax[cuda12] on a CUDA machine)"

@@ -130,6 +130,30 @@ class TensorFlowAdapter(SourceAdapter):
                 v[k.replace("_version", "")] = str(info[k])
         return v
 
+    def thread_env(self, n: int) -> dict[str, str]:
+        return {**super().thread_env(n), "TF_NUM_INTRAOP_THREADS": str(n), "TF_NUM_INTEROP_THREADS": str(n)}
+
+    def set_threads(self, n: int) -> None:
+        tf = self.tf  # before any op: TensorFlow fixes its thread pools at its first
+        tf.config.threading.set_intra_op_parallelism_threads(n)
+        tf.config.threading.set_inter_op_parallelism_threads(n)
+
+    def threads_in_force(self) -> dict[str, Any]:
+        tf = self.tf
+        return {"intra_op_parallelism_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+                "inter_op_parallelism_threads": tf.config.threading.get_inter_op_parallelism_threads()}
+
+    def determinism_flags(self) -> dict[str, Any]:
+        tf = self.tf
+        try:
+            op_det = bool(tf.config.experimental.is_op_determinism_enabled())
+        except AttributeError:
+            op_det = None
+        return {"tf.config.experimental.is_op_determinism_enabled": op_det,
+                "TF_DETERMINISTIC_OPS": os.environ.get("TF_DETERMINISTIC_OPS"),
+                "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
+                "intra_op_parallelism_threads": tf.config.threading.get_intra_op_parallelism_threads()}
+
     def devices(self) -> dict[str, str | None]:
         tf = self.tf
         gpus = tf.config.list_physical_devices("GPU")

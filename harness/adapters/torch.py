@@ -112,6 +112,27 @@ class TorchAdapter(SourceAdapter):
             v["cudnn"] = str(t.backends.cudnn.version())
         return v
 
+    def set_threads(self, n: int) -> None:
+        self.torch.set_num_threads(n)
+
+    def threads_in_force(self) -> dict[str, Any]:
+        t = self.torch
+        return {"torch.get_num_threads": t.get_num_threads(), "torch.get_num_interop_threads": t.get_num_interop_threads()}
+
+    def stream_context(self, k: int, device: str) -> Any:
+        t = self.torch
+        if device != "gpu" or not t.cuda.is_available():
+            return None
+        return t.cuda.stream(t.cuda.Stream())  # a fresh stream per variant: not the default one
+
+    def determinism_flags(self) -> dict[str, Any]:
+        t = self.torch
+        return {"torch.are_deterministic_algorithms_enabled": t.are_deterministic_algorithms_enabled(),
+                "torch.backends.cudnn.deterministic": bool(t.backends.cudnn.deterministic),
+                "torch.backends.cudnn.benchmark": bool(t.backends.cudnn.benchmark),
+                "CUBLAS_WORKSPACE_CONFIG": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
+                "torch.get_num_threads": t.get_num_threads()}
+
     def devices(self) -> dict[str, str | None]:
         t = self.torch
         gpu = t.cuda.get_device_name(0) if t.cuda.is_available() else None
