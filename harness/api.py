@@ -103,7 +103,7 @@ def exact(op: str, logits: Any, labels: Any = None, *, axis: int = -1, check: st
     from .runner import direction_for, reference_inputs
 
     if check not in O.VALUE_CHECKS:
-        raise HarnessInputError(f"unknown check {check!r}", field="check", choices=list(O.VALUE_CHECKS))
+        raise HarnessInputError(O.value_check_error(check), field="check", choices=list(O.VALUE_CHECKS))
     x = as_numpy(logits)
     name = _float_dtype(x, "logits")
     dt = D.get(name)

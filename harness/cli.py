@@ -178,14 +178,12 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
 
     from . import adapters as A
 
-    meta_fw = {}
-    for fw in frameworks:
-        ad = A.get(fw)
-        meta_fw[fw] = {"versions": ad.versions(), "devices": ad.devices()}
+    meta_fw = {fw: A.meta(fw) for fw in frameworks}
     run_id = uuid.uuid4().hex[:12]
     writer = records.Writer(args.results, "w")
     meta = records.run_start(policy.name, meta_fw, ["python", "-m", "harness", *argv], run_id)
     meta["policy_budgets"] = policy.budgets
+    meta["policy_invariance"] = policy.invariance
     meta["skipped_frameworks"] = skipped
     if opts.shard:
         meta["shard"] = "{}/{}".format(*opts.shard)
@@ -431,7 +429,8 @@ def cmd_search(args: argparse.Namespace, argv: list[str]) -> int:
                                 field="framework", choices=A.names())
     validate_choices([args.op], O.OP_NAMES, "op")
     validate_choices([args.dtype], D.DTYPE_NAMES, "dtype")
-    validate_choices([args.check], O.VALUE_CHECKS, "check")
+    if args.check not in O.VALUE_CHECKS:
+        raise HarnessInputError(O.value_check_error(args.check), field="check", choices=list(O.VALUE_CHECKS))
     validate_choices([args.mode], O.MODES, "mode")
     validate_choices([args.device], O.DEVICES, "device")
     objective = args.objective or ("differential" if args.frameworks is not None else "utilisation")

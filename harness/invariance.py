@@ -56,8 +56,6 @@ REPEATS = 5
 FILLERS = ("random", "padding")
 #: Options holding an array of the logits' shape: a batch would need a filler for them.
 SHAPED_OPTIONS = ("where", "b")
-#: The policy's rules for a difference between variants (Policy.invariance).
-RULES = ("bitwise", "budget")
 
 
 def is_invariance(check: str | None) -> bool:
@@ -345,13 +343,22 @@ def _piece(a: np.ndarray, v: Variant) -> np.ndarray:
 # Comparison
 
 def ordinal(a: np.ndarray, dt: D.DType) -> np.ndarray:
-    """Each value's place in the ordered floats of dt (float64 values exact in dt), +0 and -0 alike."""
+    """Each value's place in the ordered floats of dt (float64 values exact in dt) as int64, +0 and
+    -0 alike: consecutive floats are consecutive integers."""
     bits = np.asarray(a, dtype=np.float64).astype(dt.np)
     width = bits.dtype.itemsize * 8
     i = bits.view({16: np.int16, 32: np.int32, 64: np.int64}[width]).astype(np.int64)
-    if width == 64:
-        return np.where(i >= 0, i.astype(np.float64), -(i & 0x7FFFFFFFFFFFFFFF).astype(np.float64))
-    return np.where(i >= 0, i, -(i & ((1 << (width - 1)) - 1))).astype(np.float64)
+    return np.where(i >= 0, i, -(i & np.int64((1 << (width - 1)) - 1)))
+
+
+def ulp_distance(a: np.ndarray, b: np.ndarray, dt: D.DType) -> np.ndarray:
+    """How many floats of dt lie from a to b (exact; as float64, which holds it exactly below 2^53
+    and to its 16 digits beyond: only float64 values of opposite signs get that far apart)."""
+    oa, ob = ordinal(a, dt), ordinal(b, dt)
+    same = (oa >= 0) == (ob >= 0)
+    with np.errstate(over="ignore"):
+        exact = np.abs(np.where(same, oa - ob, 0)).astype(np.float64)
+    return np.where(same, exact, np.abs(oa.astype(np.float64)) + np.abs(ob.astype(np.float64)))
 
 
 def compare(a: np.ndarray, b: np.ndarray, dt: D.DType) -> tuple[int, float]:
@@ -367,7 +374,7 @@ def compare(a: np.ndarray, b: np.ndarray, dt: D.DType) -> tuple[int, float]:
     na, nb = np.isnan(a), np.isnan(b)
     diff = ~(na & nb) & (a.view(np.int64) != b.view(np.int64))
     with np.errstate(invalid="ignore"):
-        dist = np.where(na | nb, np.where(na & nb, 0.0, np.inf), np.abs(ordinal(a, dt) - ordinal(b, dt)))
+        dist = np.where(na | nb, np.where(na & nb, 0.0, np.inf), ulp_distance(a, b, dt))
     return int(diff.sum()), float(dist.max()) if dist.size else 0.0
 
 

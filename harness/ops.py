@@ -179,6 +179,14 @@ class Param:
         return None
 
 
+def value_check_error(check: str) -> str:
+    """Why `check` is no value check (what `harness search` and `harness.exact` take)."""
+    if check in INVARIANCE_CHECKS:
+        return (f"check {check!r} compares variants of a call with each other (an invariance check of `harness run`); "
+                f"this takes a check of one call's values")
+    return f"unknown check {check!r}"
+
+
 PARAMS: dict[str, Param] = {p.name: p for p in (
     Param("reduction", "choice", choices=("none", "sum", "mean"),
           doc="none: one loss per row; sum: their sum; mean: their weighted mean, sum_r w_r loss_r / sum_r w_r "

@@ -111,6 +111,7 @@ class HarnessPlugin:
             meta = records.run_start(st.policy.name, self._framework_meta(),
                                      ["pytest", *self.config.invocation_params.args], self.run_id, self.worker)
             meta["policy_budgets"] = st.policy.budgets
+            meta["policy_invariance"] = st.policy.invariance
             meta["skipped_frameworks"] = st.skipped
             if st.opts.shard:
                 meta["shard"] = "{}/{}".format(*st.opts.shard)
@@ -120,14 +121,7 @@ class HarnessPlugin:
     def _framework_meta(self) -> dict[str, Any]:
         from . import adapters as A
 
-        meta = {}
-        for fw in self.state.frameworks:
-            ad = A.get(fw)
-            try:
-                meta[fw] = {"versions": ad.versions(), "devices": ad.devices()}
-            except Exception as e:  # noqa: BLE001
-                meta[fw] = {"error": str(e)}
-        return meta
+        return {fw: A.meta(fw) for fw in self.state.frameworks}
 
     # The controller (or the only process) starts a fresh results file, but only once it knows
     # conformance tests will run: a run of the unit tests alone, or `--collect-only` (which runs

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import HarnessInputError
+from .vocab import INVARIANCE_CHECKS
 
 POLICY_DIR = Path(__file__).resolve().parent / "policies"
 BUDGET_KEYS = {"op", "check", "dtype", "framework", "ulp", "cond", "summation", "reason"}
@@ -108,7 +109,9 @@ def load(name_or_path: str) -> Policy:
 
 def validate_invariance(t: Any, f: str) -> dict[str, str]:
     if not isinstance(t, dict):
-        raise HarnessInputError("[invariance] is not a table", file=f, field="invariance")
+        # docs/bad-inputs.md B79: the message named neither the value nor the table's keys.
+        raise HarnessInputError(f"[invariance] must be a table of rule and reason, not {t!r}", file=f,
+                                field="invariance", choices=sorted(INVARIANCE_KEYS))
     unknown = set(t) - INVARIANCE_KEYS
     if unknown:
         raise HarnessInputError(f"[invariance]: unknown key(s) {sorted(unknown)}", file=f, field=sorted(unknown)[0],
@@ -126,7 +129,10 @@ def _filter_values() -> dict[str, list[str]]:
     from . import dtypes as D
     from . import ops as O
 
-    return {"op": O.OP_NAMES, "check": O.CHECKS, "dtype": D.DTYPE_NAMES, "framework": A.names()}
+    # docs/bad-inputs.md B78, B80: a budget's check filter takes the checks judged by a budget of their own
+    # (forward, grad, grad2). The invariance checks are judged by the forward budget (Session._invariance
+    # asks for check "forward"), so a budget filtering on one matched nothing, silently.
+    return {"op": O.OP_NAMES, "check": O.VALUE_CHECKS, "dtype": D.DTYPE_NAMES, "framework": A.names()}
 
 
 def validate_budget(b: Any, *, file: str | None, where: str, case: str | None = None) -> None:
@@ -150,8 +156,11 @@ def validate_budget(b: Any, *, file: str | None, where: str, case: str | None = 
             vals = b[k] if isinstance(b[k], list) else [b[k]]
             bad = [v for v in vals if v not in valid[k]]
             if bad:
-                raise HarnessInputError(f"{where}: unknown {k} {bad[0]!r}", file=file, case=case, field=k,
-                                        choices=valid[k])
+                what = f"unknown {k} {bad[0]!r}"
+                if k == "check" and bad[0] in INVARIANCE_CHECKS:  # B78, B80: a known check, but no budget's
+                    what = (f"check {bad[0]!r} has no budget of its own: an invariance check is judged by the "
+                            f"forward budget (check = \"forward\")")
+                raise HarnessInputError(f"{where}: {what}", file=file, case=case, field=k, choices=valid[k])
     if "summation" in b and b["summation"] not in SUMMATIONS:
         raise HarnessInputError(f"{where}: bad summation {b['summation']!r}", file=file, case=case,
                                 field="summation", choices=list(SUMMATIONS))

@@ -140,7 +140,8 @@ def read(paths: Iterable[str | Path]) -> Loaded:
     typed: dict[str, dict[str, type]] = {
         "result": {k: str for k in (*KEY_FIELDS, "run_id")},
         "run_start": {"run_id": str, "frameworks": dict, "skipped_frameworks": dict, "machine": dict,
-                      "git_commit": str, "policy": str, "policy_budgets": list, "argv": list},
+                      "git_commit": str, "policy": str, "policy_budgets": list, "policy_invariance": dict,
+                      "argv": list},
         "run_end": {"run_id": str},
     }
     out = Loaded()

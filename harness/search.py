@@ -423,7 +423,7 @@ def search(session: Session, framework: str, op: str, dtype: str, *, check: str 
     against and every finding's cause is told by; `start` seeds the search with given inputs."""
     O.get(op)
     if check not in O.VALUE_CHECKS:  # an invariance check compares variants: nothing to climb
-        raise HarnessInputError(f"unknown check {check!r}", field="check", choices=list(O.VALUE_CHECKS))
+        raise HarnessInputError(O.value_check_error(check), field="check", choices=list(O.VALUE_CHECKS))
     if objective == "differential" and not peers:
         raise HarnessInputError("the differential objective needs at least one other installed framework "
                                 "to compare against", field="objective")

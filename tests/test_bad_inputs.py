@@ -21,6 +21,7 @@ from harness import adapters as _adapters
 from harness import cases as _cases
 from harness import dtypes as _dtypes
 from harness import ops as _ops
+from harness import policy as _policy
 from harness import vocab as _vocab
 
 import contextlib
@@ -50,6 +51,11 @@ DTYPES = ", ".join(_dtypes.DTYPE_NAMES)
 CASE_KEYS = ", ".join(sorted(_cases.CASE_KEYS))
 BUDGET_KEYS = "check, cond, dtype, framework, op, reason, summation, ulp"
 TOKENS_HINT = '"inf", "-inf", "nan"'
+INVARIANCE = ", ".join(_vocab.INVARIANCE_CHECKS)
+VALUE_CHECKS = ", ".join(_vocab.VALUE_CHECKS)
+RULES = ", ".join(_policy.INVARIANCE_RULES)
+INVARIANCE_KEYS = ", ".join(sorted(_policy.INVARIANCE_KEYS))
+POLICY_KEYS = ", ".join(sorted(_policy.TOP_KEYS))
 #: Cuts a run that wrongly gets past validation down to one result (softmax forward, float64).
 ONE = ["--op", "softmax", "--dtype", "float64", "--check", "forward"]
 
@@ -431,7 +437,7 @@ ROWS: list[Row] = [
         ["{tmp}/b.jsonl", "field 'baseline'", "not a regular file"], {"b.jsonl": os.mkfifo}, sub=True),
     # ---------------------------------------------------------------- policy and known files
     Row("policy-unknown-top-key", "policy file with an unknown top-level key (`budgets = 1`)",
-        ["--policy", "{tmp}/p.toml"], ["{tmp}/p.toml", "field 'budgets'", "valid: budget, description, name"],
+        ["--policy", "{tmp}/p.toml"], ["{tmp}/p.toml", "field 'budgets'", f"valid: {POLICY_KEYS}"],
         {"p.toml": 'name = "p"\nbudgets = 1\n[[budget]]\nulp = 1.0\nreason = "r"\n'}, sub=True),
     Row("policy-budget-unknown-key", "policy budget with an unknown key (`ulps`)", ["--policy", "{tmp}/p.toml"],
         ["{tmp}/p.toml", "field 'ulps'", f"valid: {BUDGET_KEYS}"],
@@ -621,6 +627,51 @@ ROWS: list[Row] = [
     Row("shard-durations-without-shard", "`--shard-durations r.jsonl` without `--shard`",
         [*ONE, "--shard-durations", "{tmp}/r.jsonl"], ["field 'shard-durations'", "give --shard too"],
         {"r.jsonl": '{"kind": "run_start", "run_id": "r"}\n'}),
+    # ---------------------------------------------------------------- invariance checks (eaabc35)
+    Row("case-invariance-string", '`"invariance": "yes"` (neither a boolean nor a list)', CASES,
+        [FILE, CASE, "field 'invariance'", "not 'yes'", f"valid: {INVARIANCE}"],
+        {"bad.json": _case_file({"invariance": "yes"})}, sub=True),
+    Row("case-invariance-number", '`"invariance": 1` (a number, not true)', CASES,
+        [FILE, CASE, "field 'invariance'", "not 1", f"valid: {INVARIANCE}"],
+        {"bad.json": _case_file({"invariance": 1})}),
+    Row("case-invariance-unknown-name", '`"invariance": ["batch"]` (not the name of an invariance check)', CASES,
+        [FILE, CASE, "field 'invariance'", "not ['batch']", f"valid: {INVARIANCE}"],
+        {"bad.json": _case_file({"invariance": ["batch"]})}),
+    Row("case-invariance-value-check", '`"invariance": ["forward"]` (a check, but not an invariance check)', CASES,
+        [FILE, CASE, "field 'invariance'", "not ['forward']", f"valid: {INVARIANCE}"],
+        {"bad.json": _case_file({"invariance": ["forward"]})}),
+    Row("case-invariance-object", '`"invariance": {}` (an object)', CASES,
+        [FILE, CASE, "field 'invariance'", "not {}", f"valid: {INVARIANCE}"],
+        {"bad.json": _case_file({"invariance": {}})}),
+    Row("case-invariance-null", '`"invariance": null`', CASES,
+        [FILE, CASE, "field 'invariance'", "not None", f"valid: {INVARIANCE}"],
+        {"bad.json": _case_file({"invariance": None})}),
+    Row("case-tolerance-invariance-check", 'tolerance filtering on an invariance check (`"check": "determinism"`)',
+        CASES, [FILE, CASE, "field 'check'", "'determinism'", "judged by the forward budget", f"valid: {VALUE_CHECKS}"],
+        {"bad.json": _case_file({"invariance": True, "tolerance": {"check": "determinism", "ulp": 4, "reason": "r"}})}),
+    Row("policy-invariance-unknown-rule", 'policy `[invariance]` with `rule = "exact"`', ["--policy", "{tmp}/p.toml"],
+        ["{tmp}/p.toml", "field 'rule'", "'exact'", f"valid: {RULES}"],
+        {"p.toml": POLICY + '[invariance]\nrule = "exact"\nreason = "r"\n'}, sub=True),
+    Row("policy-invariance-rule-missing", "policy `[invariance]` without a rule", ["--policy", "{tmp}/p.toml"],
+        ["{tmp}/p.toml", "field 'rule'", f"valid: {RULES}"], {"p.toml": POLICY + '[invariance]\nreason = "r"\n'}),
+    Row("policy-invariance-reason-missing", "policy `[invariance]` without a reason", ["--policy", "{tmp}/p.toml"],
+        ["{tmp}/p.toml", "field 'reason'", "written reason"], {"p.toml": POLICY + '[invariance]\nrule = "bitwise"\n'}),
+    Row("policy-invariance-reason-blank", 'policy `[invariance]` with a blank reason (`reason = "  "`)',
+        ["--policy", "{tmp}/p.toml"], ["{tmp}/p.toml", "field 'reason'", "written reason"],
+        {"p.toml": POLICY + '[invariance]\nrule = "bitwise"\nreason = "  "\n'}),
+    Row("policy-invariance-unknown-key", "policy `[invariance]` with an unknown key (`rules`)",
+        ["--policy", "{tmp}/p.toml"], ["{tmp}/p.toml", "field 'rules'", f"valid: {INVARIANCE_KEYS}"],
+        {"p.toml": POLICY + '[invariance]\nrule = "bitwise"\nrules = "budget"\nreason = "r"\n'}),
+    Row("policy-invariance-not-table", "policy holding `invariance = 3` (not a table)", ["--policy", "{tmp}/p.toml"],
+        ["{tmp}/p.toml", "field 'invariance'", "not 3", f"valid: {INVARIANCE_KEYS}"],
+        {"p.toml": 'name = "p"\ninvariance = 3\n[[budget]]\nulp = 1.0\nreason = "r"\n'}),
+    Row("policy-budget-invariance-check", 'policy budget filtering on an invariance check (`check = "permutation"`)',
+        ["--policy", "{tmp}/p.toml"],
+        ["{tmp}/p.toml", "field 'check'", "'permutation'", "judged by the forward budget", f"valid: {VALUE_CHECKS}"],
+        {"p.toml": 'name = "p"\n[[budget]]\ncheck = "permutation"\nulp = 1.0\nreason = "r"\n'}),
+    Row("search-check-invariance", "`search --check permutation` (an invariance check: nothing to search for)",
+        [*SEARCH, *NUMPY, "--check", "permutation", *OUT], ["field 'check'", "'permutation'", f"valid: {VALUE_CHECKS}"],
+        FOUND, command="search", sub=True),
 ]
 
 
@@ -772,6 +823,65 @@ def test_plugin_rejects_unknown_names(args: list[str], fragments: list[str], tmp
     assert results.read_bytes() == SENTINEL, "the pytest front end wrote over the results file"
 
 
+# -------------------------------------------------------------------- the Python API
+
+#: (test id, function of `harness`, its keyword arguments, fragments of the HarnessInputError's
+#: message). There is no file or case: the message names the field and the valid choices.
+API_ROWS = [
+    ("api-exact-invariance-check", "exact", {"op": "softmax", "logits": [[1.0, 2.0, 3.0]], "check": "determinism"},
+     ["field 'check'", "'determinism'", f"valid: {VALUE_CHECKS}"]),
+]
+
+
+@pytest.mark.parametrize("name,kwargs,fragments", [pytest.param(n, k, f, id=i) for i, n, k, f in API_ROWS])
+def test_api_bad_input(name: str, kwargs: dict[str, Any], fragments: list[str]) -> None:
+    import harness
+    from harness.errors import HarnessInputError
+
+    with pytest.raises(HarnessInputError) as info:
+        getattr(harness, name)(**kwargs)
+    for frag in fragments:
+        assert frag in str(info.value), f"missing {frag!r}\n{info.value}"
+
+
+# -------------------------------------------------------------------- not bad input: a skip with its reason
+
+
+def test_batch_invariance_of_unbatchable_options_is_a_skip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A case asking for the invariance checks whose options leave no batch to build (a loss
+    reduced over the rows, or a `where`/`b` array of the logits' shape) is valid input: its
+    batch_invariance result is a skip whose message says why (invariance.batch_unsupported), not
+    an error and not exit 2; a case without such options runs the check."""
+    logits = [[1.0, 2.0, 3.0], [0.5, 0.0, -1.0]]
+    sparse = {"op": "sparse_softmax_cross_entropy", "labels": [0, 2]}
+    reasons = {
+        "inv/sum": ({**sparse, "reduction": "sum"}, "the loss is reduced over the rows (sum)"),
+        "inv/mean": ({**sparse, "reduction": "mean"}, "the loss is reduced over the rows (mean)"),
+        "inv/where": ({"op": "softmax", "where": [[True, True, False], [True, False, True]]},
+                      "where is an array of the logits' shape"),
+        "inv/b": ({"op": "logsumexp", "b": [[1.0, 2.0, 0.5], [1.0, 1.0, 1.0]]}, "b is an array of the logits' shape"),
+    }
+    cases = [{"id": cid.split("/")[1], "logits": logits, "dtypes": ["float64"], "invariance": True, **c}
+             for cid, (c, _) in reasons.items()]
+    cases.append({"id": "plain", "op": "softmax", "logits": logits, "dtypes": ["float64"], "invariance": True})
+    (tmp_path / "inv.json").write_text(json.dumps({"cases": cases}))
+    results = tmp_path / "results.jsonl"
+    argv = ["run", "--framework", "numpy", "--mode", "eager", "--cases", str(tmp_path / "inv.json"),
+            "--check", "batch_invariance", "--results", str(results), "--no-isolate", "-q"]
+    rc, stderr = run_cli(argv, tmp_path, False, monkeypatch)
+    assert "Traceback" not in stderr and "error:" not in stderr, stderr
+    assert rc in (0, 1), f"exit {rc}\n{stderr}"  # a run, not bad input (the plain case may fail its budget)
+    recs = {r["case_id"]: r for r in map(json.loads, results.read_text().splitlines()) if r.get("kind") == "result"}
+    assert sorted(recs) == sorted([*reasons, "inv/plain"]), sorted(recs)
+    assert all(r["check"] == "batch_invariance" for r in recs.values())
+    for cid, (_, why) in reasons.items():
+        r = recs[cid]
+        assert r["status"] == "skip" and r["special"] != "harness_error", r
+        assert r["message"].startswith("batch_invariance: ") and why in r["message"], r["message"]
+    assert recs["inv/plain"]["status"] in ("pass", "fail"), recs["inv/plain"]  # the check ran
+    assert "variants" in recs["inv/plain"]["message"], recs["inv/plain"]["message"]
+
+
 # -------------------------------------------------------------------- the docs table
 
 
@@ -788,7 +898,7 @@ def _doc_rows() -> dict[str, tuple[str, str]]:
 
 def test_docs_table_lists_every_row() -> None:
     doc = _doc_rows()
-    ids = [r.id for r in ROWS] + [i for i, _, _ in PLUGIN_ROWS]
+    ids = [r.id for r in ROWS] + [i for i, _, _ in PLUGIN_ROWS] + [i for i, _, _, _ in API_ROWS]
     assert len(ids) == len(set(ids))
     assert sorted(doc) == sorted(ids), (sorted(set(ids) - set(doc)), sorted(set(doc) - set(ids)))
     assert len(doc) >= 24
@@ -796,3 +906,6 @@ def test_docs_table_lists_every_row() -> None:
         assert doc[r.id][1] == "2", r.id
         # the docs name at least the field (or the message) that the test checks
         assert any(f.replace("{tmp}/", "") in doc[r.id][0].replace("`", "") for f in r.fragments), r.id
+    for i, _, _, fragments in API_ROWS:
+        assert doc[i][1] == "HarnessInputError", i
+        assert any(f in doc[i][0].replace("`", "") for f in fragments), i

@@ -23,11 +23,12 @@ from harness import reference as R
 
 CASES_DIR = Path(__file__).resolve().parent.parent / "cases"
 FAMILIES = ["random", "extreme", "soft_labels", "integer_labels", "shapes", "large_vocab", "seed", "offset",
-            "label_smoothing", "sparse_options", "reduction", "where", "lse_weights", "scale", "second_order"]
+            "label_smoothing", "sparse_options", "reduction", "where", "lse_weights", "scale", "second_order", "invariance"]
 ID_RE = re.compile(r"^[a-z0-9_]+/[A-Za-z0-9_.+\-]+$")
 #: The default suite (no "large" tag) stays small: at most this many classes and elements.
 SMALL_C, SMALL_SIZE = 64, 512
-#: except one row of a few thousand classes (tagged long_row), whose sums exceed 2048.
+#: except a row of a few thousand classes (tagged long_row), whose sums exceed 2048: one for the value
+#: checks, one for the invariance checks (a reduction this long is split across threads and lanes).
 LONG_ROW = 4608
 
 
@@ -152,7 +153,7 @@ def test_default_suite_stays_small(library):
             continue
         assert C <= SMALL_C and size <= SMALL_SIZE, (
             f"{c.id}: shape {shape} is too big for the default suite; tag it 'large'")
-    assert long_rows == ["extreme/long_row"]
+    assert sorted(long_rows) == ["extreme/long_row", "invariance/long_row"]
 
 
 def test_large_cases_are_tagged(by_id):

@@ -14,7 +14,7 @@ import os
 import re
 from importlib import import_module
 from importlib.metadata import entry_points
-from typing import Callable
+from typing import Any, Callable
 
 from ..errors import HarnessInputError
 from .base import Adapter, AdapterOutputError, Call, Output, Unsupported, check_output
@@ -150,6 +150,21 @@ def get(name: str) -> Adapter:
     return adapter
 
 
+def meta(name: str) -> dict[str, Any]:
+    """What the run header says of framework `name`: its versions, devices and the determinism
+    settings in force (harness.invariance); an error string where the adapter fails to say."""
+    adapter = get(name)
+    try:
+        m: dict[str, Any] = {"versions": adapter.versions(), "devices": adapter.devices()}
+    except Exception as e:  # noqa: BLE001 - a broken query must not stop the run
+        return {"error": str(e)}
+    try:
+        m["determinism"] = adapter.determinism_flags()
+    except Exception as e:  # noqa: BLE001
+        m["determinism"] = {"error": str(e)}
+    return m
+
+
 def _checked(adapter: Adapter) -> Adapter:
     """The adapter with its `run` checked: what it returns is read by base.check_output (an
     Output of arrays of numbers), else AdapterOutputError says what came back. Whoever registered
@@ -167,5 +182,5 @@ def _checked(adapter: Adapter) -> Adapter:
     return adapter
 
 
-__all__ = ["Adapter", "AdapterOutputError", "Call", "Output", "Unsupported", "get", "names", "register", "unregister",
+__all__ = ["Adapter", "AdapterOutputError", "Call", "Output", "Unsupported", "get", "meta", "names", "register", "unregister",
            "env_adapters", "load_target", "parse_target", "DEFAULT_FRAMEWORKS"]
