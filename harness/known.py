@@ -17,9 +17,9 @@ from .errors import HarnessInputError
 
 KNOWN_FILE = Path(__file__).resolve().parent / "known.toml"
 ENTRY_KEYS = {"id", "description", "framework", "versions", "ops", "checks", "cotangents", "cases", "dtypes",
-              "devices", "modes", "variants", "special", "status", "link", "finding", "inputs"}
+              "devices", "modes", "variants", "special", "status", "link", "finding", "inputs", "policies"}
 LIST_KEYS = ("ops", "checks", "cotangents", "cases", "dtypes", "devices", "modes", "variants", "special", "status",
-             "versions", "inputs")
+             "versions", "inputs", "policies")
 #: What `inputs` names: a special value the result's logits hold (an entry with `inputs` matches
 #: only results whose logits hold one of them: "NaN where a row holds +inf" must not also excuse
 #: a NaN from an overflow of finite logits).
@@ -70,14 +70,26 @@ class Known:
             return False
         if "inputs" in self.match and not input_kinds(rec) & set(self.match["inputs"]):
             return False
+        if "policies" in self.match and not self.applies(_policy_of(rec)):
+            return False
         if "versions" in self.match:
             v = str(rec.get("framework_version", ""))
             if not any(v.startswith(p) for p in self.match["versions"]):
                 return False
         return True
 
+    def applies(self, policy: str | None) -> bool:
+        """Whether the entry can match results judged under `policy` (its `policies`, where it names
+        some: a bitwise difference is a failure only under a policy whose invariance rule says so)."""
+        return "policies" not in self.match or policy in self.match["policies"]
+
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "description": self.description, "link": self.link, "source": "known"}
+
+
+def _policy_of(rec: dict[str, Any]) -> str | None:
+    tol = rec.get("tolerance")
+    return tol.get("policy") if isinstance(tol, dict) else None
 
 
 def load_known(path: str | Path | None = None) -> list[Known]:

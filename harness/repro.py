@@ -87,10 +87,13 @@ def _values(printed: str) -> list[np.ndarray]:
 def _recorded(rec: dict[str, Any]) -> list[np.ndarray]:
     from .report.numbers import nums
 
+    def value(v: Any) -> np.ndarray:  # a record in memory holds arrays, one read from a file lists
+        return np.asarray(v if isinstance(v, np.ndarray) else nums(v), dtype=np.float64)
+
     pair = rec.get("pair")
     if isinstance(pair, dict) and isinstance(pair.get("outputs"), list):  # an invariance result: both variants
-        return [np.asarray(nums(v), dtype=np.float64) for outs in pair["outputs"] for v in outs.values()]
-    return [np.asarray(nums(v), dtype=np.float64) for v in rec["output"].values()]
+        return [value(v) for outs in pair["outputs"] for v in outs.values()]
+    return [value(v) for v in rec["output"].values()]
 
 
 def same_bits(a: np.ndarray, b: np.ndarray) -> bool:

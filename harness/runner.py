@@ -349,6 +349,8 @@ class Session:
         out = A.Output(worst.pieces_case or {}, worst.dtypes or {}) if worst.pieces is not None else None
         _fill(rec, worst.verdict, out, worst.raised, ref, x, y, None, expected, item)
         rec["status"] = INV.status(ran, ctx.rule)
+        if rec["status"] == "fail" and all(r.verdict.status == "pass" for r in ran):
+            rec["special"] = "not_invariant"  # every variant within its budget, the bits differ (rule bitwise)
         rec["message"] = INV.message(item, ran, info)
         rec["repro"] = ad.repro(pair[0].variant.call)
         shown = [r for r in pair if r is not None and r.pieces is not None]
@@ -384,7 +386,8 @@ class Session:
     def unmatched_known(self, frameworks: list[str]) -> list[Known]:
         """Known discrepancies of the frameworks that ran which matched no result: stale
         entries, or a selection that did not reach them."""
-        return [k for k in self.known if k.framework in frameworks and k.id not in self.known_hits]
+        return [k for k in self.known if k.framework in frameworks and k.id not in self.known_hits
+                and k.applies(self.policy.name)]
 
 
 

@@ -18,6 +18,7 @@ import select
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 from typing import Any
 
@@ -85,9 +86,13 @@ class Worker:
         env = dict(os.environ)
         env.update(ad.thread_env(n))
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        # This process's import path: an adapter importable here (from pytest's rootdir, a script's
+        # directory) is importable there.
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        self.stderr = tempfile.TemporaryFile()  # what the worker said, quoted when it fails
         self.proc = subprocess.Popen([sys.executable, "-m", "harness.threads", framework, str(n), target or "",
                                       str(os.getpid())], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, env=env)
+                                     stderr=self.stderr, env=env)
         self.lock = threading.Lock()
         self.in_force: dict[str, Any] | None = None
 
@@ -103,9 +108,18 @@ class Worker:
             except (OSError, EOFError, TimeoutError, pickle.UnpicklingError) as e:
                 self.close()
                 raise WorkerError(f"the {self.framework} worker with {self.n} thread(s) failed: "
-                                  f"{type(e).__name__}: {e}") from None
+                                  f"{type(e).__name__}: {e}{self.said()}") from None
             self.in_force = in_force
             return (payload, None) if kind == "ok" else (None, payload)
+
+    def said(self) -> str:
+        """The end of the worker's stderr (its traceback, where it died of one), or ""."""
+        try:
+            self.stderr.seek(0)
+            lines = [ln for ln in self.stderr.read().decode(errors="replace").splitlines() if ln.strip()]
+        except (OSError, ValueError):
+            return ""
+        return ("; it said: " + " | ".join(lines[-3:])[-600:]) if lines else ""
 
     def close(self) -> None:
         if self.proc.poll() is None:

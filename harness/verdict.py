@@ -24,8 +24,10 @@ from .reference import Reference, zero_floor
 CLASSES = ["raised", "silent_invalid", "finite_expected_nan", "nan_expected_finite", "inf_mismatch",
            "subnormal_flushed", "match"]
 #: Every value the record's `special` field takes: `bad_output` for an adapter whose answer is no
-#: Output of arrays (adapters.base.check_output); the runner adds the last three.
-ALL_SPECIAL = CLASSES + ["bad_output", "harness_error", "crash", "timeout"]
+#: Output of arrays (adapters.base.check_output); the runner adds `harness_error`, `crash` and
+#: `timeout`, and `not_invariant` for an invariance check that fails on bits alone (every variant
+#: within its budget, some differing from their base, under a policy whose rule is bitwise).
+ALL_SPECIAL = CLASSES + ["bad_output", "harness_error", "crash", "timeout", "not_invariant"]
 
 
 @dataclass

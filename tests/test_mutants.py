@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from harness import adapters as A
+from harness import records
 from harness.cache import Cache
 from harness.options import RunOptions, load_cases
 from harness.policy import load as load_policy
@@ -23,15 +24,17 @@ QUICK = RunOptions(suite="quick")
 
 
 def _key(it) -> str:
-    return it.id.split("-", 1)[1]  # the item without its framework
+    """The item without its framework and mode: the careful implementation is one computation in
+    every mode, so its eager result stands for a mutant's compiled one (mutant_jit_differs)."""
+    return records.test_id("", it.device, it.dtype, "", it.op, it.variant, it.check, it.cotangent, it.case.id)
 
 
 def _run(cls, stop_when=None):
-    """(item, record) for every item of the quick suite (eager, CPU) on `cls`, up to the first for
-    which stop_when(item, record) holds."""
+    """(item, record) for every item of the quick suite (CPU, in the modes `cls` has: eager, and jit
+    for mutant_jit_differs) on `cls`, up to the first for which stop_when(item, record) holds."""
     A.register(cls.name, cls)
     try:
-        items = expand(load_cases(QUICK), Selection(frameworks=[cls.name], modes=["eager"]), [cls.name])
+        items = expand(load_cases(QUICK), Selection(frameworks=[cls.name], modes=list(cls.modes)), [cls.name])
         session = Session(load_policy("standard"), Cache(), [], None, timing_reps=0)
         out = []
         for it in items:

@@ -206,6 +206,36 @@ class Careful(Adapter):
         """The factor of the gradient with respect to the logits: d/dx op(x s) = s op'(x s)."""
         return s
 
+    # -- the repro snippet ---------------------------------------------------------------------
+    def repro(self, call: Call) -> str:
+        """A snippet that runs this adapter on the call and prints its outputs as exact float64
+        lists (what `harness repro` compares): the class imported from its module (this file, from
+        the repository root), the inputs as literals, `array_of(...)` of the case, or an invariance
+        variant's `variant_array(...)` (Call.literals). Definitions first, the inputs from the first
+        line that starts with `x = ` (harness.repro.split): a determinism variant's k-th call repeats
+        that part k times on one instance."""
+        from harness.adapters.base import literal
+
+        cls = type(self)
+        head = ["import numpy as np", "from harness import dtypes as D", "from harness.adapters.base import Call",
+                f"from {cls.__module__} import {cls.__qualname__}", f"impl = {cls.__qualname__}()"]
+        dt = f"D.get({call.dtype!r}).np"
+        body = [f"x = np.asarray({literal(call.logits, call, 'x')}, dtype=np.float64).astype({dt})"]
+        for name, a in (("y", call.labels), ("g", call.cotangent), ("v", call.direction)):
+            if a is None:
+                body.append(f"{name} = None")
+            elif np.asarray(a).dtype.kind in "iu":
+                body.append(f"{name} = np.asarray({literal(a, call, name)}, dtype=np.int64)")
+            else:
+                body.append(f"{name} = np.asarray({literal(a, call, name)}, dtype=np.float64).astype({dt})")
+        body += [f"out = impl.run(Call({call.op!r}, {call.check!r}, {call.variant!r}, x, y, {call.axis!r}, g, "
+                 f"{call.dtype!r}, {call.device!r}, {call.mode!r}, {call.source!r}, {call.case_id!r}, "
+                 f"{call.cotangent_name!r}, {call.options!r}, v))",
+                 "print([np.asarray(a, dtype=np.float64).tolist() for a in out.arrays.values()])"]
+        if any("array_of(" in b for b in body):
+            head.insert(2, "from harness.cases import array_of")
+        return "\n".join(head + body)
+
     # -- the computation -----------------------------------------------------------------------
     def run(self, call: Call) -> Output:
         self._scale = None
@@ -740,6 +770,154 @@ class ScaledRoundsLse(Careful):
         return RoundsLseThenSubtracts.log_softmax(self, d, L, s, m)
 
 
+
+# ------------------------------------------------------------------------------------------------
+# Mutants that only the invariance checks catch (harness.invariance): each answers the case's own
+# call within its budget, and a variant of that call (another batch, a repeat, the compiled mode,
+# the classes permuted) outside it.
+
+
+def narrow_sum(e: np.ndarray, ax: int) -> np.ndarray:
+    """sum_j e_j accumulated one term at a time in float16 (terms rounded to float16 first): a
+    narrow accumulator, about 2^-11 relative error per addition."""
+    with np.errstate(all="ignore"):
+        acc = np.add.accumulate(np.asarray(e, dtype=np.float64).astype(np.float16), axis=ax, dtype=np.float16)
+        last = np.take(acc, [acc.shape[ax] - 1], axis=ax) if acc.shape[ax] else np.zeros_like(acc)
+    return last.astype(np.float64)
+
+
+def rows_of(a: np.ndarray, ax: int) -> int:
+    """The rows of a call: the product of its batch dims (every axis but the class axis)."""
+    return int(np.prod([n for i, n in enumerate(np.shape(a)) if i != ax % max(np.ndim(a), 1)], dtype=np.int64))
+
+
+class BatchDependentSum(Careful):
+    """A batched kernel path with a narrow accumulator: a call of 7 or more rows (the product of
+    the batch dims) sums each row's exp terms in float16, fewer rows take the careful float64 path.
+    Every case of fewer than 7 rows passes forward; the same row inside a batch of 7, 64 or 1024
+    (batch_invariance) fails the float32 budget by ~2^-11 relative."""
+
+    name = "mutant_batch_dependent_sum"
+    #: The batch size from which the narrow path is taken.
+    ROWS = 7
+
+    def total(self, e: np.ndarray, ax: int) -> np.ndarray:
+        if rows_of(e, ax) >= self.ROWS:
+            return narrow_sum(e, ax)
+        return super().total(e, ax)
+
+
+class NonDeterministic(Careful):
+    """A stale or racy path that shows on repeats: the first and second call on given inputs are
+    right, from the third call on the same inputs (op, check, dtype, mode, axis, options and the
+    input bytes) in this process the row sums are accumulated in float16. A forward check calls
+    once; the determinism check's 5 calls in one process catch it (a fresh worker process with 1 or
+    N threads starts counting again: its one call is right)."""
+
+    name = "mutant_nondeterministic"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._calls: dict[str, int] = {}
+        self._narrow = False
+
+    @staticmethod
+    def call_key(call: Call) -> str:
+        import hashlib
+
+        h = hashlib.sha256(repr((call.op, call.check, call.variant, call.dtype, call.mode, call.axis,
+                                 sorted(call.options.items(), key=lambda kv: kv[0]))).encode())
+        for a in (call.logits, call.labels, call.cotangent, call.direction):
+            if a is not None:
+                arr = np.ascontiguousarray(a)
+                h.update(f"{arr.dtype}{arr.shape}".encode() + arr.tobytes())
+        return h.hexdigest()
+
+    def run(self, call: Call) -> Output:
+        k = self.call_key(call)
+        n = self._calls[k] = self._calls.get(k, 0) + 1
+        self._narrow = n >= 3
+        return super().run(call)
+
+    def total(self, e: np.ndarray, ax: int) -> np.ndarray:
+        return narrow_sum(e, ax) if self._narrow else super().total(e, ax)
+
+
+class JitDiffers(Careful):
+    """A compiled path with its own kernel: mode jit sums each row's exp terms in float16 (a
+    fused reduction with a narrow accumulator), eager is the careful float64 one. eager_vs_jit
+    catches it (the jit variant fails the float32 budget); so does the forward check in jit mode
+    (a jit-mode forward result is the same call as the check's variant)."""
+
+    name = "mutant_jit_differs"
+    modes = ("eager", "jit")
+
+    def run(self, call: Call) -> Output:
+        self._jit = call.mode == "jit"
+        return super().run(Call(**{**call.__dict__, "mode": "eager"}) if self._jit else call)
+
+    def total(self, e: np.ndarray, ax: int) -> np.ndarray:
+        return narrow_sum(e, ax) if getattr(self, "_jit", False) else super().total(e, ax)
+
+
+class TailMaxNotRescaled(Careful):
+    """An online softmax (one pass: running max m, running sum S of exp(x - m)) whose vector loop
+    takes the classes in blocks of 8, rescaling S by exp(m_old - m_new) where a block raises the
+    max, and whose scalar tail (the last C mod 8 classes) raises m without rescaling the S summed so
+    far (a pattern of hand-written kernels). Right wherever the row max is not in the tail: each
+    term then is exp(x_j - max). Where it is, the terms before it stay relative to the smaller max
+    and S is too large by up to exp(max - m_old). invariance/rows_sparse (37 classes, tail 32..36,
+    maxima at 27, 2, 12, 12) passes forward; reversing its classes moves row 1's max to class 34
+    (permutation)."""
+
+    name = "mutant_tail_max_not_rescaled"
+    BLOCK = 8
+
+    def shift(self, x: np.ndarray, ax: int) -> np.ndarray:
+        self._x = x  # the logits the sum is taken over (total sees only the shifted terms)
+        return super().shift(x, ax)
+
+    def total(self, e: np.ndarray, ax: int) -> np.ndarray:
+        x = getattr(self, "_x", None)
+        if x is None or np.shape(x) != np.shape(e):
+            return super().total(e, ax)
+        C = e.shape[ax]
+        n = C - C % self.BLOCK
+        if n == C:
+            return super().total(e, ax)
+        xm = np.moveaxis(x, ax, -1)
+        with np.errstate(all="ignore"):
+            head_max = np.max(xm[..., :n], axis=-1) if n else np.full(xm.shape[:-1], -np.inf)
+            m = np.max(xm, axis=-1)
+            # The vector loop: every head term relative to the head's max (rescaled block by block).
+            safe = np.where(np.isfinite(head_max), head_max, 0.0)
+            S = np.sum(np.exp(xm[..., :n] - safe[..., None]), axis=-1) if n else np.zeros(xm.shape[:-1])
+            # The scalar tail: the running max rises, S is not rescaled; each term relative to the
+            # running max at its turn.
+            r = head_max
+            for j in range(n, C):
+                r = np.maximum(r, xm[..., j])
+                rs = np.where(np.isfinite(r), r, 0.0)
+                S = S + np.exp(xm[..., j] - rs)
+            bug = np.expand_dims(S, ax)
+        in_head = np.expand_dims(head_max >= m, ax)
+        return np.where(in_head, super().total(e, ax), bug)
+
+
+class BatchOrderOnly(Careful):
+    """Not a bug: with 2 or more rows a float32 input's row sums are computed in float32 (numpy's
+    pairwise sum) instead of float64. Within the standard budget everywhere, so batch_invariance
+    passes under `standard` (the bits differ between a row alone and in a batch: reported) and
+    fails under a policy with [invariance] rule = "bitwise". Not in MUTANTS."""
+
+    name = "batch_order_only"
+
+    def total(self, e: np.ndarray, ax: int) -> np.ndarray:
+        if rows_of(e, ax) >= 2 and getattr(self, "_dtype", None) == "float32":
+            return np.sum(e.astype(np.float32), axis=ax, keepdims=True, dtype=np.float32).astype(np.float64)
+        return super().total(e, ax)
+
+
 MUTANTS = [IgnoresCotangent, RoundsLseThenSubtracts, NoMaxShift, LogOfSoftmax, RecursiveLowPrecisionSum,
            LabelOffByOne, SoftmaxVjpWithoutCentering, CeGradAssumesNormalisedLabels, Float64InFloat32,
            FlushesSubnormals, WrongClassAxis, GlobalMax, HalfResultForFloat32, IgnoreIndexSilent, NanNotPropagated,
@@ -747,4 +925,5 @@ MUTANTS = [IgnoresCotangent, RoundsLseThenSubtracts, NoMaxShift, LogOfSoftmax, R
            SmoothingLabelsGradUnscaled, IgnoreIndexNotMasked, WeightsDroppedInBackward, MeanCountsIgnoredRows,
            MeanGradWithoutDivisor, MaskIgnored, MaskedCotangentsFlow, ZeroWeightGradientDropped, WeightedSignDropped,
            WeightedShiftOverAll, WeightsFoldedAsLog, ScaleShiftByScaledMax, ScaleGradDropped, HvpWithoutCrossTerm,
-           MixedLabelsDerivativeDropped, HvpAssumesNormalisedLabels, ScaledRoundsLse]
+           MixedLabelsDerivativeDropped, HvpAssumesNormalisedLabels, ScaledRoundsLse,
+           BatchDependentSum, NonDeterministic, JitDiffers, TailMaxNotRescaled]
