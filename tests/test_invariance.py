@@ -279,8 +279,9 @@ def test_batch_dense_labels(library):
 
 def test_checked_rows_and_batch_sizes():
     assert INV.BATCH_SIZES == (1, 2, 7, 64, 1024)
-    assert INV.checked_rows(4) == [0, 1, 2, 3]
-    assert INV.checked_rows(10) == [0, 3, 6, 9]
+    assert INV.checked_rows(4) == [0, 3]
+    assert INV.checked_rows(10) == [0, 9]
+    assert INV.checked_rows(2) == [0, 1]
     assert INV.checked_rows(1) == [0]
 
 
@@ -334,26 +335,26 @@ def test_batch_dependent_sum_fails_batch_invariance_only(batch_records):
         assert rec["status"] == "fail", op
         info = rec["invariance"]
         assert info["rule"] == "budget" and info["base"] == "row 0 alone"
-        # 4 rows x (alone; in 2 at 2 places x 2 fillers; in 7, 64 and 1024 at 3 places x 2 fillers)
-        assert info["variants"] == 92
+        # rows 0 and 3 x (alone; in 2 at 2 places x 2 fillers; in 7, 64 and 1024 at 3 places x 2 fillers)
+        assert info["variants"] == 46
         res = _results(rec)
         narrow = [v for v in res if re.fullmatch(r"row \d in (7|64|1024) at \d+, (random|padding)", v)]
-        assert len(narrow) == 72
-        assert info["differing"] == 72  # exactly the batches of 7 rows and more
+        assert len(narrow) == 36
+        assert info["differing"] == 36  # exactly the batches of 7 rows and more
         for v, r in res.items():
             if v in narrow:
                 assert r["status"] == "fail" and r["n_diff"] > 0 and r["ulp_between"] > 100, (op, v, r)
             else:  # alone, and in batches of 2: the careful path
                 assert r["status"] == "pass" and r["n_diff"] == 0, (op, v, r)
         assert re.fullmatch(r"row \d in (7|64|1024) at \d+, (random|padding)", info["worst"])
-        assert info["max_ulp_between"] > 1000  # float16 sums: ~2^-11 relative, >1000 float32 ULPs
+        assert info["max_ulp_between"] > 100  # float16 sums: ~2^-11 relative, hundreds of float32 ULPs
         assert rec["pair"]["variants"] == [info["worst"].split(" in ")[0] + " alone", info["worst"]]
         assert "variant_array(" in rec["repro"]  # a batch of 7 x 37 > 256 elements: rebuilt, not written out
     soft = recs[("softmax", "batch_invariance", "eager")]["invariance"]
-    assert soft["bitwise_differences"] == 72 * 37  # every element of every narrow variant
-    assert soft["worst"] == "row 2 in 7 at 0, random" and soft["max_ulp_between"] == 20069.0
+    assert soft["bitwise_differences"] == 36 * 37  # every element of every narrow variant
+    assert soft["worst"] == "row 3 in 7 at 0, random" and soft["max_ulp_between"] == 3105.0
     lse = recs[("logsumexp", "batch_invariance", "eager")]["invariance"]
-    assert lse["bitwise_differences"] == 72  # one value per row
+    assert lse["bitwise_differences"] == 36  # one value per row
 
 
 def test_nondeterministic_fails_determinism_only():
@@ -462,15 +463,15 @@ def test_batch_order_only_passes_standard_and_fails_bitwise(tmp_path):
     rec = std[("softmax", "batch_invariance", "eager")]
     info = rec["invariance"]
     assert rec["status"] == "pass", rec["message"]
-    assert info["rule"] == "budget" and info["differing"] == 88 and info["bitwise_differences"] == 1782
-    assert info["max_ulp_between"] == 2.0
+    assert info["rule"] == "budget" and info["differing"] == 44 and info["bitwise_differences"] == 638
+    assert info["max_ulp_between"] == 1.0
     assert all(r["status"] == "pass" for r in info["results"])
-    # the rows alone (4 variants) are the careful path: the 88 in batches differ
-    assert {r["variant"] for r in info["results"] if r["n_diff"] == 0} == {f"row {r} alone" for r in range(4)}
-    assert "88 differ from their base bit for bit" in rec["message"]
+    # the rows alone (2 variants) are the careful path: the 44 in batches differ
+    assert {r["variant"] for r in info["results"] if r["n_diff"] == 0} == {"row 0 alone", "row 3 alone"}
+    assert "44 differ from their base bit for bit" in rec["message"]
     rec = bit[("softmax", "batch_invariance", "eager")]
     assert rec["status"] == "fail"
-    assert rec["invariance"]["rule"] == "bitwise" and rec["invariance"]["differing"] == 88
+    assert rec["invariance"]["rule"] == "bitwise" and rec["invariance"]["differing"] == 44
     assert all(r["status"] == "pass" for r in rec["invariance"]["results"])  # every variant within budget
     assert rec["tolerance"]["policy"] == "standard_bitwise"
 
