@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections import Counter
 from html.parser import HTMLParser
@@ -127,7 +128,7 @@ class Cells(HTMLParser):
         a = dict(attrs)
         if a.get("id"):
             self.ids.add(a["id"])
-        if tag == "td" and "data-pass" in a:
+        if tag == "td" and "data-filter" in a:  # the summary matrix's (the Invariance one's have data-key)
             cell = {k[5:]: (v if k == "data-filter" else int(v)) for k, v in a.items() if k.startswith("data-")}
             cell["cls"] = a.get("class", "").split()[-1]
             self.cells.append(cell)
@@ -451,3 +452,364 @@ def test_histograms_keep_a_readable_axis_with_an_overflow_bin():
     (u,) = svg.histograms({"bf16": {"jax": [0.0, 0.3, 0.99, 1.0, 1.5, 7.0]}}, ["bf16"], ["jax"], {}, bin_width=0.05,
                           lo=0.0, hi=1.0, log=False, over_label="> 1 fails")
     assert "6 results, 2 &gt; 1 fails" in u
+
+
+# ---------------------------------------------------------------------------------------------
+# The invariance checks (harness/invariance.py): their own matrix, the cells' lists, the details
+
+def batch_variants(n_rows=3):
+    """The 69 variants of a 3-row case's batch_invariance check, labelled as the harness does."""
+    out = []
+    for r in range(n_rows):
+        out.append((f"row {r} alone", None))
+        for size in (2, 7, 64, 1024):
+            for at in sorted({0, size // 2, size - 1}):
+                for filler in ("random", "padding"):
+                    out.append((f"row {r} in {size} at {at}, {filler}", f"row {r} alone"))
+    return out
+
+
+DETERMINISM = [("call 1", None)] + [(f"call {k}", "call 1") for k in range(2, 6)] + \
+    [("1 thread", "call 1"), ("2 threads", "call 1")]
+EAGER_VS_JIT = [("eager", None), ("jit", "eager")]
+PERMUTATION = [("identity", None), ("classes reversed", "identity"), ("classes shuffled", "identity")]
+INV_VARIANTS = {"batch_invariance": batch_variants, "determinism": lambda: DETERMINISM,
+                "eager_vs_jit": lambda: EAGER_VS_JIT, "permutation": lambda: PERMUTATION}
+
+
+def inv_rec(check, case_id="inv/rows", op="softmax", *, rule="budget", diff=None, fail=(), error=(), max_ulp=0.5,
+            **kw):
+    """An invariance result as harness/invariance.py writes it: `diff` {variant: (elements, ULPs
+    from its base)}, `fail` the variants over their budget (2 ULPs), `error` those that raised;
+    the summary, the status (the rule's) and the usual fields (the worst variant's) follow."""
+    results = []
+    for label, base in INV_VARIANTS[check]():
+        nd, ub = (diff or {}).get(label, (0, 0.0))
+        st = "error" if label in error else "fail" if label in fail else "pass"
+        u = None if st == "error" else 5 * max_ulp if st == "fail" else max_ulp
+        results.append({"variant": label, "base": base, "status": st, "special": "raised" if st == "error" else "match",
+                        "max_ulp": u, "excess": None if u is None else u / 2.0, "n_diff": nd,
+                        "ulp_between": "inf" if ub == math.inf else ub})
+    differing = [v for v in results if v["n_diff"]]
+    between = max((math.inf if v["ulp_between"] == "inf" else v["ulp_between"] for v in results), default=0.0)
+    info = {"rule": rule, "base": results[0]["variant"], "variants": len(results), "differing": len(differing),
+            "bitwise_differences": sum(v["n_diff"] for v in results),
+            "max_ulp_between": "inf" if between == math.inf else between,
+            "worst": max(differing, key=lambda v: (math.inf if v["ulp_between"] == "inf" else v["ulp_between"],
+                                                   v["n_diff"]))["variant"] if differing else None,
+            "results": results}
+    if any(v["status"] == "error" for v in results) and not any(v["status"] == "fail" for v in results):
+        status = "error"
+    elif any(v["status"] != "pass" for v in results) or (rule == "bitwise" and differing):
+        status = "fail"
+    else:
+        status = "pass"
+    worst = max(results, key=lambda v: (v["status"] != "pass", v["excess"] or 0.0, v["n_diff"]))
+    kw.setdefault("mode", "jit" if check == "eager_vs_jit" else "eager")
+    r = rec(case_id, op, check, status=status, special=worst["special"], max_ulp=worst["max_ulp"],
+            message=f"{len(results)} variants; {len(differing)} differ", invariance=info,
+            test_id=None, **kw)
+    r.pop("test_id")
+    return r
+
+
+#: The repro pair of the torch batch_invariance result: row 1 alone and in a batch of 1024, four
+#: classes, float32: elements 0 and 3 differ, by 2 and 4 ULPs (the spacing is 2**-24 in [0.5, 1)
+#: and 2**-26 in [0.125, 0.25)).
+PAIR = {"variants": ["row 1 alone", "row 1 in 1024 at 0, random"], "rows": [1],
+        "outputs": [{"out": [[0.5, 0.25, 0.125, 0.125]]}, {"out": [[0.5 + 2 ** -23, 0.25, 0.125, 0.125 + 2 ** -24]]}]}
+TF_KNOWN = {"id": "tf-xla-bf16-jit", "description": "XLA computes bfloat16 softmax in float32", "link": "",
+            "source": "known"}
+
+
+def invariance_records():
+    """Eleven invariance results (standard policy: torch and jax; strict: tensorflow) and a forward
+    result beside each (framework, dtype, mode)."""
+    b1024 = {f"row {r} in 1024 at {at}, {f}": (37, u) for r, u in ((1, 4.0), (2, 3.0)) for at in (0, 512, 1023)
+             for f in ("random", "padding")}
+    inv = [
+        inv_rec("batch_invariance", diff=b1024, framework="torch", pair=PAIR),
+        inv_rec("batch_invariance", op="log_softmax", framework="torch"),
+        inv_rec("batch_invariance", framework="torch", mode="jit"),
+        inv_rec("determinism", framework="torch", fail=[v for v, _ in DETERMINISM]),
+        inv_rec("eager_vs_jit", framework="torch", diff={"jit": (34, 1.0)}),
+        rec("inv/rows", "softmax", "determinism", framework="jax", status="skip",
+            message="no variant could run: 1 thread: the worker did not start"),
+        inv_rec("permutation", op="log_softmax", framework="jax", mode="jit", diff={"classes shuffled": (1, math.inf)},
+                error=["classes shuffled"]),
+        inv_rec("permutation", framework="jax", dtype="bfloat16"),
+        inv_rec("permutation", framework="tensorflow", rule="bitwise", diff={"classes shuffled": (66, 4.0)}),
+        inv_rec("eager_vs_jit", framework="tensorflow", dtype="bfloat16", rule="bitwise", diff={"jit": (85, 7.0)},
+                fail=["jit"], known=TF_KNOWN),
+        inv_rec("batch_invariance", framework="tensorflow", rule="bitwise",
+                fail=[v for v, _ in batch_variants() if v.startswith("row 1 ")]),
+    ]
+    inv[3]["invariance"]["threads"] = {"1 thread": {"torch.get_num_threads": 1},
+                                       "2 threads": {"torch.get_num_threads": 2}}
+    places = {(r["framework"], r["dtype"], r["mode"]) for r in inv}
+    return inv + [rec("inv/rows", "softmax", framework=f, dtype=d, mode=m) for f, d, m in sorted(places)]
+
+
+class InvCells(HTMLParser):
+    """The Invariance matrix: each cell's data-* attributes, class and texts (cnt, inv)."""
+
+    def __init__(self):
+        super().__init__()
+        self.cells, self.heads, self.totals = {}, [], []
+        self._cell = self._span = None
+        self._in_matrix = self._th = False
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "table" and a.get("id") == "inv-matrix":
+            self._in_matrix = True
+        if not self._in_matrix:
+            return
+        if tag == "td" and ("data-key" in a or "tot" in a.get("class", "")):
+            self._cell = {"cls": a["class"].split()[1], "cnt": "", "inv": "", "tags": ""}
+            self._cell.update({k[5:]: v for k, v in a.items() if k.startswith("data-")})
+            if "data-key" in a:
+                self.cells[tuple(json.loads(a["data-key"]))] = self._cell
+            else:
+                self.totals.append(self._cell)
+        if tag == "span" and self._cell is not None:
+            self._span = a.get("class")
+        if tag == "i" and self._cell is not None and self._span == "tags":
+            self._cell["tags"] += " "
+        self._th = tag == "th" and "chk" in a.get("class", "") or tag == "th" and "op" in a.get("class", "")
+
+    def handle_endtag(self, tag):
+        if tag == "td":
+            self._cell = None
+        if tag == "span":
+            self._span = None
+        if tag == "table":
+            self._in_matrix = False
+
+    def handle_data(self, data):
+        if self._cell is not None and self._span in ("cnt", "inv", "tags"):
+            self._cell[self._span] += data
+        elif self._th and self._in_matrix and data.strip():
+            self.heads.append(data.strip())
+            self._th = False
+
+
+def inv_page(html):
+    p = InvCells()
+    p.feed(html)
+    for c in list(p.cells.values()) + p.totals:
+        c["cnt"], c["tags"], c["inv"] = (" ".join(c[k].split()) for k in ("cnt", "tags", "inv"))
+    return p
+
+
+def embedded(html, name):
+    return json.loads(re.search(rf'<script type="application/json" id="{name}">(.*?)</script>', html, re.DOTALL).group(1))
+
+
+def test_invariance_matrix_cells_say_bitwise_equal_or_how_many_differ(tmp_path):
+    records = invariance_records()
+    inv = [r for r in records if r["check"] != "forward"]
+    out = tmp_path / "inv.html"
+    s = render([write(tmp_path / "r.jsonl", records)], str(out))
+    assert s["invariance"] == len(inv) == 11 and s["invariance_omitted"] == 0
+    html = out.read_text(encoding="utf-8")
+    page = inv_page(html)
+    # Columns: the checks in the registry's order, each in the modes it ran (eager_vs_jit: jit).
+    assert page.heads == ["batch_invariance", "determinism", "eager_vs_jit", "permutation",
+                          "eager", "jit", "eager", "jit", "eager", "jit"]
+    got = {k: (c["cnt"], c["tags"], c["inv"], c["cls"]) for k, c in page.cells.items()}
+    f32, bf16 = ("cpu", "float32"), ("cpu", "bfloat16")
+    assert got == {
+        ("jax", *bf16, "permutation", "eager"): ("1/1", "", "bitwise equal", "green"),
+        ("jax", *f32, "determinism", "eager"): ("skip 1", "", "", "grey"),
+        ("jax", *f32, "permutation", "jit"): ("0/1", "1 err", "1 differ, max ∞ ULPs", "red"),
+        ("tensorflow", *bf16, "eager_vs_jit", "jit"): ("0/1", "1 known", "1 differ, max 7 ULPs", "amber"),
+        ("tensorflow", *f32, "batch_invariance", "eager"): ("0/1", "1 fail", "bitwise equal", "red"),
+        ("tensorflow", *f32, "permutation", "eager"): ("0/1", "1 fail", "1 differ, max 4 ULPs", "red"),
+        ("torch", *f32, "batch_invariance", "eager"): ("2/2", "", "1 differ, max 4 ULPs", "differ"),
+        ("torch", *f32, "batch_invariance", "jit"): ("1/1", "", "bitwise equal", "green"),
+        ("torch", *f32, "determinism", "eager"): ("0/1", "1 fail", "bitwise equal", "red"),
+        ("torch", *f32, "eager_vs_jit", "jit"): ("1/1", "", "1 differ, max 1 ULP", "differ"),
+    }
+    # Rows (framework, device, dtype) in order; the totals column sums each row.
+    assert [(t["cnt"], t["tags"], t["inv"]) for t in page.totals] == [
+        ("1/1", "", "bitwise equal"), ("0/1", "1 err 1 skip", "1 differ, max ∞ ULPs"),
+        ("0/1", "1 known", "1 differ, max 7 ULPs"), ("0/2", "2 fail", "1 differ, max 4 ULPs"),
+        ("4/5", "1 fail", "2 differ, max 4 ULPs")]
+    # Every result is counted once: the summary matrix holds the value checks, this one the rest.
+    summary_cells = parse(html).cells
+    assert all(json.loads(c["filter"])["check"] == "forward" for c in summary_cells)
+    exp = expected_counts(records)
+    for k in ("pass", "fail", "error", "known", "skip"):
+        assert sum(c[k] for c in summary_cells) + sum(int(c[k]) for c in page.cells.values()) == exp[k], k
+    assert sum(int(c["differ"]) for c in page.cells.values()) == sum(
+        1 for r in inv if r.get("invariance", {}).get("differing")) == 5
+    assert sum(int(c["disc"]) for c in page.cells.values()) == s["discrepancies"] == 5
+    # The section is linked from the top bar and from the summary, after which it comes.
+    assert '<a href="#invariance">Invariance</a>' in html
+    assert "The 11 results of the invariance checks (batch_invariance, determinism, eager_vs_jit, permutation)" in html
+    assert html.index('id="summary"') < html.index('id="invariance"') < html.index('id="utilisation"')
+    assert "Rule <b>bitwise</b>" in html and "Rule <b>budget</b>" in html
+    assert len(re.findall(r"<script\b", html)) == 4  # the page's two, the section's data and script
+
+
+def test_invariance_lists_what_differs_or_fails(tmp_path):
+    records = invariance_records()
+    out = tmp_path / "inv.html"
+    render([write(tmp_path / "r.jsonl", records)], str(out))
+    html = out.read_text(encoding="utf-8")
+    data = embedded(html, "inv-data")
+    cols = data["cols"]
+    ids = [e["id"] for e in data["entries"]]
+    # The results that differ or do not pass, new failures first, then errors, known, passing.
+    assert ids == ["tensorflow-cpu-float32-eager-softmax-permutation-inv/rows",
+                   "tensorflow-cpu-float32-eager-softmax-batch_invariance-inv/rows",
+                   "torch-cpu-float32-eager-softmax-determinism-inv/rows",
+                   "jax-cpu-float32-jit-log_softmax-permutation-inv/rows",
+                   "tensorflow-cpu-bfloat16-jit-softmax-eager_vs_jit-inv/rows",
+                   "torch-cpu-float32-eager-softmax-batch_invariance-inv/rows",
+                   "torch-cpu-float32-jit-softmax-eager_vs_jit-inv/rows"]
+    by = dict(zip(ids, data["entries"]))
+    b = by["torch-cpu-float32-eager-softmax-batch_invariance-inv/rows"]
+    assert b["inv"] == {"rule": "budget", "base": "row 0 alone", "variants": 69, "differing": 12,
+                        "bitwise_differences": 444, "max_ulp_between": 4.0, "worst": "row 1 in 1024 at 0, random"}
+    rows = [dict(zip(cols, r)) for r in b["rows"]]
+    assert len(rows) == 12 and "more" not in b  # the twelve that differ, not all 69
+    assert [r["variant"] for r in rows[:6]] == [f"row 1 in 1024 at {at}, {f}" for at in (0, 512, 1023)
+                                                for f in ("random", "padding")]
+    assert {(r["n_diff"], r["ulp_between"], r["status"], r["equal"]) for r in rows[6:]} == {(37, 3.0, "pass", 0)}
+    assert b["pair"] == {"variants": PAIR["variants"], "rows": [1], "n": 2,
+                         "diff": [["out", [1, 0], 0.5, 0.5 + 2 ** -23, 2.0], ["out", [1, 3], 0.125, 0.125 + 2 ** -24, 4.0]]}
+    # All equal and all failing alike: one row for the base, standing for its equal variants.
+    d = by["torch-cpu-float32-eager-softmax-determinism-inv/rows"]
+    assert [(r[0], r[2], r[-1]) for r in d["rows"]] == [("call 1", "fail", 6)]
+    assert d["threads"] == {"1 thread": {"torch.get_num_threads": 1}, "2 threads": {"torch.get_num_threads": 2}}
+    t = by["tensorflow-cpu-float32-eager-softmax-batch_invariance-inv/rows"]
+    assert [(r[0], r[2], r[-1]) for r in t["rows"]] == [("row 1 alone", "fail", 22)]
+    assert by["jax-cpu-float32-jit-log_softmax-permutation-inv/rows"]["inv"]["max_ulp_between"] == "inf"
+    assert by["tensorflow-cpu-bfloat16-jit-softmax-eager_vs_jit-inv/rows"]["known"] == "tf-xla-bf16-jit"
+    # Each invariance row of the discrepancy table points at its entry.
+    disc = embedded(html, "disc-data")
+    dc = disc["cols"]
+    inv_rows = {str(i): "-".join(str(r[dc.index(k)]) for k in ("framework", "device", "dtype", "mode", "op", "check",
+                                                               "case_id"))
+                for i, r in enumerate(disc["rows"]) if r[dc.index("check")] != "forward"}
+    assert {i: ids[j] for i, j in data["disc"].items()} == inv_rows and len(inv_rows) == 5
+
+
+def test_invariance_section_absent_without_invariance_results(tmp_path):
+    out = tmp_path / "plain.html"
+    s = render([write(tmp_path / "r.jsonl", mixed_records())], str(out))
+    html = out.read_text(encoding="utf-8")
+    assert s["invariance"] == 0
+    for absent in ('id="invariance"', 'href="#invariance"', 'id="inv-data"', 'id="inv-matrix"',
+                   "summary-invariance-note", "td.cell.differ"):
+        assert absent not in html, absent
+    assert len(re.findall(r"<script\b", html)) == 2
+
+
+def test_invariance_results_stay_out_of_the_value_check_views(tmp_path):
+    """The cross-framework view compares outputs: an invariance record holds one variant's (a batch
+    variant's with NaN in the rows it did not answer), so it stays out; so does the utilisation
+    table (the variants use the forward budget). A result failing only the bitwise rule is its own
+    finding, not "over budget"."""
+    from harness.report.tables import findings, utilisation, utilisation_text
+
+    ref = {"out": {"hi": [[0.5, 0.5], [0.25, 0.75]], "lo": [[0, 0], [0, 0]], "rounded": [[0.5, 0.5], [0.25, 0.75]]}}
+    a = inv_rec("batch_invariance", framework="torch", output={"out": [[0.5, 0.5], ["nan", "nan"]]}, reference=ref)
+    b = inv_rec("batch_invariance", framework="jax", output={"out": [["nan", "nan"], [0.25, 0.75]]}, reference=ref)
+    assert cross_framework([a, b]) == []
+    assert len(cross_framework([dict(a, check="forward"), dict(b, check="forward")])) == 1
+    recs = invariance_records()
+    assert {c for _, c in utilisation(recs)["cols"]} == {"forward"}
+    assert "batch_invariance" not in utilisation_text(recs) and "forward" in utilisation_text(recs)
+    keys = {f["key"] for f in findings(recs)}
+    assert "fail/not_invariant/softmax/inv/rows" in keys  # tensorflow's permutation, strict
+    assert "fail/over budget/softmax/inv/rows" in keys  # the ones over their budget
+    # The runner now classes such a result `not_invariant` itself: the same finding either way.
+    (tf_perm,) = [r for r in recs if (r["framework"], r["check"]) == ("tensorflow", "permutation")]
+    again = findings([dict(tf_perm, special="not_invariant")])
+    assert [f["key"] for f in again] == ["fail/not_invariant/softmax/inv/rows"]
+
+
+def test_batch_invariance_output_rows_not_answered_are_blank(tmp_path):
+    from harness.report.tables import detail
+
+    ref = {"out": {"hi": [[0.5, 0.5], [0.25, 0.75], [0.5, 0.5]], "lo": [[0, 0]] * 3, "rounded": [[0.5, 0.5], [0.25, 0.75], [0.5, 0.5]]}}
+    r = inv_rec("batch_invariance", fail=["row 1 alone"], output={"out": [["nan", "nan"], [0.25, 0.75], ["nan", "nan"]]},
+                reference=ref)
+    d = detail(r)
+    assert d["compare"]["out"]["got"] == {"s": [3, 2], "v": [None, None, 0.25, 0.75, None, None], "n": 6}
+    assert d["meta"]["output_rows"] == "the output is the worst variant's, which answers row 1 only (the others shown as –)"
+    # A forward result's NaN is the framework's answer: shown as it is.
+    f = detail(dict(r, check="forward"))
+    assert f["compare"]["out"]["got"]["v"][0] == "nan" and "output_rows" not in f["meta"]
+
+
+def test_invariance_data_fits_its_budget(tmp_path):
+    """Variant lists are shortened first, then whole entries left out (the worst kept)."""
+    from harness.report import invariance as INV
+
+    diff = {v: (3, float(k % 5 + 1)) for k, (v, _) in enumerate(batch_variants()) if "alone" not in v}
+    recs = [inv_rec("batch_invariance", case_id=f"inv/c{i:03d}", diff=diff, framework="torch") for i in range(60)]
+    full = INV.data(recs, [])
+    assert full["variant_limit"] == INV.VARIANT_LIMIT and full["omitted"] == 0 and len(full["entries"]) == 60
+    assert {e["more"]["n"] for e in full["entries"]} == {66 - INV.VARIANT_LIMIT}
+    size = len(json.dumps(full["entries"], separators=(",", ":")))
+    cut = INV.data(recs, [], budget=6 * size // 10)
+    assert cut["variant_limit"] == 6 and cut["omitted"] == 0 and {len(e["rows"]) for e in cut["entries"]} == {6}
+    tiny = INV.data(recs, [], budget=size // 30)
+    assert tiny["variant_limit"] == 2 and 0 < len(tiny["entries"]) < 60 and tiny["omitted"] == 60 - len(tiny["entries"])
+    assert len(json.dumps(tiny["entries"], separators=(",", ":"), ensure_ascii=False)) <= size // 30
+    assert [e["case"] for e in tiny["entries"]] == [f"inv/c{i:03d}" for i in range(len(tiny["entries"]))]
+
+
+def test_invariance_section_escapes_hostile_text(tmp_path):
+    r = inv_rec("permutation", case_id=XSS, framework=XSS, rule="bitwise", diff={"classes shuffled": (1, 1.0)})
+    r["invariance"]["results"][2]["variant"] = XSS
+    r["invariance"]["worst"] = XSS
+    out = tmp_path / "x.html"
+    render([write(tmp_path / "r.jsonl", [r])], str(out))
+    html = out.read_text(encoding="utf-8")
+    assert "<script>alert(1)" not in html and "alert(1)</script>" not in html
+    assert len(re.findall(r"<script\b", html)) == 4
+    (cell,) = inv_page(html).cells
+    assert cell[0] == XSS
+    entry = embedded(html, "inv-data")["entries"][0]
+    assert entry["case"] == XSS and entry["inv"]["worst"] == XSS and entry["rows"][0][0] == XSS
+
+
+def test_invariance_cell_text_signed_zeros():
+    """Variants whose bits differ 0 ULPs apart differ only in the sign of a zero: the cell says so."""
+    from harness.report.invariance import InvCell
+
+    c = InvCell()
+    c.add(inv_rec("eager_vs_jit", dtype="float64", diff={"jit": (2, 0.0)}))
+    assert (c.inv_text, c.cls) == ("1 differ, max 0 ULPs (±0)", "differ")
+    c.add(inv_rec("eager_vs_jit", case_id="inv/b", dtype="float64", diff={"jit": (1, 1.0)}))
+    assert c.inv_text == "2 differ, max 1 ULP"
+
+
+def test_invariance_damaged_fields_do_not_break_the_report(tmp_path):
+    """A hand-made or damaged file: `invariance` and `pair` of the wrong types render as far as
+    they go (the cell counts the result; the comparison it lacks is not claimed)."""
+    recs = [rec("inv/a", check="determinism", status="fail", invariance="not a dict", pair=[1, 2]),
+            rec("inv/b", check="determinism", status="fail", max_ulp=3.0,
+                invariance={"rule": "budget", "differing": "two", "max_ulp_between": "bad", "results": "x"},
+                pair={"variants": ["a", "b"], "outputs": [{"out": [1.0, [2.0]]}, {"out": [1.0]}]}),
+            rec("inv/c", check="permutation", status="fail", max_ulp=3.0,
+                invariance={"differing": 1, "max_ulp_between": None, "results": [None, {"n_diff": "3"}]},
+                pair={"variants": ["identity"], "rows": None, "outputs": [{"out": [0.5]}]})]
+    out = tmp_path / "d.html"
+    s = render([write(tmp_path / "r.jsonl", recs)], str(out))
+    assert s["invariance"] == 3 and s["fail"] == 3
+    html = out.read_text(encoding="utf-8")
+    cells = inv_page(html).cells
+    det = cells[("torch", "cpu", "float32", "determinism", "eager")]
+    assert (det["cnt"], det["tags"], det["inv"]) == ("0/2", "2 fail", "bitwise equal")  # only inv/b compares
+    perm = cells[("torch", "cpu", "float32", "permutation", "eager")]
+    assert perm["inv"] == "1 differ, max ∞ ULPs"  # a difference of unknown size is not reported as none
+    data = embedded(html, "inv-data")
+    assert len(data["entries"]) == 3 and not any(e.get("pair", {}).get("diff") for e in data["entries"])
+    (c,) = [e for e in data["entries"] if e["case"] == "inv/c"]
+    assert [r[0] for r in c["rows"]] == [None] and c["rows"][0][6] == 3

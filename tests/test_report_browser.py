@@ -221,3 +221,144 @@ def test_summary_numbers_filters_details_and_load_time(report, browser):
     page.screenshot(path=str(SCREENSHOT), full_page=True)
     assert SCREENSHOT.stat().st_size > 10_000
     page.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# The Invariance section (harness/report/invariance.py)
+
+@pytest.fixture(scope="module")
+def inv_report(tmp_path_factory):
+    from tests.test_report import invariance_records, write
+
+    d = tmp_path_factory.mktemp("invariance")
+    recs = invariance_records()
+    # tensorflow's strict batch_invariance result with its (small) output: the worst variant, row 1
+    # alone, answers row 1; rows 0 and 2 hold NaN in the record and read "–" in the details.
+    tf_batch = next(r for r in recs if (r["framework"], r["check"]) == ("tensorflow", "batch_invariance"))
+    tf_batch["output"] = {"out": [["nan", "nan"], [0.25, 0.75], ["nan", "nan"]]}
+    tf_batch["reference"] = {"out": {"hi": [[0.5, 0.5], [0.25, 0.7500001], [0.5, 0.5]], "lo": [[0, 0]] * 3,
+                                     "rounded": [[0.5, 0.5], [0.25, 0.7500001], [0.5, 0.5]]}}
+    recs.append(rec("inv/other", "softmax", "torch", status="fail", max_ulp=9.0, message="Bad results (1 of 4)"))
+    out = d / "inv.html"
+    summary = render([write(d / "r.jsonl", recs)], str(out))
+    return out, recs, summary
+
+
+def test_invariance_matrix_lists_variants_filters_and_details(inv_report, browser):
+    out, recs, summary = inv_report
+    page, _, dialogs, errors = open_page(browser, out)
+    assert page.get_attribute("html", "data-inv-ready") == "1"
+    assert page.is_visible("#invariance") and page.is_hidden("#inv-panel")
+    cells = page.locator("#inv-matrix td.cell[data-key]")
+    keys = cells.evaluate_all("tds => tds.map(td => JSON.parse(td.dataset.key))")
+    assert len(keys) == len({(r["framework"], r["dtype"], r["check"], r["mode"]) for r in recs
+                             if r["check"] != "forward"}) == 10
+
+    def cell(*key):
+        return cells.nth(keys.index(list(key)))
+
+    # A cell says how its results did and whether every variant equals its base.
+    batch = cell("torch", "cpu", "float32", "batch_invariance", "eager")
+    assert batch.inner_text().split() == ["2/2", "1", "differ,", "max", "4", "ULPs"]
+    assert cell("torch", "cpu", "float32", "determinism", "eager").inner_text().split() == \
+        ["0/1", "1", "fail", "bitwise", "equal"]
+
+    # Clicking it lists its result that differs, with the variants that do (not all 69).
+    batch.click()
+    assert page.is_visible("#inv-panel")
+    assert page.inner_text("#inv-panel-title") == "torch · cpu · float32 · batch_invariance (eager)"
+    assert page.inner_text("#inv-panel-count") == \
+        "2 results; 1 differs or fails (listed); 1 bitwise equal and passing (not listed)"
+    assert page.is_hidden("#inv-filter")  # nothing of it is in the discrepancy table
+    entries = page.locator("#inv-panel-list .inv-entry")
+    assert entries.count() == 1
+    e = entries.first
+    assert e.get_attribute("data-id") == "torch-cpu-float32-eager-softmax-batch_invariance-inv/rows"
+    summary_rows = e.locator("table.inv-summary tr").evaluate_all(
+        "trs => trs.map(tr => [tr.children[0].textContent, tr.children[1].textContent])")
+    assert dict(summary_rows) == {"rule": "budget", "base": "row 0 alone", "variants": "69", "differing": "12",
+                                  "bitwise differences": "444", "max ULP between": "4",
+                                  "worst": "row 1 in 1024 at 0, random"}
+    vrows = e.locator("table.inv-variants tr")
+    assert vrows.count() == 1 + 12
+    assert vrows.nth(1).locator("td").evaluate_all("tds => tds.map(td => td.textContent)") == \
+        ["row 1 in 1024 at 0, random", "row 1 alone", "pass", "match", "0.5", "0.25", "37", "4"]
+    prow = e.locator("table.inv-pair tr")
+    assert prow.count() == 3
+    assert prow.nth(2).locator("td").evaluate_all("tds => tds.map(td => td.textContent)") == \
+        ["out", "[1, 3]", "0.125", "0.12500005960464478", "4"]
+    assert page.locator("#inv-matrix td.cell.sel").count() == 1
+
+    # A cell with a failure: its variants folded into one row, and a button to the table.
+    det = cell("torch", "cpu", "float32", "determinism", "eager")
+    det.click()
+    assert "row 1 in 1024" not in page.inner_text("#inv-panel-list")
+    assert page.locator("#inv-panel-list table.inv-variants tr").nth(1).locator("td").first.inner_text() == \
+        "call 1 and 6 equal variants"
+    assert page.inner_text("#inv-filter") == "Show the 1 discrepancy in the table"
+    page.click("#inv-filter")
+    assert (page.input_value("#f-framework"), page.input_value("#f-dtype"), page.input_value("#f-check"),
+            page.input_value("#f-mode"), page.input_value("#f-op")) == ("torch", "float32", "determinism", "eager", "")
+    rows = page.locator("#disc-body tr.main")
+    assert rows.count() == 1
+    # Its expanded row has the invariance panel: summary, the variants, the thread settings.
+    rows.first.locator("summary").click()
+    page.wait_for_selector("#disc-body tr.detail")  # the row opens on the toggle event, a task later
+    inv = page.locator("#disc-body tr.detail .inv-detail")
+    assert inv.count() == 1
+    text = inv.inner_text()
+    assert "max ULP between" in text and "call 1 and 6 equal variants" in text and "torch.get_num_threads" in text
+    # right after the message
+    assert page.locator("#disc-body tr.detail .dgrid > .panel").nth(1).evaluate("p => p.classList.contains('inv-detail')")
+
+    # The batch_invariance output: rows the worst variant did not answer read "–", with no verdict.
+    page.click("#f-reset")
+    cell("tensorflow", "cpu", "float32", "batch_invariance", "eager").click()
+    page.click("#inv-filter")
+    assert rows.count() == 1
+    rows.first.locator("summary").click()
+    page.wait_for_selector("#disc-body tr.detail")
+    detail = page.locator("#disc-body tr.detail")
+    assert detail.locator(".inv-detail").count() == 1
+    got = detail.locator("table.arr").filter(has_text="exact rounded").locator("tr").evaluate_all(
+        "trs => trs.slice(1).map(tr => [tr.children[0].textContent, tr.children[1].textContent, tr.children[5].textContent])")
+    assert got == [["[0, 0]", "–", ""], ["[0, 1]", "–", ""], ["[1, 0]", "0.25", "= rounded"], ["[1, 1]", "0.75", "≠"],
+                   ["[2, 0]", "–", ""], ["[2, 1]", "–", ""]]
+    # A value-check row of the table gets no invariance panel.
+    page.click("#f-reset")
+    page.select_option("#f-check", "forward")
+    assert rows.count() == 1
+    rows.first.locator("summary").click()
+    page.wait_for_selector("#disc-body tr.detail")
+    assert "Bad results (1 of 4)" in page.locator("#disc-body tr.detail").inner_text()
+    assert page.locator("#disc-body tr.detail .inv-detail").count() == 0
+    assert dialogs == [] and errors == []
+    page.close()
+
+
+def test_invariance_lists_left_out_are_said_so(inv_report, browser, tmp_path):
+    """Past its budget the section's lists give way (the matrix stays): the cell and the expanded
+    row say the list was left out."""
+    from harness.report import invariance as INV
+    from tests.test_report import invariance_records, write
+
+    keep = INV.INV_BUDGET
+    INV.INV_BUDGET = 10  # not one entry fits
+    try:
+        out = tmp_path / "small.html"
+        s = render([write(tmp_path / "r.jsonl", invariance_records())], str(out))
+    finally:
+        INV.INV_BUDGET = keep
+    assert s["invariance_omitted"] == 7
+    page, _, dialogs, errors = open_page(browser, out)
+    cells = page.locator("#inv-matrix td.cell[data-key]")
+    keys = cells.evaluate_all("tds => tds.map(td => JSON.parse(td.dataset.key))")
+    cells.nth(keys.index(["torch", "cpu", "float32", "determinism", "eager"])).click()
+    assert "the lists of 7 results of the report were left out" in page.inner_text("#inv-panel-count")
+    assert page.locator("#inv-panel-list .inv-entry").count() == 0
+    page.click("#inv-filter")
+    page.locator("#disc-body tr.main summary").first.click()
+    page.wait_for_selector("#disc-body tr.detail")
+    assert "left out to keep the page small" in page.locator("#disc-body tr.detail .inv-detail").inner_text()
+    assert dialogs == [] and errors == []
+    page.close()

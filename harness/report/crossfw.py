@@ -1,6 +1,7 @@
 """Cross-framework disagreement: how far apart the frameworks are from each other.
 
-Results are grouped by (case_id, op, check, cotangent, dtype, device, mode); inside a group each
+Results of the value checks (not the invariance checks, whose records hold one variant's outputs)
+are grouped by (case_id, op, check, cotangent, dtype, device, mode); inside a group each
 implementation (`framework`, or `framework:variant` for an API variant other than "default")
 is one column. For every pair of implementations the largest disagreement is measured in ULPs
 of the dtype at the exact value (`harness.dtypes.ulp` of the reference hi/lo):
@@ -23,6 +24,7 @@ import numpy as np
 
 from .. import dtypes as D
 from ..cause import PEER_FIELDS, impl_label  # noqa: F401 - impl_label: the report's label too
+from ..vocab import INVARIANCE_CHECKS
 from .numbers import measure, nums
 
 #: The same input run by several implementations: harness/cause.py's peers, one definition.
@@ -117,8 +119,8 @@ def cross_framework(results: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """
     groups: dict[tuple, dict[str, dict[str, Any]]] = {}
     for rec in results:
-        if rec.get("status") == "skip":
-            continue
+        if rec.get("status") == "skip" or rec.get("check") in INVARIANCE_CHECKS:
+            continue  # an invariance result's outputs are one of its variants' (NaN where it answers no row)
         k = tuple(rec.get(f) for f in GROUP_FIELDS)
         groups.setdefault(k, {})[impl_label(rec)] = rec  # the last record of an implementation wins
     out = []

@@ -1,8 +1,8 @@
 """Rendering merged results into one self-contained HTML page (CSS, JS, data and SVG inline).
 
 The page is a function of the records alone. Aggregates (summary matrix, cross-framework view,
-semantics, timing, known discrepancies) are rendered in Python through jinja2 templates with
-autoescaping; the discrepancy table, which can hold thousands of rows, is embedded as compact
+semantics, timing, known discrepancies; the invariance checks' matrix, invariance.py, spliced in
+where there are such results) are rendered in Python through jinja2 templates with autoescaping; the discrepancy table, which can hold thousands of rows, is embedded as compact
 JSON in a <script type="application/json"> block and rendered (sorted, filtered, expanded) by
 a small vanilla script that only ever sets textContent.
 """
@@ -19,6 +19,7 @@ import jinja2
 from markupsafe import Markup
 
 from .. import __version__, records
+from . import invariance as INV
 from . import svg
 from . import tables as T
 from .crossfw import cross_framework, impl_label
@@ -129,12 +130,20 @@ def _overview(m: Merged) -> dict[str, Any]:
             "schema": sorted({str(r.get("schema")) for r in runs if r.get("schema") is not None})}
 
 
-def _discrepancy_data(results: list[dict[str, Any]], budget: int) -> tuple[dict[str, Any], int]:
-    """Rows and details of the discrepancy table, details cut to fit `budget` bytes (about:
-    JSON characters are counted, and the data is nearly all ASCII)."""
+def discrepancy_records(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The discrepancy table's records in its order (its rows' indices, which the Invariance
+    section's data refers to)."""
     recs = [r for r in results if T.is_discrepancy(r)]
     recs.sort(key=lambda r: (T.OUTCOME_RANK.get(T.outcome(r), 9), str(r.get("framework")), str(r.get("op")),
                              str(r.get("dtype")), str(r.get("case_id"))))
+    return recs
+
+
+def _discrepancy_data(results: list[dict[str, Any]], budget: int,
+                      recs: list[dict[str, Any]] | None = None) -> tuple[dict[str, Any], int]:
+    """Rows and details of the discrepancy table, details cut to fit `budget` bytes (about:
+    JSON characters are counted, and the data is nearly all ASCII)."""
+    recs = discrepancy_records(results) if recs is None else recs
     rows = [T.discrepancy_row(r) for r in recs]
     rows_size = len(dumps(rows))
     left = max(200_000, int(0.97 * (budget - rows_size)))
@@ -160,7 +169,7 @@ def _discrepancy_data(results: list[dict[str, Any]], budget: int) -> tuple[dict[
 
 
 def _cross_context(results: list[dict[str, Any]]) -> dict[str, Any]:
-    entries = cross_framework(results)
+    entries = cross_framework(results)  # the invariance checks left out: their outputs are a variant's
     shown = [e for e in entries if e["worst"] is not None][:CROSS_LIMIT]
     impls = sorted({lab for e in shown for lab in e["impls"]})
     n_outputs = sum(1 for e in entries if e["worst"] is not None and e["worst"]["kind"] == "outputs")
@@ -213,6 +222,7 @@ def context(m: Merged, compare: Diff | None = None) -> dict[str, Any]:
         "skipped_frameworks": skipped,
         "counts": counts, "n_discrepancies": sum(1 for r in results if T.is_discrepancy(r)),
         "matrix": T.summary_matrix(results),
+        "invariance": INV.matrix(results),
         "utilisation": T.utilisation(results),
         "disc_json": Markup(_SLOT),
         "cross": _cross_context(results),
@@ -229,10 +239,16 @@ def context(m: Merged, compare: Diff | None = None) -> dict[str, Any]:
 def render_merged(m: Merged, out_path: str | Path, compare: Diff | None = None) -> dict[str, Any]:
     ctx = context(m, compare)
     page = env().get_template("report.html.j2").render(**ctx)
+    recs = discrepancy_records(m.results)
+    inv_omitted = 0
+    if ctx["invariance"]["n"]:  # a section of its own, only where there are invariance results
+        payload = INV.data(m.results, recs)
+        inv_omitted = payload["omitted"]
+        page = INV.splice(page, ctx["invariance"], payload)
     # The discrepancy details get whatever the rest of the page leaves of the size budget.
     budget = SIZE_BUDGET - len(page.encode("utf-8"))
     for _ in range(3):
-        disc, _ = _discrepancy_data(m.results, budget)
+        disc, _ = _discrepancy_data(m.results, budget, recs)
         html = page.replace(_SLOT, str(script_json(disc)), 1)
         over = len(html.encode("utf-8")) - SIZE_BUDGET
         if over <= 0:
@@ -252,7 +268,8 @@ def render_merged(m: Merged, out_path: str | Path, compare: Diff | None = None) 
         "results": c["total"], "pass": c["pass"], "fail": c["fail"], "error": c["error"], "known": c["known"],
         "skip": c["skip"], "discrepancies": ctx["n_discrepancies"], "details_omitted": disc["omitted"],
         "duplicates": len(m.duplicates), "files": len(m.files), "incomplete": [f.path for f in m.incomplete],
-        "problems": len(m.problems), "bytes": len(html.encode("utf-8")), "path": str(out)}
+        "problems": len(m.problems), "invariance": ctx["invariance"]["n"], "invariance_omitted": inv_omitted,
+        "bytes": len(html.encode("utf-8")), "path": str(out)}
     if compare is not None:
         summary.update(new_failures=len(compare.new_failures), fixed=len(compare.fixed),
                        error_changes=len(compare.error_changes))

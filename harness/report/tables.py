@@ -15,6 +15,7 @@ from typing import Any
 from .. import dtypes as D
 from .. import ops as O
 from ..records import jsonable, test_id
+from ..vocab import INVARIANCE_CHECKS
 from .crossfw import impl_label
 from .numbers import num
 
@@ -38,6 +39,12 @@ def counts(results: Iterable[dict[str, Any]]) -> dict[str, int]:
         n += 1
     c["total"] = n
     return c
+
+
+def is_invariance(rec: dict[str, Any]) -> bool:
+    """A result of an invariance check (harness/invariance.py): variants of the forward call
+    compared with each other; the report shows them in a matrix of their own (invariance.py)."""
+    return rec.get("check") in INVARIANCE_CHECKS
 
 
 def _order(values: Iterable[Any], preferred: list[str]) -> list[Any]:
@@ -83,8 +90,12 @@ class Cell:
 
 
 def summary_matrix(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Rows (framework, device, dtype, mode), columns (op, check) of the value checks; the
+    invariance checks have a matrix of their own (invariance.matrix)."""
     cells: dict[tuple, Cell] = {}
     for r in results:
+        if is_invariance(r):
+            continue
         rk = (r.get("framework"), r.get("device"), r.get("dtype"), r.get("mode"))
         ck = (r.get("op"), r.get("check"))
         c = cells.setdefault((rk, ck), Cell())
@@ -125,10 +136,11 @@ IDLE = 0.01
 def utilisation(results: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """The largest error / budget (`excess`) among the passing results, per framework and dtype
     (rows) and op and check (columns), with the result that reached it; and the (op, check,
-    dtype) whose budget no framework uses to IDLE."""
+    dtype) whose budget no framework uses to IDLE. The invariance checks are left out: their
+    variants are judged by the forward budget, whose column they would repeat."""
     cells: dict[tuple, tuple[float, str]] = {}
     for r in results:
-        if r.get("status") != "pass":
+        if r.get("status") != "pass" or is_invariance(r):  # those use the forward budget: its column
             continue
         x = num(r.get("excess"))
         if x is None or not math.isfinite(x):
@@ -271,14 +283,57 @@ def detail(rec: dict[str, Any], limit: int = 64, text: int = 4000) -> dict[str, 
     out, ref = (out if isinstance(out, dict) else None), (ref if isinstance(ref, dict) else None)
     if out is not None or ref is not None:
         names = list((ref or {}).keys()) + [n for n in (out or {}) if n not in (ref or {})]
+        unanswered = _unanswered_rows(rec)
         cmp = {}
         for n in names:
             r = (ref or {}).get(n)
             r = r if isinstance(r, dict) else {}
-            cmp[n] = {"got": flat((out or {}).get(n), limit), "hi": flat(r.get("hi"), limit),
+            got = (out or {}).get(n)
+            if unanswered and isinstance(got, list):  # shown as "–", not as a NaN the framework returned
+                got = [(_blank(v) if i in unanswered else v) for i, v in enumerate(got)]
+            cmp[n] = {"got": flat(got, limit), "hi": flat(r.get("hi"), limit),
                       "lo": flat(r.get("lo"), limit), "rounded": flat(r.get("rounded"), limit)}
         d["compare"] = cmp
+        if unanswered:
+            n_rows = len(next(iter(out.values()))) if out else 0
+            answered = [i for i in range(n_rows) if i not in unanswered]
+            d["meta"]["output_rows"] = (f"the output is the worst variant's, which answers row{'s' * (len(answered) != 1)} "
+                                        f"{', '.join(map(str, answered))} only (the others shown as –)")
     return d
+
+
+def _blank(v: Any) -> Any:
+    """v with every element None (an array's shape kept)."""
+    return [_blank(x) for x in v] if isinstance(v, list) else None
+
+
+def _is_nan(v: Any) -> bool:
+    f = num(v)
+    return f is not None and math.isnan(f)
+
+
+def _unanswered_rows(rec: dict[str, Any]) -> set[int] | None:
+    """A batch_invariance record's `output` is its worst variant's answer in the case's layout,
+    NaN in the rows that variant did not answer (it answers one row): those rows, all NaN in every
+    output where the exact value is not; None for any other record."""
+    out, ref = rec.get("output"), rec.get("reference")
+    if rec.get("check") != "batch_invariance" or not isinstance(out, dict) or not out:
+        return None
+    rows: set[int] | None = None
+    for name, v in out.items():
+        r = (ref or {}).get(name) if isinstance(ref, dict) else None
+        hi = r.get("hi") if isinstance(r, dict) else None
+        if not isinstance(v, list) or not v:
+            return None
+        mine = set()
+        for i, row in enumerate(v):
+            vals = row if isinstance(row, list) else [row]
+            exact = (hi[i] if isinstance(hi, list) and i < len(hi) else None)
+            exact = exact if isinstance(exact, list) else [exact]
+            if all(map(_is_nan, vals)) and not all(map(_is_nan, exact)):
+                mine.add(i)
+        rows = mine if rows is None else rows & mine
+    return rows or None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -444,8 +499,21 @@ def finding_key(rec: dict[str, Any]) -> tuple[str, ...]:
     if isinstance(k, dict):
         return ("known", str(k.get("id") or "?"))
     special = rec.get("special")
-    return (outcome(rec), "over budget" if special in (None, "match") else str(special), str(rec.get("op")),
-            str(rec.get("case_id")))
+    what = "over budget" if special in (None, "match") else str(special)
+    if what == "over budget" and not_bitwise_invariant(rec):
+        what = "not_invariant"  # the class the runner gives such a result (records written before it: match)
+    return (outcome(rec), what, str(rec.get("op")), str(rec.get("case_id")))
+
+
+def not_bitwise_invariant(rec: dict[str, Any]) -> bool:
+    """An invariance result that fails only because a variant differs from its base bit for bit
+    (the bitwise rule) while every variant is within its budget."""
+    inv = rec.get("invariance")
+    if not is_invariance(rec) or rec.get("status") != "fail" or not isinstance(inv, dict):
+        return False
+    variants = inv.get("results")
+    return bool(num(inv.get("differing"))) and isinstance(variants, list) and all(
+        isinstance(v, dict) and v.get("status") == "pass" for v in variants)
 
 
 def _ops_checks(recs: list[dict[str, Any]]) -> list[str]:
