@@ -511,3 +511,28 @@ def test_the_repro_of_a_framework_eager_vs_jit_difference_replays():
     assert rec["pair"]["variants"] == ["eager", "jit"]
     n, bad = replay([_as_written(rec)])
     assert n == 1 and not bad, [(m.why, m.history) for m in bad]
+
+
+def test_known_invariance_findings_match_only_bitwise_failures_under_their_policy():
+    """The invariance findings of harness/known.toml (policies = ["strict"], special not_invariant)
+    excuse a failure on bits alone under strict, nothing under standard, and are no stale entry of
+    a standard run."""
+    from harness.known import load_known
+    from harness.runner import Session
+
+    known = {k.id: k for k in load_known()}
+    rec = {"framework": "jax", "check": "batch_invariance", "op": "softmax", "dtype": "float32", "mode": "eager",
+           "device": "cpu", "variant": "default", "case_id": "invariance/rows_sparse", "status": "fail",
+           "special": "not_invariant", "tolerance": {"policy": "strict"}}
+    k = known["jax-cpu-not-batch-invariant"]
+    assert k.matches(rec)
+    assert not k.matches({**rec, "special": "match"})  # a strict budget failure is no reproducibility finding
+    assert not k.matches({**rec, "tolerance": {"policy": "standard"}})
+    assert not k.matches({**rec, "check": "determinism"})
+    strict = Session(load_policy("strict"), Cache(), list(known.values()), None, timing_reps=0)
+    standard = Session(load_policy("standard"), Cache(), list(known.values()), None, timing_reps=0)
+    scoped = {i for i, e in known.items() if "policies" in e.match}
+    assert {"jax-cpu-not-batch-invariant", "torch-compile-differs-from-eager", "tf-xla-differs-from-eager",
+            "permutation-changes-summation-order-jax"} <= scoped
+    assert scoped <= {e.id for e in strict.unmatched_known(["tensorflow", "torch", "jax"])}
+    assert not scoped & {e.id for e in standard.unmatched_known(["tensorflow", "torch", "jax"])}

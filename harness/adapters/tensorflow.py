@@ -145,11 +145,13 @@ class TensorFlowAdapter(SourceAdapter):
 
     def determinism_flags(self) -> dict[str, Any]:
         tf = self.tf
-        try:
-            op_det = bool(tf.config.experimental.is_op_determinism_enabled())
-        except AttributeError:
+        try:  # set by tf.config.experimental.enable_op_determinism(); its getter is not public
+            from tensorflow.python.framework import config as tf_config
+
+            op_det = bool(tf_config.is_op_determinism_enabled())
+        except (ImportError, AttributeError):
             op_det = None
-        return {"tf.config.experimental.is_op_determinism_enabled": op_det,
+        return {"op_determinism": op_det,
                 "TF_DETERMINISTIC_OPS": os.environ.get("TF_DETERMINISTIC_OPS"),
                 "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
                 "intra_op_parallelism_threads": tf.config.threading.get_intra_op_parallelism_threads()}
