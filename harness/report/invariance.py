@@ -10,8 +10,11 @@ its `invariance` summary, the variants that differ or fail and the elements wher
 variants differ (`pair`); the list is embedded as compact JSON (`data`) cut to INV_BUDGET bytes.
 The same entry is added to the expanded row of the discrepancy table.
 
-The section's markup, style and script live here and are spliced into the rendered page by
-`splice` (only when the results hold invariance records, so a report without them is unchanged).
+Only the data lives here (`section` is the template's context for it, None without invariance
+results). The markup is the `{% if invariance %}` parts of templates/report.html.j2 (the section
+after the summary, the summary's note, the top-bar link, the data block), the style and script are
+templates/invariance.css and templates/invariance.js, inlined by the template only with the section,
+so a report without invariance results is the page it was before the section existed.
 """
 
 from __future__ import annotations
@@ -361,328 +364,23 @@ def data(results: list[dict[str, Any]], disc_recs: list[dict[str, Any]], budget:
 
 
 # ---------------------------------------------------------------------------------------------
-# Markup, style and script
+# The section
 
-SECTION = """\
-<section id="invariance">
-  <h2>Invariance</h2>
-  <p class="lead">Each invariance check (harness/invariance.py) runs an op's forward call in variants that should give the same answer (a row alone and in batches; repeated calls and thread counts; eager and compiled; the classes permuted), compares each with its base bit for bit and judges each against the exact reference. Per framework, device and dtype (rows) and check and mode (columns): passed / total and the other outcomes, then <i>bitwise equal</i> (every variant of every result equals its base) or <i>n differ, max u ULPs</i> (n results have a variant that differs, at most u ULPs from its base). {% for r in inv.rules %}Rule <b>{{ r }}</b>: {{ inv.rule_text[r] or "" }}. {% endfor %}<span class="sw green"></span> all pass, bitwise equal <span class="sw differ"></span> all pass, some differ <span class="sw amber"></span> only known discrepancies <span class="sw red"></span> new failures or errors <span class="sw grey"></span> skipped. Click a cell to list its results that differ or fail, with their variants.</p>
-  <div class="scroll">
-  <table class="matrix" id="inv-matrix" data-results="{{ mx.n }}">
-    <thead>
-      <tr><th rowspan="2">framework</th><th rowspan="2">device</th><th rowspan="2">dtype</th>
-      {% for chk, n in mx.spans %}<th class="op" colspan="{{ n }}">{{ chk }}</th>{% endfor %}
-      <th rowspan="2" class="tot">all</th></tr>
-      <tr>{% for chk, mode in mx.cols %}<th class="chk">{{ mode }}</th>{% endfor %}</tr>
-    </thead>
-    <tbody>
-    {% set prev = namespace(fw=none) %}
-    {% for rk in mx.rows %}
-      {% set fw, dev, dt = rk %}
-      <tr class="{{ 'first' if fw != prev.fw }}">
-        <th class="rh{{ ' rep' if fw == prev.fw }}">{{ fw }}</th><th class="rh">{{ dev }}</th><th class="rh">{{ dt }}</th>
-        {% for ck in mx.cols %}
-          {% set c = mx.cells.get((rk, ck)) %}
-          {% if c %}
-          <td class="cell {{ c.cls }}" title="{{ c.title() }}" data-pass="{{ c.counts.pass }}" data-fail="{{ c.counts.fail }}" data-error="{{ c.counts.error }}" data-known="{{ c.counts.known }}" data-skip="{{ c.counts.skip }}" data-differ="{{ c.differ }}" data-disc="{{ c.discrepancies }}"
-              data-key="{{ [fw, dev, dt, ck[0], ck[1]] | tojson | forceescape }}">
-            {% if c.total == c.counts.skip %}<span class="cnt">skip {{ c.counts.skip }}</span>
-            {% else %}<span class="cnt"><b>{{ c.counts.pass }}</b>/{{ c.total - c.counts.skip }}</span>{% endif %}
-            <span class="tags">{% if c.counts.fail %}<i class="t fail">{{ c.counts.fail }} fail</i>{% endif %}{% if c.counts.error %}<i class="t error">{{ c.counts.error }} err</i>{% endif %}{% if c.counts.known %}<i class="t known">{{ c.counts.known }} known</i>{% endif %}{% if c.counts.skip and c.total != c.counts.skip %}<i class="t skip">{{ c.counts.skip }} skip</i>{% endif %}</span>
-            {% if c.inv_text %}<span class="inv">{{ c.inv_text }}</span>{% endif %}
-          </td>
-          {% else %}<td class="cell none">·</td>{% endif %}
-        {% endfor %}
-        {% set t = mx.totals[rk] %}
-        <td class="cell tot" title="{{ t.title() }}"><span class="cnt"><b>{{ t.counts.pass }}</b>/{{ t.total - t.counts.skip }}</span><span class="tags">{% if t.counts.fail %}<i class="t fail">{{ t.counts.fail }} fail</i>{% endif %}{% if t.counts.error %}<i class="t error">{{ t.counts.error }} err</i>{% endif %}{% if t.counts.known %}<i class="t known">{{ t.counts.known }} known</i>{% endif %}{% if t.counts.skip %}<i class="t skip">{{ t.counts.skip }} skip</i>{% endif %}</span>{% if t.inv_text %}<span class="inv">{{ t.inv_text }}</span>{% endif %}</td>
-      </tr>
-      {% set prev.fw = fw %}
-    {% endfor %}
-    </tbody>
-  </table>
-  </div>
-  <div id="inv-panel" hidden>
-    <h3 id="inv-panel-title"></h3>
-    <p class="muted small" id="inv-panel-count"></p>
-    <button type="button" id="inv-filter" hidden></button>
-    <div id="inv-panel-list"></div>
-  </div>
-  <noscript><p class="empty">The lists behind the cells need JavaScript; the results files hold every variant.</p></noscript>
-</section>
-"""
-
-NOTE = ('<p class="muted small" id="summary-invariance-note">The {n} results of the invariance checks '
-        '({checks}) are not in this matrix: they have their own, <a href="#invariance">Invariance</a>.</p>\n')
-
-CSS = """
-/* invariance */
-td.cell.differ { background: var(--info-bg); }
-.sw.differ { background: var(--info-bg); }
-td.cell .inv { display: block; color: #57606a; font-size: 11px; white-space: nowrap; }
-#inv-matrix td.cell.sel { outline: 2px solid var(--accent); outline-offset: -2px; }
-#inv-panel { margin-top: 12px; }
-#inv-panel h3 { margin-top: 8px; }
-#inv-filter { font: inherit; font-size: 13px; padding: 3px 12px; border: 1px solid var(--line); border-radius: 6px; background: #fff; cursor: pointer; margin-bottom: 6px; }
-.inv-entry { border: 1px solid var(--line); border-radius: 6px; padding: 8px 12px; margin: 8px 0; background: #fbfcfd; }
-.inv-entry .head { margin-bottom: 4px; }
-.inv-body { display: flex; flex-wrap: wrap; gap: 8px 28px; align-items: flex-start; }
-.inv-body > div { min-width: 0; max-width: 100%; overflow-x: auto; }
-table.arr tr.differ td { background: var(--info-bg); }
-"""
-
-JS = r"""/* The Invariance section: a cell lists its results that differ or fail (from the embedded JSON);
-   the discrepancy table's expanded rows get the same panel. Data only reaches the page through
-   textContent and attribute values. */
-(function () {
-  "use strict";
-  var dataEl = document.getElementById("inv-data");
-  if (!dataEl) { return; }
-  var data = JSON.parse(dataEl.textContent);
-  var V = {};
-  data.cols.forEach(function (c, i) { V[c] = i; });
-
-  function num(v) {
-    if (v === null || v === undefined) { return null; }
-    if (typeof v === "number") { return v; }
-    if (v === "inf") { return Infinity; }
-    if (v === "-inf") { return -Infinity; }
-    if (v === "nan") { return NaN; }
-    var f = parseFloat(v);
-    return isNaN(f) ? null : f;
-  }
-  function fmt(v) {
-    var f = num(v);
-    if (f === null) { return typeof v === "string" ? v : "–"; }
-    if (isNaN(f)) { return "nan"; }
-    if (!isFinite(f)) { return f > 0 ? "∞" : "−∞"; }
-    if (f === 0) { return "0"; }
-    var a = Math.abs(f);
-    if (a >= 1e5 || a < 1e-3) { return f.toExponential(2); }
-    if (a >= 100) { return f.toFixed(0); }
-    return String(Number(f.toPrecision(3)));
-  }
-  function full(v) {
-    if (v === null || v === undefined) { return "–"; }
-    if (typeof v === "object") { return JSON.stringify(v); }
-    return String(v);
-  }
-  function h(tag, attrs, kids) {
-    var e = document.createElement(tag);
-    if (attrs) {
-      Object.keys(attrs).forEach(function (k) {
-        if (k === "text") { e.textContent = attrs[k]; }
-        else if (k === "cls") { e.className = attrs[k]; }
-        else { e.setAttribute(k, attrs[k]); }
-      });
-    }
-    (kids || []).forEach(function (k) {
-      if (k === null || k === undefined) { return; }
-      e.appendChild(typeof k === "string" ? document.createTextNode(k) : k);
-    });
-    return e;
-  }
-  function plural(n, one, many) { return n + " " + (n === 1 ? one : many); }
-
-  function summaryTable(s) {
-    var t = h("table", { cls: "kvt inv-summary" });
-    [["rule", s.rule], ["base", s.base], ["variants", s.variants], ["differing", s.differing],
-     ["bitwise differences", s.bitwise_differences], ["max ULP between", fmt(s.max_ulp_between)],
-     ["worst", s.worst === null || s.worst === undefined ? "–" : s.worst]].forEach(function (kv) {
-      t.appendChild(h("tr", null, [h("th", { text: kv[0] }), h("td", { text: full(kv[1]) })]));
-    });
-    return t;
-  }
-
-  function variantTable(e) {
-    var cols = ["variant", "base", "status", "class", "max ulp", "excess", "elements differing", "ULPs from base"];
-    var t = h("table", { cls: "arr inv-variants" }, [h("tr", null, cols.map(function (c) { return h("th", { text: c }); }))]);
-    e.rows.forEach(function (r) {
-      var st = r[V.status], nd = r[V.n_diff];
-      t.appendChild(h("tr", { cls: st !== "pass" ? "bad" : (nd ? "differ" : "") }, [
-        h("td", { text: full(r[V.variant]) + (r[V.equal] ? " and " + plural(r[V.equal], "equal variant", "equal variants") : "") }),
-        h("td", { text: r[V.base] === null ? "(base)" : full(r[V.base]) }),
-        h("td", { text: full(st) }), h("td", { text: full(r[V.special]) }),
-        h("td", { text: fmt(r[V.max_ulp]), title: full(r[V.max_ulp]) }), h("td", { text: fmt(r[V.excess]), title: full(r[V.excess]) }),
-        h("td", { text: full(nd) }), h("td", { text: fmt(r[V.ulp_between]), title: full(r[V.ulp_between]) })]));
-    });
-    return t;
-  }
-
-  function pairTable(p) {
-    var a = p.variants[0] || "a", b = p.variants[1] || "b";
-    var t = h("table", { cls: "arr inv-pair" }, [h("tr", null, ["output", "index", a, b, "ULPs apart"].map(function (c) { return h("th", { text: c }); }))]);
-    p.diff.forEach(function (d) {
-      t.appendChild(h("tr", null, [h("td", { text: full(d[0]) }), h("td", { text: "[" + d[1].join(", ") + "]" }),
-        h("td", { text: full(d[2]) }), h("td", { text: full(d[3]) }), h("td", { text: fmt(d[4]) })]));
-    });
-    return t;
-  }
-
-  function entryView(e, withHead) {
-    var box = h("div", { cls: "inv-entry", "data-id": e.id });
-    if (withHead) {
-      var o = e.outcome, st = o === "known" ? "known " + e.status : o;
-      box.appendChild(h("div", { cls: "head" }, [h("i", { cls: "t " + o, text: st }), " ",
-        h("span", { cls: "mono strong", text: e.id }),
-        e.known ? h("span", { cls: "muted", text: " known: " + e.known }) : null]));
-      if (e.message) { box.appendChild(h("div", { cls: "muted small", text: e.message })); }
-    }
-    var body = h("div", { cls: "inv-body" });
-    if (e.inv) { body.appendChild(h("div", null, [h("div", { cls: "muted small", text: "invariance" }), summaryTable(e.inv)])); }
-    var vbox = h("div");
-    if (e.rows.length) {
-      vbox.appendChild(h("div", { cls: "muted small", text: "variants that differ from their base, and those that fail (one row for the variants equal to a base and judged alike)" }));
-      vbox.appendChild(variantTable(e));
-      if (e.more) {
-        vbox.appendChild(h("div", { cls: "muted small inv-more", text: "and " + plural(e.more.n, "more variant", "more variants") +
-          " (" + e.more.differ + " differ, " + e.more.fail + " fail); the results file has every one" }));
-      }
-    } else if (e.inv && !e.inv.differing) {
-      vbox.appendChild(h("div", { cls: "muted small inv-none", text: "every variant equals its base bit for bit and passes its budget" }));
-    }
-    body.appendChild(vbox);
-    if (e.pair && e.pair.diff.length) {
-      body.appendChild(h("div", null, [h("div", { cls: "muted small", text: "the repro's two variants where they differ (" +
-        plural(e.pair.n, "element", "elements") + (e.pair.n > e.pair.diff.length ? ", the first " + e.pair.diff.length + " shown" : "") + ")" }),
-        pairTable(e.pair)]));
-    }
-    if (e.threads) {
-      var tt = h("table", { cls: "kvt" });
-      Object.keys(e.threads).forEach(function (k) { tt.appendChild(h("tr", null, [h("th", { text: k }), h("td", { text: full(e.threads[k]) })])); });
-      body.appendChild(h("div", null, [h("div", { cls: "muted small", text: "thread settings in force" }), tt]));
-    }
-    if (e.not_run) {
-      body.appendChild(h("div", null, [h("div", { cls: "muted small", text: "not run" }),
-        h("ul", { cls: "small" }, e.not_run.map(function (s) { return h("li", { text: s }); }))]));
-    }
-    box.appendChild(body);
-    return box;
-  }
-
-  /* ---- a cell lists its results ---- */
-  var panel = document.getElementById("inv-panel");
-  var list = document.getElementById("inv-panel-list");
-  var filterBtn = document.getElementById("inv-filter");
-  var current = null;
-  function same(a, b) { return a.length === b.length && a.every(function (x, i) { return x === b[i]; }); }
-  function showCell(td) {
-    var key = JSON.parse(td.getAttribute("data-key"));
-    Array.prototype.forEach.call(document.querySelectorAll("#inv-matrix td.cell.sel"), function (c) { c.classList.remove("sel"); });
-    td.classList.add("sel");
-    current = key;
-    var mine = data.entries.filter(function (e) { return same(e.key, key); });
-    var total = 0;
-    ["pass", "fail", "error", "known", "skip"].forEach(function (k) { total += +td.getAttribute("data-" + k); });
-    document.getElementById("inv-panel-title").textContent = key[0] + " · " + key[1] + " · " + key[2] + " · " + key[3] + " (" + key[4] + ")";
-    var listed = mine.length;
-    var text = plural(total, "result", "results") + "; " + plural(listed, "differs or fails", "differ or fail") + " (listed)";
-    var rest = total - listed - (+td.getAttribute("data-skip"));
-    if (rest > 0) { text += "; " + rest + " bitwise equal and passing (not listed)"; }
-    if (data.omitted) { text += "; the lists of " + data.omitted + " results of the report were left out to keep the page small"; }
-    document.getElementById("inv-panel-count").textContent = text;
-    var nd = +td.getAttribute("data-disc");
-    filterBtn.hidden = nd === 0;
-    filterBtn.textContent = "Show the " + plural(nd, "discrepancy", "discrepancies") + " in the table";
-    list.textContent = "";
-    mine.forEach(function (e) { list.appendChild(entryView(e, true)); });
-    panel.hidden = false;
-  }
-  Array.prototype.forEach.call(document.querySelectorAll("#inv-matrix td.cell[data-key]"), function (td) {
-    td.addEventListener("click", function () { showCell(td); });
-  });
-
-  /* ---- the discrepancy table filtered to the cell (its selects, as the summary matrix does) ---- */
-  filterBtn.addEventListener("click", function () {
-    if (!current) { return; }
-    var f = { framework: current[0], device: current[1], dtype: current[2], check: current[3], mode: current[4] };
-    var selects = Array.prototype.slice.call(document.querySelectorAll("#filters select"));
-    selects.forEach(function (s) {
-      var k = s.getAttribute("data-field"), v = f[k] === undefined || f[k] === null ? "" : String(f[k]);
-      var ok = Array.prototype.some.call(s.options, function (o) { return o.value === v; });
-      if (!ok && v !== "") { s.appendChild(h("option", { value: v, text: v + " (0)" })); }
-      s.value = v;
-    });
-    var text = document.getElementById("f-text");
-    if (text) { text.value = ""; }
-    if (selects.length) { selects[0].dispatchEvent(new Event("change")); }
-    var d = document.getElementById("discrepancies");
-    if (d) { d.scrollIntoView(); }
-  });
-
-  /* ---- the discrepancy table's expanded rows ---- */
-  function decorate(tr) {
-    var j = data.disc[tr.getAttribute("data-i")];
-    var grid = tr.querySelector(".dgrid");
-    if (!grid || tr.querySelector(".inv-detail")) { return; }
-    var content;
-    if (j !== undefined) { content = entryView(data.entries[j], false); }
-    else {  // an invariance row whose entry was left out to keep the page small
-      var main = tr.previousSibling, chk = main && main.children && main.children[6] ? main.children[6].textContent : "";
-      if (!data.omitted || data.checks.indexOf(chk) < 0) { return; }
-      content = h("p", { cls: "muted", text: "The variants of this result were left out to keep the page small; the results file has them." });
-    }
-    var p = h("div", { cls: "panel wide inv-detail" }, [h("h4", { text: "invariance" }), content]);
-    var msg = Array.prototype.filter.call(grid.children, function (c) {
-      var t = c.querySelector && c.querySelector("h4"); return t && t.textContent === "message"; })[0];
-    grid.insertBefore(p, msg ? msg.nextSibling : grid.firstChild);
-    // A batch_invariance output's rows its worst variant did not answer are "–": no verdict beside them.
-    Array.prototype.forEach.call(grid.querySelectorAll("table.arr tr"), function (row) {
-      var c = row.children;
-      if (c.length === 6 && c[1].tagName === "TD" && c[1].textContent === "–") { c[5].textContent = ""; }
-    });
-  }
-  var tbody = document.getElementById("disc-body");
-  if (tbody && window.MutationObserver) {
-    new MutationObserver(function (muts) {
-      muts.forEach(function (m) {
-        Array.prototype.forEach.call(m.addedNodes, function (n) {
-          if (n.nodeType === 1 && n.classList.contains("detail")) { decorate(n); }
-        });
-      });
-    }).observe(tbody, { childList: true });
-    Array.prototype.forEach.call(tbody.querySelectorAll("tr.detail"), decorate);
-  }
-  document.documentElement.setAttribute("data-inv-ready", "1");
-})();
-"""
+def rules(mx: dict[str, Any]) -> list[str]:
+    """The policy rules (RULES) the matrix's results were judged by."""
+    return sorted({r for c in mx["cells"].values() for r in c.rules})
 
 
-def section_html(mx: dict[str, Any]) -> str:
-    from .render import env
-
-    rules = sorted({r for c in mx["cells"].values() for r in c.rules})
-    return env().from_string(SECTION).render(mx=mx, inv={"rules": rules, "rule_text": RULES})
-
-
-def splice(page: str, mx: dict[str, Any], payload: dict[str, Any]) -> str:
-    """The page with the Invariance section after the summary, its link in the top bar, a note in
-    the summary, its style and its data and script (after the page's own script)."""
-    from .render import script_json
-
-    section = section_html(mx)
-    note = NOTE.format(n=mx["n"], checks=", ".join(c for c, _ in mx["spans"]))
-    anchor = '<section id="utilisation">'
-    i = page.find(anchor)
-    if i < 0:  # another layout: the section goes last in <main>
-        i = page.rfind("</main>")
-    if i < 0:
-        i = page.rfind("</body>")
-    end_summary = page.rfind("</section>", 0, i) if page.find('<section id="summary">') >= 0 else -1
-    if end_summary >= 0 and page.find('<section id="summary">') < end_summary:
-        page = page[:end_summary] + note + page[end_summary:]
-        i += len(note)
-    page = page[:i] + section + "\n" + page[i:]
-    link = '<a href="#summary">Summary</a>'
-    if link in page:
-        page = page.replace(link, link + '\n    <a href="#invariance">Invariance</a>', 1)
-    if "</style>" in page:
-        page = page.replace("</style>", CSS + "</style>", 1)
-    else:
-        page = page.replace("<body>", "<body>\n<style>" + CSS + "</style>", 1)
-    scripts = (f'<script type="application/json" id="inv-data">{script_json(payload)}</script>\n'
-               f"<script>\n{JS}</script>\n")
-    j = page.rfind("</body>")
-    return page[:j] + scripts + page[j:] if j >= 0 else page + scripts
+def section(results: list[dict[str, Any]], disc_recs: list[dict[str, Any]],
+            budget: int | None = None) -> dict[str, Any] | None:
+    """What the template's Invariance section, its note in the summary and its data block show:
+    {"matrix": matrix(), "checks": the checks in the matrix, "rules", "rule_text": RULES,
+    "data": data()}; None without invariance results (no section, link, note, style, script)."""
+    mx = matrix(results)
+    if not mx["n"]:
+        return None
+    return {"matrix": mx, "checks": [c for c, _ in mx["spans"]], "rules": rules(mx), "rule_text": RULES,
+            "data": data(results, disc_recs, budget)}
 
 
-__all__ = ["CHECKS", "InvCell", "data", "entry", "is_invariance", "matrix", "pair_diff", "splice"]
+__all__ = ["CHECKS", "InvCell", "data", "entry", "is_invariance", "matrix", "pair_diff", "section"]

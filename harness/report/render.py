@@ -1,10 +1,11 @@
 """Rendering merged results into one self-contained HTML page (CSS, JS, data and SVG inline).
 
 The page is a function of the records alone. Aggregates (summary matrix, cross-framework view,
-semantics, timing, known discrepancies; the invariance checks' matrix, invariance.py, spliced in
-where there are such results) are rendered in Python through jinja2 templates with autoescaping; the discrepancy table, which can hold thousands of rows, is embedded as compact
-JSON in a <script type="application/json"> block and rendered (sorted, filtered, expanded) by
-a small vanilla script that only ever sets textContent.
+semantics, timing, known discrepancies; the invariance checks' matrix, invariance.py, where there
+are such results) are rendered in Python through jinja2 templates with autoescaping; the
+discrepancy table, which can hold thousands of rows, and the invariance cells' lists are embedded
+as compact JSON in <script type="application/json"> blocks and rendered (sorted, filtered,
+expanded) by small vanilla scripts that only ever set textContent.
 """
 
 from __future__ import annotations
@@ -206,8 +207,20 @@ def _plots(results: list[dict[str, Any]]) -> dict[str, Any]:
             "vocab_points": lv, "colors": cmap, "frameworks": fws, "vocab_frameworks": lv_fws}
 
 
-def context(m: Merged, compare: Diff | None = None) -> dict[str, Any]:
+def _invariance_context(results: list[dict[str, Any]], recs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The Invariance section's context (invariance.section) with its data as `json`; None
+    without invariance results: the template then leaves out the section, its link, its note in
+    the summary, its style, data and script."""
+    sec = INV.section(results, recs)
+    if sec is not None:
+        sec["json"] = script_json(sec["data"])
+    return sec
+
+
+def context(m: Merged, compare: Diff | None = None, recs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The template's context; `recs`: the discrepancy table's records (discrepancy_records)."""
     results = m.results
+    recs = discrepancy_records(results) if recs is None else recs
     counts = T.counts(results)
     skipped = {}
     for run in m.runs:
@@ -222,7 +235,7 @@ def context(m: Merged, compare: Diff | None = None) -> dict[str, Any]:
         "skipped_frameworks": skipped,
         "counts": counts, "n_discrepancies": sum(1 for r in results if T.is_discrepancy(r)),
         "matrix": T.summary_matrix(results),
-        "invariance": INV.matrix(results),
+        "invariance": _invariance_context(results, recs),
         "utilisation": T.utilisation(results),
         "disc_json": Markup(_SLOT),
         "cross": _cross_context(results),
@@ -233,18 +246,15 @@ def context(m: Merged, compare: Diff | None = None) -> dict[str, Any]:
         "findings": T.findings(results),
         "diff": compare, "list_limit": LIST_LIMIT, "finding_results": T.FINDING_RESULTS,
         "css": _asset("report.css"), "js": _asset("report.js"),
+        "inv_css": _asset("invariance.css"), "inv_js": _asset("invariance.js"),
     }
 
 
 def render_merged(m: Merged, out_path: str | Path, compare: Diff | None = None) -> dict[str, Any]:
-    ctx = context(m, compare)
-    page = env().get_template("report.html.j2").render(**ctx)
     recs = discrepancy_records(m.results)
-    inv_omitted = 0
-    if ctx["invariance"]["n"]:  # a section of its own, only where there are invariance results
-        payload = INV.data(m.results, recs)
-        inv_omitted = payload["omitted"]
-        page = INV.splice(page, ctx["invariance"], payload)
+    ctx = context(m, compare, recs)
+    page = env().get_template("report.html.j2").render(**ctx)
+    inv = ctx["invariance"]
     # The discrepancy details get whatever the rest of the page leaves of the size budget.
     budget = SIZE_BUDGET - len(page.encode("utf-8"))
     for _ in range(3):
@@ -268,7 +278,8 @@ def render_merged(m: Merged, out_path: str | Path, compare: Diff | None = None) 
         "results": c["total"], "pass": c["pass"], "fail": c["fail"], "error": c["error"], "known": c["known"],
         "skip": c["skip"], "discrepancies": ctx["n_discrepancies"], "details_omitted": disc["omitted"],
         "duplicates": len(m.duplicates), "files": len(m.files), "incomplete": [f.path for f in m.incomplete],
-        "problems": len(m.problems), "invariance": ctx["invariance"]["n"], "invariance_omitted": inv_omitted,
+        "problems": len(m.problems), "invariance": inv["matrix"]["n"] if inv else 0,
+        "invariance_omitted": inv["data"]["omitted"] if inv else 0,
         "bytes": len(html.encode("utf-8")), "path": str(out)}
     if compare is not None:
         summary.update(new_failures=len(compare.new_failures), fixed=len(compare.fixed),
