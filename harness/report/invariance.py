@@ -72,8 +72,7 @@ def ulps_text(u: float | None) -> str:
 # The matrix
 
 @dataclass
-class InvCell:
-    counts: dict[str, int] = field(default_factory=lambda: {k: 0 for k in T.OUTCOMES})
+class InvCell(T.Cell):
     with_info: int = 0  # results that carry `invariance` (not skipped, not broken)
     differ: int = 0  # results with a variant that differs from its base bit for bit
     variants: int = 0  # variants compared, over the results
@@ -86,19 +85,10 @@ class InvCell:
     rules: set[str] = field(default_factory=set)
 
     @property
-    def total(self) -> int:
-        return sum(self.counts.values())
-
-    @property
     def cls(self) -> str:
-        c = self.counts
-        if c["fail"] or c["error"]:
-            return "red"
-        if c["known"]:
-            return "amber"
-        if c["pass"]:
-            return "differ" if self.differ else "green"
-        return "grey"
+        """The summary's colours, and "differ" (pale blue) for a passing cell whose bits differ."""
+        c = super().cls
+        return "differ" if c == "green" and self.differ else c
 
     @property
     def inv_text(self) -> str:

@@ -10,26 +10,7 @@
   var V = {};
   data.cols.forEach(function (c, i) { V[c] = i; });
 
-  function num(v) {
-    if (v === null || v === undefined) { return null; }
-    if (typeof v === "number") { return v; }
-    if (v === "inf") { return Infinity; }
-    if (v === "-inf") { return -Infinity; }
-    if (v === "nan") { return NaN; }
-    var f = parseFloat(v);
-    return isNaN(f) ? null : f;
-  }
-  function fmt(v) {
-    var f = num(v);
-    if (f === null) { return typeof v === "string" ? v : "–"; }
-    if (isNaN(f)) { return "nan"; }
-    if (!isFinite(f)) { return f > 0 ? "∞" : "−∞"; }
-    if (f === 0) { return "0"; }
-    var a = Math.abs(f);
-    if (a >= 1e5 || a < 1e-3) { return f.toExponential(2); }
-    if (a >= 100) { return f.toFixed(0); }
-    return String(Number(f.toPrecision(3)));
-  }
+  var num = window.harnessReport.num, fmt = window.harnessReport.fmt;  // report.js's
   function full(v) {
     if (v === null || v === undefined) { return "–"; }
     if (typeof v === "object") { return JSON.stringify(v); }

@@ -381,5 +381,6 @@
     om.hidden = false;
   }
   render();
+  window.harnessReport = {num: num, fmt: fmt};  // for invariance.js, inlined after this script
   document.documentElement.setAttribute("data-ready", "1");
 })();
