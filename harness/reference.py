@@ -370,6 +370,8 @@ def compute(op: str, check: str, logits: np.ndarray, labels: np.ndarray | None, 
     the flattened batch; the other rows come back as NaN.
     """
     spec = O.get(op)
+    if check not in O.VALUE_CHECKS:  # an invariance check is judged by forward's reference (runner)
+        raise ValueError(f"no reference of check {check!r}: the reference's checks are {O.VALUE_CHECKS}")
     opts = dict(options or {})
     be = backend(backend_name)
     x = np.asarray(logits, dtype=np.float64)

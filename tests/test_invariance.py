@@ -486,7 +486,7 @@ def _as_written(rec):
 
 def test_the_repro_of_a_failing_invariance_result_replays(batch_records):
     rec = _as_written(batch_records[("softmax", "batch_invariance", "eager")])
-    assert rec["pair"]["variants"] == ["row 2 alone", "row 2 in 7 at 0, random"] and rec["pair"]["rows"] == [0]
+    assert rec["pair"]["variants"] == ["row 3 alone", "row 3 in 7 at 0, random"] and rec["pair"]["rows"] == [0]
     assert "tests.plugins.mutants import BatchDependentSum" in rec["repro"]
     n, bad = replay([rec])
     assert (n, bad) == (1, [])
