@@ -21,9 +21,9 @@ DEVICES = ["cpu", "gpu"]
 #: values and conditioning (what CI runs on every commit); `default` is every case but those
 #: tagged `large`; `full` adds the large vocabularies and the long batch.
 SUITES: dict[str, str] = {
-    "quick": "seed, extreme, soft_labels, integer_labels and offset, and the cases tagged 'quick' of the option "
-             "families (not the random and shapes families); the compiled mode in bfloat16 and float32 only, "
-             "unless dtypes are given",
+    "quick": "seed, extreme, soft_labels, integer_labels and offset, and the cases tagged 'quick' of the other "
+             "families (a sample of each option family and of the invariance checks; none of random and shapes); "
+             "the compiled mode in bfloat16 and float32 only, unless dtypes are given",
     "default": "every case except those tagged 'large'",
     "full": "every case, the large vocabularies and the long batch included",
 }
