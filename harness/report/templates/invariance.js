@@ -10,27 +10,8 @@
   var V = {};
   data.cols.forEach(function (c, i) { V[c] = i; });
 
-  var num = window.harnessReport.num, fmt = window.harnessReport.fmt;  // report.js's
-  function full(v) {
-    if (v === null || v === undefined) { return "–"; }
-    if (typeof v === "object") { return JSON.stringify(v); }
-    return String(v);
-  }
-  function h(tag, attrs, kids) {
-    var e = document.createElement(tag);
-    if (attrs) {
-      Object.keys(attrs).forEach(function (k) {
-        if (k === "text") { e.textContent = attrs[k]; }
-        else if (k === "cls") { e.className = attrs[k]; }
-        else { e.setAttribute(k, attrs[k]); }
-      });
-    }
-    (kids || []).forEach(function (k) {
-      if (k === null || k === undefined) { return; }
-      e.appendChild(typeof k === "string" ? document.createTextNode(k) : k);
-    });
-    return e;
-  }
+  var R = window.harnessReport;  // report.js's helpers
+  var num = R.num, fmt = R.fmt, full = R.full, h = R.h;
   function plural(n, one, many) { return n + " " + (n === 1 ? one : many); }
 
   function summaryTable(s) {

@@ -381,6 +381,6 @@
     om.hidden = false;
   }
   render();
-  window.harnessReport = {num: num, fmt: fmt};  // for invariance.js, inlined after this script
+  window.harnessReport = {num: num, fmt: fmt, full: full, h: h};  // for invariance.js, inlined after this script
   document.documentElement.setAttribute("data-ready", "1");
 })();
