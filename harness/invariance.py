@@ -529,7 +529,7 @@ def status(ran: list[Ran], rule: str) -> str:
     return "pass"
 
 
-def message(item: Any, ran: list[Ran], info: dict[str, Any]) -> str:
+def message(ran: list[Ran], info: dict[str, Any]) -> str:
     n = info["variants"]
     parts = [f"{n} variants"]
     if info["differing"]:
@@ -573,16 +573,24 @@ def run(src, env=None):
 def _part_source(ad: A.Adapter, v: Variant) -> str:
     from .repro import split
 
-    src = ad.repro(v.call)
-    if "array_of(" in src and "from harness.cases import array_of" not in src:
-        src = "from harness.cases import array_of\n" + src
-    if "variant_array(" in src:
-        src = "from harness.invariance import variant_array\n" + src
+    src = with_imports(ad.repro(v.call))
     if v.repeat > 1:  # the k-th call of one program in one process
         prefix, body = split(src)
         src = prefix + ("\n" + body) * v.repeat
     if v.stream is not None:
         raise ValueError("a stream's repro is not written")  # GPU-only; the caller falls back
+    return src
+
+
+#: The harness's loaders a snippet may call, and where each is imported from.
+_LOADERS = {"array_of": "harness.cases", "variant_array": "harness.invariance"}
+
+
+def with_imports(src: str) -> str:
+    """A snippet with an import line first for each harness loader it calls and does not import."""
+    for name, mod in _LOADERS.items():
+        if f"{name}(" in src and f"import {name}" not in src:
+            src = f"from {mod} import {name}\n" + src
     return src
 
 

@@ -351,7 +351,7 @@ class Session:
         rec["status"] = INV.status(ran, ctx.rule)
         if rec["status"] == "fail" and all(r.verdict.status == "pass" for r in ran):
             rec["special"] = "not_invariant"  # every variant within its budget, the bits differ (rule bitwise)
-        rec["message"] = INV.message(item, ran, info)
+        rec["message"] = INV.message(ran, info)
         rec["repro"] = ad.repro(pair[0].variant.call)
         shown = [r for r in pair if r is not None and r.pieces is not None]
         if shown:  # the snippet prints what `pair` holds: one variant, or two side by side
@@ -362,8 +362,7 @@ class Session:
                                "outputs": [INV.shown(r.pieces, sel) for r in shown]}  # type: ignore[arg-type]
             except ValueError:  # a variant without a snippet (a GPU stream): the base's alone
                 pass
-        if "array_of(" in rec["repro"] and "import array_of" not in rec["repro"]:
-            rec["repro"] = "from harness.cases import array_of\n" + rec["repro"]
+        rec["repro"] = INV.with_imports(rec["repro"])
         self.classify_known(rec)
         return rec
 
