@@ -97,7 +97,8 @@ class Worker:
         self.in_force: dict[str, Any] | None = None
 
     def run(self, call: Any) -> tuple[Any, Any]:
-        """(Output or None, (exception type name, message) or None) of the call in the worker."""
+        """(Output or None, (exception type name, message) or None) of the call in the worker;
+        Unsupported where the adapter there cannot run it (a skip with its reason, as in process)."""
         with self.lock:
             if self.proc.poll() is not None:
                 raise WorkerError(f"the {self.framework} worker with {self.n} thread(s) exited "
@@ -110,7 +111,11 @@ class Worker:
                 raise WorkerError(f"the {self.framework} worker with {self.n} thread(s) failed: "
                                   f"{type(e).__name__}: {e}{self.said()}") from None
             self.in_force = in_force
-            return (payload, None) if kind == "ok" else (None, payload)
+        if kind == "unsupported":
+            from .adapters import Unsupported
+
+            raise Unsupported(payload)
+        return (payload, None) if kind == "ok" else (None, payload)
 
     def said(self) -> str:
         """The end of the worker's stderr (its traceback, where it died of one), or ""."""
@@ -182,6 +187,8 @@ def _main(argv: list[str]) -> None:
             return
         try:
             res: tuple[str, Any, Any] = ("ok", ad.run(call), None)
+        except A.Unsupported as e:  # the adapter cannot run it at all: a skip, not the framework's answer
+            res = ("unsupported", str(e), None)
         except BaseException as e:  # noqa: BLE001 - the framework's answer, sent back as what it is
             res = ("raised", (type(e).__name__, str(e)[:2000]), None)
         try:
