@@ -154,6 +154,7 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     from .cache import Cache
     from .known import Baseline, load_known
     from .policy import load as load_policy
+    from .isolation import threads_for
     from .runner import Session, exit_code, expand, resolve_frameworks
 
     # Everything that can be wrong with the input is checked before the results file is opened.
@@ -185,6 +186,9 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     meta["policy_budgets"] = policy.budgets
     meta["policy_invariance"] = policy.invariance
     meta["skipped_frameworks"] = skipped
+    jobs = max(1, args.jobs if args.jobs is not None else (os.cpu_count() or 1)) if opts.isolate else 1
+    n_jobs = min(jobs, len(items))
+    meta["worker_threads"] = threads_for(n_jobs) if opts.isolate else None
     if opts.shard:
         meta["shard"] = "{}/{}".format(*opts.shard)
     writer.write(meta)
@@ -192,8 +196,7 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     results: list[dict[str, Any]] = []
     counts: dict[str, int] = {}
     interrupted = False
-    jobs = max(1, args.jobs if args.jobs is not None else (os.cpu_count() or 1)) if opts.isolate else 1
-    runners = [executor(opts, session, job) for job in range(min(jobs, len(items)))]
+    runners = [executor(opts, session, job, n_jobs) for job in range(n_jobs)]
     # Items that share a framework and an input rank and axis go to one job: the frameworks
     # trace and compile per shape (torch.compile with dynamic shapes per rank) once per process,
     # so spreading them over jobs would compile each in every job (a warm default run: 7 min ->

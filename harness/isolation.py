@@ -31,6 +31,39 @@ READY = "ready"
 STARTUP_TIMEOUT = 300.0
 
 
+#: The environment variables that, set by the user, say how many CPU threads the frameworks take:
+#: the harness then leaves the threads of its workers alone.
+USER_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS")
+
+
+def threads_for(jobs: int) -> int | None:
+    """The CPU threads each of `jobs` worker processes running at once may use: the CPUs shared out
+    (at least 1), or None for a single job (the frameworks' own default: every CPU).
+
+    Why: every framework sizes its thread pool to the machine, and OpenMP's threads spin while they
+    wait; two workers of two threads each on two CPUs spend most of their time spinning against one
+    another (the quick suite's eager torch results under pytest -n 2: 67 s, and 22 s with one
+    thread per worker; the frameworks' own call times 50 times longer). The values do not depend on
+    it: the determinism check runs every call with 1 thread and with every CPU, and they agree."""
+    if jobs <= 1 or any(v in os.environ for v in USER_THREAD_VARS):
+        return None
+    return max(1, (os.cpu_count() or 1) // jobs)
+
+
+def thread_env(n: int) -> dict[str, str]:
+    """The environment giving a fresh process `n` CPU threads in every built-in framework (each
+    adapter's thread_env, read at the framework's start-up: OpenMP/MKL, TensorFlow's, XLA's)."""
+    from . import adapters as A
+
+    env: dict[str, str] = {}
+    for name in A.DEFAULT_FRAMEWORKS:
+        try:
+            env.update(A.get(name).thread_env(n))
+        except Exception:  # noqa: BLE001 - an adapter that cannot say leaves its framework's default
+            continue
+    return env
+
+
 def _worker(conn: Any, session_args: dict[str, Any], registrations: list[tuple[str, str]],
             parent: int | None = None) -> None:
     # The parent alone decides what an interrupt means, and the worker ends with it (procs.py).
@@ -38,6 +71,8 @@ def _worker(conn: Any, session_args: dict[str, Any], registrations: list[tuple[s
     os.environ[WORKER_ENV] = "1"
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ["HARNESS_JOB"] = str(session_args.get("job", 0))  # per-job compiler caches
+    if session_args.get("threads"):  # before any framework is imported: they read it at start-up
+        os.environ.update(thread_env(session_args["threads"]))
     from . import adapters as A
     from .cache import Cache
     from .known import load_known
@@ -70,12 +105,14 @@ class Executor:
     """Runs items in an isolated worker process; `run(item)` returns the record."""
 
     def __init__(self, session: Session, *, policy_ref: str, known_ref: str | None, timeout: float = DEFAULT_TIMEOUT,
-                 registrations: list[tuple[str, str]] | None = None, job: int = 0):
+                 registrations: list[tuple[str, str]] | None = None, job: int = 0, jobs: int = 1):
         self.session = session
         self.timeout = timeout
+        #: CPU threads of the worker's frameworks (threads_for: `jobs` workers share the CPUs).
+        self.threads = threads_for(jobs)
         self.args = {"policy": policy_ref, "known": known_ref, "cache_dir": str(session.cache.dir),
                      "cache_enabled": session.cache.enabled, "timing_reps": session.timing_reps,
-                     "backend": session.backend, "job": job}
+                     "backend": session.backend, "job": job, "threads": self.threads}
         self.registrations = registrations or []
         self.ctx = mp.get_context("spawn")
         self.proc: Any = None

@@ -110,14 +110,15 @@ def from_values(v: dict[str, Any]) -> RunOptions:
     return o
 
 
-def executor(o: RunOptions, session: Any, job: int = 0) -> Any:
+def executor(o: RunOptions, session: Any, job: int = 0, jobs: int = 1) -> Any:
     """What runs one item: the session itself, or an isolating worker process (the default),
-    so that a crash or a hang in a framework costs one result, not the run."""
+    so that a crash or a hang in a framework costs one result, not the run. `jobs`: how many such
+    workers run at once (the CLI's jobs, pytest-xdist's workers): they share the CPUs (isolation.threads_for)."""
     if not o.isolate:
         return session
     from .isolation import Executor
 
-    return Executor(session, policy_ref=o.policy, known_ref=o.known, timeout=o.timeout, job=job)
+    return Executor(session, policy_ref=o.policy, known_ref=o.known, timeout=o.timeout, job=job, jobs=jobs)
 
 
 def load_cases(o: RunOptions) -> list[K.Case]:

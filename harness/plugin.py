@@ -37,6 +37,14 @@ def pytest_configure(config: pytest.Config) -> None:
         plugin.state  # noqa: B018 - validate the options the user gave, before anything runs
 
 
+def _xdist_workers() -> int:
+    """How many pytest-xdist workers run at once (1 without xdist)."""
+    try:
+        return max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    except ValueError:
+        return 1
+
+
 @dataclass
 class _State:
     """What a session of conformance tests needs, built on first use."""
@@ -113,6 +121,9 @@ class HarnessPlugin:
             meta["policy_budgets"] = st.policy.budgets
             meta["policy_invariance"] = st.policy.invariance
             meta["skipped_frameworks"] = st.skipped
+            from .isolation import threads_for
+
+            meta["worker_threads"] = threads_for(_xdist_workers()) if st.opts.isolate else None
             if st.opts.shard:
                 meta["shard"] = "{}/{}".format(*st.opts.shard)
             self.writer.write(meta)
@@ -163,7 +174,8 @@ class HarnessPlugin:
         from .runner import is_covered
 
         if self._executor is None:
-            self._executor = executor(self.state.opts, self.state.session)
+            # pytest-xdist's workers each drive one isolating worker: they share the CPUs.
+            self._executor = executor(self.state.opts, self.state.session, jobs=_xdist_workers())
         rec = self._executor.run(item)
         rec["run_id"] = self.run_id
         if self.worker:

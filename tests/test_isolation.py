@@ -14,6 +14,7 @@ from harness.cache import Cache
 from harness.isolation import Executor
 from harness.policy import load as load_policy
 from harness.runner import Selection, Session, expand
+from tests.plugins.misbehaving import ThreadsAdapter
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -81,3 +82,45 @@ def test_cli_run_survives_a_segfault(tmp_path):
     assert res["t/boom"]["status"] == "error" and res["t/boom"]["error_type"] == "SIGSEGV"
     assert res["t/ok1"]["status"] == res["t/ok2"]["status"] == "pass"
     assert recs[-1]["kind"] == "run_end"
+
+
+def test_workers_running_at_once_share_the_cpus(tmp_path, monkeypatch):
+    """Two isolated workers on this machine's CPUs each get cpu_count // 2 threads (at least one) in
+    every framework's own variable, set before any framework starts; one worker, or a user's own
+    OMP_NUM_THREADS, leaves the frameworks' default. (Oversubscribed, OpenMP's spinning threads made
+    the quick suite's eager torch results 3 times slower under pytest -n 2.)"""
+    from harness import isolation as I
+
+    for v in I.USER_THREAD_VARS:
+        monkeypatch.delenv(v, raising=False)
+    monkeypatch.setattr(I.os, "cpu_count", lambda: 8)
+    assert (I.threads_for(1), I.threads_for(2), I.threads_for(3), I.threads_for(16)) == (None, 4, 2, 1)
+    env = I.thread_env(3)
+    assert env["OMP_NUM_THREADS"] == "3" and env["TF_NUM_INTRAOP_THREADS"] == "3"
+    assert "intra_op_parallelism_threads=3" in env["XLA_FLAGS"]
+    monkeypatch.undo()
+    for v in I.USER_THREAD_VARS:
+        monkeypatch.delenv(v, raising=False)
+    want = max(1, (I.os.cpu_count() or 1) // 2)
+
+    name, target = "threadsays", "tests.plugins.misbehaving:ThreadsAdapter"
+    A.register(name, ThreadsAdapter)
+    try:
+        items = expand(_cases(tmp_path)[:1], Selection(frameworks=[name], dtypes=["float32"], ops=["softmax"],
+                                                       modes=["eager"], checks=["forward"]), [name])
+        session = Session(load_policy("standard"), Cache(tmp_path / "cache"), [], None, 0)
+        said = {}
+        for jobs in (2, 1):
+            ex = Executor(session, policy_ref="standard", known_ref=None, timeout=60, registrations=[(name, target)],
+                          jobs=jobs)
+            try:
+                said[jobs] = ex.run(items[0])["message"]
+            finally:
+                ex.close()
+        assert f"OMP_NUM_THREADS={want};" in said[2] and f"TF_NUM_INTRAOP_THREADS={want};" in said[2]
+        assert f"intra_op_parallelism_threads={want}" in said[2]
+        assert "OMP_NUM_THREADS=None" in said[1]
+        monkeypatch.setenv("OMP_NUM_THREADS", "5")  # the user's choice wins
+        assert I.threads_for(2) is None
+    finally:
+        A.unregister(name)

@@ -160,3 +160,15 @@ class Float32OutputAdapter(BadOutputAdapter):
     @staticmethod
     def returns(call: Call, right: Output) -> object:
         return Output({n: a.astype(np.float32) for n, a in right.arrays.items()}, right.dtypes, right.devices)
+
+
+class ThreadsAdapter(NumpyAdapter):
+    """Says, as its skip's reason, the thread settings of the process it runs in (isolation.threads_for)."""
+
+    name = "threadsays"
+
+    def run(self, call: Call) -> Output:
+        from harness.adapters import Unsupported
+
+        keys = ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "XLA_FLAGS")
+        raise Unsupported("; ".join(f"{k}={os.environ.get(k)}" for k in keys))
