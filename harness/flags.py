@@ -62,7 +62,8 @@ class Flag:
 
 
 FLAGS: list[Flag] = [
-    Flag("framework", "frameworks to run (default: tensorflow,torch,jax; also numpy, any adapter registered "
+    Flag("framework", "frameworks to run (default: every installed one of tensorflow, torch, jax, scipy, onnxruntime, "
+         "keras-tensorflow, keras-jax, keras-torch; also numpy, any adapter registered "
          "under the harness.adapters entry point group, and module:function, a function of torch, JAX or TF "
          "tensors under test, with the one op it implements)", one="one framework"),
     Flag("device", "devices (default: cpu)", choices=tuple(V.DEVICES), one="one device"),

@@ -26,7 +26,10 @@ def test_workflow_parses_and_names_existing_tox_envs():
     assert {"unit", "conformance", "report"} <= set(wf["jobs"])
     matrix = wf["jobs"]["conformance"]["strategy"]["matrix"]["include"]
     envs_in_matrix = {m["env"] for m in matrix}
-    assert envs_in_matrix == {"torch", "jax", "tensorflow", "torch-gpu", "jax-gpu", "tensorflow-gpu"}
+    from harness.adapters import DEFAULT_FRAMEWORKS
+
+    # Every default framework has its CPU job (the Keras ones by backend), and the GPU jobs theirs.
+    assert envs_in_matrix == {*DEFAULT_FRAMEWORKS, "torch-gpu", "jax-gpu", "tensorflow-gpu", "onnxruntime-gpu"}
     gpu_runners = [m["runner"] for m in matrix if m["env"].endswith("-gpu")]
     assert all("self-hosted" in r and "gpu" in r for r in gpu_runners)
     called = set(re.findall(r"tox -e ([\w-]+)", WF.read_text())) - {"$"}

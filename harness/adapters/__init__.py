@@ -24,9 +24,16 @@ BUILTIN: dict[str, str] = {
     "jax": "harness.adapters.jax:JaxAdapter",
     "tensorflow": "harness.adapters.tensorflow:TensorFlowAdapter",
     "numpy": "harness.adapters.numpy:NumpyAdapter",
+    "scipy": "harness.adapters.scipy:ScipyAdapter",
+    "onnxruntime": "harness.adapters.onnxruntime:OnnxRuntimeAdapter",
+    "keras-tensorflow": "harness.adapters.keras:KerasTensorFlowAdapter",
+    "keras-jax": "harness.adapters.keras:KerasJaxAdapter",
+    "keras-torch": "harness.adapters.keras:KerasTorchAdapter",
 }
-#: The frameworks a run covers when none is named: the real ones (numpy is a yardstick).
-DEFAULT_FRAMEWORKS = ["tensorflow", "torch", "jax"]
+#: The frameworks a run covers when none is named: the real ones (numpy is a yardstick); one that
+#: is not installed is a skip with its reason (the run header's skipped_frameworks).
+DEFAULT_FRAMEWORKS = ["tensorflow", "torch", "jax", "scipy", "onnxruntime", "keras-tensorflow", "keras-jax",
+                      "keras-torch"]
 
 _extra: dict[str, Callable[[], Adapter]] = {}
 _cache: dict[str, Adapter] = {}

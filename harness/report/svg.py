@@ -10,8 +10,9 @@ from html import escape
 from typing import Any
 
 PALETTE = ["#4e79a7", "#e15759", "#f28e2b", "#59a14f", "#b07aa1", "#76b7b2", "#edc948", "#9c755f", "#ff9da7",
-           "#bab0ac"]
-FIXED = {"jax": "#4e79a7", "torch": "#e15759", "tensorflow": "#f28e2b", "numpy": "#59a14f"}
+           "#bab0ac", "#1b9e77", "#7570b3", "#d95f02", "#666666"]
+FIXED = {"jax": "#4e79a7", "torch": "#e15759", "tensorflow": "#f28e2b", "numpy": "#59a14f", "scipy": "#b07aa1",
+         "onnxruntime": "#76b7b2", "keras-tensorflow": "#edc948", "keras-jax": "#9c755f", "keras-torch": "#ff9da7"}
 
 W, H = 340, 210
 ML, MR, MT, MB = 42, 12, 24, 34  # margins
