@@ -97,17 +97,21 @@ def expand(cases: list[K.Case], sel: Selection, frameworks: list[str]) -> list[I
     items = []
     for fw in frameworks:
         ad = A.get(fw)
-        # A mode the framework does not have (SciPy and Keras run eagerly only) is left out of a run
-        # over every mode: thousands of identical skips would say nothing. Asked for by name, it is
-        # a skip with the reason (Session.run).
-        modes = [m for m in sel.modes if m in ad.modes] if set(sel.modes) == set(O.MODES) else sel.modes
+        # A mode or check the framework does not have (SciPy and Keras run eagerly only, SciPy and
+        # ONNX Runtime have no autodiff) is left out: thousands of identical skips would say nothing
+        # (the run header lists each framework's modes and checks). Asked for by name, with the
+        # framework named too, it is a skip with the reason (Session.run).
+        named = fw in (sel.frameworks or [])
+        modes = sel.modes if named and set(sel.modes) != set(O.MODES) else [m for m in sel.modes if m in ad.modes]
+        lacks = set() if ad.checks is None or (named and set(sel.checks) != set(O.CHECKS)) else \
+            set(O.CHECKS) - set(ad.checks)
         for c in cases:
             for op in c.ops:
                 if op not in sel.ops:
                     continue
                 variants = ad.variants_for(op, c.options) if sel.variants else ("default",)
                 for check in sel.checks:
-                    if check not in c.checks():
+                    if check not in c.checks() or check in lacks:
                         continue
                     cots = [name for name, _ in c.cotangents] if check in ("grad", "grad2") else [None]
                     for dt in c.dtypes:

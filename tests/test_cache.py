@@ -163,12 +163,13 @@ def test_compile_cache_dir_follows_the_environment(tmp_path, monkeypatch):
         assert compile_cache_dir("jax") is None
 
 
-def _compiled_run(cache: Path, results: Path, *extra: str) -> dict[str, tuple]:
+def _compiled_run(cache: Path, results: Path, *extra: str, frameworks: tuple[str, ...] = ()) -> dict[str, tuple]:
     env = {k: v for k, v in os.environ.items() if k not in ("HARNESS_COMPILE_CACHE", "TORCHINDUCTOR_CACHE_DIR",
                                                              "TF_XLA_FLAGS", "PYTEST_XDIST_WORKER")}
     r = subprocess.run([sys.executable, "-m", "harness", "run", "-q", "--mode", "jit", "--dtype", "float32",
                         "--op", "softmax,sparse_softmax_cross_entropy", "--case-filter", "seed/*", "-j", "1",
-                        "--no-variants", "--cache-dir", str(cache), "--results", str(results), *extra],
+                        "--no-variants", "--cache-dir", str(cache), "--results", str(results), *extra,
+                        *(["--framework", ",".join(frameworks)] if frameworks else [])],
                        capture_output=True, text=True, cwd=ROOT, timeout=900, env=env)
     assert r.returncode in (0, 1), r.stderr[-3000:]
     recs = [json.loads(line) for line in results.read_text().splitlines()]
@@ -183,13 +184,13 @@ def test_compile_caches_persist_beside_the_references_and_change_no_value(tmp_pa
     fws = [fw for fw in ("jax", "tensorflow", "torch") if get(fw).available()[0]]
     if not fws:
         pytest.skip("no compiling framework installed")
-    cold = _compiled_run(tmp_path / "c", tmp_path / "cold.jsonl")
+    cold = _compiled_run(tmp_path / "c", tmp_path / "cold.jsonl", frameworks=fws)
     for fw in fws:
         files = [f for f in (tmp_path / "c" / "compile" / fw / "0").rglob("*") if f.is_file()]
         assert files, f"{fw} left no compiled executable in its cache"
-    warm = _compiled_run(tmp_path / "c", tmp_path / "warm.jsonl")
+    warm = _compiled_run(tmp_path / "c", tmp_path / "warm.jsonl", frameworks=fws)
     assert cold and warm == cold
-    _compiled_run(tmp_path / "n", tmp_path / "none.jsonl", "--no-cache", "--op", "softmax")
+    _compiled_run(tmp_path / "n", tmp_path / "none.jsonl", "--no-cache", "--op", "softmax", frameworks=fws)
     assert not (tmp_path / "n" / "compile").exists() or not any(
         f.is_file() for f in (tmp_path / "n" / "compile").rglob("*"))
     info = subprocess.run([sys.executable, "-m", "harness", "cache", "info", "--cache-dir", str(tmp_path / "c")],

@@ -162,7 +162,8 @@ def meta(name: str) -> dict[str, Any]:
     settings in force (harness.invariance); an error string where the adapter fails to say."""
     adapter = get(name)
     try:
-        m: dict[str, Any] = {"versions": adapter.versions(), "devices": adapter.devices()}
+        m: dict[str, Any] = {"versions": adapter.versions(), "devices": adapter.devices(),
+                             "modes": list(adapter.modes), "checks": list(adapter.checks) if adapter.checks else None}
     except Exception as e:  # noqa: BLE001 - a broken query must not stop the run
         return {"error": str(e)}
     try:

@@ -119,6 +119,8 @@ class Adapter:
     #: lacks it): they run only on the cases that set that option.
     option_variants: dict[str, tuple[str, ...]] = {}
     modes: tuple[str, ...] = ("eager", "jit")
+    #: The checks this adapter can run (None: every one); a run over every check leaves the others out.
+    checks: tuple[str, ...] | None = None
     #: Modes whose output can depend on the calls before it in the process (a compiler that
     #: reuses what it generated for other inputs), with the reason: `repro.check` reports a
     #: replay that differs there apart from the mismatches, which are defects of the harness.

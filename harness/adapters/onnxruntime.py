@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from ..vocab import INVARIANCE_CHECKS
 from .base import Call, SourceAdapter, Unsupported, literal
 
 #: The ONNX element type of each dtype.
@@ -102,6 +103,7 @@ def _const(name: str, onnx_type: str, shape: list[int], vals: list[Any]) -> str:
 
 class OnnxRuntimeAdapter(SourceAdapter):
     name = "onnxruntime"
+    checks = ("forward", *INVARIANCE_CHECKS)  # an inference runtime: no autodiff
     variants = {"softmax": ("opset11", "masked"), "log_softmax": ("opset11", "masked"), "logsumexp": ("masked",),
                 "softmax_cross_entropy": ("masked",), "sparse_softmax_cross_entropy": ("nll", "masked")}
     option_variants = {"masked": ("where",)}

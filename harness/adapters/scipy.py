@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..vocab import INVARIANCE_CHECKS
 from .base import Call, SourceAdapter, Unsupported, dtype_name, literal, with_scale
 
 #: The op as users write it, by (op, variant): `{axis}` is the class axis, `{y}` the second input
@@ -43,6 +44,7 @@ def _no_autodiff(call: Call) -> str:
 class ScipyAdapter(SourceAdapter):
     name = "scipy"
     modes = ("eager",)
+    checks = ("forward", *INVARIANCE_CHECKS)  # no autodiff
     options = OPTIONS
     imports = "import numpy as np\nimport ml_dtypes\nimport scipy.special"
 
