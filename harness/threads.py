@@ -85,6 +85,7 @@ class Worker:
         ad = A.get(framework)
         env = dict(os.environ)
         env.update(ad.thread_env(n))
+        env.update(ad.process_env())  # what the adapter needs of a process to run its calls there itself
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         # This process's import path: an adapter importable here (from pytest's rootdir, a script's
         # directory) is importable there.
@@ -145,6 +146,11 @@ def worker(framework: str, n: int) -> Worker:
             raise WorkerError(_failed[key])
         w = _workers.get(key)
         if w is None or w.proc.poll() is not None:
+            # One framework's workers at a time: each holds its framework in memory (a Keras one its
+            # backend's child too), and eight frameworks' pairs in every job exhausted 24 GB. Items
+            # come grouped by framework, so a framework's pair serves all its determinism items.
+            for other in [k for k in _workers if k[0] != framework]:
+                _workers.pop(other).close()
             try:
                 w = _workers[key] = Worker(framework, n)
             except WorkerError as e:

@@ -124,3 +124,20 @@ def test_workers_running_at_once_share_the_cpus(tmp_path, monkeypatch):
         assert I.threads_for(2) is None
     finally:
         A.unregister(name)
+
+
+def test_one_frameworks_thread_workers_at_a_time():
+    """The determinism check's thread-count workers (harness.threads) each hold their framework in
+    memory: a worker of another framework ends the last framework's workers first."""
+    from harness import threads as T
+
+    a1, a2 = T.worker("numpy", 1), T.worker("numpy", 2)
+    assert a1.proc.poll() is None and a2.proc.poll() is None
+    b = T.worker("scipy", 1)
+    try:
+        for w in (a1, a2):
+            w.proc.wait(10)
+        assert a1.proc.poll() is not None and a2.proc.poll() is not None and b.proc.poll() is None
+        assert T.worker("scipy", 1) is b  # a framework's worker is reused
+    finally:
+        T.close_all()

@@ -315,9 +315,11 @@ def test_a_child_that_dies_is_an_error_and_replaced(registered):
     np.testing.assert_allclose(ad.run(_call("logsumexp")).arrays["out"], _lse(X), rtol=1e-14)
 
 
-def test_thread_count_workers_delegate_to_their_own_child():
-    """harness.threads imports the adapter by name in a fresh process with the thread settings; the
-    Keras adapter there starts its own child, which inherits them."""
+def test_thread_count_workers_are_the_keras_child_themselves():
+    """harness.threads imports the adapter by name in a fresh process with the thread settings and the
+    adapter's process_env (KERAS_BACKEND and the child marker): the Keras adapter there runs the calls
+    itself, under its backend and those threads, and starts no child of its own (a grandchild per
+    worker held a second copy of the backend)."""
     _need("keras-torch")
     from harness import threads as T
 
@@ -326,6 +328,26 @@ def test_thread_count_workers_delegate_to_their_own_child():
     assert raised is None, raised
     np.testing.assert_allclose(out.arrays["out"], _softmax(X), rtol=1e-15)
     assert w.in_force["torch.get_num_threads"] == 1, w.in_force
+    kids = subprocess.run(["ps", "-o", "pid=", "--ppid", str(w.proc.pid)], capture_output=True, text=True).stdout
+    assert kids.split() == [], f"the thread worker started a child: {kids}"
+
+
+def test_one_backends_child_at_a_time():
+    """A process holds one Keras child at a time (each holds its backend, 1-3 GB): the next backend's
+    first call ends the last one's child; calling it again starts a fresh one."""
+    for f in ("keras-torch", "keras-jax"):
+        _need(f)
+    torch_ad, jax_ad = A.get("keras-torch"), A.get("keras-jax")
+    torch_ad.run(_call("softmax"))
+    first = torch_ad._child.proc
+    assert first.is_alive()
+    out = jax_ad.run(_call("softmax"))
+    np.testing.assert_allclose(out.arrays["out"], _softmax(X), rtol=1e-6)
+    first.join(10)
+    assert not first.is_alive() and jax_ad._child.proc.is_alive()
+    out = torch_ad.run(_call("log_softmax"))
+    np.testing.assert_allclose(out.arrays["out"], np.log(_softmax(X)), rtol=1e-14)
+    assert torch_ad._child.proc is not first and not jax_ad._child.proc
 
 
 def test_modes_variants_and_availability(monkeypatch):

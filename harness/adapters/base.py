@@ -148,6 +148,11 @@ class Adapter:
     def set_threads(self, n: int) -> None:
         """Set `n` CPU threads through the framework's API, before its first call."""
 
+    def process_env(self) -> dict[str, str]:
+        """Environment variables a fresh process of this adapter's own (a thread-count worker) sets
+        at start-up so that the adapter runs its calls in it (Keras: its backend)."""
+        return {}
+
     def threads_in_force(self) -> dict[str, Any]:
         """The thread settings the framework reports (recorded beside a thread-count variant)."""
         return {}

@@ -206,6 +206,12 @@ class _Child:
         with self.lock:
             if self.proc is None or not self.proc.is_alive():
                 self.close()
+                # One backend's child at a time in a process: each holds its backend (1-3 GB), and
+                # three in every job of a run, with their thread workers, exhausted 24 GB. Items come
+                # grouped by framework, so a child serves all of its backend's items in a row.
+                for other in list(_children):
+                    if other is not self and other.proc is not None:
+                        other.close()
                 try:
                     self._start()
                 except Exception as e:  # noqa: BLE001
@@ -300,6 +306,11 @@ class _KerasAdapter(SourceAdapter):
                 + self.backend_imports)
 
     # -- where a call runs ---------------------------------------------------------------------
+    def process_env(self) -> dict[str, str]:
+        # A process started with these (a thread-count worker of harness.threads) is this adapter's
+        # child itself: it runs the calls in process, with its threads, and starts no child of its own.
+        return {"KERAS_BACKEND": self.backend, CHILD_ENV: self.backend}
+
     @staticmethod
     def in_child() -> bool:
         return bool(os.environ.get(CHILD_ENV))
