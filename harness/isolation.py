@@ -18,6 +18,7 @@ import traceback
 from typing import Any
 
 from .errors import Stopped
+from . import procs
 from .procs import become_helper
 from .runner import WORKER_ENV, Item, Session, base_record
 
@@ -191,17 +192,6 @@ class Executor:
         """End the worker: asked to finish (at the end of a run), or killed at once (`now`: the
         run is stopping; an item in flight is abandoned, and run() raises Stopped for it)."""
         self.closing = True
-        proc = self.proc
-        if proc is not None and proc.is_alive():
-            if now or self.busy:  # an item in flight (pytest interrupted in it) is not waited for
-                proc.kill()
-            else:
-                try:
-                    self.conn.send(None)
-                except OSError:
-                    pass
-                proc.join(10)
-                if proc.is_alive():
-                    proc.kill()
-            proc.join(5)
+        # an item in flight (pytest interrupted in it) is not waited for
+        procs.end(self.proc, self.conn, wait=10, kill=now or self.busy)
         self.proc = None

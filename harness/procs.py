@@ -39,3 +39,24 @@ def become_helper(parent: int | None = None) -> None:
                 os._exit(0)
 
     threading.Thread(target=watch, name="harness-parent-watch", daemon=True).start()
+
+
+def end(proc, conn, wait: float = 5, kill: bool = False) -> None:
+    """End a multiprocessing helper that serves requests over `conn` and stops at a None: asked
+    to finish and given `wait` seconds, then killed (at once with `kill`: the run is stopping or
+    a request is in flight). The connection is closed either way."""
+    if proc is not None and proc.is_alive():
+        if not kill:
+            try:
+                conn.send(None)
+            except (OSError, ValueError):
+                pass
+            proc.join(wait)
+        if proc.is_alive():
+            proc.kill()
+        proc.join(5)
+    if conn is not None:
+        try:
+            conn.close()
+        except OSError:
+            pass

@@ -48,6 +48,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import procs
 from .base import Call, Output, SourceAdapter, Unsupported, with_scale
 from .jax import JaxAdapter
 from .tensorflow import TensorFlowAdapter
@@ -246,21 +247,7 @@ class _Child:
     def close(self) -> None:
         proc, conn = self.proc, self.conn
         self.proc = self.conn = None
-        if proc is None:
-            return
-        if proc.is_alive():
-            try:
-                conn.send(None)
-            except OSError:
-                pass
-            proc.join(5)
-            if proc.is_alive():
-                proc.kill()
-                proc.join(5)
-        try:
-            conn.close()
-        except OSError:
-            pass
+        procs.end(proc, conn, wait=5)
 
 
 _children: list[_Child] = []
