@@ -221,12 +221,9 @@ def assert_conforms(fn: Callable[..., Any], op: str, *, framework: str, dtypes: 
     if not ok:
         raise HarnessInputError(why, field="framework")
     label = name or f"{framework}:{getattr(fn, '__qualname__', 'fn')}"
-    A.register(label, callable_adapter(fn, framework, name=label))  # for this call only
-    try:
+    with A.registered(label, callable_adapter(fn, framework, name=label)):  # for this call only
         return _run_conforms(label, op, framework, dtypes, cases, case_filter, checks, policy, device, modes,
                              known, options)
-    finally:
-        A.unregister(label)
 
 
 def _run_conforms(label: str, op: str, framework: str, dtypes: Sequence[str] | None, cases: Any,

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from harness import adapters as A
 from harness import cases as K
 from harness.cache import Cache
 from harness.policy import load as load_policy
@@ -33,21 +32,6 @@ BAD = {
     M.ObjectArrayAdapter: "output 'out' holds object, not numbers",
     M.BadDtypesAdapter: "Output.dtypes is str 'float64', not a dict",
 }
-
-
-@pytest.fixture
-def registered():
-    names = []
-
-    def reg(cls):
-        A.register(cls.name, cls)
-        names.append(cls.name)
-        return cls.name
-
-    yield reg
-    for n in names:
-        A._extra.pop(n, None)
-        A._cache.pop(n, None)
 
 
 def _run(fw: str, logits=((1.0, 2.0, 3.0),), labels=None, op="softmax", check="forward") -> dict:

@@ -41,11 +41,8 @@ def _start(tmp_path, ignore_sigint=False):
                           "--cases", str(cases), "--results", str(results), "--timing-reps", "0", "-q"],
                          cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=pre)
     # The items before the gate: every item of the cases before it, in the run's order.
-    A.register("gated", GatedAdapter)
-    try:
+    with A.registered("gated", GatedAdapter):
         items = expand(load([str(cases)]), Selection(frameworks=["gated"]), ["gated"])
-    finally:
-        A._extra.pop("gated", None)
     before = next(i for i, it in enumerate(items) if it.case.id == f"k/c{GATE_AT}")
     return p, results, gate, before
 

@@ -34,9 +34,9 @@ def _cases(tmp_path):
     ("crashy", "tests.plugins.misbehaving:CrashAdapter", "t/boom", "crash"),
     ("sleepy", "tests.plugins.misbehaving:SleepyAdapter", "t/slow", "timeout"),
 ])
-def test_crash_and_hang_cost_one_result(tmp_path, name, target, bad_case, cause):
+def test_crash_and_hang_cost_one_result(tmp_path, name, target, bad_case, cause, registered):
     mod, cls = target.split(":")
-    A.register(name, getattr(__import__(mod, fromlist=[cls]), cls))
+    registered(getattr(__import__(mod, fromlist=[cls]), cls), name)
     cases = _cases(tmp_path)
     sel = Selection(frameworks=[name], dtypes=["float32"], ops=["softmax"], modes=["eager"], checks=["forward"])
     items = expand(cases, sel, [name])
@@ -104,8 +104,7 @@ def test_workers_running_at_once_share_the_cpus(tmp_path, monkeypatch):
     want = max(1, (I.os.cpu_count() or 1) // 2)
 
     name, target = "threadsays", "tests.plugins.misbehaving:ThreadsAdapter"
-    A.register(name, ThreadsAdapter)
-    try:
+    with A.registered(name, ThreadsAdapter):
         items = expand(_cases(tmp_path)[:1], Selection(frameworks=[name], dtypes=["float32"], ops=["softmax"],
                                                        modes=["eager"], checks=["forward"]), [name])
         session = Session(load_policy("standard"), Cache(tmp_path / "cache"), [], None, 0)
@@ -122,8 +121,6 @@ def test_workers_running_at_once_share_the_cpus(tmp_path, monkeypatch):
         assert "OMP_NUM_THREADS=None" in said[1]
         monkeypatch.setenv("OMP_NUM_THREADS", "5")  # the user's choice wins
         assert I.threads_for(2) is None
-    finally:
-        A.unregister(name)
 
 
 def test_one_frameworks_thread_workers_at_a_time():

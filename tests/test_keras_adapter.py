@@ -219,23 +219,6 @@ class NaiveKerasTensorFlow(KA.KerasTensorFlowAdapter):
 NAIVE = {"keras-torch": NaiveKerasTorch, "keras-jax": NaiveKerasJax, "keras-tensorflow": NaiveKerasTensorFlow}
 
 
-@pytest.fixture
-def registered():
-    names = []
-
-    def reg(cls):
-        A.register(cls.name, cls)
-        names.append(cls.name)
-        return A.get(cls.name)
-
-    yield reg
-    for n in names:
-        ad = A._cache.get(n)
-        if ad is not None:
-            ad.close()
-        A.unregister(n)
-
-
 def _session() -> Session:
     return Session(load_policy("standard"), Cache(None, enabled=False), [], None, timing_reps=0)
 
@@ -246,7 +229,7 @@ def _case(raw: dict):
 
 def test_a_naive_softmax_fails_where_keras_passes(fw, registered):
     case = _case({"logits": [[1000.0, 0.0, -1000.0], [1.0, 2.0, 3.0]]})
-    naive = registered(NAIVE[fw]).name
+    naive = registered(NAIVE[fw])
     s = _session()
     good = s.run(Item(case, "softmax", "forward", "default", fw, "cpu", "float32", "eager"))
     bad = s.run(Item(case, "softmax", "forward", "default", naive, "cpu", "float32", "eager"))
@@ -302,7 +285,7 @@ def test_framework_warnings_are_recorded():
 
 def test_a_child_that_dies_is_an_error_and_replaced(registered):
     _need("keras-tensorflow")
-    ad = registered(NaiveKerasTensorFlow)
+    ad = A.get(registered(NaiveKerasTensorFlow))
     ad.run(_call("logsumexp"))
     first = ad._child.proc.pid
     with pytest.raises(KA.KerasChildError, match=r"died \(exit code 3\) during die.*fresh one"):

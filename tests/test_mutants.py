@@ -32,8 +32,7 @@ def _key(it) -> str:
 def _run(cls, stop_when=None):
     """(item, record) for every item of the quick suite (CPU, in the modes `cls` has: eager, and jit
     for mutant_jit_differs) on `cls`, up to the first for which stop_when(item, record) holds."""
-    A.register(cls.name, cls)
-    try:
+    with A.registered(cls.name, cls):
         items = expand(load_cases(QUICK), Selection(frameworks=[cls.name], modes=list(cls.modes)), [cls.name])
         session = Session(load_policy("standard"), Cache(), [], None, timing_reps=0)
         out = []
@@ -43,9 +42,6 @@ def _run(cls, stop_when=None):
             if stop_when is not None and stop_when(it, rec):
                 break
         return out
-    finally:
-        A._extra.pop(cls.name, None)
-        A._cache.pop(cls.name, None)
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,6 @@ ml_dtypes = pytest.importorskip("ml_dtypes")
 mpmath = pytest.importorskip("mpmath")
 mpmath.mp.dps = 50
 
-from harness import adapters as A  # noqa: E402
 from harness import cases as K  # noqa: E402
 from harness.adapters.base import Call, Unsupported  # noqa: E402
 from harness.adapters.onnxruntime import OnnxRuntimeAdapter, _node  # noqa: E402
@@ -274,10 +273,8 @@ def _verdict(fw, op, logits, dtype="float32"):
 
 
 @pytest.fixture
-def naive():
-    A.register(NaiveOnnxRuntime.name, NaiveOnnxRuntime)
-    yield NaiveOnnxRuntime.name
-    A.unregister(NaiveOnnxRuntime.name)
+def naive(registered):
+    return registered(NaiveOnnxRuntime)
 
 
 def test_a_naive_graph_fails_a_verdict_the_adapter_passes(naive):

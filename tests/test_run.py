@@ -292,14 +292,10 @@ def test_xdist_gives_the_same_records_as_serial(tmp_path):
 def test_framework_warnings_are_recorded_once():
     from tests.plugins.misbehaving import WarnyAdapter
 
-    A.register("warny", WarnyAdapter)
-    try:
+    with A.registered("warny", WarnyAdapter):
         s = Session(load_policy("standard"), Cache(None, enabled=False), [], None, 3)
         rec = s.run(Item(_case("t/w", [[1.0, 2.0, 3.0]]), "softmax", "forward", "default", "warny", "cpu",
                          "float32", "eager"))
-    finally:
-        A._extra.pop("warny", None)
-        A._cache.pop("warny", None)
     assert rec["status"] == "pass"
     assert rec["framework_warnings"] == ["UserWarning: 3 classes is an odd choice"]
     plain = _run("standard", _case("t/w", [[1.0, 2.0, 3.0]]), "softmax", "numpy")

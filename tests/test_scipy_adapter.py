@@ -279,10 +279,8 @@ class NaiveSoftmaxScipy(ScipyAdapter):
 
 
 @pytest.fixture
-def naive():
-    A.register(NaiveSoftmaxScipy.name, NaiveSoftmaxScipy)
-    yield NaiveSoftmaxScipy.name
-    A.unregister(NaiveSoftmaxScipy.name)
+def naive(registered):
+    return registered(NaiveSoftmaxScipy)
 
 
 def test_a_wrong_implementation_fails_where_the_real_one_passes(naive):

@@ -162,12 +162,9 @@ def test_search_tells_a_wrong_implementation_from_a_right_one(session, fn, wrong
     from harness.adapters.callable import callable_adapter
 
     name = f"test_search_{fn.__name__}"
-    A.register(name, callable_adapter(fn, "torch", name=name))
-    try:
+    with A.registered(name, callable_adapter(fn, "torch", name=name)):
         found = search(session, name, "softmax", "float32", objective="differential", peers=peers, budget=60,
                        shrink_budget=80, seed=3)
-    finally:
-        A.unregister(name)
     if not wrong:
         assert not any(f.finding for f in found), [(f.rec["status"], f.point.x) for f in found]
         return

@@ -9,12 +9,13 @@ an Output of arrays of numbers is an AdapterOutputError, recorded as that adapte
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
 from importlib import import_module
 from importlib.metadata import entry_points
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from ..errors import HarnessInputError
 from .base import Adapter, AdapterOutputError, Call, Output, Unsupported, check_output
@@ -46,9 +47,23 @@ def register(name: str, factory: Callable[[], Adapter]) -> None:
 
 
 def unregister(name: str) -> None:
-    """Forget an adapter registered at run time (harness.assert_conforms's, after its call)."""
+    """Forget an adapter registered at run time (harness.assert_conforms's, after its call); its
+    instance, where one was made, is closed first (a Keras adapter's child process ends)."""
     _extra.pop(name, None)
-    _cache.pop(name, None)
+    ad = _cache.pop(name, None)
+    close = getattr(ad, "close", None)  # (not `callable`: the submodule harness.adapters.callable has its name here)
+    if close is not None:
+        close()
+
+
+@contextlib.contextmanager
+def registered(name: str, factory: Callable[[], Adapter]) -> Iterator[str]:
+    """`name` registered for the block (register, then unregister however it ends)."""
+    register(name, factory)
+    try:
+        yield name
+    finally:
+        unregister(name)
 
 
 def _entry_points() -> dict[str, object]:
