@@ -6,8 +6,6 @@ autodiff, bfloat16 nodes ORT has no kernel for, options ONNX cannot spell)."""
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +23,7 @@ from harness.adapters.onnxruntime import OnnxRuntimeAdapter, _node  # noqa: E402
 from harness.cache import Cache  # noqa: E402
 from harness.policy import load as load_policy  # noqa: E402
 from harness.runner import Item, Session  # noqa: E402
+from tests.replaying import assert_replays  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 X = np.array([[1.0, 2.0, 3.0], [0.0, -1.0, 5.0]])
@@ -226,23 +225,7 @@ REPRO_CALLS = [
 
 
 def test_repro_snippets_print_the_adapters_output_bit_for_bit(ad):
-    snippets, outputs = [], []
-    for op, kw in REPRO_CALLS:
-        c = call(op, **kw)
-        outputs.append(ad.run(c).arrays["out"])
-        snippets.append(ad.repro(c))
-    prog = ("import sys, json\nfor s in json.load(sys.stdin):\n    exec(compile(s, '<repro>', 'exec'), {})\n")
-    import json
-
-    p = subprocess.run([sys.executable, "-c", prog], input=json.dumps(snippets), capture_output=True, text=True,
-                       timeout=300, cwd=ROOT)
-    assert p.returncode == 0, p.stderr[-3000:]
-    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("[")]
-    assert len(lines) == len(snippets), p.stdout
-    for line, want in zip(lines, outputs):
-        got = np.asarray(eval(line, {"__builtins__": {}}, {"nan": math.nan, "inf": math.inf})[0], dtype=np.float64)
-        assert got.shape == want.shape
-        assert np.all((np.isnan(got) & np.isnan(want)) | (got.view(np.int64) == want.view(np.int64))), (line, want)
+    assert_replays(ad, [call(op, **kw) for op, kw in REPRO_CALLS])
 
 
 # -- a naive graph fails where the real one passes -------------------------------------------------

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import importlib.util
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +28,9 @@ from harness.adapters.base import Call, Unsupported  # noqa: E402
 from harness.adapters.scipy import API, ScipyAdapter  # noqa: E402
 from harness.cache import Cache  # noqa: E402
 from harness.policy import load as load_policy  # noqa: E402
-from harness.repro import _values, same_bits  # noqa: E402
+from harness.repro import same_bits  # noqa: E402
 from harness.runner import Item, Session  # noqa: E402
+from tests.replaying import assert_replays  # noqa: E402
 
 #: scipy warns of the overflows and invalid values these extreme inputs are made of.
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
@@ -187,19 +186,10 @@ REPRO_CALLS = [
 ]
 
 
-@pytest.mark.parametrize("op,x,dtype,b,options,axis", REPRO_CALLS)
-def test_repro_snippet_prints_the_adapters_output(ad, op, x, dtype, b, options, axis):
-    call = _call(op, x, dtype, b=b, options=options, axis=axis)
-    out = ad.run(call)
-    snippet = ad.repro(call)
-    assert snippet.startswith("import numpy as np\nimport ml_dtypes\nimport scipy.special\n")
-    p = subprocess.run([sys.executable, "-c", snippet], capture_output=True, text=True, cwd=ROOT, timeout=120)
-    assert p.returncode == 0, p.stderr
-    printed = _values(p.stdout)
-    names = ad.output_names(call)
-    assert len(printed) == len(names)
-    for n, got in zip(names, printed):
-        assert got.shape == out.arrays[n].shape and same_bits(got, out.arrays[n]), (n, got, out.arrays[n])
+def test_repro_snippets_print_the_adapters_output(ad):
+    calls = [_call(op, x, dtype, b=b, options=options, axis=axis) for op, x, dtype, b, options, axis in REPRO_CALLS]
+    for snippet in assert_replays(ad, calls):
+        assert snippet.startswith("import numpy as np\nimport ml_dtypes\nimport scipy.special\n")
 
 
 # -- what it cannot run: a skip with the reason -----------------------------------------------------
