@@ -10,6 +10,7 @@ them as what they are.
 
 from __future__ import annotations
 
+import importlib.util
 import contextlib
 import os
 import tempfile
@@ -125,9 +126,17 @@ class Adapter:
     #: reuses what it generated for other inputs), with the reason: `repro.check` reports a
     #: replay that differs there apart from the mismatches, which are defects of the harness.
     history_dependent: dict[str, str] = {}
+    #: The modules the adapter imports and the pip extra of this package that installs them: the
+    #: first one missing makes the framework a skip that says how to install it.
+    requires: tuple[str, ...] = ()
+    extra = ""
 
     def available(self) -> tuple[bool, str]:
-        raise NotImplementedError
+        """(True, "") where the adapter can run here; else False and the reason."""
+        for mod in self.requires:
+            if importlib.util.find_spec(mod) is None:
+                return False, f"{mod} is not installed (pip install -e '.[{self.extra or self.name}]')"
+        return True, ""
 
     def versions(self) -> dict[str, str]:
         return {}

@@ -6,7 +6,6 @@ Every call is the source its repro snippet prints (base.SourceAdapter)."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from typing import Any
 
@@ -68,6 +67,8 @@ with_scale(API, OPTIONS)
 
 class JaxAdapter(SourceAdapter):
     name = "jax"
+    requires = ("jax", "optax")
+    extra = "jax"
     variants = {"logsumexp": ("scipy",), "softmax_cross_entropy": ("smooth_labels", "composed"),
                 "sparse_softmax_cross_entropy": ("smooth_labels", "composed")}
     option_variants = {"smooth_labels": ("label_smoothing",), "composed": ("weights", "ignore_index", "reduction")}
@@ -78,12 +79,6 @@ class JaxAdapter(SourceAdapter):
     def __init__(self) -> None:
         super().__init__()
         self._configured = False
-
-    def available(self) -> tuple[bool, str]:
-        for mod in ("jax", "optax"):
-            if importlib.util.find_spec(mod) is None:
-                return False, f"{mod} is not installed (pip install -e '.[jax]')"
-        return True, ""
 
     def versions(self) -> dict[str, str]:
         import jax

@@ -316,10 +316,8 @@ class _KerasAdapter(SourceAdapter):
     def available(self) -> tuple[bool, str]:
         if importlib.util.find_spec("keras") is None:
             return False, "keras is not installed (pip install -e '.[keras]')"
-        if importlib.util.find_spec(self.backend) is None:
-            return False, (f"{self.backend}, the backend of {self.name}, is not installed "
-                           f"(pip install -e '.[{self.backend}]')")
-        return True, ""
+        ok, why = super().available()  # the backend adapter's (the next class in the MRO)
+        return ok, why and f"the backend of {self.name}: {why}"
 
     def run(self, call: Call) -> Output:
         if self.in_child():

@@ -13,9 +13,6 @@ class NumpyAdapter(Adapter):
     name = "numpy"
     modes = ("eager",)
 
-    def available(self) -> tuple[bool, str]:
-        return True, ""
-
     def versions(self) -> dict[str, str]:
         import ml_dtypes
 

@@ -22,7 +22,6 @@ quotes ORT. Every call is the source its repro snippet prints (base.SourceAdapte
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from typing import Any
 
@@ -103,6 +102,8 @@ def _const(name: str, onnx_type: str, shape: list[int], vals: list[Any]) -> str:
 
 class OnnxRuntimeAdapter(SourceAdapter):
     name = "onnxruntime"
+    requires = ("onnxruntime", "onnx")
+    extra = "onnxruntime"
     checks = ("forward", *INVARIANCE_CHECKS)  # an inference runtime: no autodiff
     variants = {"softmax": ("opset11", "masked"), "log_softmax": ("opset11", "masked"), "logsumexp": ("masked",),
                 "softmax_cross_entropy": ("masked",), "sparse_softmax_cross_entropy": ("nll", "masked")}
@@ -114,12 +115,6 @@ class OnnxRuntimeAdapter(SourceAdapter):
         super().__init__()
         self._ns: dict[str, Any] | None = None
         self._threads: int | None = None
-
-    def available(self) -> tuple[bool, str]:
-        for mod in ("onnxruntime", "onnx"):
-            if importlib.util.find_spec(mod) is None:
-                return False, f"{mod} is not installed (pip install -e '.[onnxruntime]')"
-        return True, ""
 
     def versions(self) -> dict[str, str]:
         import onnx

@@ -8,7 +8,6 @@ repro snippet prints (base.SourceAdapter)."""
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Any
 
 import numpy as np
@@ -43,16 +42,12 @@ def _no_autodiff(call: Call) -> str:
 
 class ScipyAdapter(SourceAdapter):
     name = "scipy"
+    requires = ("scipy", "ml_dtypes")
+    extra = "scipy"
     modes = ("eager",)
     checks = ("forward", *INVARIANCE_CHECKS)  # no autodiff
     options = OPTIONS
     imports = "import numpy as np\nimport ml_dtypes\nimport scipy.special"
-
-    def available(self) -> tuple[bool, str]:
-        for mod in ("scipy", "ml_dtypes"):
-            if importlib.util.find_spec(mod) is None:
-                return False, f"{mod} is not installed (pip install -e '.[scipy]')"
-        return True, ""
 
     def versions(self) -> dict[str, str]:
         import ml_dtypes

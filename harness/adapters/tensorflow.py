@@ -5,7 +5,6 @@ whole step. Every call is the source its repro snippet prints (base.SourceAdapte
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 from typing import Any
@@ -82,6 +81,8 @@ with_scale(API, OPTIONS)
 
 class TensorFlowAdapter(SourceAdapter):
     name = "tensorflow"
+    requires = ("tensorflow",)
+    extra = "tensorflow"
     variants = {"softmax": ("masked",), "log_softmax": ("masked",), "logsumexp": ("masked", "composed"),
                 "softmax_cross_entropy": ("keras", "composed", "masked"),
                 "sparse_softmax_cross_entropy": ("keras_onehot", "composed", "masked")}
@@ -91,11 +92,6 @@ class TensorFlowAdapter(SourceAdapter):
     option_defaults = {"reduction": "none", "return_sign": False}
 
     imports = "import tensorflow as tf"
-
-    def available(self) -> tuple[bool, str]:
-        if importlib.util.find_spec("tensorflow") is None:
-            return False, "tensorflow is not installed (pip install -e '.[tensorflow]')"
-        return True, ""
 
     @property
     def tf(self) -> Any:

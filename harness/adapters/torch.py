@@ -5,7 +5,6 @@ snippet prints (base.SourceAdapter)."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 from typing import Any
@@ -59,6 +58,8 @@ with_scale(API, OPTIONS)
 
 class TorchAdapter(SourceAdapter):
     name = "torch"
+    requires = ("torch",)
+    extra = "torch"
     variants = {
         "softmax": ("masked",), "log_softmax": ("masked",), "logsumexp": ("masked", "composed"),
         "softmax_cross_entropy": ("CrossEntropyLoss", "masked"),
@@ -68,11 +69,6 @@ class TorchAdapter(SourceAdapter):
     imports = "import torch\nimport torch.nn.functional as F"
     options = OPTIONS
     option_defaults = {"reduction": "none", "return_sign": False}
-
-    def available(self) -> tuple[bool, str]:
-        if importlib.util.find_spec("torch") is None:
-            return False, "torch is not installed (pip install -e '.[torch]')"
-        return True, ""
 
     @property
     def torch(self) -> Any:

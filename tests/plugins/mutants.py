@@ -28,9 +28,6 @@ class Careful(Adapter):
     #: Overridden by mutants: the dtype computed in (None: float64) ...
     compute_dtype: str | None = None
 
-    def available(self) -> tuple[bool, str]:
-        return True, ""
-
     # -- the pieces a mutant replaces ----------------------------------------------------------
     def shift(self, x: np.ndarray, ax: int) -> np.ndarray:
         """The max each row is shifted by (0 for a row with no finite max: its outputs are NaN or
