@@ -175,6 +175,18 @@ def test_versions_name_keras_and_the_backend(fw):
     assert v["keras_backend"] == BACKENDS[fw] and BACKENDS[fw] in v
 
 
+def test_the_run_header_leaves_no_child_behind():
+    """The header's questions (versions, devices, determinism settings) start the child; the run's
+    main process, which never runs a call, does not keep it (1-3 GB) for the whole run."""
+    _need("keras-torch")
+    ad = A.get("keras-torch")
+    ad.close()
+    m = A.meta("keras-torch")
+    assert m["versions"]["keras_backend"] == "torch" and m["devices"]["cpu"]
+    assert ad._child is None or ad._child.proc is None
+    np.testing.assert_allclose(ad.run(_call("logsumexp")).arrays["out"], _lse(X), rtol=1e-14)  # a fresh one
+
+
 def test_repro_prints_exactly_the_adapters_output(fw):
     ad = A.get(fw)
     calls = [_call("softmax", dtype="bfloat16", x=np.array([[1.0, 2.0, 3.0], [100.0, 0.5, -3.0]])),

@@ -185,6 +185,11 @@ def meta(name: str) -> dict[str, Any]:
         m["determinism"] = adapter.determinism_flags()
     except Exception as e:  # noqa: BLE001
         m["determinism"] = {"error": str(e)}
+    # The header is asked for in the run's main process, which (isolated) never runs a call: a
+    # helper process the questions started (a Keras child, 1-3 GB) is not kept for the run.
+    close = getattr(adapter, "close", None)
+    if close is not None:
+        close()
     return m
 
 
