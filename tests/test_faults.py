@@ -82,6 +82,30 @@ def _wait_gate(p: subprocess.Popen, gate: str) -> None:
         time.sleep(0.05)
 
 
+def _communicate(p: subprocess.Popen, gate: str, timeout: float = 120) -> tuple[bytes, bytes]:
+    """p's (stdout, stderr) once it ends (the gate opened after, never leaving a run waiting). A run
+    that hangs fails with what would explain it: the processes of its session still there, and the
+    Python stack of each thread of its main process (faulthandler, $PYTHONFAULTHANDLER, on SIGABRT)."""
+    try:
+        return p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        left = subprocess.run(["ps", "-o", "pid,ppid,stat,etime,args", "-s", str(p.pid)], capture_output=True,
+                              text=True).stdout
+        if p.poll() is None:
+            os.kill(p.pid, signal.SIGABRT)
+        try:
+            out, err = p.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            out, err = b"", b"(no output: the pipes are still held open)"
+        pytest.fail(f"the run did not end within {timeout:g} s; its session's processes:\n{left}\n"
+                    f"stdout: {out.decode(errors='replace')[-1500:]}\nstderr: {err.decode(errors='replace')[-6000:]}")
+    finally:
+        open(gate + ".open", "w").close()
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+
+
 class Run:
     def __init__(self, tmp_path: Path, framework: str, cases: Path, *extra: str, isolate: bool = True, jobs: int = 1):
         self.tag = uuid.uuid4().hex
@@ -89,7 +113,7 @@ class Run:
         self.results = tmp_path / "r.jsonl"
         env = dict(os.environ, HARNESS_CACHE_DIR=str(tmp_path / "cache"), HARNESS_REF_WORKERS="1",
                    HARNESS_EXTRA_ADAPTERS=ADAPTERS, HARNESS_TEST_GATE=self.gate, HARNESS_FAULT_TAG=self.tag,
-                   PYTHONPATH=str(ROOT))
+                   PYTHONPATH=str(ROOT), PYTHONFAULTHANDLER="1")
         cmd = [sys.executable, "-m", "harness", "run", "--framework", framework, "--cases", str(cases),
                "--results", str(self.results), "--timing-reps", "0", "--jobs", str(jobs), "--mode", "eager",
                "--op", "softmax", "--dtype", "float64",  # one item per case: case i is item i
@@ -102,13 +126,7 @@ class Run:
         _wait_gate(self.p, self.gate)
 
     def finish(self, timeout: float = 120) -> tuple[int, str]:
-        try:
-            _, err = self.p.communicate(timeout=timeout)
-        finally:
-            open(self.gate + ".open", "w").close()  # never leave a run waiting
-            if self.p.poll() is None:
-                os.killpg(self.p.pid, signal.SIGKILL)
-                self.p.wait()
+        _, err = _communicate(self.p, self.gate, timeout)
         return self.p.returncode, err.decode()
 
     def loaded(self) -> records.Loaded:
@@ -318,7 +336,8 @@ def test_a_pytest_run_stopped_short_is_marked_incomplete(tmp_path, how):
     gate = str(tmp_path / "gate")
     tag = uuid.uuid4().hex
     env = dict(os.environ, HARNESS_CACHE_DIR=str(tmp_path / "cache"), HARNESS_REF_WORKERS="1",
-               HARNESS_EXTRA_ADAPTERS=ADAPTERS, HARNESS_TEST_GATE=gate, HARNESS_FAULT_TAG=tag, PYTHONPATH=str(ROOT))
+               HARNESS_EXTRA_ADAPTERS=ADAPTERS, HARNESS_TEST_GATE=gate, HARNESS_FAULT_TAG=tag, PYTHONPATH=str(ROOT),
+               PYTHONFAULTHANDLER="1")
     fw = "gated" if how == "SIGINT" else "exiting"
     p = subprocess.Popen([sys.executable, "-m", "pytest", "tests/test_conformance.py", "-q", "-p", "no:cacheprovider",
                           "-p", "no:xdist", "--harness-framework", fw, "--harness-cases", str(cases),
@@ -326,16 +345,10 @@ def test_a_pytest_run_stopped_short_is_marked_incomplete(tmp_path, how):
                           "--harness-dtype", "float64", "--harness-timing-reps", "0",
                           *(["-x"] if how == "maxfail" else [])],
                          cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    try:
-        if how == "SIGINT":
-            _wait_gate(p, gate)
-            os.killpg(p.pid, signal.SIGINT)
-        out, _ = p.communicate(timeout=120)
-    finally:
-        open(gate + ".open", "w").close()
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
+    if how == "SIGINT":
+        _wait_gate(p, gate)
+        os.killpg(p.pid, signal.SIGINT)
+    out, _ = _communicate(p, gate)
     assert p.returncode == (2 if how == "SIGINT" else 1), out.decode()[-3000:]  # pytest: interrupted / failed
     loaded = records.read([results])
     _intact(loaded)
