@@ -37,6 +37,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                             **kw)
 
 
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """Under `-n N`, each conformance unit (framework, device, dtype, mode) to one worker: it compiles
+    its programs once (harness.plugin.xdist_scheduler)."""
+    from harness.plugin import xdist_scheduler
+
+    return xdist_scheduler(config, log)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     used = [f for f in flags.plugin_flags() if getattr(config.option, f"harness_renamed_{f.dest}", None)]
     if used:

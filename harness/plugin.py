@@ -16,6 +16,7 @@ The plugin loads into every pytest run of every environment the package is insta
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,36 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(plugin, "harness_session")
     if plugin.given:
         plugin.state  # noqa: B018 - validate the options the user gave, before anything runs
+
+
+#: The unit of a conformance test's node id: its framework, device, dtype and mode (records.test_id).
+_UNIT = re.compile(r"::test_conformance\[(.+?-(?:cpu|gpu)-[a-z0-9]+-[a-z]+)-")
+
+
+def xdist_scheduler(config: pytest.Config, log: Any) -> Any:
+    """A pytest-xdist scheduler for `-n N` with its default distribution (`load`), or None for any
+    other `--dist`: each worker gets whole units of the conformance tests, one framework, device,
+    dtype and mode each, and every other test as a unit of its own (largest units first).
+
+    A framework compiles, traces or dispatches each program once per process and dtype (torch.compile,
+    jax.jit, tf.function, JAX's eager primitives): dealt out one by one, as `load` does, the tests of
+    one program went to both workers and most programs were compiled twice. The harness's CLI
+    groups its jobs' items likewise. Opt in from a conftest.py (this repository's does):
+
+        @pytest.hookimpl(tryfirst=True, optionalhook=True)
+        def pytest_xdist_make_scheduler(config, log):
+            return harness.plugin.xdist_scheduler(config, log)
+    """
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByUnit(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            m = _UNIT.search(nodeid)
+            return m.group(1) if m else nodeid
+
+    return ByUnit(config, log)
 
 
 def _xdist_workers() -> int:

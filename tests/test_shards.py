@@ -119,3 +119,31 @@ def test_plugin_collects_the_same_parts(tmp_path):
     assert one and two and not one & two and one | two == every
     # Collecting runs nothing: the results file of an earlier run is left as it was.
     assert results.read_text() == "an earlier run\n"
+
+
+def test_xdist_workers_get_whole_units(tmp_path):
+    """Under `-n 2` (pytest-xdist's `load`), this repository's conftest hands each conformance unit
+    (framework, device, dtype, mode: what a framework compiles once per process) to one worker;
+    dealt out test by test, as `load` does, both workers ran (and compiled) every unit."""
+    pytest.importorskip("xdist")
+    from harness.plugin import xdist_scheduler
+
+    class Config:
+        def __init__(self, dist):
+            self.dist = dist
+
+        def getvalue(self, name):
+            return {"dist": self.dist, "tx": [], "numprocesses": 2}.get(name)
+
+    assert xdist_scheduler(Config("loadfile"), None) is None
+    results = tmp_path / "r.jsonl"
+    p = subprocess.run([sys.executable, "-m", "pytest", "tests/test_conformance.py", "-q", "-n", "2",
+                        "--harness-framework", "numpy", "--harness-case-filter", "seed/*", "--harness-dtype",
+                        "float32,float64", "--harness-timing-reps", "0", "--harness-results", str(results)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert p.returncode in (0, 1), p.stdout[-2000:] + p.stderr[-2000:]
+    workers: dict[tuple, set] = {}
+    for r in records.read([results]).results:
+        workers.setdefault((r["framework"], r["device"], r["dtype"], r["mode"]), set()).add(r["worker"])
+    assert len(workers) >= 2 and all(len(w) == 1 for w in workers.values()), workers
+    assert len(set().union(*workers.values())) == 2  # both workers had work
