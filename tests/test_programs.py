@@ -7,6 +7,7 @@ import pytest
 
 from harness import adapters as A
 from harness import cases as K
+from harness import records
 from harness.cache import Cache
 from harness.policy import load as load_policy
 from harness.runner import Item, Session
@@ -38,3 +39,70 @@ def test_records_name_the_program_and_its_first_call(tmp_path):
     assert len({ra["program"], r64["program"], rg["program"]}) == 3  # a dtype, a check: other programs
     assert r64["program_new"] is True and rg["program_new"] is True
     assert run(b, "float64")["program_new"] is False
+
+
+SHARING_FWS = [f for f in ("torch", "jax", "tensorflow") if A.get(f).available()[0]]
+
+
+def _sharing_differences(fw, monkeypatch, tmp_path) -> tuple[dict, dict[str, list]]:
+    """(records with sharing, {test id: [(key, shared value, unshared value)]} where they differ) of
+    three quick-suite cases of three shapes, eager and compiled, forward and gradient, float32: the
+    same items run as always, then with every call compiling its own (HARNESS_SHARE_PROGRAMS=0),
+    compared key by key apart from the incidental fields (records.INCIDENTAL_FIELDS)."""
+    from harness.adapters.base import SHARE_ENV
+    from harness.options import RunOptions, load_cases
+    from harness.runner import Selection, expand
+
+    shapes, cases = set(), []
+    for c in load_cases(RunOptions(suite="quick")):
+        shape = np.shape(c.logits)
+        if (not c.options and c.labels is not None and np.ndim(c.labels) == len(shape) - 1
+                and "sparse_softmax_cross_entropy" in c.ops and shape not in shapes):
+            shapes.add(shape)
+            cases.append(c)
+        if len(cases) == 3:
+            break
+    sel = Selection(frameworks=[fw], dtypes=["float32"], ops=["log_softmax", "sparse_softmax_cross_entropy"],
+                    modes=["eager", "jit"], checks=["forward", "grad"])
+    items = expand(cases, sel, [fw])
+    assert len(items) >= 12
+
+    def run(share: bool, items=items) -> dict[str, dict]:
+        monkeypatch.setenv(SHARE_ENV, "1" if share else "0")
+        A._cache.pop(fw, None)  # a fresh adapter: no program of another test reused
+        s = Session(load_policy("standard"), Cache(tmp_path / "cache"), [], None, 0)
+        return {it.id: {k: v for k, v in s.run(it).items() if k not in records.INCIDENTAL_FIELDS} for it in items}
+
+    # Warnings a framework gives once per process (torch's first compile: a DeprecationWarning of
+    # torch.jit.script_method) go to the first item run: the warm-up's, not either side's.
+    run(True, [it for it in items if it.mode == "jit"][:1])
+    shared, alone = run(True), run(False)
+    differ = {t: [(k, shared[t].get(k), alone[t].get(k)) for k in sorted(set(shared[t]) | set(alone[t]))
+                  if records.jsonable(shared[t].get(k)) != records.jsonable(alone[t].get(k))] for t in shared}
+    return shared, {t: d for t, d in differ.items() if d}
+
+
+@pytest.mark.parametrize("fw", SHARING_FWS)
+def test_sharing_programs_changes_no_record(tmp_path, monkeypatch, fw):
+    """Issue 19: a program compiled (or traced) once serves every case it fits, and no record
+    changes because of it."""
+    shared, differ = _sharing_differences(fw, monkeypatch, tmp_path)
+    assert sum(r["status"] == "pass" for r in shared.values()) >= len(shared) // 2
+    assert not differ, differ
+
+
+@pytest.mark.skipif("tensorflow" not in SHARING_FWS, reason="needs TensorFlow")
+def test_a_program_shared_where_it_does_not_fit_is_caught(tmp_path, monkeypatch, registered):
+    """A wrong sharing: the step looked up by the function's source alone, so that the gradient of
+    an op is served by the forward step compiled before it. The comparison names the records."""
+    from harness.adapters.tensorflow import TensorFlowAdapter
+
+    class WrongSharing(TensorFlowAdapter):
+        name = "tf-wrong-sharing"
+
+        def step(self, fsrc, ssrc):
+            return self._exec(fsrc, fsrc + "\n" + ssrc, self.namespace())["step"]
+
+    _, differ = _sharing_differences(registered(WrongSharing), monkeypatch, tmp_path)
+    assert differ and all("-grad." in t for t in differ), differ
+    assert any(k == "status" for d in differ.values() for k, *_ in d)

@@ -10,8 +10,8 @@ them as what they are.
 
 from __future__ import annotations
 
-import importlib.util
 import contextlib
+import importlib.util
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -281,6 +281,11 @@ def format_array(a: np.ndarray, dtype: str, call: "Call | None" = None, field: s
     return rec(vals)
 
 
+#: Set to 0, every call of a SourceAdapter compiles (or traces) its program afresh, none shared with
+#: the calls before it: the check that sharing programs changes no verdict (tests/test_programs.py,
+#: benchmarks/sharing.py).
+SHARE_ENV = "HARNESS_SHARE_PROGRAMS"
+
 #: The rewrites of SourceAdapter.options that are not named fields of a template.
 _SLOTS = frozenset({"kw", "y", "x", "out", "den", "reduce", "plain", "by_value"})
 
@@ -506,8 +511,17 @@ class SourceAdapter(Adapter):
         digest = self._programs[key] = hashlib.sha256("\n".join(key).encode()).hexdigest()[:12]
         return digest, True
 
+    def forget_programs(self) -> None:
+        """Drop every program this adapter compiled or traced (SHARE_ENV=0: each call then builds
+        its own, as a fresh process running its snippet would). A subclass also clears what its
+        framework keeps per process beside them (JAX's eager primitives, dynamo's caches)."""
+        self._steps.clear()
+        self._programs.clear()
+
     def run(self, call: Call) -> Output:
         self.check_device(call)
+        if os.environ.get(SHARE_ENV) == "0":
+            self.forget_programs()
         fsrc, ssrc, ctx = self.function_source(call), self.step_source(call), self.context_source(call)
         program, new = self.program(fsrc, ssrc, ctx, call)
         step = self.step(fsrc, ssrc)

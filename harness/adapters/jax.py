@@ -146,6 +146,12 @@ class JaxAdapter(SourceAdapter):
         self._configure()
         return {"jax": jax, "jnp": jnp, "np": np, "optax": optax}
 
+    def forget_programs(self) -> None:
+        super().forget_programs()
+        import jax
+
+        jax.clear_caches()  # the eager primitives' executables, per shape and dtype, too
+
     def check_device(self, call: Call) -> None:
         import jax
 

@@ -99,6 +99,10 @@ class TorchAdapter(SourceAdapter):
         t = self.torch
         return {"torch": t, "F": t.nn.functional}
 
+    def forget_programs(self) -> None:
+        super().forget_programs()
+        self.torch._dynamo.reset()  # dynamo's guards and graphs, of every compiled function
+
     def versions(self) -> dict[str, str]:
         t = self.torch
         v = {"torch": t.__version__}
