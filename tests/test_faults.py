@@ -82,6 +82,13 @@ def _wait_gate(p: subprocess.Popen, gate: str) -> None:
         time.sleep(0.05)
 
 
+def _terminal_sigint() -> None:
+    """SIGINT as a terminal's Ctrl-C finds it: pytest (unlike the harness's CLI, which installs its
+    own handler) keeps a SIGINT its parent ignored, and a shell's background job without job
+    control (`bash -c '... &'`, as .ci/run may be started) ignores it: the run never stopped."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _communicate(p: subprocess.Popen, gate: str, timeout: float = 120) -> tuple[bytes, bytes]:
     """p's (stdout, stderr) once it ends (the gate opened after, never leaving a run waiting). A run
     that hangs fails with what would explain it: the processes of its session still there, and the
@@ -344,7 +351,8 @@ def test_a_pytest_run_stopped_short_is_marked_incomplete(tmp_path, how):
                           "--harness-results", str(results), "--harness-mode", "eager", "--harness-op", "softmax",
                           "--harness-dtype", "float64", "--harness-timing-reps", "0",
                           *(["-x"] if how == "maxfail" else [])],
-                         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+                         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                         preexec_fn=_terminal_sigint)
     if how == "SIGINT":
         _wait_gate(p, gate)
         os.killpg(p.pid, signal.SIGINT)
