@@ -10,6 +10,7 @@ a namespace of their own.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import math
 import os
@@ -133,28 +134,36 @@ def sample(records: list[dict[str, Any]], per_group: int) -> list[dict[str, Any]
     return out
 
 
-def check(records: list[dict[str, Any]], timeout: float = 3600) -> tuple[int, list[Mismatch]]:
-    """Replay the snippets of the replayable records, one fresh interpreter per framework; the
-    number replayed, and the ones whose printout differs from the record (or that raised).
+def _replay(recs: list[dict[str, Any]], timeout: float) -> subprocess.CompletedProcess:
+    """One fresh interpreter running the snippets of `recs` (one framework's) in order."""
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "jobs.json")
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump([{"repro": r["repro"]} for r in recs], f)
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3"))
+        return subprocess.run([sys.executable, "-c", _PROGRAM, path], capture_output=True, text=True,
+                              timeout=timeout, env=env)
+
+
+def check(records: list[dict[str, Any]], timeout: float = 3600, jobs: int | None = None) -> tuple[int, list[Mismatch]]:
+    """Replay the snippets of the replayable records, one fresh interpreter per framework (`jobs`
+    of them at once, default one per CPU); the number replayed, and the ones whose printout
+    differs from the record (or that raised).
 
     A snippet that raised, printed another shape, or differs in a mode without compile history
     is a defect of the harness. A differing value in a history-dependent mode (Mismatch.history)
     is the framework's: the snippets replay in one process, after other snippets, as the run
     ran them after other calls, but not after the same ones."""
-    jobs: dict[str, list[dict[str, Any]]] = {}
+    by_fw: dict[str, list[dict[str, Any]]] = {}
     for r in records:
         if replayable(r):
-            jobs.setdefault(str(r.get("framework")), []).append(r)
+            by_fw.setdefault(str(r.get("framework")), []).append(r)
     mismatches: list[Mismatch] = []
     n = 0
-    for fw, recs in sorted(jobs.items()):
-        with tempfile.TemporaryDirectory() as d:
-            path = os.path.join(d, "jobs.json")
-            with open(path, "w", encoding="utf-8") as f:
-                json.dump([{"repro": r["repro"]} for r in recs], f)
-            env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3"))
-            p = subprocess.run([sys.executable, "-c", _PROGRAM, path], capture_output=True, text=True,
-                               timeout=timeout, env=env)
+    groups = sorted(by_fw.items(), key=lambda g: -len(g[1]))  # the longest first: they end together
+    with concurrent.futures.ThreadPoolExecutor(max(1, min(len(groups), jobs or os.cpu_count() or 1))) as pool:
+        done = list(pool.map(lambda g: _replay(g[1], timeout), groups))
+    for (fw, recs), p in sorted(zip(groups, done), key=lambda t: t[0][0]):  # reported by framework
         line = next((ln for ln in p.stdout.splitlines() if ln.startswith("REPRO")), None)
         if line is None:
             mismatches += [Mismatch(r["test_id"], f"the {fw} interpreter failed: {p.stderr[-1500:]}", r["repro"])
