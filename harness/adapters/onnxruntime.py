@@ -266,6 +266,15 @@ class OnnxRuntimeAdapter(SourceAdapter):
     def run(self, call: Call) -> Any:
         if call.check != "forward":
             raise Unsupported(f"onnxruntime is an inference runtime: no autodiff, no {call.check} check")
+        # A graph ORT refused (no kernel for a dtype) is refused again, whatever the shapes: the
+        # refusal is remembered by the graph's source, not paid for again per call (a batch
+        # invariance item makes some 24 calls of one graph).
+        refused = getattr(self, "_refused", None)
+        if refused is None:
+            refused = self._refused = {}
+        graph = self.function_source(call)
+        if graph in refused:
+            raise Unsupported(refused[graph])
         try:
             return super().run(call)
         except Unsupported:
@@ -277,8 +286,9 @@ class OnnxRuntimeAdapter(SourceAdapter):
                 for pat in _REFUSED:
                     m = pat.search(msg)
                     if m:
-                        raise Unsupported(f"onnxruntime refuses {call.dtype} for {call.op} ({call.variant}): "
-                                          f"{kind}: {m.group(0)}") from None
+                        why = refused[graph] = (f"onnxruntime refuses {call.dtype} for {call.op} ({call.variant}): "
+                                                f"{kind}: {m.group(0)}")
+                        raise Unsupported(why) from None
             raise
 
     # -- inputs and outputs --------------------------------------------------------------------
