@@ -28,11 +28,12 @@ from . import SCHEMA_VERSION, __version__
 SMALL = 64
 #: The fields that identify a result: one record per such key in a run.
 KEY_FIELDS = ("case_id", "op", "check", "cotangent", "variant", "framework", "device", "dtype", "mode")
+#: What a result spent: the framework's first call and timed calls, the reference, the verdict.
+TIME_FIELDS = ("time_first_call_s", "time_framework_s", "time_reference_s", "time_verdict_s")
 #: The fields of a result that two runs of the same item may differ in without any verdict or
 #: value differing: how long it took, whether a cache or a compiled program was there already,
 #: and which run, job or worker it was.
-INCIDENTAL_FIELDS = frozenset({"time_first_call_s", "time_framework_s", "time_reference_s", "time_verdict_s",
-                               "reference_cached", "program_new", "run_id", "job", "worker"})
+INCIDENTAL_FIELDS = frozenset({*TIME_FIELDS, "reference_cached", "program_new", "run_id", "job", "worker"})
 
 
 def test_id(framework: Any, device: Any, dtype: Any, mode: Any, op: Any, variant: Any, check: Any,

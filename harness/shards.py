@@ -20,7 +20,7 @@ from . import records
 from .errors import HarnessInputError
 from .runner import Item
 
-TIME_FIELDS = ("time_first_call_s", "time_framework_s", "time_reference_s", "time_verdict_s")
+TIME_FIELDS = records.TIME_FIELDS
 
 
 def parse(spec: str | None) -> tuple[int, int] | None:

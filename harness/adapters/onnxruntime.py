@@ -115,6 +115,7 @@ class OnnxRuntimeAdapter(SourceAdapter):
         super().__init__()
         self._ns: dict[str, Any] | None = None
         self._threads: int | None = None
+        self._refused: dict[str, str] = {}  # graph source -> why ORT refused it (run)
 
     def versions(self) -> dict[str, str]:
         import onnx
@@ -269,12 +270,9 @@ class OnnxRuntimeAdapter(SourceAdapter):
         # A graph ORT refused (no kernel for a dtype) is refused again, whatever the shapes: the
         # refusal is remembered by the graph's source, not paid for again per call (a batch
         # invariance item makes some 24 calls of one graph).
-        refused = getattr(self, "_refused", None)
-        if refused is None:
-            refused = self._refused = {}
         graph = self.function_source(call)
-        if graph in refused:
-            raise Unsupported(refused[graph])
+        if graph in self._refused:
+            raise Unsupported(self._refused[graph])
         try:
             return super().run(call)
         except Unsupported:
@@ -286,7 +284,7 @@ class OnnxRuntimeAdapter(SourceAdapter):
                 for pat in _REFUSED:
                     m = pat.search(msg)
                     if m:
-                        why = refused[graph] = (f"onnxruntime refuses {call.dtype} for {call.op} ({call.variant}): "
+                        why = self._refused[graph] = (f"onnxruntime refuses {call.dtype} for {call.op} ({call.variant}): "
                                                 f"{kind}: {m.group(0)}")
                         raise Unsupported(why) from None
             raise
