@@ -45,12 +45,18 @@ _UNIT = re.compile(r"::test_conformance\[(.+?-(?:cpu|gpu)-[a-z0-9]+-[a-z]+)-")
 def xdist_scheduler(config: pytest.Config, log: Any) -> Any:
     """A pytest-xdist scheduler for `-n N` with its default distribution (`load`), or None for any
     other `--dist`: each worker gets whole units of the conformance tests, one framework, device,
-    dtype and mode each, and every other test as a unit of its own (largest units first).
+    dtype and mode each, and every other test with the rest of its module.
 
     A framework compiles, traces or dispatches each program once per process and dtype (torch.compile,
     jax.jit, tf.function, JAX's eager primitives): dealt out one by one, as `load` does, the tests of
     one program went to both workers and most programs were compiled twice. The harness's CLI
-    groups its jobs' items likewise. Opt in from a conftest.py (this repository's does):
+    groups its jobs' items likewise. A module's tests share its module-scoped fixtures (a run of
+    records to replay, a Keras child per backend), which a worker builds once.
+
+    The order, for an even finish (the longest first, the shortest last, without durations):
+    the modules first, whose tests are few but long (compiles, subprocesses, mpmath); then the
+    conformance units by number of tests, the largest first, so that the last ones dealt out
+    are the smallest units. Opt in from a conftest.py (this repository's does):
 
         @pytest.hookimpl(tryfirst=True, optionalhook=True)
         def pytest_xdist_make_scheduler(config, log):
@@ -61,9 +67,19 @@ def xdist_scheduler(config: pytest.Config, log: Any) -> Any:
     from xdist.scheduler import LoadScopeScheduling
 
     class ByUnit(LoadScopeScheduling):
+        _ordered = False
+
         def _split_scope(self, nodeid: str) -> str:
             m = _UNIT.search(nodeid)
-            return m.group(1) if m else nodeid
+            return m.group(1) if m else nodeid.split("::", 1)[0]
+
+        def _assign_work_unit(self, node: Any) -> None:
+            if not self._ordered:  # the first assignment: the queue is whole, by size (loadscope)
+                self._ordered = True
+                modules = [s for s, ids in self.workqueue.items() if not _UNIT.search(next(iter(ids)))]
+                for scope in reversed(modules):
+                    self.workqueue.move_to_end(scope, last=False)
+            super()._assign_work_unit(node)
 
     return ByUnit(config, log)
 

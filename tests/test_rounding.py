@@ -276,8 +276,10 @@ def test_S18_rounded_is_the_correct_rounding_of_a_2000_bit_recompute(row, backen
 
 
 # --------------------------------------------------------------------------------------------
-# Every reference of the default library (issue 24's done-when): each finite output element of
-# each case, op, check and dtype, recomputed here at 2000 bits (or as many as the row's spread
+# Every reference of the suite (issue 24's done-when): each finite output element of each case,
+# op, check and dtype of the built-in suite this pytest run selects (the `suite` fixture: the
+# quick suite's in the README's test command, all 480582 elements of the default library in
+# tox's `unit` env and the workflow, about 70 s here), recomputed here at 2000 bits (or as many as the row's spread
 # needs to see a rest of e^-spread, up to MAX_BITS) and rounded independently. Rows the
 # semantics decide without arithmetic (+inf, NaN, invalid labels, no finite entry) are exact by
 # rule and checked by test_reference; rows whose spread no direct recompute can resolve (logits
@@ -285,12 +287,12 @@ def test_S18_rounded_is_the_correct_rounding_of_a_2000_bit_recompute(row, backen
 MAX_BITS = 60000
 
 
-def test_S18_every_reference_of_the_default_library_rounds_correctly():
+def test_S18_every_reference_of_the_suite_rounds_correctly(suite):
     from harness.options import RunOptions, load_cases
     from harness.runner import library_references
 
     checked = rows_checked = skipped = beyond = optioned = 0
-    for ri in library_references(load_cases(RunOptions())):
+    for ri in library_references(load_cases(RunOptions(suite=suite))):
         case, op, check, dt, x, y, g, rows = ri.case, ri.op, ri.check, ri.dt, ri.logits, ri.labels, ri.g, ri.rows
         name, spec = dt.name, O.OPS[ri.op]
         if case.options:  # the options' exact functions are checked against mpmath in tests/test_options.py
@@ -346,5 +348,7 @@ def test_S18_every_reference_of_the_default_library_rounds_correctly():
     print(f"{optioned} references of cases with options left to tests/test_options.py")
     print(f"{checked} elements of {rows_checked} rows checked; {skipped} rows decided by rule, {beyond} rows "
           "beyond a direct recompute")
-    assert checked > 90000 and skipped < rows_checked / 10 and beyond < rows_checked / 5, \
+    # The check stays a check: most rows are recomputed (quick: 162914 elements of 4744 rows, 12% of
+    # rows decided by rule, as its extreme family is dense in them; default: 480582 of 17352, 4%).
+    assert checked > 100000 and skipped < rows_checked / 5 and beyond < rows_checked / 5, \
         (checked, rows_checked, skipped, beyond)

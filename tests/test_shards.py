@@ -2,6 +2,7 @@
 whose parts merge into the unsharded run's results, in the CLI and the plugin."""
 
 import json
+import re
 import random
 import subprocess
 import sys
@@ -137,13 +138,22 @@ def test_xdist_workers_get_whole_units(tmp_path):
 
     assert xdist_scheduler(Config("loadfile"), None) is None
     results = tmp_path / "r.jsonl"
-    p = subprocess.run([sys.executable, "-m", "pytest", "tests/test_conformance.py", "-q", "-n", "2",
-                        "--harness-framework", "numpy", "--harness-case-filter", "seed/*", "--harness-dtype",
-                        "float32,float64", "--harness-timing-reps", "0", "--harness-results", str(results)],
-                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+    p = subprocess.run([sys.executable, "-m", "pytest", "tests/test_conformance.py", "tests/test_registry.py", "-v",
+                        "-n", "2", "--harness-framework", "numpy", "--harness-case-filter", "seed/*",
+                        "--harness-dtype", "float32,float64", "--harness-timing-reps", "0", "--harness-results",
+                        str(results)], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert p.returncode in (0, 1), p.stdout[-2000:] + p.stderr[-2000:]
     workers: dict[tuple, set] = {}
     for r in records.read([results]).results:
         workers.setdefault((r["framework"], r["device"], r["dtype"], r["mode"]), set()).add(r["worker"])
     assert len(workers) >= 2 and all(len(w) == 1 for w in workers.values()), workers
     assert len(set().union(*workers.values())) == 2  # both workers had work
+    # Another module's tests go to one worker together (they share its module-scoped fixtures),
+    # and before that worker's conformance units (modules first: their tests are few but long).
+    done = re.findall(r"^\[(gw\d+)\] \[ *\d+%\] \w+ (tests/\S+)", p.stdout, re.M)
+    mine = {w for w, t in done if t.startswith("tests/test_registry.py")}
+    assert len(mine) == 1 and len([t for _, t in done if t.startswith("tests/test_registry.py")]) > 5, done[:20]
+    order = [t for w, t in done if w in mine]
+    assert order[0].startswith("tests/test_registry.py") and any("test_conformance" in t for t in order), order[:20]
+    last = max(i for i, t in enumerate(order) if t.startswith("tests/test_registry.py"))
+    assert all(t.startswith("tests/test_registry.py") for t in order[:last + 1]), order[:last + 2]
