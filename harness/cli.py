@@ -23,6 +23,7 @@ from typing import Any, Iterator
 from . import __version__, cause, flags, records, shards
 from .errors import HarnessInputError, HarnessStopped, Stopped
 from .options import check_outputs, executor, from_values, input_files, input_paths, load_cases
+from .progress import Progress, kind_of
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -223,7 +224,7 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
             counts[st] = counts.get(st, 0) + 1
             if not args.quiet and st in ("fail", "error"):
                 progress.print(f"{st.upper():5} {item.id}: {rec.get('special')} {first_line(rec.get('message', ''))}")
-            progress.update(len(results), counts)
+            progress.update(len(results), counts, kind_of(item), records.spent_s(rec, opts.timing_reps))
 
     def work(runner: Any) -> None:
         # Anything that ends a job thread other than an empty queue stops the whole run, loudly:
@@ -247,9 +248,7 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
 
     # One thread per job, each driving its own isolated worker process.
     threads = [threading.Thread(target=work, args=(r,), daemon=True) for r in runners]
-    from .progress import Progress
-
-    progress = Progress(len(items), quiet=args.quiet)
+    progress = Progress(len(items), quiet=args.quiet, kinds=[kind_of(it) for it in items])
     try:
         for t in threads:
             t.start()

@@ -36,6 +36,18 @@ TIME_FIELDS = ("time_first_call_s", "time_framework_s", "time_reference_s", "tim
 INCIDENTAL_FIELDS = frozenset({*TIME_FIELDS, "reference_cached", "program_new", "run_id", "job", "worker"})
 
 
+def spent_s(rec: dict[str, Any], timing_reps: int = 3) -> float:
+    """The worker-seconds a result took by its time fields: the first call, the timed calls
+    (`time_framework_s` is one call's; a run repeats it `timing_reps` times), the reference and
+    the verdict. What splits shards by duration and weighs the progress's ETA."""
+    t = 0.0
+    for f in TIME_FIELDS:
+        v = rec.get(f)
+        if isinstance(v, (int, float)) and v == v and v >= 0:
+            t += float(v) * (max(1, timing_reps) if f == "time_framework_s" else 1)
+    return t
+
+
 def test_id(framework: Any, device: Any, dtype: Any, mode: Any, op: Any, variant: Any, check: Any,
             cotangent: Any, case_id: Any) -> str:
     """A result's test id (`torch-cpu-float32-eager-log_softmax:composed-grad.ones-seed/x`): what

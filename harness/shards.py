@@ -20,8 +20,6 @@ from . import records
 from .errors import HarnessInputError
 from .runner import Item
 
-TIME_FIELDS = records.TIME_FIELDS
-
 
 def parse(spec: str | None) -> tuple[int, int] | None:
     """"K/N" -> (K, N), 1 <= K <= N; None for no sharding."""
@@ -52,13 +50,8 @@ def durations(paths: Iterable[str]) -> dict[tuple[str, ...], float]:
     by_key = {records.key(r): r for r in loaded.results}
     out: dict[tuple[str, ...], float] = {}
     for r in by_key.values():
-        t = 0.0
-        for f in TIME_FIELDS:
-            v = r.get(f)
-            if isinstance(v, (int, float)) and v == v and v >= 0:
-                t += float(v) * (3 if f == "time_framework_s" else 1)  # the timed repetitions
         u = _unit_of_record(r)
-        out[u] = out.get(u, 0.0) + t
+        out[u] = out.get(u, 0.0) + records.spent_s(r)
     return out
 
 

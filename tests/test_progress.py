@@ -47,3 +47,43 @@ def test_live_bar_on_a_terminal_shows_counts_and_prints_failures_above_it():
 
 def test_eta_text():
     assert P.eta_text(None) == "ETA -" and P.eta_text(59.6) == "ETA 1m00s" and P.eta_text(3725) == "ETA 1h02m"
+
+
+def test_eta_weighs_the_kinds_left_by_their_cost_so_far(monkeypatch):
+    """A run of 90 cheap items (0.1 s each) then 10 slow ones (10 s each, say ONNX Runtime's
+    invariance checks at the end of a default run). By the mean rate, after the 90 cheap ones
+    the ETA is a ninth of the time so far; weighed by kind, it is unknown-kind items at the mean
+    cost until one slow item is done, then exact."""
+    now = [0.0]
+    monkeypatch.setattr(P.time, "monotonic", lambda: now[0])
+    kinds = ["cheap"] * 90 + ["slow"] * 10
+    plain, weighed = P.Progress(100, stream=io.StringIO()), P.Progress(100, stream=io.StringIO(), kinds=kinds)
+    for i in range(90):
+        now[0] += 0.1
+        plain.update(i + 1, {"pass": i + 1})
+        weighed.update(i + 1, {"pass": i + 1}, "cheap", 0.1)
+    assert abs(plain.eta(90) - 1.0) < 1e-9  # 9 s for 90: 10 more take 1 s, by the mean rate
+    assert abs(weighed.eta(90) - 1.0) < 1e-9  # no slow item done yet: the mean cost of what is done
+    now[0] += 10.0
+    plain.update(91, {"pass": 91})
+    weighed.update(91, {"pass": 91}, "slow", 10.0)
+    assert abs(plain.eta(91) - 19.0 / 91 * 9) < 1e-9  # 1.9 s: wrong by a factor of 47
+    assert abs(weighed.eta(91) - 90.0) < 1e-9  # 9 slow items left at 10 s each: the truth
+    for i in range(92, 101):
+        now[0] += 10.0
+        weighed.update(i, {"pass": i}, "slow", 10.0)
+    assert weighed.eta(100) == 0.0 and abs(now[0] - 109.0) < 1e-9  # 90 s, as it said at 91
+
+
+def test_the_live_bar_shows_the_weighed_eta(monkeypatch):
+    now = [0.0]
+    monkeypatch.setattr(P.time, "monotonic", lambda: now[0])
+    out = io.StringIO()
+    p = P.Progress(3, stream=out, live=True, kinds=["a", "b", "b"])
+    now[0] = 1.0
+    p.update(1, {"pass": 1}, "a", 1.0)
+    now[0] = 61.0
+    p.update(2, {"pass": 2}, "b", 60.0)  # one more b: 60 s
+    assert p.eta(2) == 61.0 * 60 / 61
+    p.close()
+    assert "ETA 1m00s" in out.getvalue()
