@@ -170,6 +170,21 @@ def test_bfloat16_in_and_out_as_bits(ad):
         ad.run(call("softmax", dtype="bfloat16", variant="opset11"))
 
 
+def test_a_refused_graph_is_not_built_again(ad, monkeypatch):
+    """The refusal is remembered by the graph's source (base.SourceAdapter.step): the next call of
+    that graph, of another shape, is refused without building its session again."""
+    with pytest.raises(Unsupported, match=r"refuses bfloat16 for log_softmax"):
+        ad.run(call("log_softmax", dtype="bfloat16"))
+    built = []
+    real = ad._exec
+    monkeypatch.setattr(ad, "_exec", lambda *a: built.append(a[0]) or real(*a))
+    with pytest.raises(Unsupported, match=r"refuses bfloat16 for log_softmax"):
+        ad.run(call("log_softmax", np.zeros((3, 7)), dtype="bfloat16"))
+    assert built == []
+    assert ad.run(call("log_softmax", np.zeros((3, 7)), dtype="float32")).arrays["out"].shape == (3, 7)
+    assert len(built) == 2  # the float32 graph is built: its function, then its step
+
+
 def test_refusals(ad):
     with pytest.raises(Unsupported, match="inference runtime: no autodiff"):
         ad.run(call("softmax", check="grad"))

@@ -100,7 +100,7 @@ def test_a_program_shared_where_it_does_not_fit_is_caught(tmp_path, monkeypatch,
     class WrongSharing(TensorFlowAdapter):
         name = "tf-wrong-sharing"
 
-        def step(self, fsrc, ssrc):
+        def step(self, fsrc, ssrc, call):
             return self._exec(fsrc, fsrc + "\n" + ssrc, self.namespace())["step"]
 
     _, differ = _sharing_differences(registered(WrongSharing), monkeypatch, tmp_path)

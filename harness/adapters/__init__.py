@@ -50,8 +50,13 @@ def unregister(name: str) -> None:
     """Forget an adapter registered at run time (harness.assert_conforms's, after its call); its
     instance, where one was made, is closed first (a Keras adapter's child process ends)."""
     _extra.pop(name, None)
-    ad = _cache.pop(name, None)
-    close = getattr(ad, "close", None)  # (not `callable`: the submodule harness.adapters.callable has its name here)
+    _close(_cache.pop(name, None))
+
+
+def _close(adapter: Any) -> None:
+    """End what an adapter instance started (a Keras adapter's child process). Adapters need not
+    subclass Adapter (entry points, HARNESS_ADAPTERS): one without `close` has nothing to end."""
+    close = getattr(adapter, "close", None)  # (not `callable`: the submodule harness.adapters.callable has its name here)
     if close is not None:
         close()
 
@@ -187,9 +192,7 @@ def meta(name: str) -> dict[str, Any]:
         m["determinism"] = {"error": str(e)}
     # The header is asked for in the run's main process, which (isolated) never runs a call: a
     # helper process the questions started (a Keras child, 1-3 GB) is not kept for the run.
-    close = getattr(adapter, "close", None)
-    if close is not None:
-        close()
+    _close(adapter)
     return m
 
 

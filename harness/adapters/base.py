@@ -311,6 +311,7 @@ class SourceAdapter(Adapter):
     def __init__(self) -> None:
         self._steps: dict[str, dict[str, Any]] = {}
         self._programs: dict[tuple[str, ...], str] = {}  # program() digests, by source, dtype, mode, device
+        self._refused: dict[str, str] = {}  # function source -> why the framework refused to build it (step)
 
     # -- what a subclass gives ---------------------------------------------------------------
     def namespace(self) -> dict[str, Any]:
@@ -489,11 +490,29 @@ class SourceAdapter(Adapter):
             self._steps[key] = ns
         return ns
 
-    def step(self, fsrc: str, ssrc: str) -> Any:
+    def refusal(self, e: Exception, call: Call) -> str | None:
+        """Why the framework refuses the call, read from the exception that running its function
+        source raised (ONNX Runtime has no kernel for a dtype: its session is not built), or None
+        for anything else, which propagates as the error it is."""
+        return None
+
+    def step(self, fsrc: str, ssrc: str, call: Call) -> Any:
         """`step` of a call whose function and step sources these are: the function source run
         once (f, compiled or not, shared by every step that uses it), then the step source in a
-        copy of that namespace."""
-        fn = self._exec(fsrc, fsrc, self.namespace())
+        copy of that namespace. A function source the framework refused (`refusal`) is refused
+        again without being run again, whatever the shapes: Unsupported, a skip with its reason."""
+        if fsrc in self._refused:
+            raise Unsupported(self._refused[fsrc])
+        try:
+            fn = self._exec(fsrc, fsrc, self.namespace())
+        except Unsupported:
+            raise
+        except Exception as e:  # noqa: BLE001 - a refusal is read; anything else propagates
+            why = self.refusal(e, call)
+            if why is None:
+                raise
+            self._refused[fsrc] = why
+            raise Unsupported(why) from None
         return self._exec(fsrc + "\n" + ssrc, ssrc, fn)["step"]
 
     def program(self, fsrc: str, ssrc: str, ctx: str, call: Call) -> tuple[str, bool]:
@@ -517,6 +536,7 @@ class SourceAdapter(Adapter):
         framework keeps per process beside them (JAX's eager primitives, dynamo's caches)."""
         self._steps.clear()
         self._programs.clear()
+        self._refused.clear()
 
     def run(self, call: Call) -> Output:
         self.check_device(call)
@@ -524,7 +544,7 @@ class SourceAdapter(Adapter):
             self.forget_programs()
         fsrc, ssrc, ctx = self.function_source(call), self.step_source(call), self.context_source(call)
         program, new = self.program(fsrc, ssrc, ctx, call)
-        step = self.step(fsrc, ssrc)
+        step = self.step(fsrc, ssrc, call)
         manager = eval(ctx[len("with "):-1], dict(self.namespace())) if ctx else contextlib.nullcontext()  # noqa: S307
         with manager:
             args = {n: self.make_input(n, a, call) for n, a in self.inputs(call)}

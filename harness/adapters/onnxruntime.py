@@ -115,7 +115,6 @@ class OnnxRuntimeAdapter(SourceAdapter):
         super().__init__()
         self._ns: dict[str, Any] | None = None
         self._threads: int | None = None
-        self._refused: dict[str, str] = {}  # graph source -> why ORT refused it (run)
 
     def versions(self) -> dict[str, str]:
         import onnx
@@ -267,27 +266,19 @@ class OnnxRuntimeAdapter(SourceAdapter):
     def run(self, call: Call) -> Any:
         if call.check != "forward":
             raise Unsupported(f"onnxruntime is an inference runtime: no autodiff, no {call.check} check")
-        # A graph ORT refused (no kernel for a dtype) is refused again, whatever the shapes: the
-        # refusal is remembered by the graph's source, not paid for again per call (a batch
-        # invariance item makes some 24 calls of one graph).
-        graph = self.function_source(call)
-        if graph in self._refused:
-            raise Unsupported(self._refused[graph])
-        try:
-            return super().run(call)
-        except Unsupported:
-            raise
-        except Exception as e:  # noqa: BLE001 - read ORT's refusal of a dtype; anything else propagates
-            kind = type(e).__name__
-            msg = str(e)
-            if kind in ("NotImplemented", "InvalidGraph", "Fail"):
-                for pat in _REFUSED:
-                    m = pat.search(msg)
-                    if m:
-                        why = self._refused[graph] = (f"onnxruntime refuses {call.dtype} for {call.op} ({call.variant}): "
-                                                f"{kind}: {m.group(0)}")
-                        raise Unsupported(why) from None
-            raise
+        return super().run(call)
+
+    def refusal(self, e: Exception, call: Call) -> str | None:
+        """ORT's refusal of a graph, raised while its session is built: no kernel for the dtype.
+        The base remembers it by the graph's source, so it is not paid for again per call (a
+        batch invariance item makes some 24 calls of one graph)."""
+        kind = type(e).__name__
+        if kind in ("NotImplemented", "InvalidGraph", "Fail"):
+            for pat in _REFUSED:
+                m = pat.search(str(e))
+                if m:
+                    return f"onnxruntime refuses {call.dtype} for {call.op} ({call.variant}): {kind}: {m.group(0)}"
+        return None
 
     # -- inputs and outputs --------------------------------------------------------------------
     def input_source(self, name: str, a: np.ndarray, call: Call) -> str:
