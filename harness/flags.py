@@ -86,7 +86,7 @@ FLAGS: list[Flag] = [
     Flag("known", "known-discrepancies TOML (default: harness/known.toml)", kind="str"),
     Flag("no-variants", "run only the default API of each op (no Keras, CrossEntropyLoss, ... variants)",
          kind="bool"),
-    Flag("timing-reps", "timed repetitions per call after the first (default 3; 0: time the first call)",
+    Flag("timing-reps", "timed repetitions per call after the first (default 3, 1 in the quick suite; 0: time the first call)",
          kind="int"),
     Flag("cache-dir", "reference cache directory (default ~/.cache/softmax-harness or $HARNESS_CACHE_DIR)",
          kind="str"),

@@ -19,7 +19,7 @@ from . import ops as O
 from .errors import HarnessInputError
 from .flags import FLAGS
 from .runner import Selection, split_csv, validate_choices
-from .vocab import QUICK_FAMILIES, QUICK_JIT_DTYPES, QUICK_TAG, SUITES
+from .vocab import QUICK_FAMILIES, QUICK_JIT_DTYPES, QUICK_TAG, QUICK_TIMING_REPS, SUITES
 
 
 def select_suite(cases: list[K.Case], suite: str) -> list[K.Case]:
@@ -85,6 +85,8 @@ def from_values(v: dict[str, Any]) -> RunOptions:
     o.known = v.get("known") or None
     o.variants = not v.get("no_variants", False)
     reps = v.get("timing_reps")
+    if reps is None and suite == "quick":
+        o.timing_reps = QUICK_TIMING_REPS  # (vocab.QUICK_TIMING_REPS)
     if reps is not None:
         if int(reps) < 0:
             raise HarnessInputError("must be >= 0", field="timing-reps")

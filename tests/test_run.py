@@ -354,3 +354,35 @@ def test_the_quick_suite_compiles_in_two_dtypes_unless_dtypes_are_given():
     assert {d for m, d in pairs({"suite": "quick", "dtype": ["float16"]}) if m == "jit"} == {"float16"}
     assert {d for m, d in pairs({"suite": "default", "case_filter": "seed/*"}) if m == "jit"} == \
         {"float16", "bfloat16", "float32", "float64"}
+
+
+def test_the_quick_suite_times_one_call_unless_repetitions_are_given(tmp_path, registered):
+    """vocab.QUICK_TIMING_REPS: the quick suite makes one timed call after the judged one; the
+    default suite three; --timing-reps wins in either. The session makes 1 + reps calls."""
+    from harness.adapters.numpy import NumpyAdapter
+    from harness.options import from_values, load_cases
+    from harness.runner import Selection, expand
+
+    assert from_values({"suite": "quick"}).timing_reps == 1
+    assert from_values({"suite": "default"}).timing_reps == 3
+    assert from_values({}).timing_reps == 3
+    assert from_values({"suite": "quick", "timing_reps": 0}).timing_reps == 0
+    assert from_values({"suite": "quick", "timing_reps": 5}).timing_reps == 5
+
+    calls = []
+
+    class Counting(NumpyAdapter):
+        name = "counting-numpy"
+
+        def run(self, call):
+            calls.append(call.op)
+            return super().run(call)
+
+    fw = registered(Counting)
+    case = next(c for c in load_cases(from_values({"suite": "quick"})) if c.id == "seed/softmax_classic")
+    item = next(i for i in expand([case], Selection(frameworks=[fw], ops=["softmax"], dtypes=["float64"],
+                                                     checks=["forward"]), [fw]))
+    for reps in (1, 3, 0):
+        calls.clear()
+        rec = Session(load_policy("standard"), Cache(tmp_path / "c"), [], None, timing_reps=reps).run(item)
+        assert rec["status"] == "pass" and len(calls) == 1 + reps, (reps, calls)
