@@ -38,13 +38,14 @@ INCIDENTAL_FIELDS = frozenset({*TIME_FIELDS, "reference_cached", "program_new", 
 
 def spent_s(rec: dict[str, Any], timing_reps: int = 3) -> float:
     """The worker-seconds a result took by its time fields: the first call, the timed calls
-    (`time_framework_s` is one call's; a run repeats it `timing_reps` times), the reference and
-    the verdict. What splits shards by duration and weighs the progress's ETA."""
+    (`time_framework_s` is their median; a run repeats the call `timing_reps` times, and with 0
+    it is the first call's time again), the reference and the verdict. What splits shards by
+    duration and weighs the progress's ETA."""
     t = 0.0
     for f in TIME_FIELDS:
         v = rec.get(f)
         if isinstance(v, (int, float)) and v == v and v >= 0:
-            t += float(v) * (max(1, timing_reps) if f == "time_framework_s" else 1)
+            t += float(v) * (timing_reps if f == "time_framework_s" else 1)
     return t
 
 
