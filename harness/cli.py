@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import queue
 import signal
 import threading
 import sys
@@ -151,6 +150,31 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
+class Groups:
+    """The items of a run in groups, taken by the jobs one group at a time.
+
+    Items that share a framework and an input rank and axis form a group, run by one job: the
+    frameworks trace and compile per shape (torch.compile with dynamic shapes per rank) once per
+    process, so spreading them over jobs would compile each in every job (a warm default run:
+    7 min -> 4.5 min on 2 jobs). A job takes the largest group left of the framework it ran last
+    (its worker is warm, isolation.Executor), else the largest group left: the jobs finish
+    together, and each job changes framework about once per framework."""
+
+    def __init__(self, items: list[Any]):
+        groups: dict[tuple, list[Any]] = {}
+        for item in items:
+            groups.setdefault((item.framework, len(item.case.shape), item.case.axis), []).append(item)
+        self._left = sorted(groups.values(), key=len, reverse=True)
+        self._lock = threading.Lock()
+
+    def take(self, framework: str | None = None) -> list[Any] | None:
+        with self._lock:
+            if not self._left:
+                return None
+            i = next((k for k, g in enumerate(self._left) if g[0].framework == framework), 0)
+            return self._left.pop(i)
+
+
 def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     from .cache import Cache
     from .known import Baseline, load_known
@@ -198,16 +222,7 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     counts: dict[str, int] = {}
     interrupted = False
     runners = [executor(opts, session, job, n_jobs) for job in range(n_jobs)]
-    # Items that share a framework and an input rank and axis go to one job: the frameworks
-    # trace and compile per shape (torch.compile with dynamic shapes per rank) once per process,
-    # so spreading them over jobs would compile each in every job (a warm default run: 7 min ->
-    # 4.5 min on 2 jobs). The largest groups start first, so the jobs finish together.
-    groups: dict[tuple, list[Any]] = {}
-    for item in items:
-        groups.setdefault((item.framework, len(item.case.shape), item.case.axis), []).append(item)
-    todo: queue.Queue = queue.Queue()
-    for group in sorted(groups.values(), key=len, reverse=True):
-        todo.put(group)
+    todo = Groups(items)
     lock = threading.Lock()
     stop = threading.Event()  # no job takes another item
     interrupting = threading.Event()  # SIGINT/SIGTERM: what finishes from now on is not written
@@ -227,14 +242,15 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
             progress.update(len(results), counts, kind_of(item), records.spent_s(rec, opts.timing_reps))
 
     def work(runner: Any) -> None:
-        # Anything that ends a job thread other than an empty queue stops the whole run, loudly:
+        # Anything that ends a job thread other than running out of groups stops the whole run, loudly:
         # a thread that died in silence would leave items unrun in a run that says complete.
         try:
+            framework = None
             while not stop.is_set():
-                try:
-                    group = todo.get_nowait()
-                except queue.Empty:
+                group = todo.take(framework)
+                if group is None:
                     return
+                framework = group[0].framework
                 for item in group:
                     if stop.is_set():
                         return

@@ -42,6 +42,21 @@ def pytest_configure(config: pytest.Config) -> None:
 _UNIT = re.compile(r"::test_conformance\[(.+?-(?:cpu|gpu)-[a-z0-9]+-[a-z]+)-")
 
 
+def unit_order(queue: dict[str, Any]) -> list[str]:
+    """xdist_scheduler's order of the scopes of `queue` (scope -> its tests, largest first): the
+    modules, then the conformance units framework by framework, the framework with the most
+    tests first, each in the queue's order."""
+    modules = [s for s, ids in queue.items() if not _UNIT.search(next(iter(ids)))]
+    size: dict[str, int] = {}
+    units: dict[str, list[str]] = {}
+    for s, ids in queue.items():
+        if s not in modules:
+            fw = re.split(r"-(?:cpu|gpu)-", s, maxsplit=1)[0]
+            size[fw] = size.get(fw, 0) + len(ids)
+            units.setdefault(fw, []).append(s)
+    return modules + [s for fw in sorted(units, key=lambda f: -size[f]) for s in units[fw]]
+
+
 def xdist_scheduler(config: pytest.Config, log: Any) -> Any:
     """A pytest-xdist scheduler for `-n N` with its default distribution (`load`), or None for any
     other `--dist`: each worker gets whole units of the conformance tests, one framework, device,
@@ -55,8 +70,11 @@ def xdist_scheduler(config: pytest.Config, log: Any) -> Any:
 
     The order, for an even finish (the longest first, the shortest last, without durations):
     the modules first, whose tests are few but long (compiles, subprocesses, mpmath); then the
-    conformance units by number of tests, the largest first, so that the last ones dealt out
-    are the smallest units. Opt in from a conftest.py (this repository's does):
+    conformance units framework by framework (the largest framework first), each framework's
+    units by number of tests, the largest first, so that the last ones dealt out are small. By
+    framework, because each framework runs in a worker process of its own and a worker keeps
+    few of them alive (isolation.Executor): a worker that kept coming back to a framework would
+    start it again. Opt in from a conftest.py (this repository's does):
 
         @pytest.hookimpl(tryfirst=True, optionalhook=True)
         def pytest_xdist_make_scheduler(config, log):
@@ -76,9 +94,8 @@ def xdist_scheduler(config: pytest.Config, log: Any) -> Any:
         def _assign_work_unit(self, node: Any) -> None:
             if not self._ordered:  # the first assignment: the queue is whole, by size (loadscope)
                 self._ordered = True
-                modules = [s for s, ids in self.workqueue.items() if not _UNIT.search(next(iter(ids)))]
-                for scope in reversed(modules):
-                    self.workqueue.move_to_end(scope, last=False)
+                for scope in unit_order(self.workqueue):
+                    self.workqueue.move_to_end(scope)
             super()._assign_work_unit(node)
 
     return ByUnit(config, log)

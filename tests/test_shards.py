@@ -157,3 +157,55 @@ def test_xdist_workers_get_whole_units(tmp_path):
     assert order[0].startswith("tests/test_registry.py") and any("test_conformance" in t for t in order), order[:20]
     last = max(i for i, t in enumerate(order) if t.startswith("tests/test_registry.py"))
     assert all(t.startswith("tests/test_registry.py") for t in order[:last + 1]), order[:last + 2]
+
+
+def test_jobs_take_their_frameworks_groups_first():
+    """The CLI's jobs (cli.Groups): every item is taken once, in whole (framework, rank, axis)
+    groups; a job keeps to the framework it ran last while it has groups left, and otherwise
+    takes the largest group left. Two jobs over four frameworks change framework about once per
+    framework (each framework's worker is started again only when a job comes back to it)."""
+    from harness.cli import Groups
+
+    items = _items()
+    groups, taken = Groups(items), []
+    last = [None, None]
+    switches = 0
+    while True:
+        for j in (0, 1):
+            g = groups.take(last[j])
+            if g is None:
+                break
+            assert len({(i.framework, len(i.case.shape), i.case.axis) for i in g}) == 1
+            switches += g[0].framework != last[j]
+            last[j] = g[0].framework
+            taken.append(g)
+        else:
+            continue
+        break
+    assert sorted(i.id for g in taken for i in g) == sorted(i.id for i in items)
+    assert switches <= 2 * 4, switches  # at most once per framework and job
+    sizes = [len(g) for g in Groups(items)._left]
+    assert len(Groups(items).take()) == max(sizes)  # a job with no framework yet: the largest group
+    # Without the preference (the largest group left, whatever its framework), the jobs switch
+    # framework at almost every group.
+    loose = Groups(items)
+    naive = [loose.take() for _ in range(len(sizes))]
+    assert sum(a[0].framework != b[0].framework for a, b in zip(naive, naive[2:])) > 2 * switches
+
+
+def test_xdist_units_are_dealt_framework_by_framework():
+    from harness.plugin import unit_order
+
+    def unit(fw, dtype, mode):
+        return f"tests/test_conformance.py::test_conformance[{fw}-cpu-{dtype}-{mode}-softmax-forward-seed/x]"
+
+    queue = {"tests/test_a.py": ["tests/test_a.py::t1"] * 3}  # loadscope's order: by size, largest first
+    for fw, dtype, mode, n in [("torch", "float32", "jit", 50), ("keras-jax", "float32", "eager", 40),
+                               ("torch", "float64", "eager", 30), ("keras-jax", "float64", "eager", 20),
+                               ("numpy", "float64", "eager", 1)]:
+        queue[f"{fw}-cpu-{dtype}-{mode}"] = [unit(fw, dtype, mode)] * n
+    queue["tests/test_b.py"] = ["tests/test_b.py::t2"]
+    assert unit_order(queue) == ["tests/test_a.py", "tests/test_b.py",
+                                 "torch-cpu-float32-jit", "torch-cpu-float64-eager",
+                                 "keras-jax-cpu-float32-eager", "keras-jax-cpu-float64-eager",
+                                 "numpy-cpu-float64-eager"]

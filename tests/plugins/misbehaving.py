@@ -163,12 +163,25 @@ class Float32OutputAdapter(BadOutputAdapter):
 
 
 class ThreadsAdapter(NumpyAdapter):
-    """Says, as its skip's reason, the thread settings of the process it runs in (isolation.threads_for)."""
+    """Says, as its skip's reason, the thread settings of the process it runs in (isolation.threads_for)
+    and which process that is (its pid, and the names of the adapters that have run in it)."""
 
     name = "threadsays"
 
     def run(self, call: Call) -> Output:
         from harness.adapters import Unsupported
 
+        _RAN_HERE.add(self.name)
         keys = ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "XLA_FLAGS")
-        raise Unsupported("; ".join(f"{k}={os.environ.get(k)}" for k in keys))
+        raise Unsupported("; ".join(f"{k}={os.environ.get(k)}" for k in keys)
+                          + f"; pid={os.getpid()}; ran here={','.join(sorted(_RAN_HERE))}")
+
+
+#: The names of the ThreadsAdapters that have run in this process.
+_RAN_HERE: set[str] = set()
+
+
+class OtherThreadsAdapter(ThreadsAdapter):
+    """A second framework saying where it runs (isolation.Executor: a worker per framework)."""
+
+    name = "threadsays2"
