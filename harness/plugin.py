@@ -38,22 +38,25 @@ def pytest_configure(config: pytest.Config) -> None:
         plugin.state  # noqa: B018 - validate the options the user gave, before anything runs
 
 
-#: The unit of a conformance test's node id: its framework, device, dtype and mode (records.test_id).
-_UNIT = re.compile(r"::test_conformance\[(.+?-(?:cpu|gpu)-[a-z0-9]+-[a-z]+)-")
+#: The unit of a conformance test's node id: its framework, device, dtype and mode (records.test_id);
+#: group 2 is the framework.
+_UNIT = re.compile(r"::test_conformance\[((.+?)-(?:cpu|gpu)-[a-z0-9]+-[a-z]+)-")
 
 
 def unit_order(queue: dict[str, Any]) -> list[str]:
     """xdist_scheduler's order of the scopes of `queue` (scope -> its tests, largest first): the
     modules, then the conformance units framework by framework, the framework with the most
     tests first, each in the queue's order."""
-    modules = [s for s, ids in queue.items() if not _UNIT.search(next(iter(ids)))]
+    modules: list[str] = []
     size: dict[str, int] = {}
     units: dict[str, list[str]] = {}
     for s, ids in queue.items():
-        if s not in modules:
-            fw = re.split(r"-(?:cpu|gpu)-", s, maxsplit=1)[0]
-            size[fw] = size.get(fw, 0) + len(ids)
-            units.setdefault(fw, []).append(s)
+        m = _UNIT.search(next(iter(ids)))
+        if m is None:
+            modules.append(s)
+        else:
+            size[m.group(2)] = size.get(m.group(2), 0) + len(ids)
+            units.setdefault(m.group(2), []).append(s)
     return modules + [s for fw in sorted(units, key=lambda f: -size[f]) for s in units[fw]]
 
 
