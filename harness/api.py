@@ -193,7 +193,8 @@ def assert_conforms(fn: Callable[..., Any], op: str, *, framework: str, dtypes: 
       keyword of the same name; a case whose options `fn` does not take is skipped, never run
       with the option silently ignored (harness.adapters.callable).
     - `modes`: eager, and jit (the framework compiles `fn` as users compile: torch.compile,
-      jax.jit, tf.function(jit_compile=True)).
+      jax.jit, tf.function(jit_compile=True)); for torch also jit_static (torch.compile with
+      dynamic=False), on every case given.
     - `known`: deviations you accept, each a dict with the keys of a [[known]] entry of
       harness/known.toml (id, description, and what it matches: cases, dtypes, checks, special,
       status, ...; `framework` is this call's): a result they match is recorded as known, not
@@ -242,7 +243,7 @@ def _run_conforms(label: str, op: str, framework: str, dtypes: Sequence[str] | N
         found = [dataclasses.replace(c, options={**c.options, **options}) for c in found]
     dts = list(D.DTYPE_NAMES) if dtypes is None else validate_choices(list(dtypes), list(D.DTYPE_NAMES), "dtype")
     sel = Selection(frameworks=[label], devices=[device], dtypes=dts, ops=[op], modes=modes, checks=checks,
-                    variants=False)
+                    variants=False, sampled=False)
     items = expand(found, sel, [label])
     for i, k in enumerate(known):
         if not isinstance(k, dict):

@@ -81,6 +81,7 @@ def from_values(v: dict[str, Any]) -> RunOptions:
     o.suite = suite
     if suite == "quick" and not v.get("cases") and not split_csv(v.get("dtype")):
         o.jit_dtypes = list(QUICK_JIT_DTYPES)  # the quick suite compiles in two dtypes (vocab.QUICK_JIT_DTYPES)
+    o.sampled = not split_csv(v.get("mode"))  # modes given: a sampled mode runs on every case
     o.policy = v.get("policy") or "standard"
     o.known = v.get("known") or None
     o.variants = not v.get("no_variants", False)

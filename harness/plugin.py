@@ -40,7 +40,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 #: The unit of a conformance test's node id: its framework, device, dtype and mode (records.test_id);
 #: group 2 is the framework.
-_UNIT = re.compile(r"::test_conformance\[((.+?)-(?:cpu|gpu)-[a-z0-9]+-[a-z]+)-")
+_UNIT = re.compile(r"::test_conformance\[((.+?)-(?:cpu|gpu)-[a-z0-9]+-[a-z_]+)-")
 
 
 def unit_order(queue: dict[str, Any]) -> list[str]:

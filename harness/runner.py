@@ -61,6 +61,9 @@ class Selection:
     #: The dtypes of the compiled mode where it runs in fewer than `dtypes` (the quick suite's
     #: QUICK_JIT_DTYPES); None: every dtype selected.
     jit_dtypes: list[str] | None = None
+    #: Whether a sampled mode (Adapter.sampled_modes) runs on its sample of the cases and the value
+    #: checks only; False when the modes are given (--mode): then on everything selected.
+    sampled: bool = True
 
 
 def validate_choices(values: list[str], valid: list[str], what: str) -> list[str]:
@@ -93,6 +96,15 @@ def resolve_frameworks(names: list[str] | None) -> tuple[list[str], dict[str, st
     return ok, skipped
 
 
+def in_sample(case_id: str, every: int) -> bool:
+    """Whether a case is in a sampled mode's sample, one case in `every`: by a digest of its id,
+    so the sample is the same in every run, shard and process, and a case keeps its place in
+    it when others are added."""
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(case_id.encode()).digest()[:8], "big") % every == 0
+
+
 def expand(cases: list[K.Case], sel: Selection, frameworks: list[str]) -> list[Item]:
     items = []
     for fw in frameworks:
@@ -119,7 +131,11 @@ def expand(cases: list[K.Case], sel: Selection, frameworks: list[str]) -> list[I
                             continue
                         for dev in sel.devices:
                             for mode in INV.modes_for(check, modes):
-                                if mode == "jit" and sel.jit_dtypes is not None and dt not in sel.jit_dtypes:
+                                if mode != "eager" and sel.jit_dtypes is not None and dt not in sel.jit_dtypes:
+                                    continue
+                                every = ad.sampled_modes.get(mode)
+                                if every and sel.sampled and (check not in O.VALUE_CHECKS
+                                                                  or not in_sample(c.id, every)):
                                     continue
                                 for var in variants:
                                     for cot in cots:

@@ -14,7 +14,10 @@ INVARIANCE_CHECKS = ("batch_invariance", "determinism", "eager_vs_jit", "permuta
 #: `harness.exact` take).
 VALUE_CHECKS = ["forward", "grad", "grad2"]
 CHECKS = [*VALUE_CHECKS, *INVARIANCE_CHECKS]
-MODES = ["eager", "jit"]
+#: eager: op by op; jit: compiled as users compile across shapes; jit_static: a compiler's
+#: fixed-shape program where the framework's jit is not one already (torch.compile with
+#: dynamic=False), run on a sample of the cases (Adapter.sampled_modes) unless asked for by name.
+MODES = ["eager", "jit", "jit_static"]
 DEVICES = ["cpu", "gpu"]
 
 #: Named selections of the built-in library. `quick` keeps the families that probe special
@@ -29,7 +32,7 @@ SUITES: dict[str, str] = {
     "full": "every case, the large vocabularies and the long batch included",
 }
 QUICK_FAMILIES = ("seed", "extreme", "soft_labels", "integer_labels", "offset")
-#: The dtypes the quick suite runs the compiled (jit) mode in: compiling is most of a cold run's
+#: The dtypes the quick suite runs the compiled modes (jit, jit_static) in: compiling is most of a cold run's
 #: time (one program per op, options, rank and dtype: torch.compile's first calls were 880 of the
 #: quick suite's 2400 worker-seconds), and every framework-mode and framework-dtype pair stays
 #: covered (eager runs all four dtypes). bfloat16, where compilers upcast, and float32, the

@@ -391,7 +391,7 @@ ROWS: list[Row] = [
     Row("flag-unknown-dtype", "`--dtype float32,float33`", ["--dtype", "float32,float33"],
         ["field 'dtype'", "unknown dtype 'float33'", f"valid: {DTYPES}"]),
     Row("flag-unknown-mode", "`--mode graph`", ["--mode", "graph"],
-        ["field 'mode'", "unknown mode 'graph'", "valid: eager, jit"]),
+        ["field 'mode'", "unknown mode 'graph'", "valid: eager, jit, jit_static"]),
     Row("flag-unknown-op", "`--op softmaxx`", ["--op", "softmaxx"],
         ["field 'op'", "unknown op 'softmaxx'", f"valid: {OPS}"]),
     Row("flag-unknown-check", "`--check backward`", ["--check", "backward"],

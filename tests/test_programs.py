@@ -46,7 +46,7 @@ SHARING_FWS = [f for f in ("torch", "jax", "tensorflow") if A.get(f).available()
 
 def _sharing_differences(fw, monkeypatch, tmp_path) -> tuple[dict, dict[str, list]]:
     """(records with sharing, {test id: [(key, shared value, unshared value)]} where they differ) of
-    three quick-suite cases of three shapes, eager and compiled, forward and gradient, float32: the
+    three quick-suite cases of three shapes, in every mode of the framework (torch: jit_static too), forward and gradient, float32: the
     same items run as always, then with every call compiling its own (HARNESS_SHARE_PROGRAMS=0),
     compared key by key apart from the incidental fields (records.INCIDENTAL_FIELDS)."""
     from harness.adapters.base import SHARE_ENV
@@ -63,7 +63,7 @@ def _sharing_differences(fw, monkeypatch, tmp_path) -> tuple[dict, dict[str, lis
         if len(cases) == 3:
             break
     sel = Selection(frameworks=[fw], dtypes=["float32"], ops=["log_softmax", "sparse_softmax_cross_entropy"],
-                    modes=["eager", "jit"], checks=["forward", "grad"])
+                    modes=list(A.get(fw).modes), checks=["forward", "grad"], sampled=False)
     items = expand(cases, sel, [fw])
     assert len(items) >= 12
 
@@ -106,3 +106,37 @@ def test_a_program_shared_where_it_does_not_fit_is_caught(tmp_path, monkeypatch,
     _, differ = _sharing_differences(registered(WrongSharing), monkeypatch, tmp_path)
     assert differ and all("-grad." in t for t in differ), differ
     assert any(k == "status" for d in differ.values() for k, *_ in d)
+
+
+@pytest.mark.skipif(not A.get("torch").available()[0], reason="needs torch")
+def test_torch_jit_compiles_per_class_count_and_jit_static_per_shape(tmp_path):
+    """torch's jit is torch.compile's default as a process runs it once its batch size has
+    changed: the batch dims dynamic, the class count static, so another batch size reuses the
+    graph and another class count compiles one. jit_static (dynamic=False) compiles one graph
+    per shape. Counted by dynamo's own counter of the graphs it captured. With dynamic=True for
+    jit the class counts would share a graph; without the marks every batch size would compile."""
+    from torch._dynamo.utils import counters
+
+    A._cache.pop("torch", None)
+    s = Session(load_policy("standard"), Cache(tmp_path / "cache"), [], None, 0)
+
+    def graphs(mode, shapes):
+        new = []
+        for i, shape in enumerate(shapes):
+            before = counters["stats"]["unique_graphs"]
+            r = s.run(Item(case(f"g/{mode}{i}", shape), "log_softmax", "forward", "default", "torch", "cpu",
+                           "float32", mode, None))
+            assert r["status"] == "pass", r
+            new.append(counters["stats"]["unique_graphs"] - before)
+        return new
+
+    shapes = [(4, 8), (5, 8), (3, 8), (4, 16), (6, 16), (2, 3, 8), (3, 3, 8)]
+    assert graphs("jit", shapes) == [1, 0, 0, 1, 0, 1, 0]
+    assert graphs("jit_static", shapes) == [1, 1, 1, 1, 1, 1, 1]
+    r = s.run(Item(case("g/src", (4, 8)), "log_softmax", "forward", "default", "torch", "cpu", "float32",
+                   "jit_static", None))
+    assert "dynamic=False" in r["repro"] and "maybe_mark_dynamic" not in r["repro"]
+    r = s.run(Item(case("g/src3", (2, 3, 8)), "log_softmax", "forward", "default", "torch", "cpu", "float32",
+                   "jit", None))
+    assert "torch._dynamo.maybe_mark_dynamic(x, [0, 1])" in r["repro"], r["repro"]
+    assert "f = torch.compile(f, fullgraph=True)\n" in r["repro"], r["repro"]

@@ -89,12 +89,13 @@ _WARM = ("step(torch.zeros(4, 7, dtype=torch.float64).requires_grad_(), torch.te
 
 @pytest.mark.skipif("torch" not in FRAMEWORKS, reason="torch is not installed")
 def test_torch_compile_output_depends_on_the_shapes_compiled_before(tmp_path):
-    """The finding behind Adapter.history_dependent: the harness's own snippet of a compiled
-    sparse cross-entropy gradient prints 0x1.99197f7096c35p-1 at [2, 2] run fresh, and
-    0x1.99197f7096c36p-1 after one call of zeros of shape (4, 7) to the same compiled function
-    (torch 2.13.0, CPU, float64; inductor's caches off, so the kernel is generated in the process;
-    eager gives ...c35 either way). Not the sizes alone: a first call of shape (4, 7) with
-    linspace(-2, 2) or linspace(-20, 20) leaves ...c35, with zeros or randn ...c36."""
+    """The finding behind Adapter.history_dependent: the harness's snippet of a compiled sparse
+    cross-entropy gradient, compiled with dynamic=True, prints 0x1.99197f7096c35p-1 at [2, 2] run
+    fresh, and 0x1.99197f7096c36p-1 after one call of zeros of shape (4, 7), another class count,
+    to the same compiled function (torch 2.13.0, CPU, float64; inductor's caches off, so the
+    kernel is generated in the process; eager gives ...c35 either way). The harness's own jit
+    (the batch dims dynamic, the class count static) prints ...c35 after either first call: the
+    (4, 7) call compiles a graph of its own, and a (4, 5) call shares the kernel."""
     import os
     import subprocess
     import sys
@@ -106,16 +107,25 @@ def test_torch_compile_output_depends_on_the_shapes_compiled_before(tmp_path):
     call = Call(op="sparse_softmax_cross_entropy", check="grad", variant="default",
                 logits=np.array(_X), labels=np.array([3, 1, 0]), axis=-1, cotangent=np.ones(3),
                 dtype="float64", device="cpu", mode="jit")
-    snippet = A.get("torch").repro(call)
-    cut = snippet.index("\nx = ")
-    warm = snippet[:cut] + "\n" + _WARM + snippet[cut:]
+    ours = A.get("torch").repro(call)
+    compile_line = "f = torch.compile(f, fullgraph=True)\n"
+    assert compile_line in ours
+    symbolic = ours.replace(compile_line, "f = torch.compile(f, fullgraph=True, dynamic=True)\n")
+    same_classes = _WARM.replace("zeros(4, 7", "zeros(4, 5")
+
+    def warm(snippet, first):
+        cut = snippet.index("\nx = ")
+        return snippet[:cut] + "\n" + first + snippet[cut:]
+
     probe = "\nprint(outs[0][2][2].item().hex())"
     env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=str(tmp_path), TORCHINDUCTOR_FX_GRAPH_CACHE="0",
                TORCHINDUCTOR_AUTOGRAD_CACHE="0")
+    srcs = [symbolic, warm(symbolic, _WARM), ours, warm(ours, _WARM), warm(ours, same_classes)]
     procs = [subprocess.Popen([sys.executable, "-c", src + probe], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True, env=env) for src in (snippet, warm)]
-    fresh, after = (p.communicate(timeout=600)[0].strip().splitlines()[-1] for p in procs)
-    assert (fresh, after) == ("0x1.99197f7096c35p-1", "0x1.99197f7096c36p-1")
+                              text=True, env=env) for src in srcs]
+    got = [p.communicate(timeout=600)[0].strip().splitlines()[-1] for p in procs]
+    c35, c36 = "0x1.99197f7096c35p-1", "0x1.99197f7096c36p-1"
+    assert got == [c35, c36, c35, c35, c35]
 
 
 def test_the_sample_covers_every_group_and_every_moved_axis():

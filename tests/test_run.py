@@ -356,6 +356,48 @@ def test_the_quick_suite_compiles_in_two_dtypes_unless_dtypes_are_given():
         {"float16", "bfloat16", "float32", "float64"}
 
 
+def test_a_sampled_mode_runs_one_case_in_n_and_every_case_when_named():
+    """Adapter.sampled_modes: torch's jit_static runs on the cases whose id's digest is 0 modulo 8,
+    for the value checks only, in the quick suite's compiled dtypes; the same cases in every
+    selection and shard; every case once `--mode` names it. Without the sampling it would run on
+    every case and check (the counts below), with a sample by position it would move when cases
+    are added."""
+    import collections
+    import hashlib
+
+    from harness.options import from_values, load_cases
+    from harness.runner import expand, in_sample
+
+    def items(values):
+        o = from_values(values)
+        return expand(load_cases(o), o.selection(), ["torch"])
+
+    quick = items({"suite": "quick"})
+    jit = [i for i in quick if i.mode == "jit"]
+    static = [i for i in quick if i.mode == "jit_static"]
+    sampled = {i.case.id for i in static}
+    every = {i.case.id for i in jit}
+    # The digest rule, written out: the first 8 bytes of sha256(id), big-endian, modulo 8.
+    assert sampled == {c for c in every if int(hashlib.sha256(c.encode()).hexdigest()[:16], 16) % 8 == 0}
+    assert 0.06 < len(sampled) / len(every) < 0.2, (len(sampled), len(every))
+    assert {i.check for i in static} <= {"forward", "grad", "grad2"} and {i.check for i in jit} - {"forward", "grad", "grad2"}
+    assert {i.dtype for i in static} == {"bfloat16", "float32"}
+    # Per case, the sampled mode runs what jit runs of the value checks.
+    key = lambda i: (i.case.id, i.op, i.check, i.variant, i.dtype, i.cotangent)  # noqa: E731
+    assert collections.Counter(map(key, static)) == collections.Counter(
+        key(i) for i in jit if i.case.id in sampled and i.check in ("forward", "grad", "grad2"))
+    # No other framework has the mode; a case keeps its place whatever else is selected.
+    assert not [i for i in expand(load_cases(from_values({"suite": "quick"})),
+                                  from_values({"suite": "quick"}).selection(), ["jax"]) if i.mode == "jit_static"]
+    one = sorted(sampled)[0]
+    assert {i.case.id for i in items({"suite": "quick", "case_filter": one}) if i.mode == "jit_static"} == {one}
+    assert all(in_sample(c, 8) for c in sampled)
+    # Named: every case of the selection, every check it has in jit.
+    named = items({"suite": "quick", "mode": ["jit_static"]})
+    assert {i.mode for i in named} == {"jit_static"} and {i.case.id for i in named} == every
+    assert len(named) == len([i for i in jit if i.check != "eager_vs_jit"])
+
+
 def test_the_quick_suite_times_one_call_unless_repetitions_are_given(tmp_path, registered):
     """vocab.QUICK_TIMING_REPS: the quick suite makes one timed call after the judged one; the
     default suite three; --timing-reps wins in either. The session makes 1 + reps calls."""

@@ -35,7 +35,7 @@ class Call:
     cotangent: np.ndarray | None  # in the test dtype, for the grad check
     dtype: str
     device: str  # "cpu" or "gpu"
-    mode: str  # "eager" or "jit"
+    mode: str  # vocab.MODES: "eager", "jit" or "jit_static"
     source: str = ""  # the case file and id, so a repro of a large input can load it
     case_id: str = ""
     cotangent_name: str | None = None  # which of the case's cotangents `cotangent` is
@@ -120,6 +120,10 @@ class Adapter:
     #: lacks it): they run only on the cases that set that option.
     option_variants: dict[str, tuple[str, ...]] = {}
     modes: tuple[str, ...] = ("eager", "jit")
+    #: Modes run on a sample of the cases, one case in N by a hash of its id, and for the value
+    #: checks only, unless the mode is asked for by name (runner.expand): a variant of another
+    #: mode's program whose cost would not buy its share of a run's time.
+    sampled_modes: dict[str, int] = {}
     #: The checks this adapter can run (None: every one); a run over every check leaves the others out.
     checks: tuple[str, ...] | None = None
     #: Modes whose output can depend on the calls before it in the process (a compiler that
@@ -519,8 +523,8 @@ class SourceAdapter(Adapter):
         """The program serving the call and whether this is its first call in this process: the
         digest of the source defining its step (what `step` reuses) with the dtype, mode and
         device it runs in (every framework compiles or dispatches per dtype; the shapes it
-        specialises on beside that are its own: jax.jit per shape, torch.compile with dynamic
-        shapes per rank). Digested once per program, not per call."""
+        specialises on beside that are its own: jax.jit per shape, torch.compile per rank and
+        class count in jit, per shape in jit_static). Digested once per program, not per call."""
         key = (fsrc, ssrc, ctx, call.dtype, call.mode, call.device)
         digest = self._programs.get(key)
         if digest is not None:
