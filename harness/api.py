@@ -243,7 +243,7 @@ def _run_conforms(label: str, op: str, framework: str, dtypes: Sequence[str] | N
         found = [dataclasses.replace(c, options={**c.options, **options}) for c in found]
     dts = list(D.DTYPE_NAMES) if dtypes is None else validate_choices(list(dtypes), list(D.DTYPE_NAMES), "dtype")
     sel = Selection(frameworks=[label], devices=[device], dtypes=dts, ops=[op], modes=modes, checks=checks,
-                    variants=False, sampled=False)
+                    variants=False, sampled="all")
     items = expand(found, sel, [label])
     for i, k in enumerate(known):
         if not isinstance(k, dict):

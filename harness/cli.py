@@ -154,7 +154,7 @@ class Groups:
     """The items of a run in groups, taken by the jobs one group at a time.
 
     Items that share a framework and an input rank and axis form a group, run by one job: the
-    frameworks trace and compile per shape (torch.compile with dynamic shapes per rank) once per
+    frameworks trace and compile per shape (torch.compile per rank and class count) once per
     process, so spreading them over jobs would compile each in every job (a warm default run:
     7 min -> 4.5 min on 2 jobs). A job takes the largest group left of the framework it ran last
     (its worker is warm, isolation.Executor), else the largest group left: the jobs finish

@@ -80,8 +80,9 @@ def from_values(v: dict[str, Any]) -> RunOptions:
         raise HarnessInputError(f"unknown suite {suite!r}", field="suite", choices=list(SUITES))
     o.suite = suite
     if suite == "quick" and not v.get("cases") and not split_csv(v.get("dtype")):
-        o.jit_dtypes = list(QUICK_JIT_DTYPES)  # the quick suite compiles in two dtypes (vocab.QUICK_JIT_DTYPES)
-    o.sampled = not split_csv(v.get("mode"))  # modes given: a sampled mode runs on every case
+        o.jit_dtypes = list(QUICK_JIT_DTYPES)  # each case compiles in one of two dtypes (vocab.QUICK_JIT_DTYPES)
+    # A sampled mode: on every case when the modes are given; left out of the quick suite (vocab.SUITES).
+    o.sampled = "all" if split_csv(v.get("mode")) else "none" if suite == "quick" else "sample"
     o.policy = v.get("policy") or "standard"
     o.known = v.get("known") or None
     o.variants = not v.get("no_variants", False)

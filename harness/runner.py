@@ -58,12 +58,15 @@ class Selection:
     modes: list[str] = field(default_factory=lambda: list(O.MODES))
     checks: list[str] = field(default_factory=lambda: list(O.CHECKS))
     variants: bool = True
-    #: The dtypes of the compiled mode where it runs in fewer than `dtypes` (the quick suite's
-    #: QUICK_JIT_DTYPES); None: every dtype selected.
+    #: The dtypes the compiled modes run in where they run in fewer than `dtypes` (the quick
+    #: suite's QUICK_JIT_DTYPES): forward and grad of each case in one of them, chosen by a digest
+    #: of its id (compiled_dtype), grad2 and the invariance checks (a few cases each) in all; None:
+    #: every dtype selected.
     jit_dtypes: list[str] | None = None
-    #: Whether a sampled mode (Adapter.sampled_modes) runs on its sample of the cases and the value
-    #: checks only; False when the modes are given (--mode): then on everything selected.
-    sampled: bool = True
+    #: How a sampled mode (Adapter.sampled_modes) runs: "sample", on its sample of the cases and
+    #: the value checks only; "all", on everything selected (the modes were given: --mode);
+    #: "none", not at all (the quick suite, unless the modes are given).
+    sampled: str = "sample"
 
 
 def validate_choices(values: list[str], valid: list[str], what: str) -> list[str]:
@@ -96,13 +99,29 @@ def resolve_frameworks(names: list[str] | None) -> tuple[list[str], dict[str, st
     return ok, skipped
 
 
+#: The checks whose compiled calls run in one of Selection.jit_dtypes per case: those of every case.
+ONE_COMPILED_DTYPE = ("forward", "grad")
+
+
+def _digest(text: str) -> int:
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
+
+
 def in_sample(case_id: str, every: int) -> bool:
     """Whether a case is in a sampled mode's sample, one case in `every`: by a digest of its id,
     so the sample is the same in every run, shard and process, and a case keeps its place in
     it when others are added."""
-    import hashlib
+    return _digest(case_id) % every == 0
 
-    return int.from_bytes(hashlib.sha256(case_id.encode()).digest()[:8], "big") % every == 0
+
+def compiled_dtype(case: K.Case, sel: Selection) -> str | None:
+    """The one dtype of `sel.jit_dtypes` a case runs the compiled modes in (None: none of them
+    is the case's or selected): by a digest of its id, so that each dtype gets about half the
+    cases, in every run and shard alike."""
+    pick = [d for d in sel.jit_dtypes or () if d in case.dtypes and d in sel.dtypes]
+    return pick[_digest("compiled dtype " + case.id) % len(pick)] if pick else None
 
 
 def expand(cases: list[K.Case], sel: Selection, frameworks: list[str]) -> list[Item]:
@@ -131,11 +150,14 @@ def expand(cases: list[K.Case], sel: Selection, frameworks: list[str]) -> list[I
                             continue
                         for dev in sel.devices:
                             for mode in INV.modes_for(check, modes):
-                                if mode != "eager" and sel.jit_dtypes is not None and dt not in sel.jit_dtypes:
+                                if mode != "eager" and sel.jit_dtypes is not None and (
+                                        dt not in sel.jit_dtypes if check not in ONE_COMPILED_DTYPE
+                                        else dt != compiled_dtype(c, sel)):
                                     continue
                                 every = ad.sampled_modes.get(mode)
-                                if every and sel.sampled and (check not in O.VALUE_CHECKS
-                                                                  or not in_sample(c.id, every)):
+                                if every and sel.sampled != "all" and (
+                                        sel.sampled == "none" or check not in O.VALUE_CHECKS
+                                        or not in_sample(c.id, every)):
                                     continue
                                 for var in variants:
                                     for cot in cots:

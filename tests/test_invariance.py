@@ -24,6 +24,7 @@ from harness import adapters as A
 from harness import cases as K
 from harness import dtypes as D
 from harness import invariance as INV
+from harness import ops as O
 from harness import records
 from harness import threads as T
 from harness.cache import Cache
@@ -422,7 +423,7 @@ def test_tail_max_not_rescaled_fails_permutation_only():
 
 
 def test_careful_passes_every_invariance_check():
-    recs = _run(Careful, ["forward", *INV.CHECKS], modes=["eager", "jit"])
+    recs = _run(Careful, ["forward", *INV.CHECKS], modes=list(O.MODES))  # every mode: the ones Careful lacks are left out
     for op in OPS:
         assert recs[(op, "forward", "eager")]["status"] == "pass"
         for check in ("batch_invariance", "determinism", "permutation"):

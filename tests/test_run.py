@@ -335,33 +335,61 @@ def test_a_harness_error_is_never_known_and_a_bad_cache_dir_is_refused(tmp_path)
     Cache(tmp_path / "afile", enabled=False).check()  # --no-cache: nothing to check
 
 
-def test_the_quick_suite_compiles_in_two_dtypes_unless_dtypes_are_given():
-    """vocab.QUICK_JIT_DTYPES: the quick suite runs jit in bfloat16 and float32 and eager in all four;
-    an explicit --dtype, case files of one's own, or another suite compile every dtype selected."""
+def test_the_quick_suite_compiles_each_case_in_one_of_two_dtypes_unless_dtypes_are_given():
+    """vocab.QUICK_JIT_DTYPES: the quick suite runs jit's forward and grad on every case in one of
+    bfloat16 and float32, chosen by a digest of the case's id, each dtype on about half the cases
+    and with every op and check; grad2 and the invariance checks in both; eager in all four on every
+    case. An explicit --dtype, case files of one's own, or another
+    suite compile every dtype selected on every case."""
     import collections
+    import hashlib
 
     from harness.options import from_values, load_cases
     from harness.runner import expand
 
-    def pairs(values):
+    def items(values, fw="torch"):
         o = from_values(values)
-        its = expand(load_cases(o), o.selection(), ["torch"])
-        return collections.Counter((i.mode, i.dtype) for i in its)
+        return expand(load_cases(o), o.selection(), [fw])
 
-    quick = pairs({"suite": "quick"})
-    assert {d for m, d in quick if m == "jit"} == {"bfloat16", "float32"}
-    assert {d for m, d in quick if m == "eager"} == {"float16", "bfloat16", "float32", "float64"}
-    assert {d for m, d in pairs({"suite": "quick", "dtype": ["float16"]}) if m == "jit"} == {"float16"}
-    assert {d for m, d in pairs({"suite": "default", "case_filter": "seed/*"}) if m == "jit"} == \
-        {"float16", "bfloat16", "float32", "float64"}
+    quick = items({"suite": "quick"})
+    eager = {i.case.id for i in quick if i.mode == "eager"}
+    jit_checks = ("forward", "grad")
+    jit = collections.defaultdict(set)
+    for i in quick:
+        if i.mode == "jit" and i.check in jit_checks:
+            jit[i.case.id].add(i.dtype)
+    # The rule written out: the digest of "compiled dtype <id>" picks from the case's dtypes among the
+    # two; a case in neither (float64 only) is not compiled, in any suite that selects those two.
+    for c in load_cases(from_values({"suite": "quick"})):
+        pick = [d for d in ("bfloat16", "float32") if d in c.dtypes]
+        if c.id in eager and pick:
+            want = pick[int(hashlib.sha256(f"compiled dtype {c.id}".encode()).hexdigest()[:16], 16) % len(pick)]
+            assert jit[c.id] == {want}, c.id
+        else:
+            assert c.id not in jit, c.id
+    assert len(jit) > 0.8 * len(eager)
+    halves = collections.Counter(d for ds in jit.values() for d in ds)
+    assert set(halves) == {"bfloat16", "float32"} and 0.35 < halves["bfloat16"] / len(jit) < 0.65, halves
+    # Against both dtypes on every case (what an explicit --dtype gives): every op, check and dtype
+    # still compiled, and grad2 and the invariance checks (a few cases each) exactly as there.
+    both = [i for i in items({"suite": "quick", "dtype": ["bfloat16", "float32"]}) if i.mode == "jit"]
+    assert {(i.op, i.check, i.dtype) for i in quick if i.mode == "jit"} == {(i.op, i.check, i.dtype) for i in both}
+    inv = {i.id for i in quick if i.mode == "jit" and i.check not in jit_checks}
+    assert inv and inv == {i.id for i in both if i.check not in jit_checks}
+    assert len([i for i in quick if i.mode == "jit"]) < 0.6 * len(both)
+    assert {i.dtype for i in quick if i.mode == "eager"} == {"float16", "bfloat16", "float32", "float64"}
+    assert {i.dtype for i in items({"suite": "quick", "dtype": ["float16"]}) if i.mode == "jit"} == {"float16"}
+    seed = items({"suite": "default", "case_filter": "seed/*"})
+    assert {(i.case.id, i.dtype) for i in seed if i.mode == "jit"} == \
+        {(i.case.id, i.dtype) for i in seed if i.mode == "eager" and i.check != "eager_vs_jit"}
 
 
 def test_a_sampled_mode_runs_one_case_in_n_and_every_case_when_named():
     """Adapter.sampled_modes: torch's jit_static runs on the cases whose id's digest is 0 modulo 8,
-    for the value checks only, in the quick suite's compiled dtypes; the same cases in every
-    selection and shard; every case once `--mode` names it. Without the sampling it would run on
-    every case and check (the counts below), with a sample by position it would move when cases
-    are added."""
+    for the value checks only; the same cases in every selection and shard; every case once
+    `--mode` names it; not in the quick suite unless `--mode` names it. Without the sampling it
+    would run on every case and check, with a sample by position it would move when cases are
+    added."""
     import collections
     import hashlib
 
@@ -372,7 +400,9 @@ def test_a_sampled_mode_runs_one_case_in_n_and_every_case_when_named():
         o = from_values(values)
         return expand(load_cases(o), o.selection(), ["torch"])
 
-    quick = items({"suite": "quick"})
+    assert not [i for i in items({"suite": "quick"}) if i.mode == "jit_static"]
+    default = {"suite": "default", "dtype": ["bfloat16", "float32"]}
+    quick = items(default)
     jit = [i for i in quick if i.mode == "jit"]
     static = [i for i in quick if i.mode == "jit_static"]
     sampled = {i.case.id for i in static}
@@ -381,19 +411,21 @@ def test_a_sampled_mode_runs_one_case_in_n_and_every_case_when_named():
     assert sampled == {c for c in every if int(hashlib.sha256(c.encode()).hexdigest()[:16], 16) % 8 == 0}
     assert 0.06 < len(sampled) / len(every) < 0.2, (len(sampled), len(every))
     assert {i.check for i in static} <= {"forward", "grad", "grad2"} and {i.check for i in jit} - {"forward", "grad", "grad2"}
-    assert {i.dtype for i in static} == {"bfloat16", "float32"}
+    assert {i.dtype for i in static} == {"bfloat16", "float32"} and {i.mode for i in quick} == {"eager", "jit", "jit_static"}
     # Per case, the sampled mode runs what jit runs of the value checks.
     key = lambda i: (i.case.id, i.op, i.check, i.variant, i.dtype, i.cotangent)  # noqa: E731
     assert collections.Counter(map(key, static)) == collections.Counter(
         key(i) for i in jit if i.case.id in sampled and i.check in ("forward", "grad", "grad2"))
     # No other framework has the mode; a case keeps its place whatever else is selected.
-    assert not [i for i in expand(load_cases(from_values({"suite": "quick"})),
-                                  from_values({"suite": "quick"}).selection(), ["jax"]) if i.mode == "jit_static"]
+    assert not [i for i in expand(load_cases(from_values(default)), from_values(default).selection(), ["jax"])
+                if i.mode == "jit_static"]
     one = sorted(sampled)[0]
-    assert {i.case.id for i in items({"suite": "quick", "case_filter": one}) if i.mode == "jit_static"} == {one}
+    assert {i.case.id for i in items({**default, "case_filter": one}) if i.mode == "jit_static"} == {one}
     assert all(in_sample(c, 8) for c in sampled)
-    # Named: every case of the selection, every check it has in jit.
-    named = items({"suite": "quick", "mode": ["jit_static"]})
+    # Named: every case of the selection, every check it has in jit; in the quick suite too.
+    assert {i.case.id for i in items({"suite": "quick", "mode": ["jit_static"]})} == \
+        {i.case.id for i in items({"suite": "quick"}) if i.mode == "jit"}
+    named = items({**default, "mode": ["jit_static"]})
     assert {i.mode for i in named} == {"jit_static"} and {i.case.id for i in named} == every
     assert len(named) == len([i for i in jit if i.check != "eager_vs_jit"])
 
