@@ -70,8 +70,8 @@ FLAGS: list[Flag] = [
     Flag("dtype", "dtypes (default: all four)", choices=tuple(V.DTYPE_NAMES), one="one dtype"),
     Flag("op", "ops (default: all five)", choices=tuple(V.OP_NAMES), one="one op"),
     Flag("mode", "modes (default: every mode of each framework: eager, jit, and torch's jit_static, "
-                 "torch.compile(dynamic=False), on a sample of the cases with the value checks only, "
-                 "unless modes are given)", choices=tuple(V.MODES), one="one mode"),
+                 "torch.compile(dynamic=False), on one case in 8 with the value checks only, and not "
+                 "in the quick suite, unless modes are given)", choices=tuple(V.MODES), one="one mode"),
     Flag("check", "checks (default: every check a case asks for: forward, grad unless \"grad\": false, grad2 where "
                   "\"grad2\": true, the invariance checks batch_invariance, determinism, eager_vs_jit and permutation "
                   "where \"invariance\": true)", choices=tuple(V.CHECKS),

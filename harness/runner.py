@@ -117,9 +117,9 @@ def in_sample(case_id: str, every: int) -> bool:
 
 
 def compiled_dtype(case: K.Case, sel: Selection) -> str | None:
-    """The one dtype of `sel.jit_dtypes` a case runs the compiled modes in (None: none of them
-    is the case's or selected): by a digest of its id, so that each dtype gets about half the
-    cases, in every run and shard alike."""
+    """The one dtype of `sel.jit_dtypes` a case runs the compiled modes' forward and grad in
+    (None: none of them is the case's or selected): by a digest of its id, so that each dtype
+    gets about half the cases, in every run and shard alike."""
     pick = [d for d in sel.jit_dtypes or () if d in case.dtypes and d in sel.dtypes]
     return pick[_digest("compiled dtype " + case.id) % len(pick)] if pick else None
 

@@ -120,9 +120,10 @@ class Adapter:
     #: lacks it): they run only on the cases that set that option.
     option_variants: dict[str, tuple[str, ...]] = {}
     modes: tuple[str, ...] = ("eager", "jit")
-    #: Modes run on a sample of the cases, one case in N by a hash of its id, and for the value
-    #: checks only, unless the mode is asked for by name (runner.expand): a variant of another
-    #: mode's program whose cost would not buy its share of a run's time.
+    #: Modes run on a sample of the cases, one case in N by a digest of its id, and for the value
+    #: checks only, unless the modes are given (--mode), and not in the quick suite (runner.expand,
+    #: Selection.sampled): a variant of another mode's program whose cost would not buy its share
+    #: of a run's time.
     sampled_modes: dict[str, int] = {}
     #: The checks this adapter can run (None: every one); a run over every check leaves the others out.
     checks: tuple[str, ...] | None = None
