@@ -202,10 +202,10 @@ def test_xdist_units_are_dealt_framework_by_framework():
     queue = {"tests/test_a.py": ["tests/test_a.py::t1"] * 3}  # loadscope's order: by size, largest first
     for fw, dtype, mode, n in [("torch", "float32", "jit", 50), ("keras-jax", "float32", "eager", 40),
                                ("torch", "float64", "eager", 30), ("keras-jax", "float64", "eager", 20),
-                               ("numpy", "float64", "eager", 1)]:
+                               ("torch", "float32", "jit_static", 5), ("numpy", "float64", "eager", 1)]:
         queue[f"{fw}-cpu-{dtype}-{mode}"] = [unit(fw, dtype, mode)] * n
     queue["tests/test_b.py"] = ["tests/test_b.py::t2"]
     assert unit_order(queue) == ["tests/test_a.py", "tests/test_b.py",
-                                 "torch-cpu-float32-jit", "torch-cpu-float64-eager",
+                                 "torch-cpu-float32-jit", "torch-cpu-float64-eager", "torch-cpu-float32-jit_static",
                                  "keras-jax-cpu-float32-eager", "keras-jax-cpu-float64-eager",
                                  "numpy-cpu-float64-eager"]
