@@ -339,8 +339,8 @@ def test_the_quick_suite_compiles_each_case_in_one_of_two_dtypes_unless_dtypes_a
     """vocab.QUICK_JIT_DTYPES: the quick suite runs jit's forward and grad on every case in one of
     bfloat16 and float32, chosen by a digest of the case's id, each dtype on about half the cases
     and with every op and check; grad2 and the invariance checks in both; eager in all four on every
-    case. An explicit --dtype, case files of one's own, or another
-    suite compile every dtype selected on every case."""
+    case. An explicit --dtype, case files of one's own, or another suite compile every dtype
+    selected on every case."""
     import collections
     import hashlib
 
@@ -402,16 +402,16 @@ def test_a_sampled_mode_runs_one_case_in_n_and_every_case_when_named():
 
     assert not [i for i in items({"suite": "quick"}) if i.mode == "jit_static"]
     default = {"suite": "default", "dtype": ["bfloat16", "float32"]}
-    quick = items(default)
-    jit = [i for i in quick if i.mode == "jit"]
-    static = [i for i in quick if i.mode == "jit_static"]
+    chosen = items(default)
+    jit = [i for i in chosen if i.mode == "jit"]
+    static = [i for i in chosen if i.mode == "jit_static"]
     sampled = {i.case.id for i in static}
     every = {i.case.id for i in jit}
     # The digest rule, written out: the first 8 bytes of sha256(id), big-endian, modulo 8.
     assert sampled == {c for c in every if int(hashlib.sha256(c.encode()).hexdigest()[:16], 16) % 8 == 0}
     assert 0.06 < len(sampled) / len(every) < 0.2, (len(sampled), len(every))
     assert {i.check for i in static} <= {"forward", "grad", "grad2"} and {i.check for i in jit} - {"forward", "grad", "grad2"}
-    assert {i.dtype for i in static} == {"bfloat16", "float32"} and {i.mode for i in quick} == {"eager", "jit", "jit_static"}
+    assert {i.dtype for i in static} == {"bfloat16", "float32"} and {i.mode for i in chosen} == {"eager", "jit", "jit_static"}
     # Per case, the sampled mode runs what jit runs of the value checks.
     key = lambda i: (i.case.id, i.op, i.check, i.variant, i.dtype, i.cotangent)  # noqa: E731
     assert collections.Counter(map(key, static)) == collections.Counter(
