@@ -124,6 +124,16 @@ def compiled_dtype(case: K.Case, sel: Selection) -> str | None:
     return pick[_digest("compiled dtype " + case.id) % len(pick)] if pick else None
 
 
+def _same_spec(u: Any, v: Any) -> bool:
+    """Whether two cases' logits (or labels) specs are the same: arrays bit for bit, lists of
+    values and tokens by equality (a NaN in a list compares unequal: then the inputs are just
+    computed again)."""
+    if isinstance(u, np.ndarray) or isinstance(v, np.ndarray):
+        return (isinstance(u, np.ndarray) and isinstance(v, np.ndarray) and u.dtype == v.dtype
+                and u.shape == v.shape and u.tobytes() == v.tobytes())
+    return bool(u == v)
+
+
 def expand(cases: list[K.Case], sel: Selection, frameworks: list[str]) -> list[Item]:
     items = []
     for fw in frameworks:
@@ -222,19 +232,24 @@ class Session:
         self.timing_reps = timing_reps
         self.backend = backend
         self._refs: dict[str, R.Reference] = {}
-        self._inputs: dict[tuple[str, str, str], np.ndarray] = {}
+        self._inputs: dict[tuple[str, str, str], tuple[K.Case, np.ndarray, np.ndarray | None]] = {}
         self.known_hits: set[str] = set()
         self._lock = threading.Lock()
 
     def inputs(self, case: K.Case, dt: D.DType) -> tuple[np.ndarray, np.ndarray | None]:
-        """The case's logits and labels cast to dt, computed once per case and dtype. Cases are
-        told apart by (source file, id), which a case library keeps unique."""
+        """The case's logits and labels cast to dt, computed once per case and dtype. Looked up by
+        (source file, id), which a case library keeps unique, and served only to a case with the
+        same logits and labels: another case of the same name (cases made in code) gets its own
+        inputs, never the first one's. (Under isolation each item brings its own copy of the case,
+        so the check compares contents, not identity.)"""
         key = (case.source, case.id, dt.name)
-        if key not in self._inputs:
+        hit = self._inputs.get(key)
+        if hit is None or not (hit[0] is case or (_same_spec(hit[0].logits, case.logits)
+                                                  and _same_spec(hit[0].labels, case.labels))):
             if len(self._inputs) > 64:
                 self._inputs.clear()
-            self._inputs[key] = (case.logits_for(dt), case.labels_for(dt))  # type: ignore[assignment]
-        return self._inputs[key]  # type: ignore[return-value]
+            hit = self._inputs[key] = (case, case.logits_for(dt), case.labels_for(dt))
+        return hit[1], hit[2]
 
     def reference(self, item: Item, x: np.ndarray, y: np.ndarray | None, dt: D.DType,
                   rows: np.ndarray | None, g: np.ndarray | None = None,

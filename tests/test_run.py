@@ -12,6 +12,7 @@ import pytest
 
 from harness import adapters as A
 from harness import cases as K
+from harness import dtypes as D
 from harness import records
 from harness.cache import Cache
 from harness.policy import load as load_policy
@@ -382,6 +383,31 @@ def test_the_quick_suite_compiles_each_case_in_one_of_two_dtypes_unless_dtypes_a
     seed = items({"suite": "default", "case_filter": "seed/*"})
     assert {(i.case.id, i.dtype) for i in seed if i.mode == "jit"} == \
         {(i.case.id, i.dtype) for i in seed if i.mode == "eager" and i.check != "eager_vs_jit"}
+
+
+def test_two_cases_of_one_name_each_get_their_own_inputs(tmp_path):
+    """Session.inputs memoises the cast inputs by source and id: a second case of the same name
+    (cases made in code) must still run on its own logits. Before the memo compared the cases, the
+    (2, 3, 8) case below ran on the (4, 8) case's logits and passed, judged against them. A copy
+    of a case (what isolation sends) still finds the memo."""
+    import copy
+    import pickle
+
+    session = Session(load_policy("standard"), Cache(tmp_path / "c"), [], None, timing_reps=0)
+    recs, cases = [], []
+    for shape in ((4, 8), (2, 3, 8)):
+        x = np.arange(np.prod(shape), dtype=np.float64).reshape(shape) / 7
+        cases.append(K.Case("same/name", ["log_softmax"], x, None, -1, ["float32"], True, source="<test>"))
+        recs.append(session.run(Item(cases[-1], "log_softmax", "forward", "default", "numpy", "cpu", "float32",
+                                     "eager", None)))
+    assert [r["out_shape"]["out"] for r in recs] == [[4, 8], [2, 3, 8]]
+    assert all(r["status"] == "pass" for r in recs)
+    dt = D.get("float32")
+    first = session.inputs(cases[1], dt)[0]
+    assert session.inputs(pickle.loads(pickle.dumps(cases[1])), dt)[0] is first
+    listed = K.Case("same/name", ["softmax"], [[1.0, "max"], [0.5, 2.0]], None, -1, ["float32"], True, source="<test>")
+    assert session.inputs(listed, dt)[0].shape == (2, 2)
+    assert session.inputs(copy.deepcopy(listed), dt)[0] is session.inputs(listed, dt)[0]
 
 
 def test_a_sampled_mode_runs_one_case_in_n_and_every_case_when_named():
