@@ -167,6 +167,10 @@ class TorchAdapter(SourceAdapter):
 
     def function_source(self, call: Call) -> str:
         src = self.plain_function(call)
+        # Never fall back to eager silently after too many recompilations (in the snippet too: a
+        # replay of many snippets in one process would otherwise raise at the limit).
+        limits = ("\nimport torch._dynamo\ntorch._dynamo.config.recompile_limit = 100000"
+                  "\ntorch._dynamo.config.cache_size_limit = 100000")
         if call.mode == "jit":
             # As users do: compile the forward with torch.compile's default, and autograd runs the
             # AOT backward. The default specialises on every size until a size changes; then its
@@ -176,11 +180,7 @@ class TorchAdapter(SourceAdapter):
             # changed, with the class count static, one graph per op, rank, class count and dtype.
             # Automatic marking is off: another case's class count must not make the class dim
             # symbolic, as it never does in one user's process (and a snippet could not replay it).
-            # Never fall back to eager silently after too many recompilations (in the snippet too:
-            # a replay of many snippets in one process would otherwise raise at the limit).
-            src += ("\nimport torch._dynamo\ntorch._dynamo.config.recompile_limit = 100000"
-                    "\ntorch._dynamo.config.cache_size_limit = 100000"
-                    "\n# Only the batch dims step marks are dynamic; nothing else becomes so by history."
+            src += (limits + "\n# Only the batch dims step marks are dynamic; nothing else becomes so by history."
                     "\ntorch._dynamo.config.automatic_dynamic_shapes = False"
                     "\n# The kernel is generated on the first call and reused: after other calls (or from"
                     "\n# inductor's FX graph cache) an output can differ in its last bits."
@@ -189,9 +189,7 @@ class TorchAdapter(SourceAdapter):
             # The program of this call's sizes alone: what a user's process runs while its sizes stay
             # those of its first call (torch.compile's default specialises on every size until one
             # changes); one graph per shape.
-            src += ("\nimport torch._dynamo\ntorch._dynamo.config.recompile_limit = 100000"
-                    "\ntorch._dynamo.config.cache_size_limit = 100000"
-                    "\nf = torch.compile(f, fullgraph=True, dynamic=False)")
+            src += limits + "\nf = torch.compile(f, fullgraph=True, dynamic=False)"
         return src
 
     def batch_dims(self, call: Call) -> list[tuple[str, tuple[int, ...]]]:
