@@ -124,6 +124,18 @@ def compiled_dtype(case: K.Case, sel: Selection) -> str | None:
     return pick[_digest("compiled dtype " + case.id) % len(pick)] if pick else None
 
 
+def _selected(ad: A.Adapter, sel: Selection, c: K.Case, check: str, mode: str, dt: str) -> bool:
+    """Whether a compiled mode runs this case, check and dtype: the quick suite's compiled dtypes
+    (Selection.jit_dtypes) and a sampled mode's sample (Selection.sampled). Eager always does."""
+    if mode != "eager" and sel.jit_dtypes is not None and (
+            dt not in sel.jit_dtypes if check not in ONE_COMPILED_DTYPE else dt != compiled_dtype(c, sel)):
+        return False
+    every = ad.sampled_modes.get(mode)
+    if not every or sel.sampled == "all":
+        return True
+    return sel.sampled != "none" and check in O.VALUE_CHECKS and in_sample(c.id, every)
+
+
 def _same_spec(u: Any, v: Any) -> bool:
     """Whether two cases' logits (or labels) specs are the same: arrays bit for bit, lists of
     values and tokens by equality (a NaN in a list compares unequal: then the inputs are just
@@ -160,14 +172,7 @@ def expand(cases: list[K.Case], sel: Selection, frameworks: list[str]) -> list[I
                             continue
                         for dev in sel.devices:
                             for mode in INV.modes_for(check, modes):
-                                if mode != "eager" and sel.jit_dtypes is not None and (
-                                        dt not in sel.jit_dtypes if check not in ONE_COMPILED_DTYPE
-                                        else dt != compiled_dtype(c, sel)):
-                                    continue
-                                every = ad.sampled_modes.get(mode)
-                                if every and sel.sampled != "all" and (
-                                        sel.sampled == "none" or check not in O.VALUE_CHECKS
-                                        or not in_sample(c.id, every)):
+                                if not _selected(ad, sel, c, check, mode, dt):
                                     continue
                                 for var in variants:
                                     for cot in cots:
