@@ -23,6 +23,7 @@ from typing import Any, IO, Iterable
 import numpy as np
 
 from . import SCHEMA_VERSION, __version__
+from .vocab import INVARIANCE_CHECKS
 
 #: Outputs of at most this many elements carry their input, output and reference values.
 SMALL = 64
@@ -39,13 +40,15 @@ INCIDENTAL_FIELDS = frozenset({*TIME_FIELDS, "reference_cached", "program_new", 
 def spent_s(rec: dict[str, Any], timing_reps: int = 3) -> float:
     """The worker-seconds a result took by its time fields: the first call, the timed calls
     (`time_framework_s` is their median; a run repeats the call `timing_reps` times, and with 0
-    it is the first call's time again), the reference and the verdict. What splits shards by
-    duration and weighs the progress's ETA."""
+    it is the first call's time again), the reference and the verdict. An invariance check's
+    record gives its whole time, every variant's calls, in both framework fields: counted once.
+    What splits shards by duration and weighs the progress's ETA."""
+    reps = 0 if rec.get("check") in INVARIANCE_CHECKS else timing_reps
     t = 0.0
     for f in TIME_FIELDS:
         v = rec.get(f)
         if isinstance(v, (int, float)) and v == v and v >= 0:
-            t += float(v) * (timing_reps if f == "time_framework_s" else 1)
+            t += float(v) * (reps if f == "time_framework_s" else 1)
     return t
 
 

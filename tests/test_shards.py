@@ -76,6 +76,20 @@ def test_durations_of_an_earlier_run_balance_the_parts(tmp_path):
     assert any(len({shards.unit_of(i) for i in p}) > 1 and slow in {shards.unit_of(i) for i in p} for p in by_count)
 
 
+def test_spent_s_counts_what_each_kind_of_record_spent():
+    """A value check's record: the first call, `timing_reps` timed calls of the median's length,
+    the reference and the verdict. An invariance check's: its whole time, written in both framework
+    fields, once (counted 4 times, its items weighed 4 times their cost in shards and the ETA)."""
+    t = {"time_first_call_s": 2.0, "time_framework_s": 0.5, "time_reference_s": 0.25, "time_verdict_s": 0.125}
+    assert records.spent_s({"check": "grad", **t}) == 2.0 + 3 * 0.5 + 0.25 + 0.125
+    assert records.spent_s({"check": "grad", **t}, timing_reps=1) == 2.0 + 0.5 + 0.25 + 0.125
+    assert records.spent_s({"check": "grad", **t}, timing_reps=0) == 2.0 + 0.25 + 0.125
+    inv = {"time_first_call_s": 7.0, "time_framework_s": 7.0}
+    for check in ("batch_invariance", "determinism", "eager_vs_jit", "permutation"):
+        assert records.spent_s({"check": check, **inv}) == 7.0
+    assert records.spent_s({"check": "forward", "time_first_call_s": float("nan"), "time_framework_s": -1}) == 0.0
+
+
 COMPARED = ("status", "special", "max_ulp", "p99_ulp", "excess", "output", "known", "cause", "peers", "repro")
 
 
