@@ -45,8 +45,14 @@ def _run(cls, stop_when=None):
 
 
 @pytest.fixture(scope="module")
-def careful_passes() -> set[str]:
-    return {_key(it) for it, r in _run(Careful) if r["status"] == "pass"}
+def careful() -> list:
+    """(item, record) of the careful implementation on the whole quick suite, run once per module."""
+    return _run(Careful)
+
+
+@pytest.fixture(scope="module")
+def careful_passes(careful) -> set[str]:
+    return {_key(it) for it, r in careful if r["status"] == "pass"}
 
 
 def _finite_inputs(item) -> bool:
@@ -61,9 +67,8 @@ def _finite_inputs(item) -> bool:
     return ok
 
 
-def test_the_careful_implementation_passes_every_finite_result_of_the_quick_suite():
-    recs = _run(Careful)
-    finite = [(it, r) for it, r in recs if _finite_inputs(it)]
+def test_the_careful_implementation_passes_every_finite_result_of_the_quick_suite(careful):
+    finite = [(it, r) for it, r in careful if _finite_inputs(it)]
     assert len(finite) > 1000
     bad = [(it.id, r["status"], r.get("special"), r.get("max_ulp"), r.get("excess"), r.get("message", "")[:200])
            for it, r in finite if r["status"] != "pass"]
