@@ -19,7 +19,7 @@ from . import ops as O
 from .errors import HarnessInputError
 from .flags import FLAGS
 from .runner import Selection, split_csv, validate_choices
-from .vocab import QUICK_FAMILIES, QUICK_JIT_DTYPES, QUICK_TAG, QUICK_TIMING_REPS, SUITES
+from .vocab import QUICK_EAGER_DTYPES, QUICK_FAMILIES, QUICK_JIT_DTYPES, QUICK_TAG, QUICK_TIMING_REPS, SUITES
 
 
 def select_suite(cases: list[K.Case], suite: str) -> list[K.Case]:
@@ -81,6 +81,7 @@ def from_values(v: dict[str, Any]) -> RunOptions:
     o.suite = suite
     if suite == "quick" and not v.get("cases") and not split_csv(v.get("dtype")):
         o.jit_dtypes = list(QUICK_JIT_DTYPES)  # each case compiles in one of two dtypes (vocab.QUICK_JIT_DTYPES)
+        o.eager_dtypes = [list(g) for g in QUICK_EAGER_DTYPES]  # and runs eagerly in two (vocab.QUICK_EAGER_DTYPES)
     # A sampled mode: on every case when the modes are given; left out of the quick suite (vocab.SUITES).
     o.sampled = "all" if split_csv(v.get("mode")) else "none" if suite == "quick" else "sample"
     o.policy = v.get("policy") or "standard"

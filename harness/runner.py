@@ -63,6 +63,11 @@ class Selection:
     #: of its id (compiled_dtype), grad2 and the invariance checks (a few cases each) in all; None:
     #: every dtype selected.
     jit_dtypes: list[str] | None = None
+    #: The groups of dtypes eager runs forward and grad in where it runs in fewer than `dtypes`
+    #: (the quick suite's QUICK_EAGER_DTYPES): each case in one dtype of each group, chosen by a
+    #: digest of its id and the group (eager_dtypes); grad2 and the invariance checks in all;
+    #: None: every dtype selected.
+    eager_dtypes: list[list[str]] | None = None
     #: How a sampled mode (Adapter.sampled_modes) runs: "sample", on its sample of the cases and
     #: the value checks only; "all", on everything selected (the modes were given: --mode);
     #: "none", not at all (the quick suite, unless the modes are given).
@@ -99,8 +104,9 @@ def resolve_frameworks(names: list[str] | None) -> tuple[list[str], dict[str, st
     return ok, skipped
 
 
-#: The checks whose compiled calls run in one of Selection.jit_dtypes per case: those of every case.
-ONE_COMPILED_DTYPE = ("forward", "grad")
+#: The checks that run in a sample of the dtypes per case (Selection.jit_dtypes, .eager_dtypes):
+#: those of every case. grad2 and the invariance checks, on a few cases each, run in all.
+SAMPLED_DTYPE_CHECKS = ("forward", "grad")
 
 
 def _digest(text: str) -> int:
@@ -124,11 +130,26 @@ def compiled_dtype(case: K.Case, sel: Selection) -> str | None:
     return pick[_digest("compiled dtype " + case.id) % len(pick)] if pick else None
 
 
+def eager_dtypes(case: K.Case, sel: Selection) -> set[str]:
+    """The dtypes eager runs a case's forward and grad in under `sel.eager_dtypes`: one of each
+    group among the case's and the selected dtypes, by a digest of its id and the group, so that
+    each dtype of a group gets its share of the cases, in every run and shard alike."""
+    out = set()
+    for group in sel.eager_dtypes or ():
+        pick = [d for d in group if d in case.dtypes and d in sel.dtypes]
+        if pick:
+            out.add(pick[_digest(f"eager dtype {'/'.join(group)} {case.id}") % len(pick)])
+    return out
+
+
 def _selected(ad: A.Adapter, sel: Selection, c: K.Case, check: str, mode: str, dt: str) -> bool:
-    """Whether a compiled mode runs this case, check and dtype: the quick suite's compiled dtypes
-    (Selection.jit_dtypes) and a sampled mode's sample (Selection.sampled). Eager always does."""
-    if mode != "eager" and sel.jit_dtypes is not None and (
-            dt not in sel.jit_dtypes if check not in ONE_COMPILED_DTYPE else dt != compiled_dtype(c, sel)):
+    """Whether a mode runs this case, check and dtype: the quick suite's dtype samples
+    (Selection.jit_dtypes, Selection.eager_dtypes) and a sampled mode's sample (Selection.sampled)."""
+    if mode == "eager":
+        if sel.eager_dtypes is not None and check in SAMPLED_DTYPE_CHECKS and dt not in eager_dtypes(c, sel):
+            return False
+    elif sel.jit_dtypes is not None and (
+            dt not in sel.jit_dtypes if check not in SAMPLED_DTYPE_CHECKS else dt != compiled_dtype(c, sel)):
         return False
     every = ad.sampled_modes.get(mode)
     if not every or sel.sampled == "all":

@@ -26,8 +26,9 @@ DEVICES = ["cpu", "gpu"]
 SUITES: dict[str, str] = {
     "quick": "seed, extreme, soft_labels, integer_labels and offset, and the cases tagged 'quick' of the other "
              "families (a sample of each option family and of the invariance checks; none of random and shapes); "
-             "the compiled modes' forward and grad in one of bfloat16 and float32 per case, grad2 and the "
-             "invariance checks in both, unless dtypes are given, and not "
+             "eager forward and grad in one of float16 and bfloat16 and one of float32 and float64 per case, "
+             "the compiled modes' in one of bfloat16 and float32, grad2 and the "
+             "invariance checks in every dtype, unless dtypes are given, and not "
              "torch's sampled jit_static, unless modes are given; one timed call, unless timing repetitions "
              "are given",
     "default": "every case except those tagged 'large'",
@@ -39,11 +40,19 @@ QUICK_FAMILIES = ("seed", "extreme", "soft_labels", "integer_labels", "offset")
 #: cases each) in both: compiling is most of a cold run's time (one program per op,
 #: options, rank and dtype, and for torch per class count: its first calls were 537 of the quick
 #: suite's 1505 recorded worker-seconds with each case compiled in both), and every framework,
-#: mode, dtype, op and check stays covered (eager runs all four dtypes on every case). bfloat16,
+#: mode, dtype, op and check stays covered (eager runs all four dtypes, QUICK_EAGER_DTYPES). bfloat16,
 #: where compilers upcast, and float32, the default. The default and full suites compile every
 #: dtype on every case. The quick suite leaves out torch's jit_static, whose outputs equal jit's
 #: bit for bit on the CPU (1743 of 1743 of its forward and grad results).
 QUICK_JIT_DTYPES = ("bfloat16", "float32")
+#: The dtypes the quick suite runs eager forward and grad in: each case in one of each group (by
+#: a digest of its id and the group, runner.eager_dtypes), a half precision and a single or double
+#: one, grad2 and the invariance checks in all four; so every framework, op, check and dtype keeps
+#: about half the cases. JAX's eager dispatch compiles each primitive per shape and dtype (JAX and
+#: Keras on JAX, eager, were 722 of the quick suite's 2933 test-seconds with all four on every
+#: case, on a day this machine ran 1.5x slower than the README's figures), and `.ci/run` had grown
+#: to 29 min against its 20. The default and full suites run every dtype on every case.
+QUICK_EAGER_DTYPES = (("float16", "bfloat16"), ("float32", "float64"))
 #: The timed repetitions of each call in the quick suite, unless --timing-reps is given: one.
 #: The quick suite checks conformance; its timings are of one warm call (the default and full
 #: suites take the median of 3). The repetitions' outputs are never judged, and the three of

@@ -374,12 +374,13 @@ def test_a_harness_error_is_never_known_and_a_bad_cache_dir_is_refused(tmp_path)
     Cache(tmp_path / "afile", enabled=False).check()  # --no-cache: nothing to check
 
 
-def test_the_quick_suite_compiles_each_case_in_one_of_two_dtypes_unless_dtypes_are_given():
+def test_the_quick_suite_runs_each_case_in_a_sample_of_the_dtypes_unless_dtypes_are_given():
     """vocab.QUICK_JIT_DTYPES: the quick suite runs jit's forward and grad on every case in one of
     bfloat16 and float32, chosen by a digest of the case's id, each dtype on about half the cases
-    and with every op and check; grad2 and the invariance checks in both; eager in all four on every
-    case. An explicit --dtype, case files of one's own, or another suite compile every dtype
-    selected on every case."""
+    and with every op and check; grad2 and the invariance checks in both. vocab.QUICK_EAGER_DTYPES:
+    eager's forward and grad in one of float16 and bfloat16 and one of float32 and float64, grad2
+    and the invariance checks in all four. An explicit --dtype, case files of one's own, or another
+    suite run every dtype selected on every case."""
     import collections
     import hashlib
 
@@ -416,7 +417,31 @@ def test_the_quick_suite_compiles_each_case_in_one_of_two_dtypes_unless_dtypes_a
     inv = {i.id for i in quick if i.mode == "jit" and i.check not in jit_checks}
     assert inv and inv == {i.id for i in both if i.check not in jit_checks}
     assert len([i for i in quick if i.mode == "jit"]) < 0.6 * len(both)
-    assert {i.dtype for i in quick if i.mode == "eager"} == {"float16", "bfloat16", "float32", "float64"}
+    # Eager, the rule written out: one dtype of each pair by the digest of "eager dtype <pair> <id>".
+    eager_dts = collections.defaultdict(set)
+    for i in quick:
+        if i.mode == "eager" and i.check in jit_checks:
+            eager_dts[i.case.id].add(i.dtype)
+    for c in load_cases(from_values({"suite": "quick"})):
+        want = set()
+        for pair in (("float16", "bfloat16"), ("float32", "float64")):
+            pick = [d for d in pair if d in c.dtypes]
+            if pick:
+                h = int(hashlib.sha256(f"eager dtype {'/'.join(pair)} {c.id}".encode()).hexdigest()[:16], 16)
+                want.add(pick[h % len(pick)])
+        assert eager_dts[c.id] == want, c.id
+    shares = collections.Counter(d for ds in eager_dts.values() for d in ds)
+    for a, b in (("float16", "bfloat16"), ("float32", "float64")):
+        assert 0.35 < shares[a] / (shares[a] + shares[b]) < 0.65, shares
+    every = [i for i in items({"suite": "quick", "dtype": ["float16", "bfloat16", "float32", "float64"]})
+             if i.mode == "eager"]
+    for key in (lambda i: (i.op, i.check, i.dtype), lambda i: (i.op, i.check, i.variant)):
+        # every op and check eager in every dtype, and with every variant (a variant of a few
+        # cases, `masked` say, in some of the dtypes only)
+        assert {key(i) for i in quick if i.mode == "eager"} == {key(i) for i in every}
+    assert {i.id for i in quick if i.mode == "eager" and i.check not in jit_checks} == \
+        {i.id for i in every if i.check not in jit_checks}  # grad2 and invariance in all four
+    assert len([i for i in quick if i.mode == "eager"]) < 0.6 * len(every)
     assert {i.dtype for i in items({"suite": "quick", "dtype": ["float16"]}) if i.mode == "jit"} == {"float16"}
     seed = items({"suite": "default", "case_filter": "seed/*"})
     assert {(i.case.id, i.dtype) for i in seed if i.mode == "jit"} == \
