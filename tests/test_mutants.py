@@ -7,6 +7,7 @@ real kernels have shipped. README ("Verdicts and policies") states the score.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -15,12 +16,12 @@ import pytest
 from harness import adapters as A
 from harness import records
 from harness.cache import Cache
-from harness.options import RunOptions, load_cases
+from harness.options import from_values, load_cases
 from harness.policy import load as load_policy
-from harness.runner import Selection, Session, expand
+from harness.runner import Session, expand
 from tests.plugins.mutants import MUTANTS, Careful
 
-QUICK = RunOptions(suite="quick")
+QUICK = from_values({"suite": "quick"})  # its cases and its sample of the dtypes (vocab.QUICK_*_DTYPES)
 
 
 def _key(it) -> str:
@@ -33,7 +34,8 @@ def _run(cls, stop_when=None):
     """(item, record) for every item of the quick suite (CPU, in the modes `cls` has: eager, and jit
     for mutant_jit_differs) on `cls`, up to the first for which stop_when(item, record) holds."""
     with A.registered(cls.name, cls):
-        items = expand(load_cases(QUICK), Selection(frameworks=[cls.name], modes=list(cls.modes)), [cls.name])
+        sel = dataclasses.replace(QUICK.selection(), frameworks=[cls.name], modes=list(cls.modes))
+        items = expand(load_cases(QUICK), sel, [cls.name])
         session = Session(load_policy("standard"), Cache(), [], None, timing_reps=0)
         out = []
         for it in items:
