@@ -42,8 +42,10 @@ def _need(fw: str) -> None:
         pytest.skip(why)
 
 
-@pytest.fixture(params=list(BACKENDS), ids=list(BACKENDS))
+@pytest.fixture(params=list(BACKENDS), ids=list(BACKENDS), scope="module")
 def fw(request):
+    """A backend; module-scoped, so that pytest runs each backend's tests together: a process
+    holds one Keras child at a time, and interleaved backends started one (5-8 s) per test."""
     _need(request.param)
     return request.param
 
