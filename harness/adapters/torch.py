@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from typing import Any
 
 import numpy as np
@@ -84,6 +85,15 @@ class TorchAdapter(SourceAdapter):
                 os.environ.setdefault("TORCHINDUCTOR_AUTOGRAD_CACHE", "0")
             os.environ["TORCHINDUCTOR_CACHE_DIR"] = d or scratch_dir("torchinductor")
         import torch
+
+        if "torch.utils.mkldnn" not in sys.modules:
+            # Inductor imports it on a process's first compile, and its class bodies warn
+            # (DeprecationWarning: `torch.jit.script_method` is deprecated): the warning landed in
+            # the framework_warnings of whichever compiled call came first in the process, so two
+            # runs' records differed by their order. A warning of the process, not of a call.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                import torch.utils.mkldnn  # noqa: F401
 
         return torch
 
