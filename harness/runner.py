@@ -13,7 +13,7 @@ import time
 import traceback
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -122,24 +122,22 @@ def in_sample(case_id: str, every: int) -> bool:
     return _digest(case_id) % every == 0
 
 
+def _pick_dtype(group: Sequence[str], case: K.Case, sel: Selection, salt: str) -> str | None:
+    """One dtype of `group` among the case's and the selected ones (None: none is), by a digest
+    of `salt` and its id, so that each gets its share of the cases, in every run and shard alike."""
+    pick = [d for d in group if d in case.dtypes and d in sel.dtypes]
+    return pick[_digest(salt + case.id) % len(pick)] if pick else None
+
+
 def compiled_dtype(case: K.Case, sel: Selection) -> str | None:
-    """The one dtype of `sel.jit_dtypes` a case runs the compiled modes' forward and grad in
-    (None: none of them is the case's or selected): by a digest of its id, so that each dtype
-    gets about half the cases, in every run and shard alike."""
-    pick = [d for d in sel.jit_dtypes or () if d in case.dtypes and d in sel.dtypes]
-    return pick[_digest("compiled dtype " + case.id) % len(pick)] if pick else None
+    """The one dtype of `sel.jit_dtypes` a case runs the compiled modes' forward and grad in."""
+    return _pick_dtype(sel.jit_dtypes or (), case, sel, "compiled dtype ")
 
 
 def eager_dtypes(case: K.Case, sel: Selection) -> set[str]:
-    """The dtypes eager runs a case's forward and grad in under `sel.eager_dtypes`: one of each
-    group among the case's and the selected dtypes, by a digest of its id and the group, so that
-    each dtype of a group gets its share of the cases, in every run and shard alike."""
-    out = set()
-    for group in sel.eager_dtypes or ():
-        pick = [d for d in group if d in case.dtypes and d in sel.dtypes]
-        if pick:
-            out.add(pick[_digest(f"eager dtype {'/'.join(group)} {case.id}") % len(pick)])
-    return out
+    """The dtypes eager runs a case's forward and grad in under `sel.eager_dtypes`: one of each group."""
+    picks = (_pick_dtype(g, case, sel, f"eager dtype {'/'.join(g)} ") for g in sel.eager_dtypes or ())
+    return {d for d in picks if d is not None}
 
 
 def _selected(ad: A.Adapter, sel: Selection, c: K.Case, check: str, mode: str, dt: str) -> bool:
