@@ -144,7 +144,6 @@ def test_torch_jit_compiles_per_class_count_and_jit_static_per_shape(tmp_path):
 
 
 _FIRST_COMPILE = """
-import sys, warnings
 from harness import cases as K
 from harness.cache import Cache
 from harness.policy import load as load_policy
@@ -161,6 +160,7 @@ def test_torchs_import_warning_on_a_first_compile_is_no_calls_warning(tmp_path):
     it loads (a DeprecationWarning of torch.jit.script_method): it landed in the record of whichever
     compiled call came first. The adapter loads it beside torch, quietly: a fresh process's first
     compiled call records no warning."""
+    import os
     import subprocess
     import sys
     from pathlib import Path
@@ -168,7 +168,7 @@ def test_torchs_import_warning_on_a_first_compile_is_no_calls_warning(tmp_path):
     if not A.get("torch").available()[0]:
         pytest.skip("torch is not installed")
     root = Path(__file__).resolve().parent.parent
-    env = {**__import__("os").environ, "HARNESS_COMPILE_CACHE": "off", "PYTHONPATH": str(root)}
+    env = {**os.environ, "HARNESS_COMPILE_CACHE": "off", "PYTHONPATH": str(root)}
     premise = subprocess.run([sys.executable, "-W", "always::DeprecationWarning", "-c", "import torch.utils.mkldnn"],
                              capture_output=True, text=True, timeout=300, env=env)
     assert "DeprecationWarning" in premise.stderr  # the module still warns: else this test proves nothing
