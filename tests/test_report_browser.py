@@ -6,6 +6,7 @@ machine)."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from collections import Counter
@@ -102,7 +103,9 @@ def browser():
         b.close()
 
 
-def open_page(browser, out):
+def open_page(browser, out, reveal=True):
+    """The report opened; with `reveal`, every section shown as a reader sees it who scrolls to it
+    (off screen, a section is not rendered and its innerText is empty: the test below)."""
     page = browser.new_page(viewport={"width": 1440, "height": 1000})
     dialogs, errors = [], []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
@@ -110,7 +113,40 @@ def open_page(browser, out):
     t0 = time.perf_counter()
     page.goto(out.as_uri())
     page.wait_for_selector("html[data-ready='1']")
-    return page, time.perf_counter() - t0, dialogs, errors
+    load_s = time.perf_counter() - t0
+    if reveal:
+        page.add_style_tag(content="section { content-visibility: visible !important; }")
+    return page, load_s, dialogs, errors
+
+
+def pages(pdf: bytes) -> int:
+    return len(re.findall(rb"/Type\s*/Page[^s]", pdf))
+
+
+def rendered(page, selector):
+    return page.evaluate(f"document.querySelector({selector!r}).checkVisibility({{contentVisibilityAuto: true}})")
+
+
+def test_sections_off_screen_are_rendered_when_scrolled_to(report, browser):
+    """Opening a report lays out only what is on screen (content-visibility: auto): laying out the
+    130k nodes of a default run's report was half its opening time. A section below renders when
+    the reader scrolls to it, with its text, and printing renders every one."""
+    out, recs, summary = report
+    page, _, _, errors = open_page(browser, out, reveal=False)
+    sections = page.eval_on_selector_all("main > section", "ss => ss.map(s => s.id)")
+    assert sections[0] == "overview" and "known" in sections and len(sections) >= 8
+    assert rendered(page, "#kpi-total") and page.inner_text("#kpi-total") == str(len(recs))
+    assert not rendered(page, "#known h2") and page.inner_text("#known") == ""
+    page.locator("#known").scroll_into_view_if_needed()
+    page.evaluate("new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+    assert rendered(page, "#known h2") and "Known discrepancies" in page.inner_text("#known")
+    assert not rendered(page, "#overview h1")  # scrolled away: skipped again
+    assert page.evaluate("getComputedStyle(document.querySelector('#known')).contentVisibility") == "auto"
+    # A printout holds every section: as many pages as that of the page without the skipping.
+    plain, _, _, _ = open_page(browser, out)
+    assert pages(page.pdf()) == pages(plain.pdf()) > len(sections) / 2 and errors == []
+    page.close()
+    plain.close()
 
 
 def test_summary_numbers_filters_details_and_load_time(report, browser):
