@@ -527,9 +527,11 @@ def test_cli_run_alone_in_each_shard_and_framework_when_merged(runs):
 
 
 def _disc(html: str):
+    from harness.report.render import decoded
+
     m = re.search(r'<script type="application/json" id="disc-data">(.*?)</script>', html, re.DOTALL)
     assert m, "no disc-data in the report"
-    return json.loads(m.group(1))
+    return decoded(json.loads(m.group(1)))
 
 
 def test_report_shows_the_cause_and_the_peers(runs, tmp_path):

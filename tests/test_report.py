@@ -204,8 +204,7 @@ def test_xss_is_escaped(tmp_path):
     # Only the page's own two script elements exist.
     assert len(re.findall(r"<script\b", html)) == 2
     # The embedded JSON still holds the exact string.
-    data = re.search(r'<script type="application/json" id="disc-data">(.*?)</script>', html, re.DOTALL).group(1)
-    assert json.loads(data)["rows"][0][7] == XSS
+    assert embedded(html, "disc-data")["rows"][0][7] == XSS
 
 
 def test_merge_detects_duplicates_and_keeps_the_last(tmp_path):
@@ -431,7 +430,7 @@ def test_report_of_20000_records_stays_under_10_mb(tmp_path):
     assert out.stat().st_size == s["bytes"] < 10_000_000
     assert s["details_omitted"] < s["discrepancies"]  # the size budget cuts details, never rows
     html = out.read_text(encoding="utf-8")
-    data = json.loads(re.search(r'<script type="application/json" id="disc-data">(.*?)</script>', html, re.DOTALL).group(1))
+    data = embedded(html, "disc-data")
     assert len(data["rows"]) == s["discrepancies"] and data["omitted"] == s["details_omitted"]
     assert data["details"][0] is not None  # the first rows (new failures) keep theirs
 
@@ -603,7 +602,11 @@ def inv_page(html):
 
 
 def embedded(html, name):
-    return json.loads(re.search(rf'<script type="application/json" id="{name}">(.*?)</script>', html, re.DOTALL).group(1))
+    """A report's embedded JSON; the discrepancy table's with its rows' values put back."""
+    from harness.report.render import decoded
+
+    data = json.loads(re.search(rf'<script type="application/json" id="{name}">(.*?)</script>', html, re.DOTALL).group(1))
+    return decoded(data) if name == "disc-data" else data
 
 
 def test_invariance_matrix_cells_say_bitwise_equal_or_how_many_differ(tmp_path):
@@ -813,3 +816,25 @@ def test_invariance_damaged_fields_do_not_break_the_report(tmp_path):
     assert len(data["entries"]) == 3 and not any(e.get("pair", {}).get("diff") for e in data["entries"])
     (c,) = [e for e in data["entries"] if e["case"] == "inv/c"]
     assert [r[0] for r in c["rows"]] == [None] and c["rows"][0][6] == 3
+
+
+def test_discrepancy_rows_hold_each_repeated_value_once():
+    """The discrepancy table's columns of few distinct values are stored once each and indexed
+    from the rows; decoding gives the rows back exactly, None apart from "null", arrays and markup
+    included (report.js decodes the same way: the browser test reads the decoded cells)."""
+    from harness.report import tables as T
+    from harness.report.render import CODED_FIELDS, _coded, decoded
+
+    rows = [T.discrepancy_row(r) for r in many_records(300, seed=3)]
+    rows[0][T.ROW_FIELDS.index("case_id")] = "null"
+    rows[1][T.ROW_FIELDS.index("cotangent")] = [1.0, "nan"]
+    rows[2][T.ROW_FIELDS.index("case_id")] = XSS
+    coded, values = _coded(rows)
+    assert decoded({"cols": list(T.ROW_FIELDS), "values": values, "rows": coded})["rows"] == rows
+    assert set(values) == set(CODED_FIELDS) and "max_ulp" not in values and "excess" not in values
+    for c in CODED_FIELDS:
+        i = T.ROW_FIELDS.index(c)
+        assert sorted({r[i] for r in coded}) == list(range(len(values[c])))  # every value used, once
+        assert len({json.dumps(v) for v in values[c]}) == len(values[c])
+    assert None in values["cotangent"] and "null" in values["case_id"]
+    assert len(values["framework"]) == 4 and len(json.dumps(coded)) < len(json.dumps(rows)) / 2

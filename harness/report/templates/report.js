@@ -7,6 +7,11 @@
   var data = JSON.parse(dataEl.textContent);
   var C = {};
   data.cols.forEach(function (c, i) { C[c] = i; });
+  // A column of few distinct values holds indices into data.values (render.py's CODED_FIELDS).
+  Object.keys(data.values || {}).forEach(function (c) {
+    var i = C[c], vs = data.values[c];
+    data.rows.forEach(function (r) { r[i] = vs[r[i]]; });
+  });
   var rows = data.rows.map(function (r, i) { return { i: i, r: r }; });
   var PAGE = 500;
   var state = { key: null, dir: 1, showAll: false, open: {} };
