@@ -14,7 +14,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -527,11 +526,9 @@ def test_cli_run_alone_in_each_shard_and_framework_when_merged(runs):
 
 
 def _disc(html: str):
-    from harness.report.render import decoded
+    from tests.test_report import embedded
 
-    m = re.search(r'<script type="application/json" id="disc-data">(.*?)</script>', html, re.DOTALL)
-    assert m, "no disc-data in the report"
-    return decoded(json.loads(m.group(1)))
+    return embedded(html, "disc-data")
 
 
 def test_report_shows_the_cause_and_the_peers(runs, tmp_path):

@@ -605,7 +605,9 @@ def embedded(html, name):
     """A report's embedded JSON; the discrepancy table's with its rows' values put back."""
     from harness.report.render import decoded
 
-    data = json.loads(re.search(rf'<script type="application/json" id="{name}">(.*?)</script>', html, re.DOTALL).group(1))
+    m = re.search(rf'<script type="application/json" id="{name}">(.*?)</script>', html, re.DOTALL)
+    assert m, f"no {name} in the report"
+    data = json.loads(m.group(1))
     return decoded(data) if name == "disc-data" else data
 
 
