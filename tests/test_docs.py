@@ -57,6 +57,25 @@ def test_policies_give_a_reason_for_every_budget():
             assert len(b["reason"].split()) >= 8, (name, b)
 
 
+def _slug(heading: str) -> str:
+    """GitHub's anchor of a Markdown heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_slug_is_githubs():
+    assert _slug("Quick suite and the harness's tests") == "quick-suite-and-the-harnesss-tests"
+    assert _slug("Default suite, 8 frameworks, cold (README command one)") == \
+        "default-suite-8-frameworks-cold-readme-command-one"
+
+
 def test_readme_links_exist():
-    for link in re.findall(r"\]\(((?:docs|reports)/[^)]+)\)", README):
-        assert (ROOT / link).exists(), link
+    """Every link of the README into docs/ or reports/ names a file that exists, and an anchor a
+    heading of that file."""
+    links = re.findall(r"\]\(((?:docs|reports)/[^)]+)\)", README)
+    assert any("#" in link for link in links)  # the anchors are checked below, not skipped
+    for link in links:
+        path, _, anchor = link.partition("#")
+        assert (ROOT / path).exists(), link
+        if anchor:
+            headings = re.findall(r"^#+ (.+)$", (ROOT / path).read_text(), flags=re.M)
+            assert anchor in {_slug(h) for h in headings}, (link, [_slug(h) for h in headings])
