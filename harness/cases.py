@@ -659,8 +659,13 @@ def select(cases: list[Case], pattern: str | None) -> list[Case]:
     return [c for c in cases if hit(c.id)]
 
 
-def sample_rows(x: np.ndarray, axis: int, budget: int = ELEMENT_BUDGET) -> np.ndarray | None:
-    """Rows (flat batch indices) to check for a large input, or None to check them all."""
+def sample_rows(x: np.ndarray, axis: int, budget: int = ELEMENT_BUDGET, labels: np.ndarray | None = None,
+                options: dict[str, Any] | None = None) -> np.ndarray | None:
+    """Rows (flat batch indices) to check for a large input, or None to check them all: evenly
+    spaced ones, and every row of the semantics' own rules (docs/semantics.md), whose answers a
+    sample would otherwise miss: a non-finite logit (S4-S10), an invalid label (S11, S12: NaN or
+    +-inf dense labels, a class index outside 0..C-1), an ignored row (S20) and a row whose `where`
+    keeps no entry (S22)."""
     if x.size <= budget:
         return None
     xm = np.moveaxis(x, axis, -1)
@@ -668,8 +673,19 @@ def sample_rows(x: np.ndarray, axis: int, budget: int = ELEMENT_BUDGET) -> np.nd
     n = xm.size // C
     k = max(2, budget // C)
     picked = set(np.linspace(0, n - 1, num=min(k, n)).round().astype(int).tolist())
-    bad = np.nonzero(~np.all(np.isfinite(xm.reshape(n, C)), axis=1))[0]
-    picked.update(bad.tolist())
+    special = ~np.all(np.isfinite(xm.reshape(n, C)), axis=1)
+    if labels is not None:
+        y = np.asarray(labels)
+        if y.size == n:  # class indices, one per row
+            yi = y.reshape(n)
+            special |= (yi < 0) | (yi >= C)
+            if options and options.get("ignore_index") is not None:
+                special |= yi == options["ignore_index"]
+        elif y.shape == x.shape:  # dense labels of the logits' shape
+            special |= ~np.all(np.isfinite(np.moveaxis(y, axis, -1).reshape(n, C)), axis=1)
+    if options and options.get("where") is not None and np.shape(options["where"]) == x.shape:
+        special |= ~np.any(np.moveaxis(np.asarray(options["where"], dtype=bool), axis, -1).reshape(n, C), axis=1)
+    picked.update(np.nonzero(special)[0].tolist())
     return np.array(sorted(picked), dtype=np.int64)
 
 

@@ -52,6 +52,12 @@ class Verdict:
 
 
 _BIG = float(np.finfo(np.float64).max) / 16
+#: The cap of the row's terms |d_i| and W_i (float64's max / 2^32): the op's terms multiply them by
+#: the summation term (C itself when linear), the cotangent and the labels, so uncapped a term of
+#: the size of max overflowed, and an entry whose s_i is 0 made 0 * inf = NaN of its term, an
+#: unlimited budget. Only float64 rows spanning more than 4e298 reach it; their outputs holding
+#: d_i are of that size, where the policy's ULP term is the larger anyway.
+_CAP = float(np.finfo(np.float64).max) / 2.0 ** 32
 
 
 def condition(op: str, check: str, x: np.ndarray, y: np.ndarray | None, g: np.ndarray | None,
@@ -66,7 +72,9 @@ def condition(op: str, check: str, x: np.ndarray, y: np.ndarray | None, g: np.nd
     does (one that rounds m + log S before subtracting x_i) fails, as it should, where the
     max-shifted one stays within an ULP. Only logsumexp's forward output is m + L itself.
 
-    Non-finite rows get inf: their values are judged by the special-value classes alone.
+    A row with one `+inf` logit has the terms of its limit (S6, `_limit_rows`). The other rows
+    with a non-finite logit (a NaN, two `+inf`, S8-S10) get inf: every output of theirs is
+    non-finite, judged by the special-value classes alone.
     """
     spec = O.get(op)
     ax = axis % x.ndim
@@ -93,15 +101,25 @@ def condition(op: str, check: str, x: np.ndarray, y: np.ndarray | None, g: np.nd
     xm = np.moveaxis(np.asarray(x, np.float64), ax, -1)
     C = xm.shape[-1]
     with np.errstate(all="ignore"):
+        xm = _limit_rows(xm, np.moveaxis(np.asarray(options["b"], np.float64), ax, -1)
+                         if options and "b" in options else None)
         masked = xm == -np.inf
         fin = np.where(masked, -np.inf, xm)
         m = np.max(fin, axis=-1, keepdims=True)
         d = fin - m
+        # An entry whose d_i overflows float64 (a float64 row spanning more than its max) has the
+        # outputs of a masked one, in float64: s_i = 0, and every output holding d_i (log_softmax,
+        # a cross-entropy term, d_labels) beyond the max, so -inf or +inf (S4, S5). Masked, its
+        # terms are 0; as |d_i| = inf they were 0 * inf = NaN in every sum over the row (D),
+        # and the whole row got an unlimited budget.
+        masked = masked | (np.isfinite(fin) & (d == -np.inf))
+        fin = np.where(masked, -np.inf, fin)
+        d = np.where(masked, -np.inf, d)
         e = np.where(masked, 0.0, np.exp(d))
         S = np.sum(e, axis=-1, keepdims=True)
         s = e / S
         L = np.log(S)  # >= 0: S >= 1 (the max contributes exp(0) = 1)
-        absd = np.where(masked, 0.0, np.abs(d))
+        absd = np.where(masked, 0.0, np.minimum(np.abs(d), _CAP))
         Dw = np.sum(s * absd, axis=-1, keepdims=True)
         P = 0.0
         if scale is not None:
@@ -117,9 +135,9 @@ def condition(op: str, check: str, x: np.ndarray, y: np.ndarray | None, g: np.nd
         # W_i: the absolute error, in units of u, of d_i - L: d_i's rounding (|d_i|), what exp
         # and the sum pass on to S and log passes on to L (D + sigma + 1), log's own rounding (L).
         W = absd + P + L + sig + Dw + 1.0
-        # Terms of the size of float64's max (logits of +-max) overflow: cap them, a budget
-        # that large is "anything finite" anyway, and keep 0 * cap = 0 where s_i = 0.
-        W = np.where(masked, 0.0, np.nan_to_num(W, nan=_BIG, posinf=_BIG))
+        # Terms of the size of float64's max (logits of +-max) overflow: cap them (_CAP), and
+        # keep 0 * cap = 0 where s_i = 0.
+        W = np.where(masked, 0.0, np.minimum(np.nan_to_num(W, nan=_CAP, posinf=_CAP), _CAP))
         bad_row = ~np.all(np.isfinite(xm) | masked, axis=-1, keepdims=True) | ~np.isfinite(m + L)
         if spec.labels == "dense":
             ym = np.moveaxis(np.asarray(y, np.float64), ax, -1)
@@ -188,6 +206,21 @@ def condition(op: str, check: str, x: np.ndarray, y: np.ndarray | None, g: np.nd
                     A = out[name]
                     out[name] = np.where(np.isinf(A), A, A * f)
         return out
+
+
+def _limit_rows(xm: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+    """The logits (class axis last, as S23's weights `b`) whose condition terms a row takes: a row with exactly one
+    `+inf` logit and no NaN (S6) has the outputs of its limit, those of the row with that logit
+    as its max (0) and every other entry masked (`-inf`, S4, S7): one-hot softmax, a log_softmax
+    of 0 there, the constant gradients. Finite outputs, so a finite answer is judged against the
+    budget of that row, not the special classes alone: with an unlimited budget any finite
+    answer passed. Under S23's weights an entry of weight 0 takes no part whatever its logit: a
+    `+inf` or NaN there is `-inf` to the terms first (its only output, d_b, is `+inf` or NaN)."""
+    if b is not None:
+        xm = np.where((b == 0) & ~np.isfinite(xm), -np.inf, xm)
+    pinf = xm == np.inf
+    one = (np.sum(pinf, axis=-1, keepdims=True) == 1) & ~np.any(np.isnan(xm), axis=-1, keepdims=True)
+    return np.where(one, np.where(pinf, 0.0, -np.inf), xm)
 
 
 def product_rounding(x: np.ndarray, s: float, rounded: np.ndarray) -> np.ndarray:
