@@ -238,6 +238,8 @@ class Ran:
     ulp_between: float = 0.0
     in_force: dict[str, Any] | None = None
     pieces_case: dict[str, np.ndarray] | None = None  # the answer in the case's output shapes
+    #: The outputs and the output shapes of the variant's own call, where they differ (judged as such).
+    wrong_shape: tuple[dict[str, Any], dict[str, tuple[int, ...]]] | None = None
 
 
 def _call(base: A.Call, **changes: Any) -> A.Call:
@@ -333,6 +335,13 @@ def _run_one(ad: A.Adapter, v: Variant) -> Ran:
         ran.raised = e
     if out is not None:
         ran.dtypes = out.dtypes
+        c = v.call
+        contract = O.output_shapes(c.op, "forward", np.shape(c.logits), c.axis % np.ndim(c.logits), c.options)
+        if {n: tuple(np.shape(a)) for n, a in out.arrays.items()} != {n: tuple(s) for n, s in contract.items()}:
+            # Judged as answered, against the contract of the variant's own call: cut to the case's
+            # layout first, a wrong shape (a batch's (B, 1) for (B,)) passed the case's shape check.
+            ran.wrong_shape = (dict(out.arrays), contract)
+            return ran
         ran.pieces = {n: _piece(np.asarray(a, dtype=np.float64), v) for n, a in out.arrays.items()}
     return ran
 
@@ -429,10 +438,14 @@ def run(item: Any, ad: A.Adapter, call: A.Call, dt: D.DType, ctx: Context) -> tu
     for r in done.values():
         if r.not_run:
             continue
-        arrays, checked = _in_case_layout(r, ctx, ax)
-        r.pieces_case = arrays
-        r.verdict = judge(item.op, "forward", arrays, r.dtypes, r.raised, ctx.ref, dt, ctx.tol, ctx.cond,
-                          ctx.expected, checked)
+        if r.wrong_shape is not None:  # fails the shape check before anything else
+            r.verdict = judge(item.op, "forward", r.wrong_shape[0], r.dtypes, None, ctx.ref, dt, ctx.tol, ctx.cond,
+                              r.wrong_shape[1], None)
+        else:
+            arrays, checked = _in_case_layout(r, ctx, ax)
+            r.pieces_case = arrays
+            r.verdict = judge(item.op, "forward", arrays, r.dtypes, r.raised, ctx.ref, dt, ctx.tol, ctx.cond,
+                              ctx.expected, checked)
         if r.variant.base is not None and done[r.variant.base].not_run == "":
             r.n_diff, r.ulp_between = _differs(r, done[r.variant.base], dt)
     ran = [r for r in done.values() if not r.not_run]

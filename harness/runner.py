@@ -432,7 +432,8 @@ class Session:
         rec["invariance"] = info
         worst = max(ran, key=lambda r: (r.verdict.status != "pass", r.verdict.excess or 0.0, r.n_diff))
         pair = INV.pair(ran, worst)
-        out = A.Output(worst.pieces_case or {}, worst.dtypes or {}) if worst.pieces is not None else None
+        out = (A.Output(worst.pieces_case or {}, worst.dtypes or {}) if worst.pieces is not None else
+               A.Output(worst.wrong_shape[0], worst.dtypes or {}) if worst.wrong_shape is not None else None)
         _fill(rec, worst.verdict, out, worst.raised, ref, x, y, None, expected, item)
         rec["status"] = INV.status(ran, ctx.rule)
         if rec["status"] == "fail" and all(r.verdict.status == "pass" for r in ran):

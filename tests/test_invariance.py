@@ -32,8 +32,8 @@ from harness.policy import POLICY_DIR
 from harness.policy import load as load_policy
 from harness.repro import check as replay
 from harness.runner import Selection, Session, expand
-from tests.plugins.mutants import (BatchDependentSum, BatchOrderOnly, Careful, JitDiffers, NonDeterministic,
-                                   TailMaxNotRescaled)
+from tests.plugins.mutants import (BatchDependentSum, BatchKeepsDims, BatchOrderOnly, Careful, JitDiffers,
+                                   NonDeterministic, TailMaxNotRescaled)
 
 F16, BF16, F32, F64 = (D.DTYPES[n] for n in ("float16", "bfloat16", "float32", "float64"))
 ROWS_SPARSE = "invariance/rows_sparse"
@@ -356,6 +356,24 @@ def test_batch_dependent_sum_fails_batch_invariance_only(batch_records):
     assert soft["worst"] == "row 3 in 7 at 0, random" and soft["max_ulp_between"] == 3105.0
     lse = recs[("logsumexp", "batch_invariance", "eager")]["invariance"]
     assert lse["bitwise_differences"] == 36  # one value per row
+
+
+def test_a_batch_that_keeps_the_reduced_axis_fails_batch_invariance_on_its_shape():
+    """BatchKeepsDims answers (B, 1) for (B,) from 7 rows on: each variant is held to the output
+    contract of its own call, before its row is cut into the case's layout (which hid the shape:
+    every variant passed)."""
+    recs = _run(BatchKeepsDims, ["forward", "batch_invariance"])
+    for op in OPS:
+        assert recs[(op, "forward", "eager")]["status"] == "pass", op
+        rec = recs[(op, "batch_invariance", "eager")]
+        per_row = len(O.output_shapes(op, "forward", (4, 37), 1, {})["out"]) == 1
+        assert rec["status"] == ("fail" if per_row else "pass"), (op, rec["message"])
+        if per_row:
+            res = _results(rec)
+            wide = [v for v, r in res.items() if re.fullmatch(r"row \d in (7|64|1024) at \d+, (random|padding)", v)]
+            assert len(wide) == 36 and all(res[v]["status"] == "fail" for v in wide)
+            assert all(r["status"] == "pass" for v, r in res.items() if v not in wide)
+            assert rec["shape_ok"] is False and "!= contract" in rec["message"], rec["message"]
 
 
 def test_nondeterministic_fails_determinism_only():

@@ -804,6 +804,23 @@ class BatchDependentSum(Careful):
         return super().total(e, ax)
 
 
+class BatchKeepsDims(Careful):
+    """A batched kernel path that keeps the reduced class axis: a call of 7 or more rows answers
+    its per-row outputs (logsumexp, the cross-entropies) with shape (B, 1) instead of (B,). Every
+    case of fewer than 7 rows passes forward; only the rows inside batches of 7, 64 and 1024
+    (batch_invariance) break the output contract."""
+
+    name = "mutant_batch_keeps_dims"
+    ROWS = 7
+
+    def run(self, call: Call) -> Output:
+        out = super().run(call)
+        nd = np.ndim(call.logits)
+        if call.check == "forward" and rows_of(call.logits, call.axis) >= self.ROWS:
+            out.arrays = {k: (v[..., None] if np.ndim(v) == nd - 1 else v) for k, v in out.arrays.items()}
+        return out
+
+
 class NonDeterministic(Careful):
     """A stale or racy path that shows on repeats: the first and second call on given inputs are
     right, from the third call on the same inputs (op, check, dtype, mode, axis, options and the
@@ -923,4 +940,4 @@ MUTANTS = [IgnoresCotangent, RoundsLseThenSubtracts, NoMaxShift, LogOfSoftmax, R
            MeanGradWithoutDivisor, MaskIgnored, MaskedCotangentsFlow, ZeroWeightGradientDropped, WeightedSignDropped,
            WeightedShiftOverAll, WeightsFoldedAsLog, ScaleShiftByScaledMax, ScaleGradDropped, HvpWithoutCrossTerm,
            MixedLabelsDerivativeDropped, HvpAssumesNormalisedLabels, ScaledRoundsLse,
-           BatchDependentSum, NonDeterministic, JitDiffers, TailMaxNotRescaled]
+           BatchDependentSum, BatchKeepsDims, NonDeterministic, JitDiffers, TailMaxNotRescaled]
