@@ -254,6 +254,10 @@ def load_file(path: str | Path) -> list[Case]:
     if unknown:
         raise HarnessInputError(f"unknown key(s) {sorted(unknown)}", file=f, choices=sorted(FILE_KEYS))
     family = data.get("family")
+    for key in ("family", "description"):  # names the report and the case ids carry: text, or absent
+        if key in data and not (isinstance(data[key], str) and (key != "family" or data[key].strip())):
+            raise HarnessInputError(f"{key} must be {'a non-empty string' if key == 'family' else 'a string'}, "
+                                    f"not {data[key]!r}", file=f, field=key)
     cases = []
     seen: set[str] = set()
     for i, raw in enumerate(data["cases"]):
@@ -273,6 +277,8 @@ def parse_case(raw: Any, *, file: str, index: int, family: str | None, base: Pat
         raise HarnessInputError(f"case #{index} has no string id", file=file, field="id")
     if "/" not in cid:
         cid = f"{family or Path(file).stem}/{cid}"
+    if "why" in raw and not isinstance(raw["why"], str):  # shown as text by the report and the records
+        raise HarnessInputError(f"why must be a string, not {raw['why']!r}", file=file, case=cid, field="why")
 
     def err(msg: str, fld: str, choices: list[str] | None = None) -> HarnessInputError:
         return HarnessInputError(msg, file=file, case=cid, field=fld, choices=choices)

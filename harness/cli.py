@@ -346,7 +346,7 @@ def _check_files(paths: list[str], what: str) -> None:
     from .cases import require_regular_file
 
     for p in paths:
-        if not Path(p).exists():
+        if not os.path.exists(p):  # Path("") is the working directory
             raise HarnessInputError("no such results file", file=p, field=what)
         require_regular_file(p, "results file", what)
 
@@ -533,7 +533,9 @@ def cmd_repro(args: argparse.Namespace, argv: list[str]) -> int:
     if args.sample is not None and args.sample < 1:
         raise HarnessInputError(f"--sample must be a positive number of results, not {args.sample}",
                                 field="--sample")
-    loaded = records.read(args.results)
+    loaded = records.read_inputs(args.results, "results")
+    for problem in loaded.problems:  # a killed run's cut last line, or worse: said, not swallowed
+        print(f"harness: {problem}", file=sys.stderr)
     chosen = loaded.results if args.sample is None else sample(loaded.results, args.sample)
     n, found = check(chosen)
     bad = [m for m in found if not m.history]

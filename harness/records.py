@@ -203,3 +203,23 @@ def read(paths: Iterable[str | Path]) -> Loaded:
             else:
                 out.problems.append(f"{p}:{i}: unknown record kind {kind!r} ignored")
     return out
+
+
+def read_inputs(paths: Iterable[str | Path], field: str) -> Loaded:
+    """`read` for results files given as a command's input (repro, --shard-durations): a file
+    holding no record at all (a case file, an empty or garbled file) is a HarnessInputError
+    naming it and `field`, not an empty input that passes; its problem lines say why."""
+    from .errors import HarnessInputError
+
+    out = Loaded()
+    for p in paths:
+        one = read([p])
+        if not (one.runs or one.results or one.ends):
+            why = "; ".join(one.problems[:3]) or "the file is empty"
+            raise HarnessInputError(f"holds no results records ({why})", file=str(p), field=field)
+        out.runs += one.runs
+        out.ends += one.ends
+        out.results += one.results
+        out.problems += one.problems
+        out.files += one.files
+    return out
