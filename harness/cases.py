@@ -365,7 +365,10 @@ def parse_case(raw: Any, *, file: str, index: int, family: str | None, base: Pat
     if not isinstance(tags, list) or any(not isinstance(t, str) for t in tags):
         raise err(f"tags must be a list of strings, not {tags!r}", "tags")
     cots = _parse_cotangents(raw["cotangent"], ops, shape, axis, base, err, options) if "cotangent" in raw else None
-    case = Case(cid, ops, logits, labels, axis, dts, grad, str(raw.get("why", "")), list(tags), tol, file)
+    # The source is absolute: a repro snippet of a large input loads it with array_of(source, ...),
+    # from whatever directory it is run in (a relative path worked only from the run's own).
+    case = Case(cid, ops, logits, labels, axis, dts, grad, str(raw.get("why", "")), list(tags), tol,
+                str(Path(file).resolve()) if file else file)
     if cots is not None:
         case.cotangents = cots
     case.options = options

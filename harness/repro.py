@@ -2,8 +2,9 @@
 framework) and compare what it prints with the output the record holds, bit for bit.
 
 A snippet is the source the adapter ran (adapters.base.SourceAdapter): imports, the op's function
-and step definitions, then the inputs as literals, the call and a print of the outputs as exact
-float64 lists. Snippets that share their definitions run them once in the fresh interpreter (a
+and step definitions, then the inputs as literals, the call, a print of the outputs' shapes
+(compared with the record's out_shape: an empty output's values `[]` do not show it) and one of
+their values as exact float64 lists. Snippets that share their definitions run them once in the fresh interpreter (a
 compiled function then serves all, as it did in the run); each snippet's inputs and call run in
 a namespace of their own.
 """
@@ -83,6 +84,21 @@ def _values(printed: str) -> list[np.ndarray]:
     last = [ln for ln in printed.strip().splitlines() if ln.strip()][-1]
     vals = eval(last, {"__builtins__": {}}, {"nan": math.nan, "inf": math.inf})  # noqa: S307 - numbers only
     return [np.asarray(v, dtype=np.float64) for v in vals]
+
+
+def _shapes(printed: str) -> list[list[int]] | None:
+    """The outputs' shapes a snippet printed on the line before its values (adapters'
+    shapes_source), or None for a snippet without that line (records of before it)."""
+    lines = [ln for ln in printed.strip().splitlines() if ln.strip()]
+    if len(lines) < 2:
+        return None
+    try:
+        v = eval(lines[-2], {"__builtins__": {}}, {})  # noqa: S307 - a list of lists of ints, or not ours
+    except Exception:  # noqa: BLE001 - not a shapes line
+        return None
+    if isinstance(v, list) and all(isinstance(s, list) and all(type(n) is int for n in s) for s in v):
+        return v
+    return None
 
 
 def _recorded(rec: dict[str, Any]) -> list[np.ndarray]:
@@ -181,6 +197,12 @@ def check(records: list[dict[str, Any]], timeout: float = 3600, jobs: int | None
                                            r["repro"]))
                 continue
             want = _recorded(r)
+            shapes, recorded = _shapes(res["printed"]), r.get("out_shape")
+            if shapes is not None and isinstance(recorded, dict) and "pair" not in r and shapes != list(recorded.values()):
+                # an empty output prints `[]` whatever its shape: the shapes line tells (0,) from (0, 5)
+                mismatches.append(Mismatch(r["test_id"], f"printed shapes {shapes}, recorded {list(recorded.values())}",
+                                           r["repro"]))
+                continue
             if len(got) != len(want) or not all(same_bits(a, b) for a, b in zip(got, want)):
                 shapes = len(got) == len(want) and all(a.shape == b.shape for a, b in zip(got, want))
                 mismatches.append(Mismatch(r["test_id"], f"printed {[a.tolist() for a in got]}, recorded "

@@ -405,7 +405,7 @@ class Session:
             rec["message"] = (rec["message"] + "; " if rec["message"] else "") + \
                 f"output on {out.devices}, expected {item.device}"
         repro = ad.repro(call)
-        rec["repro"] = ("from harness.cases import array_of\n" + repro) if "array_of(" in repro else repro
+        rec["repro"] = INV.with_imports(repro)  # array_of's import, once (the adapter's snippet may hold it)
         self.classify_known(rec)
         return rec
 

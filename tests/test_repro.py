@@ -11,6 +11,8 @@ is caught.
 from __future__ import annotations
 
 import copy
+import os
+from pathlib import Path
 
 import pytest
 
@@ -23,6 +25,8 @@ from harness.repro import check, replayable
 from harness.runner import Selection, Session, expand
 
 FRAMEWORKS = [f for f in ("tensorflow", "torch", "jax") if A.get(f).available()[0]]
+
+ROOT = Path(__file__).resolve().parent.parent
 
 SAMPLE = ["extreme/pos_inf_one", "offset/seed_float32", "soft_labels/positive_label_at_neg_inf", "seed/classic_axis0",
           "extreme/big_1e4"]
@@ -146,3 +150,65 @@ def test_the_sample_covers_every_group_and_every_moved_axis():
     assert [r["test_id"] for r in sample(recs, 1)] == ["t0", "t2", "t3", "t5", "t7", "t8"]
     assert [r["test_id"] for r in sample(recs, 2)] == ["t0", "t1", "t2", "t3", "t5", "t6", "t7", "t8"]
     assert "cotangent" in SAMPLE_KEY and "dtype" in SAMPLE_KEY
+
+
+@pytest.mark.skipif(not FRAMEWORKS, reason="no framework installed")
+def test_an_empty_batch_replays_with_its_shape():
+    """An empty batch of rows of 5 classes is (0, 5): its literal `[]` alone is (0,), so each
+    input's source reshapes it, and the snippet prints the outputs' shapes before their values
+    (`[]` whatever the shape): a snippet that loses the shape is a mismatch."""
+    cases = [c for c in K.load() if c.id in ("shapes/empty_batch", "shapes/empty_batch_dense")]
+    session = Session(load_policy("standard"), Cache(), [], None, timing_reps=0)
+    recs = []
+    for fw in FRAMEWORKS:
+        items = expand(cases, Selection(frameworks=[fw], dtypes=["float32"], modes=["eager"]), [fw])
+        for it in items:
+            r = records.jsonable(session.run(it))
+            if r.get("repro") and isinstance(r.get("output"), dict) and r["output"]:
+                recs.append(dict(r, status="fail"))  # replay every answered one, passing or not
+    assert {r["framework"] for r in recs} == set(FRAMEWORKS) and len(recs) >= 10 * len(FRAMEWORKS)
+    assert all(".reshape((0, 5))" in r["repro"] or "shape=(0, 5)" in r["repro"] for r in recs)
+    assert all(0 in next(iter(r["out_shape"].values())) for r in recs)
+    n, bad = check(recs)
+    assert n == len(recs) and not bad, [(m.test_id, m.why) for m in bad[:3]]
+    lost = [dict(r, repro=r["repro"].replace(".reshape((0, 5))", "").replace(", shape=(0, 5)", ""))
+            for r in recs if r["check"] == "forward"][:3]
+    n, bad = check(lost)
+    assert n == len(lost) == len(bad) and all("shapes" in m.why or "raised" in m.why for m in bad), \
+        [(m.test_id, m.why) for m in bad]
+
+
+@pytest.mark.skipif("torch" not in FRAMEWORKS, reason="torch is not installed")
+def test_a_large_input_loads_from_its_case_file_wherever_the_snippet_runs(tmp_path, monkeypatch):
+    """A case file given by a relative path: its cases' source is absolute, so the snippet's
+    array_of(source, ...) of a large input (300 logits, past REPRO_INLINE) loads it from any
+    directory, and the snippet imports array_of once."""
+    import json
+
+    (tmp_path / "mine").mkdir()
+    logits = [[float(i % 7) - 3.0 for i in range(300)]]
+    (tmp_path / "mine" / "big.json").write_text(json.dumps({"cases": [{"id": "c1", "op": "softmax", "logits": logits}]}))
+    monkeypatch.chdir(tmp_path / "mine")
+    cases = K.load(["big.json"])
+    assert cases[0].source == str(tmp_path / "mine" / "big.json")
+    session = Session(load_policy("standard"), Cache(), [], None, timing_reps=0)
+    items = expand(cases, Selection(frameworks=["torch"], dtypes=["float32"], modes=["eager"], checks=["forward"]),
+                   ["torch"])
+    rec = records.jsonable(session.run(items[0]))
+    assert f"array_of({str(tmp_path / 'mine' / 'big.json')!r}" in rec["repro"]
+    assert rec["repro"].count("from harness.cases import array_of") == 1
+    # (a record keeps no output this large to replay against: the snippet runs, from elsewhere,
+    # and prints what torch's softmax of those float32 logits is, bit for bit)
+    import subprocess
+    import sys
+
+    import numpy as np
+    import torch
+
+    p = subprocess.run([sys.executable, "-c", rec["repro"]], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert p.returncode == 0, p.stderr[-2000:]
+    shapes, values = [ln for ln in p.stdout.splitlines() if ln.strip()][-2:]
+    assert shapes == "[[1, 300]]"
+    want = torch.softmax(torch.tensor(logits, dtype=torch.float32), dim=-1).double().tolist()
+    assert np.array_equal(np.asarray(eval(values, {"nan": float("nan"), "inf": float("inf")})[0]), np.asarray(want))

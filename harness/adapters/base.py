@@ -264,6 +264,12 @@ def np_dtype(name: str) -> np.dtype:
 REPRO_INLINE = 256
 
 
+def empty_shape(a: Any) -> str:
+    """`.reshape(shape)` for an empty array, whose literal `[]` loses its shape (an empty batch of
+    rows of C classes is (0, C), not (0,)), else nothing: what an input's source appends."""
+    return f".reshape({tuple(np.shape(a))!r})" if np.size(a) == 0 else ""
+
+
 def format_array(a: np.ndarray, dtype: str, call: "Call | None" = None, field: str = "logits") -> str:
     """Python source for an expression that reproduces the exact values of `a`."""
     vals = np.asarray(a, dtype=np.float64)
@@ -368,6 +374,11 @@ class SourceAdapter(Adapter):
 
     def result_source(self) -> str:
         raise NotImplementedError
+
+    def shapes_source(self) -> str:
+        """The snippet's line before its values: the outputs' shapes, which the values of an
+        empty output (`[]`) do not show (repro.check compares them with the record's out_shape)."""
+        return "print([list(o.shape) for o in outs])"
 
     def convert(self, o: Any) -> tuple[np.ndarray, str, str]:
         """An output as (exact float64 values, its dtype name, the device it lives on)."""
@@ -569,7 +580,8 @@ class SourceAdapter(Adapter):
             body.append(f"{ind}y = None")
         if "g" not in dict(self.inputs(call)):
             body.append(f"{ind}g = None")
-        body += [f"{ind}outs = step({', '.join(self.step_names(call))})", f"{ind}{self.result_source()}"]
+        body += [f"{ind}outs = step({', '.join(self.step_names(call))})", f"{ind}{self.shapes_source()}",
+                 f"{ind}{self.result_source()}"]
         lines = [self.imports.strip()]
         if any("array_of(" in b for b in body):
             lines.append("from harness.cases import array_of")

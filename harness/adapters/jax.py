@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Call, SourceAdapter, Unsupported, compile_cache_dir, dtype_name, literal, with_scale
+from .base import Call, SourceAdapter, Unsupported, compile_cache_dir, dtype_name, empty_shape, literal, with_scale
 
 #: The op as users write it, by (op, variant): `{axis}` is the class axis, `{last}` the logits with
 #: it moved last, `{C}` the number of classes; `{y}` the labels and `{kw}` the options' keyword
@@ -194,7 +194,8 @@ class JaxAdapter(SourceAdapter):
 
     def input_source(self, name: str, a: np.ndarray, call: Call) -> str:
         dt = "jnp.int64" if np.asarray(a).dtype.kind in "iu" else f"jnp.{call.dtype}"
-        return f"jax.device_put(jnp.asarray({literal(a, call, name)}, dtype={dt}), {self._device_source(call)})"
+        return (f"jax.device_put(jnp.asarray({literal(a, call, name)}, dtype={dt}){empty_shape(a)}, "
+                f"{self._device_source(call)})")
 
     def make_input(self, name: str, a: np.ndarray, call: Call) -> Any:
         import jax

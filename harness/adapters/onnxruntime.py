@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..vocab import INVARIANCE_CHECKS
-from .base import Call, SourceAdapter, Unsupported, literal
+from .base import Call, SourceAdapter, Unsupported, empty_shape, literal
 
 #: The ONNX element type of each dtype.
 ONNX_TYPES = {"float16": "FLOAT16", "bfloat16": "BFLOAT16", "float32": "FLOAT", "float64": "DOUBLE"}
@@ -282,10 +282,11 @@ class OnnxRuntimeAdapter(SourceAdapter):
 
     # -- inputs and outputs --------------------------------------------------------------------
     def input_source(self, name: str, a: np.ndarray, call: Call) -> str:
+        shape = empty_shape(a)  # `[]` alone has shape (0,)
         if np.asarray(a).dtype.kind in "iu":
-            return f"ortvalue(np.array({literal(a, call, name)}, dtype=np.int64))"
+            return f"ortvalue(np.array({literal(a, call, name)}, dtype=np.int64){shape})"
         # via float64, which holds every value of the smaller formats exactly
-        return f"ortvalue(np.array({literal(a, call, name)}, dtype=np.float64).astype({NP_TYPES[call.dtype]}))"
+        return f"ortvalue(np.array({literal(a, call, name)}, dtype=np.float64){shape}.astype({NP_TYPES[call.dtype]}))"
 
     def make_input(self, name: str, a: np.ndarray, call: Call) -> Any:
         ortvalue = self.namespace()["ortvalue"]
@@ -298,6 +299,9 @@ class OnnxRuntimeAdapter(SourceAdapter):
 
     def result_source(self) -> str:
         return "print([values(o).astype(np.float64).tolist() for o in outs])"
+
+    def shapes_source(self) -> str:
+        return "print([list(values(o).shape) for o in outs])"
 
     def convert(self, o: Any) -> tuple[np.ndarray, str, str]:
         vals = self.namespace()["values"](o)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..vocab import INVARIANCE_CHECKS
-from .base import Call, SourceAdapter, Unsupported, dtype_name, literal, with_scale
+from .base import Call, SourceAdapter, Unsupported, dtype_name, empty_shape, literal, with_scale
 
 #: The op as users write it, by (op, variant): `{axis}` is the class axis, `{y}` the second input
 #: (logsumexp's b) and `{kw}` the options' keyword arguments (OPTIONS).
@@ -98,8 +98,7 @@ class ScipyAdapter(SourceAdapter):
 
     def input_source(self, name: str, a: np.ndarray, call: Call) -> str:
         arr = np.asarray(a)
-        # An empty array's literal is `[]`, which loses its shape (an empty batch of rows of C classes).
-        shape = f".reshape({arr.shape!r})" if arr.size == 0 else ""
+        shape = empty_shape(arr)
         if arr.dtype.kind in "iu":
             return f"np.asarray({literal(a, call, name)}, dtype=np.int64){shape}"
         return (f"np.asarray({literal(a, call, name)}, dtype=np.float64){shape}"

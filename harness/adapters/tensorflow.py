@@ -207,10 +207,13 @@ class TensorFlowAdapter(SourceAdapter):
         return f"with tf.device({'/GPU:0' if call.device == 'gpu' else '/CPU:0'!r}):"
 
     def input_source(self, name: str, a: np.ndarray, call: Call) -> str:
+        shape = np.shape(a) if np.size(a) == 0 else None  # `[]` alone has shape (0,)
+        src = literal(a, call, name)
         if np.asarray(a).dtype.kind in "iu":
-            return f"tf.constant({literal(a, call, name)}, dtype=tf.int64)"
+            return f"tf.constant({src}, dtype=tf.int64, shape={shape!r})" if shape else f"tf.constant({src}, dtype=tf.int64)"
         # via float64, which holds every value of the smaller formats exactly
-        return f"tf.cast(tf.constant({literal(a, call, name)}, dtype=tf.float64), tf.{call.dtype})"
+        const = f"tf.constant({src}, dtype=tf.float64, shape={shape!r})" if shape else f"tf.constant({src}, dtype=tf.float64)"
+        return f"tf.cast({const}, tf.{call.dtype})"
 
     def make_input(self, name: str, a: np.ndarray, call: Call) -> Any:
         tf = self.tf

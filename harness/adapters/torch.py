@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from .base import (Call, SourceAdapter, Unsupported, compile_cache_dir, dtype_name, literal, scratch_dir,
-                   set_by_harness, with_scale)
+from .base import (Call, SourceAdapter, Unsupported, compile_cache_dir, dtype_name, empty_shape, literal,
+                   scratch_dir, set_by_harness, with_scale)
 
 #: The op as users write it, by (op, variant): `{axis}` is the class axis; `{to1}` moves it to
 #: dim 1, where F.cross_entropy wants the classes ("" where it is there already); `{y}` the labels
@@ -236,9 +236,12 @@ class TorchAdapter(SourceAdapter):
 
     def input_source(self, name: str, a: np.ndarray, call: Call) -> str:
         dev = self._device(call)
+        shape = empty_shape(a)  # `[]` alone is a float tensor of shape (0,)
         if np.asarray(a).dtype.kind in "iu":
+            if shape:
+                return f"torch.tensor([], dtype=torch.int64, device={dev!r}){shape}"
             return f"torch.tensor({literal(a, call, name)}, device={dev!r})"
-        src = f"torch.tensor({literal(a, call, name)}, dtype=torch.float64).to({dev!r}, torch.{call.dtype})"
+        src = f"torch.tensor({literal(a, call, name)}, dtype=torch.float64){shape}.to({dev!r}, torch.{call.dtype})"
         return src + (".requires_grad_()" if self._requires_grad(name, call) else "")
 
     def make_input(self, name: str, a: np.ndarray, call: Call) -> Any:
