@@ -193,10 +193,14 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     frameworks, skipped = resolve_frameworks(opts.frameworks)
     for fw, why in skipped.items():
         print(f"harness: {fw} skipped for the whole run: {why}", file=sys.stderr)
-    items = shards.select(expand(cases, opts.selection(), frameworks), opts.shard, opts.shard_durations)
-    if not items:
+    every = expand(cases, opts.selection(), frameworks)
+    items = shards.select(every, opts.shard, opts.shard_durations)
+    if not every:
         print("harness: nothing to run (no framework available, or the selection is empty)", file=sys.stderr)
         return EXIT_USAGE
+    if not items:  # a valid part of a split with fewer units than parts: its results file says so
+        print("harness: shard {}/{} has nothing to run: the selection's units all went to the other parts".format(
+            *opts.shard), file=sys.stderr)
     cache = Cache(opts.cache_dir, enabled=not opts.no_cache)
     cache.check()
     check_outputs([("results", args.results), ("report", args.report)], input_paths(opts))

@@ -117,6 +117,32 @@ def test_two_parts_merge_into_the_unsharded_results(tmp_path):
     assert [s.get("shard") for s in starts] == ["1/2", "2/2"]
 
 
+def test_a_part_with_nothing_to_run_writes_a_complete_empty_file(tmp_path):
+    """One unit split in 3: the empty parts are valid shards, not bad input. Each writes a results
+    file of its run's header and a complete end (exit 0), so `report` merges the parts (it
+    failed on the missing files: the empty parts exited 2 and wrote none)."""
+    base = [sys.executable, "-m", "harness", "run", "--framework", "numpy", "--op", "softmax", "--dtype", "float64",
+            "--check", "forward", "--case-filter", "seed/softmax_classic", "--no-isolate", "--timing-reps", "0",
+            "--cache-dir", str(tmp_path / "cache"), "-q"]
+    outs, empty = [], 0
+    for k in (1, 2, 3):
+        out = tmp_path / f"p{k}.jsonl"
+        p = subprocess.run(base + ["--shard", f"{k}/3", "--results", str(out)], cwd=ROOT, capture_output=True,
+                           text=True, timeout=300)
+        assert p.returncode == 0, p.stderr[-2000:]
+        loaded = records.read([out])
+        assert loaded.complete and not loaded.problems
+        if not loaded.results:
+            empty += 1
+            assert f"shard {k}/3 has nothing to run" in p.stderr
+        outs.append(out)
+    assert empty == 2
+    assert len(merge(outs).results) == 1
+    none = subprocess.run(base[:-8] + ["--case-filter", "no/such*", "--results", str(tmp_path / "n.jsonl"), "-q"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert none.returncode == 2 and "nothing to run" in none.stderr  # an empty selection still is
+
+
 def test_plugin_collects_the_same_parts(tmp_path):
     # The results path is this test's own: a suite running this test writes reports/ itself.
     results = tmp_path / "r.jsonl"
