@@ -346,18 +346,9 @@ def first_line(s: str) -> str:
     return s.splitlines()[0][:160] if s else ""
 
 
-def _check_files(paths: list[str], what: str) -> None:
-    from .cases import require_regular_file
-
-    for p in paths:
-        if not os.path.exists(p):  # Path("") is the working directory
-            raise HarnessInputError("no such results file", file=p, field=what)
-        require_regular_file(p, "results file", what)
-
-
 def cmd_report(args: argparse.Namespace, argv: list[str]) -> int:
-    _check_files(args.results, "results")
-    _check_files(args.compare or [], "compare")
+    records.require_files(args.results, "results")
+    records.require_files(args.compare or [], "compare")
     check_outputs([("output", args.output)], [("results", p) for p in args.results + (args.compare or [])])
     from .report import render
 
@@ -372,8 +363,8 @@ def cmd_diff(args: argparse.Namespace, argv: list[str]) -> int:
     from .known import read_results
 
     old, new = args.old.split(","), args.new.split(",")
-    _check_files(old, "old")  # every file there first, then what each holds
-    _check_files(new, "new")
+    records.require_files(old, "old")  # every file there first, then what each holds
+    records.require_files(new, "new")
     for paths, what in ((old, "old"), (new, "new")):
         for p in paths:
             read_results(p, what)
@@ -392,7 +383,7 @@ BASELINE_FIELDS = records.KEY_FIELDS + ("test_id", "status", "special", "max_ulp
 
 
 def cmd_baseline(args: argparse.Namespace, argv: list[str]) -> int:
-    _check_files(args.results, "results")
+    records.require_files(args.results, "results")
     check_outputs([("output", args.output)], [("results", p) for p in args.results])
     loaded = records.read(args.results)
     if not loaded.results:
@@ -533,7 +524,7 @@ def _short(x: Any, n: int = 8) -> str:
 def cmd_repro(args: argparse.Namespace, argv: list[str]) -> int:
     from .repro import check, replayable, sample
 
-    _check_files(args.results, "results")
+    records.require_files(args.results, "results")
     if args.sample is not None and args.sample < 1:
         raise HarnessInputError(f"--sample must be a positive number of results, not {args.sample}",
                                 field="--sample")

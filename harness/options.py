@@ -103,12 +103,9 @@ def from_values(v: dict[str, Any]) -> RunOptions:
     if o.shard_durations:
         if o.shard is None:
             raise HarnessInputError("--shard-durations balances --shard K/N: give --shard too", field="shard-durations")
-        for p in o.shard_durations:
-            if not os.path.exists(p):  # Path("") is the working directory
-                raise HarnessInputError("no such results file", file=p, field="shard-durations")
-            K.require_regular_file(p, "results file", "shard-durations")
-        from .records import read_inputs
+        from .records import read_inputs, require_files
 
+        require_files(o.shard_durations, "shard-durations")
         read_inputs(o.shard_durations, "shard-durations")  # refused here: a file of no records
     t = v.get("timeout")
     if t is not None:

@@ -205,6 +205,18 @@ def read(paths: Iterable[str | Path]) -> Loaded:
     return out
 
 
+def require_files(paths: Iterable[str | Path], field: str) -> None:
+    """Each path a results file that exists and is a regular file, or a HarnessInputError naming
+    it and `field` (os.path.exists: Path("") is the working directory)."""
+    from .cases import require_regular_file
+    from .errors import HarnessInputError
+
+    for p in paths:
+        if not os.path.exists(p):
+            raise HarnessInputError("no such results file", file=str(p), field=field)
+        require_regular_file(p, "results file", field)
+
+
 def read_inputs(paths: Iterable[str | Path], field: str) -> Loaded:
     """`read` for results files given as a command's input (repro, --shard-durations): a file
     holding no record at all (a case file, an empty or garbled file) is a HarnessInputError

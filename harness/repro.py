@@ -197,10 +197,10 @@ def check(records: list[dict[str, Any]], timeout: float = 3600, jobs: int | None
                                            r["repro"]))
                 continue
             want = _recorded(r)
-            shapes, recorded = _shapes(res["printed"]), r.get("out_shape")
-            if shapes is not None and isinstance(recorded, dict) and "pair" not in r and shapes != list(recorded.values()):
+            printed, recorded = _shapes(res["printed"]), r.get("out_shape")
+            if printed is not None and isinstance(recorded, dict) and "pair" not in r and printed != list(recorded.values()):
                 # an empty output prints `[]` whatever its shape: the shapes line tells (0,) from (0, 5)
-                mismatches.append(Mismatch(r["test_id"], f"printed shapes {shapes}, recorded {list(recorded.values())}",
+                mismatches.append(Mismatch(r["test_id"], f"printed shapes {printed}, recorded {list(recorded.values())}",
                                            r["repro"]))
                 continue
             if len(got) != len(want) or not all(same_bits(a, b) for a, b in zip(got, want)):

@@ -229,7 +229,7 @@ def reference_inputs(case: K.Case, op: str, check: str, cotangent: str | None, d
     y = (case.labels_for(dt) if y is None else y) if O.OPS[op].labels != "none" else None
     g = case.cotangent_for(cotangent, op, dt) if check != "forward" else None
     # A sum or mean over the rows takes every row: a reduction is never sampled (S21).
-    rows = (K.sample_rows(x, case.axis % x.ndim, labels=y, options=case.options_for(dt))
+    rows = (K.sample_rows(x, case.axis % x.ndim, labels=y, options=case.options)
             if O.reduction(case.options) == "none" else None)
     return RefInputs(case, op, check, cotangent, dt, x, y, g, rows)
 

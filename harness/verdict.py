@@ -113,8 +113,6 @@ def condition(op: str, check: str, x: np.ndarray, y: np.ndarray | None, g: np.nd
         # terms are 0; as |d_i| = inf they were 0 * inf = NaN in every sum over the row (D),
         # and the whole row got an unlimited budget.
         masked = masked | (np.isfinite(fin) & (d == -np.inf))
-        fin = np.where(masked, -np.inf, fin)
-        d = np.where(masked, -np.inf, d)
         e = np.where(masked, 0.0, np.exp(d))
         S = np.sum(e, axis=-1, keepdims=True)
         s = e / S
