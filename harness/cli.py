@@ -194,7 +194,7 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     for fw, why in skipped.items():
         print(f"harness: {fw} skipped for the whole run: {why}", file=sys.stderr)
     every = expand(cases, opts.selection(), frameworks)
-    items = shards.select(every, opts.shard, opts.shard_durations)
+    items = shards.select(every, opts.shard, opts.shard_weights)
     if not every:
         print("harness: nothing to run (no framework available, or the selection is empty)", file=sys.stderr)
         return EXIT_USAGE

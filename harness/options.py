@@ -48,6 +48,8 @@ class RunOptions(Selection):
     timeout: float = 300.0
     shard: tuple[int, int] | None = None  # (K, N) of --shard K/N (harness.shards)
     shard_durations: list[str] = field(default_factory=list)
+    #: Seconds per unit in the --shard-durations files, read once when the options are checked.
+    shard_weights: dict[tuple[str, ...], float] | None = None
 
     def selection(self) -> Selection:
         return Selection(**{f.name: getattr(self, f.name) for f in fields(Selection)})
@@ -106,7 +108,8 @@ def from_values(v: dict[str, Any]) -> RunOptions:
         from .records import read_inputs, require_files
 
         require_files(o.shard_durations, "shard-durations")
-        read_inputs(o.shard_durations, "shard-durations")  # refused here: a file of no records
+        # Refused here, before any results file is opened: a file of no records.
+        o.shard_weights = shards.durations(read_inputs(o.shard_durations, "shard-durations"))
     t = v.get("timeout")
     if t is not None:
         if not (float(t) > 0 and math.isfinite(float(t))):

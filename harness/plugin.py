@@ -166,7 +166,7 @@ class HarnessPlugin:
             raise pytest.UsageError(f"harness: {e}") from None
         from .shards import select
 
-        items = select(expand(cases, opts.selection(), frameworks), opts.shard, opts.shard_durations)
+        items = select(expand(cases, opts.selection(), frameworks), opts.shard, opts.shard_weights)
         return _State(opts, frameworks, skipped, policy, baseline, session, items)
 
     # xdist: the controller writes run_start/run_end; workers append results to the same file.

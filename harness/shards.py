@@ -44,9 +44,10 @@ def _unit_of_record(rec: dict[str, Any]) -> tuple[str, ...]:
     return tuple(str(rec.get(k)) for k in ("framework", "op", "variant", "dtype", "mode"))
 
 
-def durations(paths: Iterable[str]) -> dict[tuple[str, ...], float]:
-    """Seconds per unit in earlier results files (the last record of a key wins)."""
-    loaded = records.read(list(paths))
+def durations(paths: Iterable[str] | records.Loaded) -> dict[tuple[str, ...], float]:
+    """Seconds per unit in earlier results files, or in their records already read (the last
+    record of a key wins)."""
+    loaded = paths if isinstance(paths, records.Loaded) else records.read(list(paths))
     by_key = {records.key(r): r for r in loaded.results}
     out: dict[tuple[str, ...], float] = {}
     for r in by_key.values():
@@ -78,9 +79,11 @@ def split(items: list[Item], n: int, weights: dict[tuple[str, ...], float] | Non
     return out
 
 
-def select(items: list[Item], shard: tuple[int, int] | None, duration_files: list[str] | None = None) -> list[Item]:
-    """The items of part K of N (all of them without sharding)."""
+def select(items: list[Item], shard: tuple[int, int] | None,
+           weights: dict[tuple[str, ...], float] | None = None) -> list[Item]:
+    """The items of part K of N (all of them without sharding), balanced by `weights` (durations
+    of an earlier run, as options.RunOptions.shard_weights holds them) when given."""
     if shard is None:
         return items
     k, n = shard
-    return split(items, n, durations(duration_files) if duration_files else None)[k - 1]
+    return split(items, n, weights)[k - 1]

@@ -15,6 +15,7 @@ from harness import cases as K
 from harness import records
 from harness import shards
 from harness.errors import HarnessInputError
+from harness.options import from_values
 from harness.report.merge import merge
 from harness.runner import Selection, expand
 
@@ -71,6 +72,14 @@ def test_durations_of_an_earlier_run_balance_the_parts(tmp_path):
     parts = shards.split(items, 2, w)
     alone = next(p for p in parts if any(shards.unit_of(i) == slow for i in p))
     assert {shards.unit_of(i) for i in alone} == {slow}
+    # The options read the file once, when they are checked, and hand these weights to select.
+    reads = []
+    real = records.read
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(records, "read", lambda paths, *a, **k: reads.append(list(paths)) or real(paths, *a, **k))
+        opts = from_values({"shard": "1/2", "shard_durations": str(res)})
+        assert opts.shard_weights == w and len(reads) == 1
+        assert shards.select(items, (parts.index(alone) + 1, 2), opts.shard_weights) == alone
     # Without durations, the same items split by count: the slow unit shares its part.
     by_count = shards.split(items, 2)
     assert any(len({shards.unit_of(i) for i in p}) > 1 and slow in {shards.unit_of(i) for i in p} for p in by_count)
