@@ -100,9 +100,39 @@ def git_commit() -> str | None:
         return None
 
 
+#: The CPU features that change what a framework computes on the CPU, so a result's numbers: the
+#: kernels' vector width and the half-precision paths they take (torch inductor and oneDNN pick
+#: AVX-512 or AVX2, native float16/bfloat16 arithmetic or a float32 round trip, AMX) -- the
+#: names /proc/cpuinfo gives them on x86 and Arm.
+CPU_FEATURES = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
+                "avx512_bf16", "avx512_fp16", "avx_vnni", "amx_tile", "amx_bf16", "amx_fp16",
+                "asimd", "asimdhp", "fphp", "bf16", "i8mm", "sve", "sve2")
+
+
+def cpu() -> dict[str, Any]:
+    """The CPU's model and the CPU_FEATURES it has (Linux's /proc/cpuinfo; elsewhere the
+    model only, as the platform names it). Two runs of one harness and framework versions can
+    differ by these alone: TensorFlow's oneDNN kernels and torch.compile's code follow them."""
+    model, flags = platform.processor() or None, None
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            text = f.read(1 << 16)
+    except OSError:
+        text = ""
+    for line in text.splitlines():
+        k, _, v = line.partition(":")
+        k = k.strip()
+        if k in ("model name", "Hardware") and model in (None, "", platform.machine()) and v.strip():
+            model = v.strip()
+        elif k in ("flags", "Features") and flags is None:
+            have = set(v.split())
+            flags = [f for f in CPU_FEATURES if f in have]
+    return {"model": model or None, "features": flags}
+
+
 def machine() -> dict[str, Any]:
     return {"hostname": platform.node(), "platform": platform.platform(), "machine": platform.machine(),
-            "processor": platform.processor(), "cpus": os.cpu_count(), "python": sys.version.split()[0]}
+            "processor": platform.processor(), "cpu": cpu(), "cpus": os.cpu_count(), "python": sys.version.split()[0]}
 
 
 def run_start(policy: str, frameworks: dict[str, Any], argv: list[str], run_id: str | None = None,

@@ -40,7 +40,8 @@ def run_start(run_id="r1", frameworks=None):
     fws = frameworks or {"torch": "2.13.0", "jax": "0.10.2", "tensorflow": "2.21.0"}
     return {"kind": "run_start", "schema": 1, "run_id": run_id, "harness_version": "0.1.0",
             "started": "2026-01-01T00:00:00+00:00", "git_commit": "0123456789abcdef", "policy": "standard",
-            "machine": {"hostname": "ci-host", "platform": "Linux", "python": "3.11", "cpus": 4},
+            "machine": {"hostname": "ci-host", "platform": "Linux", "python": "3.11", "cpus": 4,
+                        "cpu": {"model": "Example CPU 9000", "features": ["avx2", "avx512_fp16"]}},
             "frameworks": {fw: {"versions": {fw: v}, "devices": {"cpu": "cpu"}} for fw, v in fws.items()},
             "argv": ["test"], "worker": None}
 
@@ -260,6 +261,25 @@ def test_diff_new_failure_fixed_and_error_change(tmp_path):
     assert (s["new_failures"], s["fixed"], s["error_changes"]) == (3, 1, 3)
     page = parse(out.read_text(encoding="utf-8"))
     assert {"diff", "diff-new", "diff-fixed", "diff-err"} <= page.ids
+    assert d.cpu_change is None and "diff-cpu" not in page.ids and "cpu:" not in text  # one CPU in both runs
+
+
+def test_diff_names_a_change_of_cpu(tmp_path):
+    """Two runs of the same versions on CPUs with other vector features: the diff says so (text,
+    JSON and the report), since their results can differ by the CPU's kernels alone."""
+    o = write(tmp_path / "old.jsonl", [rec("fam/a", max_ulp=0.5)])
+    lines = Path(o).read_text().splitlines()
+    head = json.loads(lines[0])
+    head["machine"]["cpu"] = {"model": "Other CPU", "features": ["avx2"]}
+    n = tmp_path / "new.jsonl"
+    n.write_text("\n".join([json.dumps(head)] + lines[1:]) + "\n")
+    d = diff([o], [str(n)])
+    assert d.cpu_change == {"old": ["Example CPU 9000 (avx2 avx512_fp16)"], "new": ["Other CPU (avx2)"]}
+    assert "  cpu: Example CPU 9000 (avx2 avx512_fp16) -> Other CPU (avx2)" in d.to_text().splitlines()
+    assert d.to_json()["cpu_change"] == d.cpu_change and not d.has_new_failures
+    out = tmp_path / "d.html"
+    render([str(n)], str(out), compare=[o])
+    assert "diff-cpu" in parse(out.read_text(encoding="utf-8")).ids
 
 
 def test_diff_threshold_needs_both_absolute_and_ratio(tmp_path):
@@ -840,3 +860,54 @@ def test_discrepancy_rows_hold_each_repeated_value_once():
         assert len({json.dumps(v) for v in values[c]}) == len(values[c])
     assert None in values["cotangent"] and "null" in values["case_id"]
     assert len(values["framework"]) == 4 and len(json.dumps(coded)) < len(json.dumps(rows)) / 2
+
+
+X86_CPUINFO = """processor\t: 0
+vendor_id\t: GenuineIntel
+model name\t: Intel(R) Xeon(R) Platinum 8480+
+flags\t\t: fpu sse sse2 sse4_2 avx f16c fma avx2 avx512f avx512bw avx512vl avx512_bf16 avx512_fp16 amx_tile amx_bf16 rdrand
+processor\t: 1
+model name\t: Intel(R) Xeon(R) Platinum 8480+
+flags\t\t: fpu sse
+"""
+ARM_CPUINFO = """processor\t: 0
+BogoMIPS\t: 243.75
+Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm bf16 i8mm sve sve2
+CPU part\t: 0xd4f
+"""
+
+
+@pytest.mark.parametrize("text, model, features", [
+    (X86_CPUINFO, "Intel(R) Xeon(R) Platinum 8480+",
+     ["sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_bf16", "avx512_fp16",
+      "amx_tile", "amx_bf16"]),
+    (ARM_CPUINFO, None, ["asimd", "asimdhp", "fphp", "bf16", "i8mm", "sve", "sve2"]),
+    (None, None, None),  # no /proc/cpuinfo (macOS, Windows): the platform's processor name only
+])
+def test_run_header_names_the_cpu_and_its_vector_features(monkeypatch, tmp_path, text, model, features):
+    """The first CPU's model and features, in records.CPU_FEATURES' order, are in every run header; the
+    report's runs table shows them (two runs of one harness can differ by the CPU alone)."""
+    import builtins
+    import platform
+
+    from harness import records as R
+
+    real_open = builtins.open
+
+    def fake_open(path, *a, **k):
+        if str(path) == "/proc/cpuinfo":
+            if text is None:
+                raise FileNotFoundError(path)
+            f = tmp_path / "cpuinfo"
+            f.write_text(text)
+            return real_open(f, *a, **k)
+        return real_open(path, *a, **k)
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+    monkeypatch.setattr(platform, "processor", lambda: "")
+    assert R.machine()["cpu"] == {"model": model, "features": features}
+    monkeypatch.setattr(builtins, "open", real_open)
+    path = write(tmp_path / "r.jsonl", mixed_records()[:3])
+    html = (tmp_path / "report.html")
+    render([path], str(html))
+    assert "Example CPU 9000 (avx2 avx512_fp16)" in html.read_text(encoding="utf-8")

@@ -70,6 +70,9 @@ class Diff:
     error_changes: list[Change] = field(default_factory=list)
     #: {"framework", "old": [versions], "new": [versions]}
     version_changes: list[dict[str, Any]] = field(default_factory=list)
+    #: {"old": [cpus], "new": [cpus]} when the runs ran on other CPUs (Merged.cpus), else None:
+    #: with the same versions, a changed verdict can come from the CPU's kernels alone.
+    cpu_change: dict[str, list[str]] | None = None
     added: int = 0  # results only in the new run
     removed: int = 0  # results only in the old run
     n_old: int = 0
@@ -91,13 +94,16 @@ class Diff:
                 "new_failures": [c.to_json() for c in self.new_failures],
                 "fixed": [c.to_json() for c in self.fixed],
                 "error_changes": [c.to_json() for c in self.error_changes],
-                "version_changes": self.version_changes, "has_new_failures": self.has_new_failures}
+                "version_changes": self.version_changes, "cpu_change": self.cpu_change,
+                "has_new_failures": self.has_new_failures}
 
     def to_text(self, limit: int = 50) -> str:
         lines = [f"diff {', '.join(self.old_paths)} -> {', '.join(self.new_paths)}",
                  f"  {self.n_old} old results, {self.n_new} new results ({self.added} added, {self.removed} removed)"]
         for vc in self.version_changes:
             lines.append(f"  framework {vc['framework']}: {', '.join(vc['old']) or '-'} -> {', '.join(vc['new']) or '-'}")
+        if self.cpu_change:
+            lines.append(f"  cpu: {'; '.join(self.cpu_change['old']) or '-'} -> {'; '.join(self.cpu_change['new']) or '-'}")
 
         def section(title: str, items: list[Change], fmt) -> None:
             lines.append(f"{title}: {len(items)}")
@@ -170,4 +176,6 @@ def diff_merged(old: Merged, new: Merged, old_paths: list[str], new_paths: list[
     for fw in sorted(set(ov) | set(nv)):
         if ov.get(fw, []) != nv.get(fw, []):  # a framework that appears or goes away counts too
             d.version_changes.append({"framework": fw, "old": ov.get(fw, []), "new": nv.get(fw, [])})
+    if old.cpus() != new.cpus():
+        d.cpu_change = {"old": old.cpus(), "new": new.cpus()}
     return d

@@ -81,6 +81,10 @@ class Merged:
     def complete(self) -> bool:
         return bool(self.files) and not self.incomplete
 
+    def cpus(self) -> list[str]:
+        """The CPUs the runs ran on (cpu_text of their headers), sorted."""
+        return sorted({t for r in self.runs if (t := cpu_text((r.get("machine") or {}).get("cpu")))})
+
     def framework_versions(self) -> dict[str, list[str]]:
         """framework -> sorted versions, from run_start metadata and the records themselves."""
         out: dict[str, set[str]] = {}
@@ -94,6 +98,14 @@ class Merged:
             for fw, vs in f.versions.items():
                 out.setdefault(fw, set()).update(vs)
         return {fw: sorted(vs) for fw, vs in sorted(out.items())}
+
+
+def cpu_text(c: Any) -> str:
+    """A run header's CPU (records.cpu) in a few words: its model and vector features."""
+    if not isinstance(c, dict):
+        return ""
+    feats = c.get("features")
+    return " ".join(x for x in (str(c.get("model") or ""), f"({' '.join(map(str, feats))})" if feats else "") if x)
 
 
 def merge(paths: Iterable[str | Path]) -> Merged:

@@ -25,7 +25,7 @@ from . import svg
 from . import tables as T
 from .crossfw import cross_framework, impl_label
 from .diffing import Diff, diff_merged
-from .merge import FileInfo, Merged, merge
+from .merge import FileInfo, Merged, cpu_text, merge
 
 #: The report must stay under 10 MB; the expanded-row details give way first (bytes).
 SIZE_BUDGET = 9_300_000
@@ -110,7 +110,7 @@ def _file_rows(m: Merged) -> list[dict[str, Any]]:
                          "harness_version": run.get("harness_version"), "git_commit": run.get("git_commit"),
                          "policy": run.get("policy"), "worker": run.get("worker"),
                          "machine": " · ".join(str(mach[k]) for k in ("hostname", "platform", "python") if mach.get(k)),
-                         "cpus": mach.get("cpus"), "frameworks": fws,
+                         "cpus": mach.get("cpus"), "cpu": cpu_text(mach.get("cpu")), "frameworks": fws,
                          "skipped": run.get("skipped_frameworks") or {},
                          "n_results": f.n_results, "complete": f.complete,
                          "incomplete_reason": f.incomplete_reason})
