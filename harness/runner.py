@@ -301,7 +301,10 @@ class Session:
         ad = A.get(item.framework)
         rec["framework_version"] = _fw_version(ad)
         try:
-            return self._run(item, ad, rec)
+            rec = self._run(item, ad, rec)
+            if rec.get("message"):  # the same in every clone and job (a compiled kernel's path)
+                rec["message"] = A.portable_text(rec["message"])
+            return rec
         except HarnessInputError:
             raise
         except Exception as e:  # a bug of the harness itself: recorded, never lost

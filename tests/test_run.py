@@ -549,3 +549,30 @@ def test_the_quick_suite_times_one_call_unless_repetitions_are_given(tmp_path, r
         calls.clear()
         rec = Session(load_policy("standard"), Cache(tmp_path / "c"), [], None, timing_reps=reps).run(item)
         assert rec["status"] == "pass" and len(calls) == 1 + reps, (reps, calls)
+
+
+def test_a_framework_message_names_no_path_of_this_clone_or_job(monkeypatch, tmp_path):
+    """torch.compile's errors name the generated kernel's file in the compile cache: the record
+    says `<compile cache>/torch/...`, so two clones' or jobs' records are equal (a scratch
+    directory likewise)."""
+    from harness.adapters.base import compile_cache_dir, scratch_dir
+    from tests.plugins.mutants import Careful
+
+    monkeypatch.setenv("HARNESS_COMPILE_CACHE", "")  # Cache sets it, and the test gives it back
+    monkeypatch.setenv("HARNESS_JOB", "3")
+    session = Session(load_policy("standard"), Cache(str(tmp_path / "cache")), [], None, 0)
+    where = f"{compile_cache_dir('torch')}/h4/ch4d.main.cpp:72, {scratch_dir('torch')}/k.so"
+    assert str(tmp_path) in where and "/3/" in where
+
+    class Raising(Careful):
+        name = "raising"
+
+        def run(self, call):
+            raise RuntimeError(f"kernel, {where}, index out of bounds: 0 <= tmp21 < 5L")
+
+    with A.registered("raising", Raising):
+        rec = session.run(Item(_case("t/c", [[1.0, 2.0, 3.0]]), "softmax", "forward", "default", "raising", "cpu",
+                               "float32", "eager", None))
+    assert rec["status"] == "error" and rec["message"] == (
+        "the framework raised RuntimeError on a valid input: kernel, <compile cache>/torch/h4/ch4d.main.cpp:72, "
+        "<scratch>/torch/k.so, index out of bounds: 0 <= tmp21 < 5L")

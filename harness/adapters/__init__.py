@@ -18,7 +18,7 @@ from importlib.metadata import entry_points
 from typing import Any, Callable, Iterator
 
 from ..errors import HarnessInputError
-from .base import Adapter, AdapterOutputError, Call, Output, Unsupported, check_output
+from .base import Adapter, AdapterOutputError, Call, Output, Unsupported, check_output, portable_text
 
 BUILTIN: dict[str, str] = {
     "torch": "harness.adapters.torch:TorchAdapter",
@@ -214,4 +214,4 @@ def _checked(adapter: Adapter) -> Adapter:
 
 
 __all__ = ["Adapter", "AdapterOutputError", "Call", "Output", "Unsupported", "get", "meta", "names", "register", "unregister",
-           "env_adapters", "load_target", "parse_target", "DEFAULT_FRAMEWORKS"]
+           "env_adapters", "load_target", "parse_target", "portable_text", "DEFAULT_FRAMEWORKS"]

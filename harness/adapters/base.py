@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import re
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -222,6 +223,19 @@ def compile_cache_dir(framework: str) -> str | None:
     d = root / framework / job_name()
     d.mkdir(parents=True, exist_ok=True)
     return str(d)
+
+
+def portable_text(text: str) -> str:
+    """`text` (a framework's error message) without the paths that differ by machine, clone and
+    job: the compile cache of a framework in a job (compile_cache_dir) reads
+    `<compile cache>/<framework>/`, a scratch directory (scratch_dir) `<scratch>/<framework>/`.
+    torch.compile's errors name the generated kernel file, so records of one run would otherwise
+    differ from another's in `message` by where their caches lay."""
+    root = compile_root()
+    if root is not None:
+        text = re.sub(re.escape(str(root)) + r"/([^/\s]+)/[^/\s]+(?=/|\b)", r"<compile cache>/\1", text)
+    scratch = re.escape(tempfile.gettempdir()) + rf"/harness_([^/\s]+?)_{os.getuid()}_[^/\s]+(?=/|\b)"
+    return re.sub(scratch, r"<scratch>/\1", text)
 
 
 def scratch_dir(framework: str) -> str:
