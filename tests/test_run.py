@@ -559,6 +559,7 @@ def test_a_framework_message_names_no_path_of_this_clone_or_job(monkeypatch, tmp
     from tests.plugins.mutants import Careful
 
     monkeypatch.setenv("HARNESS_COMPILE_CACHE", "")  # Cache sets it, and the test gives it back
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)  # the job is then HARNESS_JOB's
     monkeypatch.setenv("HARNESS_JOB", "3")
     session = Session(load_policy("standard"), Cache(str(tmp_path / "cache")), [], None, 0)
     where = f"{compile_cache_dir('torch')}/h4/ch4d.main.cpp:72, {scratch_dir('torch')}/k.so"
