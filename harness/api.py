@@ -196,9 +196,10 @@ def assert_conforms(fn: Callable[..., Any], op: str, *, framework: str, dtypes: 
       jax.jit, tf.function(jit_compile=True)); for torch also jit_static (torch.compile with
       dynamic=False), on every case given.
     - `known`: deviations you accept, each a dict with the keys of a [[known]] entry of
-      harness/known.toml (id, description, and what it matches: cases, dtypes, checks, special,
-      status, ...; `framework` is this call's): a result they match is recorded as known, not
-      a failure. Say why in `description`; an entry that matches no result is reported with a
+      harness/known.toml (id, description, what it matches: cases, dtypes, checks, status,
+      inputs, ...; `framework` is this call's; and `special`, the symptoms it excuses, every one
+      if none is given): a result each of whose symptoms an entry matching it excuses is
+      recorded as known, not a failure. Say why in `description`; an entry that matches no result is reported with a
       UserWarning (a stale excuse, or one meant for other cases).
     Skips (an option `fn` does not take, a class axis it cannot be told) are not failures, but a
     call in which nothing at all was checked raises: a conformance claim needs evidence.

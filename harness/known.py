@@ -22,8 +22,10 @@ LIST_KEYS = ("ops", "checks", "cotangents", "cases", "dtypes", "devices", "modes
              "versions", "inputs", "policies")
 #: What `inputs` names: a special value the result's logits hold (an entry with `inputs` matches
 #: only results whose logits hold one of them: "NaN where a row holds +inf" must not also excuse
-#: a NaN from an overflow of finite logits).
-INPUT_KINDS = {"pos_inf": "n_posinf", "neg_inf": "n_neginf", "nan": "n_nan"}
+#: a NaN from an overflow of finite logits), or `beyond_float32`: a finite logit whose magnitude
+#: exceeds float32's largest number, which a cast to float32 (Keras' floatx) makes +-inf.
+INPUT_KINDS = {"pos_inf": "n_posinf", "neg_inf": "n_neginf", "nan": "n_nan", "beyond_float32": None}
+FLOAT32_MAX = 3.4028234663852886e38
 #: Keys whose value is one string.
 STRING_KEYS = ("id", "description", "framework", "link")
 #: The file's top-level keys: the [[known]] tables.
@@ -31,12 +33,13 @@ TOP_KEYS = {"known"}
 
 
 def input_kinds(rec: dict[str, Any]) -> set[str]:
-    """The special values (INPUT_KINDS) the logits of a result hold: from the input a small result
-    carries (arrays in memory, or the strings "inf", "-inf", "nan" of a results file), else from
-    its input summary."""
+    """The INPUT_KINDS the logits of a result hold: from the input a small result carries (arrays
+    in memory, or the strings "inf", "-inf", "nan" of a results file), else from its input
+    summary (its counts of special values and the min and max of its finite ones)."""
     inp = rec.get("input")
     if isinstance(inp, dict) and inp.get("logits") is not None:
         tokens: set[str] = set()
+        beyond = False
         todo = [records.jsonable(inp["logits"])]  # non-finite values as their strings
         while todo:
             v = todo.pop()
@@ -44,9 +47,39 @@ def input_kinds(rec: dict[str, Any]) -> set[str]:
                 todo.extend(v)
             elif isinstance(v, str):
                 tokens.add(v)
-        return {k for k, t in (("pos_inf", "inf"), ("neg_inf", "-inf"), ("nan", "nan")) if t in tokens}
+            elif isinstance(v, (int, float)) and abs(v) > FLOAT32_MAX:
+                beyond = True
+        out = {k for k, t in (("pos_inf", "inf"), ("neg_inf", "-inf"), ("nan", "nan")) if t in tokens}
+        return out | ({"beyond_float32"} if beyond else set())
     summ = rec.get("input_summary") if isinstance(rec.get("input_summary"), dict) else {}
-    return {k for k, f in INPUT_KINDS.items() if isinstance(summ.get(f), int) and summ[f] > 0}
+    out = {k for k, f in INPUT_KINDS.items() if f and isinstance(summ.get(f), int) and summ[f] > 0}
+    ends = [summ.get(k) for k in ("min", "max") if isinstance(summ.get(k), (int, float))]
+    return out | ({"beyond_float32"} if any(abs(v) > FLOAT32_MAX for v in ends) else set())
+
+
+#: What an entry's `special` can name besides the special-value classes (verdict.ALL_SPECIAL):
+#: a result in another dtype than the input's, or of another shape than the op's.
+SYMPTOM_EXTRA = ["wrong_dtype", "wrong_shape"]
+
+
+def symptoms(rec: dict[str, Any]) -> set[str]:
+    """What is wrong with a failing result, each a name a known entry's `special` excuses: every
+    special-value class among its elements (`special_counts`, not only the worst one, `special`);
+    `match` for elements out of budget where the special values are right (`n_bad` beyond the
+    flushed subnormals, which count as bad too); `wrong_dtype` and `wrong_shape`. A result with
+    none of these (an error, an invariance check failing on bits alone) has its `special`."""
+    counts = rec.get("special_counts") if isinstance(rec.get("special_counts"), dict) else {}
+    out = {c for c, n in counts.items() if c != "match" and isinstance(n, int) and n > 0}
+    flushed = counts.get("subnormal_flushed") if isinstance(counts.get("subnormal_flushed"), int) else 0
+    if isinstance(rec.get("n_bad"), int) and rec["n_bad"] > flushed:
+        out.add("match")
+    if rec.get("dtype_ok") is False:
+        out.add("wrong_dtype")
+    if rec.get("shape_ok") is False:
+        out.add("wrong_shape")
+    if rec.get("status") == "error" or not out:
+        out.add(str(rec.get("special") or "match"))
+    return out
 
 
 @dataclass
@@ -58,11 +91,24 @@ class Known:
     link: str = ""
     finding: bool = False  # a behaviour the harness reports as a finding (docs and report)
 
+    @property
+    def excuses(self) -> set[str] | None:
+        """The symptoms (`symptoms`) the entry excuses: its `special`; None, every one, for an
+        entry that names none (harness/known.toml names them in every entry: tests/test_registry)."""
+        return set(self.match["special"]) if "special" in self.match else None
+
+    def covers(self, rec: dict[str, Any]) -> bool:
+        """Whether the entry alone makes the failing result known: it matches and excuses every
+        one of its symptoms."""
+        return self.matches(rec) and (self.excuses is None or symptoms(rec) <= self.excuses)
+
     def matches(self, rec: dict[str, Any]) -> bool:
+        """Whether the result is in the entry's scope (everything but `special`, which says what
+        in that scope it excuses: `excuses`)."""
         if rec.get("framework") != self.framework:
             return False
         fields = {"ops": "op", "checks": "check", "cotangents": "cotangent", "dtypes": "dtype", "devices": "device",
-                  "modes": "mode", "variants": "variant", "special": "special", "status": "status"}
+                  "modes": "mode", "variants": "variant", "status": "status"}
         for k, f in fields.items():
             if k in self.match and rec.get(f) not in self.match[k]:
                 return False
@@ -83,8 +129,33 @@ class Known:
         some: a bitwise difference is a failure only under a policy whose invariance rule says so)."""
         return "policies" not in self.match or policy in self.match["policies"]
 
-    def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "description": self.description, "link": self.link, "source": "known"}
+    def to_json(self, also: list[Known] | None = None) -> dict[str, Any]:
+        out = {"id": self.id, "description": self.description, "link": self.link, "source": "known"}
+        if also:  # the other entries the result needed, one symptom each at least (`excuse`)
+            out["also"] = [k.id for k in also]
+        return out
+
+
+def excuse(entries: list[Known], rec: dict[str, Any]) -> tuple[list[Known], set[str]]:
+    """The entries that make a failing result known, and the symptoms none of them excuses (empty
+    when it is known). Each symptom must be excused by an entry in whose scope the result is: a
+    float64 Keras loss computed in float32 (`match`, `wrong_dtype`) with a NaN at its +inf logit
+    (`nan_expected_finite`) needs both entries, and an entry for the one cannot excuse the other.
+    The first entry is the one that excuses the worst class (`special`), the rest in file order."""
+    scoped = [k for k in entries if k.matches(rec)]
+    want = symptoms(rec)
+    if not scoped:
+        return [], want
+    worst = str(rec.get("special") or "match")
+    first = next((k for k in scoped if k.excuses is None or worst in k.excuses), None)
+    used, left = [], set(want)
+    for k in ([first] if first else []) + [k for k in scoped if k is not first]:
+        if left & (k.excuses if k.excuses is not None else left):
+            used.append(k)
+            left -= k.excuses if k.excuses is not None else left
+        if not left:
+            break
+    return used, left
 
 
 def _policy_of(rec: dict[str, Any]) -> str | None:
@@ -165,7 +236,7 @@ def _validate_entry(e: dict[str, Any], match: dict[str, list[str]], file: str, i
     valid = {"ops": O.OP_NAMES, "checks": O.CHECKS, "cotangents": list(O.COTANGENTS) + ["given"],
              "dtypes": D.DTYPE_NAMES, "devices": O.DEVICES,
              "modes": O.MODES, "status": ["pass", "fail", "error", "skip"],
-             "special": ALL_SPECIAL, "inputs": sorted(INPUT_KINDS)}
+             "special": ALL_SPECIAL + SYMPTOM_EXTRA, "inputs": sorted(INPUT_KINDS)}
     for k, vals in match.items():
         bad = [v for v in vals if k in valid and v not in valid[k]]
         if bad:
@@ -190,7 +261,7 @@ def read_results(path: str, field: str, what: str = "results") -> records.Loaded
 
 class Baseline:
     """Failures of a previous run. A result that failed there and fails the same way now
-    (same status and special class) is known; a new failure is not; one that passes now is
+    (same status and symptoms: `symptoms`) is known; a new failure is not; one that passes now is
     listed as fixed."""
 
     def __init__(self, paths: list[str]):
@@ -214,7 +285,7 @@ class Baseline:
             self.fixed.append(rec)
             rec["baseline"] = "fixed"
             return
-        if old.get("status") == rec["status"] and old.get("special") == rec.get("special"):
+        if old.get("status") == rec["status"] and symptoms(old) == symptoms(rec):
             rec["baseline"] = "known"
             if not rec.get("known"):
                 rec["known"] = {"id": "baseline", "description": f"failed the same way in {', '.join(self.paths)}",

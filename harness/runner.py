@@ -26,7 +26,7 @@ from . import records
 from . import reference as R
 from .cache import Cache, cache_key
 from .errors import HarnessInputError
-from .known import Baseline, Known, load_known
+from .known import Baseline, Known, excuse, load_known
 from .policy import Policy
 from .verdict import Verdict, condition, judge
 
@@ -464,11 +464,16 @@ class Session:
         if rec.get("special") == "harness_error":  # a defect of the harness is never a framework's known
             return  # deviation, nor an earlier run's failure: it stays an error (issue 21)
         if rec["status"] in ("fail", "error"):
-            for k in self.known:
-                if k.matches(rec):
-                    rec["known"] = k.to_json()
-                    self.known_hits.add(k.id)
-                    break
+            used, left = excuse(self.known, rec)
+            if used and not left:
+                rec["known"] = used[0].to_json(used[1:])
+                self.known_hits.update(k.id for k in used)
+            else:
+                scoped = [k for k in self.known if k.matches(rec)]
+                if scoped:  # in the scope of entries that excuse other symptoms: say which
+                    rec["message"] = (rec.get("message") or "") + (
+                        f"; not a known discrepancy: {', '.join(sorted(left))} excused by no entry of its scope ("
+                        + "; ".join(f"{k.id}: {', '.join(sorted(k.excuses or ()))}" for k in scoped) + ")")
         if self.baseline is not None:
             self.baseline.apply(rec)
 

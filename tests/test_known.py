@@ -1,0 +1,213 @@
+"""Known entries excuse symptoms, not scopes: a failing result is known only when every one of its
+symptoms (harness.known.symptoms) is excused by an entry in whose scope it is. An entry for
+one defect of a framework cannot excuse another defect of the same framework, dtype and op.
+
+The wrong implementations below run under the names of real frameworks (as a wrong kernel
+would) against the project's own harness/known.toml: each is in the scope of an entry whose
+description explains a different symptom, and each fails; an implementation that does what
+the entry describes is known.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness import adapters as A
+from harness import cases as K
+from harness.adapters.base import Call, Output
+from harness.cache import Cache
+from harness.known import Known, excuse, input_kinds, load_known, symptoms
+from harness.policy import load as load_policy
+from harness.runner import Item, Session
+from tests.plugins.mutants import Careful
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_entry_of_the_project_names_the_symptoms_it_excuses():
+    """An entry without `special` excuses every symptom in its scope (a user's file may say so);
+    the project's own entries each name theirs, so none excuses what its description does not."""
+    blanket = [k.id for k in load_known() if k.excuses is None]
+    assert not blanket, f"entries that name no symptom: {blanket}"
+
+
+@pytest.mark.parametrize("rec, want", [
+    # the worst class alone was all the old matcher saw: here it is nan_expected_finite
+    ({"status": "fail", "special": "nan_expected_finite", "special_counts": {"nan_expected_finite": 2},
+      "n_bad": 1, "dtype_ok": True, "shape_ok": True}, {"nan_expected_finite", "match"}),
+    # flushed subnormals count in n_bad: not numeric on their own ...
+    ({"status": "fail", "special": "subnormal_flushed", "special_counts": {"subnormal_flushed": 2}, "n_bad": 2},
+     {"subnormal_flushed"}),
+    # ... but a third bad element is
+    ({"status": "fail", "special": "subnormal_flushed", "special_counts": {"subnormal_flushed": 2}, "n_bad": 3},
+     {"subnormal_flushed", "match"}),
+    ({"status": "fail", "special": "match", "special_counts": {}, "n_bad": 0, "dtype_ok": False}, {"wrong_dtype"}),
+    ({"status": "fail", "special": "match", "special_counts": {}, "n_bad": 4, "dtype_ok": False},
+     {"wrong_dtype", "match"}),
+    ({"status": "fail", "special": "match", "shape_ok": False}, {"wrong_shape"}),
+    ({"status": "error", "special": "raised", "special_counts": {"raised": 1}}, {"raised"}),
+    ({"status": "error", "special": "crash"}, {"crash"}),
+    # an invariance check failing on bits alone
+    ({"status": "fail", "special": "not_invariant", "special_counts": {}, "n_bad": 0}, {"not_invariant"}),
+])
+def test_symptoms_of_a_failing_result(rec, want):
+    assert symptoms(rec) == want
+
+
+def test_beyond_float32_is_read_from_the_input_or_its_summary():
+    assert input_kinds({"input": {"logits": [[1e300, 0.0, "-inf"]]}}) == {"beyond_float32", "neg_inf"}
+    assert input_kinds({"input": {"logits": [[3.4028234663852886e38, -3.4028234663852886e38]]}}) == set()
+    assert input_kinds({"input_summary": {"min": -1e39, "max": 1.0, "n_nan": 1}}) == {"beyond_float32", "nan"}
+    assert input_kinds({"input_summary": {"min": -1.0, "max": 1.0, "n_nan": 0}}) == set()
+
+
+def _entry(kid, special, **match):
+    m = {k: list(v) for k, v in match.items()}
+    if special is not None:
+        m["special"] = list(special)
+    return Known(kid, f"{kid} described", "numpy", m)
+
+
+def _session(tmp_path, entries):
+    return Session(load_policy("standard"), Cache(tmp_path / "c"), entries, None, timing_reps=0)
+
+
+def test_each_symptom_needs_an_entry_of_the_scope_that_excuses_it(tmp_path):
+    floatx = _entry("floatx", ["match", "wrong_dtype"], dtypes=["float64"])
+    posinf = _entry("posinf", ["nan_expected_finite"], inputs=["pos_inf"])
+    other_dtype = _entry("other-dtype", ["inf_mismatch"], dtypes=["float16"])
+    entries = [floatx, posinf, other_dtype]
+    base = {"framework": "numpy", "dtype": "float64", "status": "fail", "input": {"logits": [["inf", 0.0, 1.0]]}}
+
+    # Two defects, two entries: known, the worst class's entry first.
+    both = {**base, "special": "nan_expected_finite", "special_counts": {"nan_expected_finite": 1}, "n_bad": 2,
+            "dtype_ok": False}
+    used, left = excuse(entries, both)
+    assert [k.id for k in used] == ["posinf", "floatx"] and left == set()
+    s = _session(tmp_path, entries)
+    s.classify_known(both)
+    assert both["known"]["id"] == "posinf" and both["known"]["also"] == ["floatx"]
+    assert s.known_hits == {"posinf", "floatx"}
+
+    # A third symptom that only an entry of another scope excuses: not known, and the message says so.
+    third = {**both, "special_counts": {"nan_expected_finite": 1, "inf_mismatch": 1}, "message": "special values"}
+    third.pop("known")
+    used, left = excuse(entries, third)
+    assert left == {"inf_mismatch"}
+    s.classify_known(third)
+    assert "known" not in third
+    assert third["message"] == ("special values; not a known discrepancy: inf_mismatch excused by no entry of "
+                                "its scope (floatx: match, wrong_dtype; posinf: nan_expected_finite)")
+
+    # The NaN without a +inf logit: posinf's scope does not hold it.
+    finite = {**both, "input": {"logits": [[1.0, 0.0, 1.0]]}}
+    assert excuse(entries, finite)[1] == {"nan_expected_finite"}
+
+    # An entry that names no symptom excuses all of them (a user's blanket entry).
+    assert [k.id for k in excuse([_entry("all", None)], third)[0]] == ["all"]
+
+
+def _item(case, op, fw, dtype, variant="default", check="forward"):
+    return Item(case, op, check, variant, fw, "cpu", dtype, "eager", "ones" if check == "grad" else None)
+
+
+CE = K.parse_case({"id": "t/ce", "logits": [[1.0, 2.0, 3.0], [0.5, -1.0, 2.0]], "labels": [[0, 0, 1], [0.25, 0.25, 0.5]],
+                   "op": "softmax_cross_entropy"}, file="<test>", index=0, family=None, base=ROOT)
+LSE = K.parse_case({"id": "t/lse", "logits": [[0.1, 0.3, 0.5, 0.9]], "op": "logsumexp"}, file="<test>", index=0,
+                   family=None, base=ROOT)
+TINY = K.parse_case({"id": "t/tiny", "logits": [[88.72, 0.0, -1.0], [1.0, 2.0, 3.0]], "op": "softmax"}, file="<test>",
+                    index=0, family=None, base=ROOT)
+
+
+class KerasFloatx(Careful):
+    """tf.keras' CategoricalCrossentropy as keras-cce-computes-in-floatx describes it: the inputs
+    cast to float32, the loss computed and returned in float32 whatever the input dtype."""
+
+    name = "tensorflow"
+    modes = ("eager",)
+    variants = {"softmax_cross_entropy": ("keras",)}
+    wrong: str | None = None
+
+    def run(self, call: Call) -> Output:
+        f32 = Call(**{**call.__dict__, "dtype": "float32", "logits": np.asarray(call.logits, np.float32),
+                      "labels": np.asarray(call.labels, np.float32)})
+        out = super().run(f32)
+        arrays = {k: v.copy() for k, v in out.arrays.items()}
+        if self.wrong == "nan":  # a NaN loss for finite logits in range
+            for v in arrays.values():
+                v.reshape(-1)[0] = np.nan
+        if self.wrong == "scaled":  # a loss 1000 times too large, in the dtype asked for
+            return Output({k: (v * 1000).astype(np.float16).astype(np.float64) for k, v in arrays.items()},
+                          {k: call.dtype for k in arrays}, out.devices)
+        return Output(arrays, {k: "float32" for k in arrays}, out.devices)
+
+
+class KerasFloatxNan(KerasFloatx):
+    wrong = "nan"
+
+
+class KerasScaled(KerasFloatx):
+    wrong = "scaled"
+
+
+class ScipyFloat64(Careful):
+    """scipy.special.logsumexp on bfloat16 as scipy-logsumexp-bfloat16-returns-float64 says: the
+    exact value in float64; with `plus_one`, that value + 1 (a wrong value in the same dtype)."""
+
+    name = "scipy"
+    modes = ("eager",)
+    plus_one = False
+
+    def run(self, call: Call) -> Output:
+        f64 = Call(**{**call.__dict__, "dtype": "float64", "logits": np.asarray(call.logits, np.float64)})
+        out = super().run(f64)
+        return Output({k: v + (1.0 if self.plus_one else 0.0) for k, v in out.arrays.items()},
+                      {k: "float64" for k in out.arrays}, out.devices)
+
+
+class ScipyPlusOne(ScipyFloat64):
+    plus_one = True
+
+
+class TfFlush(Careful):
+    """TensorFlow's softmax as ftz-subnormal-results-tf says (subnormal results flushed to zero);
+    with `doubled`, every normal result doubled too."""
+
+    name = "tensorflow"
+    modes = ("eager",)
+    doubled = False
+
+    def finish(self, a, dt):
+        v, n = super().finish(a, dt)
+        return np.where(np.abs(v) < dt.tiny, 0.0, (2.0 if self.doubled else 1.0) * v), n
+
+
+class TfFlushDoubled(TfFlush):
+    doubled = True
+
+
+@pytest.mark.parametrize("cls, case, op, dtype, variant, known", [
+    (KerasFloatx, CE, "softmax_cross_entropy", "float64", "keras", "keras-cce-computes-in-floatx"),
+    (KerasFloatx, CE, "softmax_cross_entropy", "float16", "keras", "keras-cce-computes-in-floatx-half"),
+    (KerasFloatxNan, CE, "softmax_cross_entropy", "float64", "keras", None),
+    (KerasScaled, CE, "softmax_cross_entropy", "float16", "keras", None),
+    (ScipyFloat64, LSE, "logsumexp", "bfloat16", "default", "scipy-logsumexp-bfloat16-returns-float64"),
+    (ScipyPlusOne, LSE, "logsumexp", "bfloat16", "default", None),
+    (TfFlush, TINY, "softmax", "float32", "default", "ftz-subnormal-results-tf"),
+    (TfFlushDoubled, TINY, "softmax", "float32", "default", None),
+], ids=["floatx-float64", "floatx-float16", "floatx-nan", "float16-wrong-values", "scipy-float64", "scipy-plus-one",
+        "tf-flush", "tf-flush-doubled"])
+def test_an_entry_excuses_what_it_describes_and_no_other_defect(tmp_path, cls, case, op, dtype, variant, known):
+    """Under the project's known.toml, the behaviour an entry describes is known; a wrong
+    implementation in the same entry's scope with another symptom fails (before symptoms, the
+    four wrong ones were known: their entries matched on framework, dtype and op, or on the worst
+    class alone)."""
+    with A.registered(cls.name, cls):
+        rec = _session(tmp_path, load_known()).run(_item(case, op, cls.name, dtype, variant))
+    assert rec["status"] == "fail", rec.get("message")
+    assert (rec.get("known") or {}).get("id") == known, (rec.get("known"), rec.get("message"), symptoms(rec))
+    if known is None:
+        assert "not a known discrepancy" in rec["message"]
