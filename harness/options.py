@@ -51,6 +51,16 @@ class RunOptions(Selection):
     #: Seconds per unit in the --shard-durations files, read once when the options are checked.
     shard_weights: dict[tuple[str, ...], float] | None = None
 
+    def whole_library(self) -> bool:
+        """Whether the run holds every result of its suite's library (any frameworks and devices):
+        no case filter, case files, shard, or narrowed dtypes, ops, modes, checks or variants;
+        the quick suite's sample is no whole library. Only such a run can call a known entry
+        stale."""
+        d = Selection()
+        narrowed = any(getattr(self, f) != getattr(d, f) for f in
+                       ("dtypes", "ops", "modes", "checks", "variants", "jit_dtypes", "eager_dtypes", "sampled"))
+        return not (narrowed or self.case_filter or self.cases or self.shard or self.suite == "quick")
+
     def selection(self) -> Selection:
         return Selection(**{f.name: getattr(self, f.name) for f in fields(Selection)})
 

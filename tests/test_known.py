@@ -10,6 +10,7 @@ the entry describes is known.
 
 from __future__ import annotations
 
+import fnmatch
 from pathlib import Path
 
 import numpy as np
@@ -211,3 +212,38 @@ def test_an_entry_excuses_what_it_describes_and_no_other_defect(tmp_path, cls, c
     assert (rec.get("known") or {}).get("id") == known, (rec.get("known"), rec.get("message"), symptoms(rec))
     if known is None:
         assert "not a known discrepancy" in rec["message"]
+
+
+def test_a_stale_entry_is_one_whose_scope_ran_and_excused_nothing(tmp_path):
+    """A run of the default suite leaves the large cases to the full one: an entry no result of
+    the run was in the scope of cannot be called stale there; one whose scope ran and excused
+    no failure can."""
+    from harness.options import from_values
+
+    used = _entry("used", ["match"], dtypes=["float32"])
+    stale = _entry("stale", ["nan_expected_finite"], dtypes=["float32"])
+    elsewhere = _entry("elsewhere", ["match"], cases=["large/*"])
+    s = _session(tmp_path, [used, stale, elsewhere])
+    for rec in ({"framework": "numpy", "dtype": "float32", "case_id": "a/b", "status": "pass"},
+                {"framework": "numpy", "dtype": "float32", "case_id": "a/c", "status": "fail", "special": "match",
+                 "special_counts": {}, "n_bad": 1}):
+        s.classify_known(rec)
+    assert s.known_in_scope == {"used", "stale"} and s.known_hits == {"used"}
+    assert [k.id for k in s.unmatched_known(["numpy"], in_scope=True)] == ["stale"]
+    assert [k.id for k in s.unmatched_known(["numpy"])] == ["stale", "elsewhere"]
+    assert s.unmatched_known(["torch"], in_scope=True) == []
+    # Only a run of a whole library can tell (the CLI warns after such a run).
+    whole = {(): True, (("suite", "full"),): True, (("framework", "torch"),): True, (("suite", "quick"),): False,
+             (("dtype", "float32"),): False, (("mode", "eager"),): False, (("case_filter", "seed/*"),): False,
+             (("shard", "1/2"),): False, (("no_variants", True),): False}
+    assert {k: from_values(dict(k)).whole_library() for k in whole} == whole
+
+
+def test_every_case_glob_of_an_entry_names_cases_of_the_library():
+    """A misspelt or removed case in an entry's `cases` would silently narrow its scope."""
+    from harness.options import from_values, load_cases
+
+    ids = [c.id for c in load_cases(from_values({"suite": "full"}))]
+    dead = [(k.id, g) for k in load_known() for g in k.match.get("cases", [])
+            if not any(fnmatch.fnmatchcase(i, g) for i in ids)]
+    assert not dead, dead
