@@ -48,7 +48,7 @@ from . import ops as O
 from .errors import ReferenceAccuracyError
 
 #: Bump when a change to this module can change any stored reference (cache keys include it).
-ENGINE_VERSION = "4"  # 4: cotangents in the cache key; 3: correct rounding (S18); 2: S17, arb balls
+ENGINE_VERSION = "5"  # 5: a mask's empty rows under a reduction (0, not NaN); 4: cotangents in the cache key; 3: correct rounding (S18); 2: S17, arb balls
 MAX_PREC = 16384
 _NAN = float("nan")
 _INF = float("inf")
@@ -387,10 +387,13 @@ def compute(op: str, check: str, logits: np.ndarray, labels: np.ndarray | None, 
         xm = np.moveaxis(x, ax, -1)
     if check == "grad2" and direction is None:
         direction = O.direction(x.shape, ax)
-    if "where" in opts:  # S22: a masked logit is -inf, a constant: its gradient is 0
-        return _masked(op, check, x, labels, axis, dt, rows, be.name, cotangent, opts, extra_bits, direction)
+    # A reduction first: its rows are those of the other options, a mask's included (S21 over
+    # S22: a row with nothing kept is a loss of 0 in the sum, not the NaN of an all -inf row).
     if O.reduction(opts) != "none" and row_cotangents is None:
         return _reduced(op, check, x, labels, ax, dt, be.name, cotangent, opts, direction)
+    if "where" in opts:  # S22: a masked logit is -inf, a constant: its gradient is 0
+        return _masked(op, check, x, labels, axis, dt, rows, be.name, cotangent, opts, extra_bits, direction,
+                       row_cotangents)
     X, Y = _as_rows(spec, xm, labels, ax)
     G = row_cotangents  # a reduction's rows: one exact cotangent per row (S21)
     Vd = None if direction is None else np.moveaxis(np.asarray(direction, dtype=np.float64), ax, -1).reshape(N, C)
@@ -442,7 +445,7 @@ def compute(op: str, check: str, logits: np.ndarray, labels: np.ndarray | None, 
 
 def _masked(op: str, check: str, x: np.ndarray, labels: Any, axis: int, dt: D.DType, rows: Any, be_name: str,
             cotangent: np.ndarray | None, opts: dict[str, Any], extra_bits: int,
-            direction: np.ndarray | None = None) -> Reference:
+            direction: np.ndarray | None = None, row_cotangents: np.ndarray | None = None) -> Reference:
     """The op over the kept entries of each row (S22): computed on the logits with -inf at the
     masked entries (which gives the kept values and the masked constants: softmax 0, log_softmax
     -inf), the masked outputs' cotangents not flowing (0), every gradient with respect to a masked
@@ -459,18 +462,13 @@ def _masked(op: str, check: str, x: np.ndarray, labels: Any, axis: int, dt: D.DT
     if direction is not None:  # no derivative along a masked logit: the function does not depend on it
         direction = np.where(mask, direction, 0.0)
     ref = compute(op, check, np.where(mask, x, -_INF), labels, axis, dt, rows=rows, backend_name=be_name,
-                  cotangent=g, options=rest, extra_bits=extra_bits, direction=direction)
+                  cotangent=g, options=rest, extra_bits=extra_bits, direction=direction,
+                  row_cotangents=row_cotangents)
     keep = np.moveaxis(mask, ax, -1)
     empty = ~np.any(keep, axis=-1)  # rows with nothing kept
     bad = _masked_labels(spec.labels, labels, keep, ax)
-    reduced = O.reduction(rest) != "none"
-    for n, r in ref.outputs.items():
+    for n, r in ref.outputs.items():  # per row: a reduction is taken over these rows (compute)
         hi, lo, rd, iv = (np.array(a, copy=True) for a in (r.hi, r.lo, r.rounded, r.invalid))
-        if n == "out" and reduced:  # one scalar: an invalid row makes it NaN (S21)
-            if np.any(bad):
-                hi, lo, rd, iv = (np.asarray(v) for v in (_NAN, 0.0, _NAN, True))
-            ref.outputs[n] = RefArray(hi, lo, rd, iv)
-            continue
         if n != "out" or not spec.reduces:  # the class axis kept: masked entries, row by row
             hm, lm, rm, im = (np.moveaxis(a, ax, -1) for a in (hi, lo, rd, iv))
             const = spec.masked if n == "out" else 0.0

@@ -181,7 +181,12 @@ def condition(op: str, check: str, x: np.ndarray, y: np.ndarray | None, g: np.nd
             if ign is not None:  # an ignored row's exact outputs are 0 whatever its logits: budget 0
                 A = np.where(ign[..., None] if A.ndim == xm.ndim else ign, 0.0, A)
             if red != "none" and name == "out":
-                out[name] = _reduced_condition(A, bad_row[..., 0], seen, L, absd, Wsum, red, summation)
+                rows_bad, rows_L = bad_row[..., 0], L
+                if kept is not None:  # a row with nothing kept is an exact 0 of the sum (S22): no term
+                    empty = ~np.any(kept, axis=-1)
+                    A, rows_bad = np.where(empty, 0.0, A), rows_bad & ~empty
+                    rows_L = np.where(empty[..., None], 0.0, L)
+                out[name] = _reduced_condition(A, rows_bad, seen, rows_L, absd, Wsum, red, summation)
                 continue
             if red == "mean" and name in ("d_logits", "d2_logits"):  # the row's cotangent g / W rounds once
                 f = 2.0 if name == "d2_logits" else 1.0  # |v_i - V| <= 3/2 for the direction (S25)

@@ -441,6 +441,44 @@ def test_S22_losses_under_a_mask(backend):
     assert np.isfinite(d.outputs["d_labels"].hi[0, :3]).all()
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_S21_over_S22_a_row_with_nothing_kept_is_a_zero_of_the_sum(backend):
+    """A reduction's rows are the masked rows: a row with nothing kept (and labels 0) is a loss of
+    0 (S22) in the sum, and one row of the mean's count (dense labels, S21). The reference gave
+    the NaN of an all -inf row, and the verdict an unlimited budget, so that the NaN of a -inf fill
+    passed and the right answer failed."""
+    be = _backend(backend)
+    f32 = D.DTYPES["float32"]
+    x = np.array([[2.0, 1.5, 0.1, -1.0], [0.2, 1.3, 1.7, 0.0]])
+    y = np.array([[0.5, 0.5, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
+    w = [[True, True, False, False], [False] * 4]
+    with mpmath.workprec(300):
+        lse = mpmath.log(mpmath.exp(mpmath.mpf(2.0)) + mpmath.exp(mpmath.mpf(1.5)))
+        row0 = lse - (mpmath.mpf(2.0) + mpmath.mpf(1.5)) / 2
+        s = [mpmath.exp(mpmath.mpf(v) - lse) for v in (2.0, 1.5)]
+    from harness.policy import load
+
+    tol = load("standard").tolerance("softmax_cross_entropy", "forward", "float32", "x", None)
+    for red, want in (("sum", row0), ("mean", row0 / 2)):
+        opts = {"where": w, "reduction": red}
+        ref = R.compute("softmax_cross_entropy", "forward", x, y, -1, f32, backend_name=be, options=opts)
+        assert float(ref.outputs["out"].hi) == float(want) and not ref.outputs["out"].invalid
+        cond = V.condition("softmax_cross_entropy", "forward", x, y, None, -1, "sqrt", opts)
+        assert 0 < float(cond["out"]) < 10
+        judged = {a: V.judge("softmax_cross_entropy", "forward", {"out": np.asarray(v)}, {"out": "float32"}, None,
+                             ref, f32, tol, cond, {"out": ()}).status
+                  for a, v in (("exact", ref.outputs["out"].rounded), ("nan", np.nan), ("0.8x", 0.8 * float(want)))}
+        assert judged == {"exact": "pass", "nan": "fail", "0.8x": "fail"}
+        # the gradient: row 0's with the row cotangent g (sum) or g / 2 (mean), row 1's 0
+        g = R.compute("softmax_cross_entropy", "grad", x, y, -1, f32, backend_name=be, options=opts,
+                      cotangent=np.asarray(1.0))
+        share = 1 if red == "sum" else mpmath.mpf(1) / 2
+        with mpmath.workprec(300):
+            np.testing.assert_array_equal(g.outputs["d_logits"].hi[0], [float(share * (s[0] - mpmath.mpf(0.5))),
+                                                                         float(share * (s[1] - mpmath.mpf(0.5))), 0, 0])
+        assert not np.any(g.outputs["d_logits"].hi[1]) and not np.any(g.outputs["d_labels"].hi[1])
+
+
 # ---------------------------------------------------------------------------------------------
 # The adapters' option tables
 
