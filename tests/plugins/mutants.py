@@ -932,6 +932,232 @@ class BatchOrderOnly(Careful):
         return super().total(e, ax)
 
 
+# Bug classes of a mutation hunt beyond the first 41 (each one the quick suite catches, a
+# result the careful implementation passes): weights, ignored rows, smoothing, labels, all -inf
+# rows, a backward from the rounded output, probabilities clipped, 0 * -inf, a large-vocabulary
+# path dropping an option, masks that keep nothing.
+
+class WeightedMeanByNTimesMeanW(Careful):
+    """A weighted mean divided by N * mean(weights) (the rows that take part times the class
+    weights' average) instead of sum_r w[label_r]."""
+
+    name = "mutant_weighted_mean_n_mean_w"
+
+    def row_weights(self, call, C):
+        r = super().row_weights(call, C)
+        if call.op != "sparse_softmax_cross_entropy" or "weights" not in call.options:
+            return r
+        w = np.asarray(call.options["weights"], dtype=np.float64)
+        return np.where(r != 0, np.mean(w), 0.0) if np.any(r != 0) else r
+
+
+class IgnoredRowGradNotZero(Careful):
+    """ignore_index masked in the forward loss only: the backward pass of an ignored row is that of
+    a row of class 0 (softmax - onehot(0)) instead of 0."""
+
+    name = "mutant_ignore_grad_leak"
+
+    def weigh(self, y, call, ax):
+        if call.check != "forward":
+            return self.class_weighted(y, call, ax)
+        return super().weigh(y, call, ax)
+
+
+class SmoothingTrueClassOnly(Careful):
+    """Label smoothing's eps / C added to the target class only: y' = (1 - eps + eps / C) y."""
+
+    name = "mutant_smoothing_true_class_only"
+
+    def smooth(self, y, eps, ax):
+        return (1 - eps) * y + eps / y.shape[ax] * y
+
+
+class OutOfRangeLabelsClamped(Careful):
+    """Out-of-range class indices clamped into 0..C-1 (a gather that clamps, as XLA's does)
+    instead of an error or NaN (S12)."""
+
+    name = "mutant_labels_clamped"
+
+    def labels_of(self, call, ax, C):
+        lab = np.asarray(call.labels)
+        lab = np.where(self.ignored_rows(call), 0, np.clip(lab, 0, C - 1))
+        return np.moveaxis((np.arange(C) == lab[..., None]).astype(np.float64), -1, ax)
+
+    def row_weights(self, call, C):
+        r = super().row_weights(call, C)
+        if call.op != "sparse_softmax_cross_entropy":
+            return r
+        lab = np.clip(np.asarray(call.labels), 0, C - 1)
+        w = np.asarray(call.options.get("weights", np.ones(C)), dtype=np.float64)
+        return np.where(self.ignored_rows(call), 0.0, w[lab])
+
+    def masked(self, call):
+        if call.op == "sparse_softmax_cross_entropy":
+            C = np.shape(call.logits)[call.axis % np.ndim(call.logits)]
+            lab = np.asarray(call.labels)
+            ign = self.ignored_rows(call)
+            call = Call(**{**call.__dict__, "labels": np.where(ign, lab, np.clip(lab, 0, C - 1))})
+        return super().masked(call)
+
+
+class AllNegInfRowsZero(Careful):
+    """A row of only -inf logits answered with the constants of an empty mask (softmax 0,
+    log_softmax -inf, logsumexp -inf, losses 0, gradients 0: FlashAttention's fully-masked row)
+    instead of NaN (S9)."""
+
+    name = "mutant_all_neginf_rows_zero"
+
+    def run(self, call):
+        x = np.asarray(call.logits, dtype=np.float64)
+        if "where" in call.options or "scale" in call.options or x.size == 0:
+            return super().run(call)
+        ax = call.axis % x.ndim
+        allneg = np.all(x == -np.inf, axis=ax, keepdims=True)
+        if not np.any(allneg):
+            return super().run(call)
+        out = super().run(call)
+        const_lsm = -np.inf if (call.op == "log_softmax" and call.check == "forward") else 0.0
+        for k, v in out.arrays.items():
+            if v.shape == x.shape:
+                out.arrays[k] = np.where(allneg, const_lsm, v)
+            else:
+                rowmask = np.squeeze(allneg, ax)
+                c = -np.inf if (call.op == "logsumexp" and k == "out") else 0.0
+                if v.shape == rowmask.shape:
+                    out.arrays[k] = np.where(rowmask, c, v)
+        return out
+
+
+class LseGradFromRoundedOutput(Careful):
+    """logsumexp's backward g exp(x - out) from the rounded forward output (the README finding
+    torch-logsumexp-grad-uses-rounded-output)."""
+
+    name = "mutant_lse_grad_rounded_output"
+
+    def compute(self, call):
+        if call.op == "logsumexp" and call.check == "grad" and "b" not in call.options:
+            x = np.asarray(call.logits, dtype=np.float64)
+            ax = call.axis % x.ndim
+            fw = super().compute(Call(**{**call.__dict__, "check": "forward"})).arrays["out"]
+            g = np.asarray(call.cotangent, dtype=np.float64)
+            with np.errstate(all="ignore"):
+                dl = np.expand_dims(g, ax) * np.exp(x - np.expand_dims(fw, ax))
+                if getattr(self, "_scale", None) is not None:
+                    dl = dl * self.grad_scale(self._scale)
+            v, n = self.finish(dl, D.get(call.dtype))
+            return Output({"d_logits": v}, {"d_logits": n}, {"d_logits": "cpu"})
+        return super().compute(call)
+
+
+class ClippedProbabilities(Careful):
+    """The cross-entropies as -sum y log(clip(softmax, 1e-7, 1 - 1e-7)) (Keras' from_logits=False
+    path, epsilon 1e-7)."""
+
+    name = "mutant_clipped_probabilities"
+
+    def log_softmax(self, d, L, s, m):
+        if getattr(self, "_op", "").endswith("cross_entropy"):
+            with np.errstate(all="ignore"):
+                return np.log(np.clip(s, 1e-7, 1 - 1e-7))
+        return super().log_softmax(d, L, s, m)
+
+    def compute(self, call):
+        self._op = call.op
+        return super().compute(call)
+
+
+class ZeroLabelTimesNegInf(Careful):
+    """The dense cross-entropy as -sum(y * log_softmax) with no special case for y_i = 0: a zero
+    label at a -inf logit gives 0 * -inf = NaN (S3 says 0)."""
+
+    name = "mutant_zero_label_times_neginf"
+
+    def ce_loss(self, y, ls, ax, eps):
+        with np.errstate(all="ignore"):
+            return -np.sum(y * ls, axis=ax)
+
+
+class LargeVocabSmoothingDropped(Careful):
+    """A fused large-vocabulary cross-entropy path (C >= 8192) that ignores label_smoothing (the
+    option accepted and not passed to the kernel)."""
+
+    name = "mutant_large_vocab_smoothing_dropped"
+
+    def run(self, call):
+        C = np.shape(call.logits)[call.axis % np.ndim(call.logits)] if np.ndim(call.logits) else 0
+        if C >= 8192 and "label_smoothing" in call.options:
+            call = Call(**{**call.__dict__, "options": {k: v for k, v in call.options.items()
+                                                         if k != "label_smoothing"}})
+        return super().run(call)
+
+
+class IgnoredRowMaskMultiplied(Careful):
+    """ignore_index applied by multiplying the row's loss and gradient by 0 (a mask product, not a
+    select): an ignored padding row of NaN or -inf logits gives NaN, S20 says 0."""
+
+    name = "mutant_ignored_row_mask_multiply"
+
+    def weigh(self, y, call, ax):
+        return self.class_weighted(y, call, ax)
+
+    def compute(self, call):
+        if call.op != "sparse_softmax_cross_entropy" or call.options.get("ignore_index") is None:
+            return super().compute(call)
+        ign = self.ignored_rows(call)
+        red = call.options.get("reduction", "none")
+        opts = {**call.options, "reduction": "none"}
+        # rows' values with the ignored ones computed as class 0, then multiplied by the mask
+        x = np.asarray(call.logits)
+        ax = call.axis % x.ndim
+        g = call.cotangent
+        if red != "none" and call.check != "forward":
+            w = self.row_weights(call, x.shape[ax])
+            W = np.sum(w) if red == "mean" else 1.0
+            g = np.full(ign.shape, float(np.asarray(g, dtype=np.float64)) / W if W else 0.0)
+        out = super().compute(Call(**{**call.__dict__, "options": opts, "cotangent": g}))
+        keep = (~ign).astype(np.float64)
+        with np.errstate(all="ignore"):
+            for k, v in out.arrays.items():
+                mk = keep if v.shape == keep.shape else np.expand_dims(keep, ax)
+                v = v * mk
+                if k == "out" and red != "none":
+                    tot = np.sum(v)
+                    v = tot / np.sum(self.row_weights(call, x.shape[ax])) if red == "mean" else tot
+                out.arrays[k] = self.finish(v, D.get(call.dtype))[0]
+        return out
+
+
+class EmptyMaskRowUnmasked(Careful):
+    """A where mask that keeps nothing in a row is dropped for that row (a NaN guard: `mask |=
+    ~mask.any(-1)`), so the row is computed over all its logits instead of being the empty row
+    of S22 (softmax 0, losses 0)."""
+
+    name = "mutant_empty_mask_row_unmasked"
+
+    def run(self, call):
+        if "where" in call.options:
+            mask = np.asarray(call.options["where"], dtype=bool)
+            ax = call.axis % mask.ndim
+            mask = mask | ~np.any(mask, axis=ax, keepdims=True)
+            call = Call(**{**call.__dict__, "options": {**call.options, "where": mask}})
+        return super().run(call)
+
+
+class MaskedReductionNaN(Careful):
+    """A where mask applied as a -inf fill before a reduced loss: -sum(y * log_softmax) over a row
+    with nothing kept is 0 * NaN, so the summed/mean loss is NaN (S22 says the empty row is 0)."""
+
+    name = "mutant_masked_reduction_nan"
+
+    def run(self, call):
+        out = super().run(call)
+        if "where" in call.options and call.options.get("reduction", "none") != "none" and call.check == "forward":
+            mask = np.asarray(call.options["where"], dtype=bool)
+            if np.any(~np.any(mask, axis=call.axis % mask.ndim)):
+                out.arrays["out"] = np.full_like(out.arrays["out"], np.nan)
+        return out
+
+
 MUTANTS = [IgnoresCotangent, RoundsLseThenSubtracts, NoMaxShift, LogOfSoftmax, RecursiveLowPrecisionSum,
            LabelOffByOne, SoftmaxVjpWithoutCentering, CeGradAssumesNormalisedLabels, Float64InFloat32,
            FlushesSubnormals, WrongClassAxis, GlobalMax, HalfResultForFloat32, IgnoreIndexSilent, NanNotPropagated,
@@ -940,4 +1166,7 @@ MUTANTS = [IgnoresCotangent, RoundsLseThenSubtracts, NoMaxShift, LogOfSoftmax, R
            MeanGradWithoutDivisor, MaskIgnored, MaskedCotangentsFlow, ZeroWeightGradientDropped, WeightedSignDropped,
            WeightedShiftOverAll, WeightsFoldedAsLog, ScaleShiftByScaledMax, ScaleGradDropped, HvpWithoutCrossTerm,
            MixedLabelsDerivativeDropped, HvpAssumesNormalisedLabels, ScaledRoundsLse,
-           BatchDependentSum, BatchKeepsDims, NonDeterministic, JitDiffers, TailMaxNotRescaled]
+           BatchDependentSum, BatchKeepsDims, NonDeterministic, JitDiffers, TailMaxNotRescaled,
+           WeightedMeanByNTimesMeanW, IgnoredRowGradNotZero, SmoothingTrueClassOnly, OutOfRangeLabelsClamped,
+           AllNegInfRowsZero, LseGradFromRoundedOutput, ClippedProbabilities, ZeroLabelTimesNegInf,
+           LargeVocabSmoothingDropped, IgnoredRowMaskMultiplied, EmptyMaskRowUnmasked, MaskedReductionNaN]
