@@ -94,13 +94,8 @@ class Known:
     @property
     def excuses(self) -> set[str] | None:
         """The symptoms (`symptoms`) the entry excuses: its `special`; None, every one, for an
-        entry that names none (harness/known.toml names them in every entry: tests/test_registry)."""
+        entry that names none (harness/known.toml names them in every entry: tests/test_known)."""
         return set(self.match["special"]) if "special" in self.match else None
-
-    def covers(self, rec: dict[str, Any]) -> bool:
-        """Whether the entry alone makes the failing result known: it matches and excuses every
-        one of its symptoms."""
-        return self.matches(rec) and (self.excuses is None or symptoms(rec) <= self.excuses)
 
     def matches(self, rec: dict[str, Any]) -> bool:
         """Whether the result is in the entry's scope (everything but `special`, which says what

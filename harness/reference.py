@@ -48,7 +48,9 @@ from . import ops as O
 from .errors import ReferenceAccuracyError
 
 #: Bump when a change to this module can change any stored reference (cache keys include it).
-ENGINE_VERSION = "5"  # 5: a mask's empty rows under a reduction (0, not NaN); 4: cotangents in the cache key; 3: correct rounding (S18); 2: S17, arb balls
+#: 5: a mask's empty rows under a reduction (0, not NaN); 4: cotangents in the cache key;
+#: 3: correct rounding (S18); 2: S17, arb balls.
+ENGINE_VERSION = "5"
 MAX_PREC = 16384
 _NAN = float("nan")
 _INF = float("inf")
