@@ -558,10 +558,12 @@ def test_a_framework_message_names_no_path_of_this_clone_or_job(monkeypatch, tmp
     from harness.adapters.base import compile_cache_dir, scratch_dir
     from tests.plugins.mutants import Careful
 
-    monkeypatch.setenv("HARNESS_COMPILE_CACHE", "")  # Cache sets it, and the test gives it back
     monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)  # the job is then HARNESS_JOB's
     monkeypatch.setenv("HARNESS_JOB", "3")
     session = Session(load_policy("standard"), Cache(str(tmp_path / "cache")), [], None, 0)
+    # After the session (which exports its cache's, unless a compile cache was set when harness.cache
+    # was imported, as under the plugin's run): the one the adapters would use now.
+    monkeypatch.setenv("HARNESS_COMPILE_CACHE", str(tmp_path / "cc"))
     where = f"{compile_cache_dir('torch')}/h4/ch4d.main.cpp:72, {scratch_dir('torch')}/k.so"
     assert str(tmp_path) in where and "/3/" in where
 
