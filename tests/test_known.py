@@ -247,3 +247,14 @@ def test_every_case_glob_of_an_entry_names_cases_of_the_library():
     dead = [(k.id, g) for k in load_known() for g in k.match.get("cases", [])
             if not any(fnmatch.fnmatchcase(i, g) for i in ids)]
     assert not dead, dead
+
+
+def test_the_report_shows_the_other_entries_a_result_needed():
+    from harness.report.tables import detail
+
+    rec = {"status": "fail", "message": "m", "known": {"id": "posinf", "description": "d", "link": "", "source": "known",
+                                                       "also": ["floatx"]}}
+    assert detail(rec)["known"] == {"id": "posinf", "description": "d", "link": "", "source": "known",
+                                    "also": ["floatx"]}
+    rec["known"].pop("also")
+    assert "also" not in detail(rec)["known"]

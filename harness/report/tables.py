@@ -265,7 +265,8 @@ def detail(rec: dict[str, Any], limit: int = 64, text: int = 4000) -> dict[str, 
         meta["tolerance"] = {k: v for k, v in meta["tolerance"].items() if k != "reasons"}
     d["meta"] = meta
     if isinstance(rec.get("known"), dict):
-        d["known"] = {k: rec["known"].get(k) for k in ("id", "description", "link", "source")}
+        d["known"] = {k: rec["known"].get(k) for k in ("id", "description", "link", "source", "also")
+                      if k != "also" or rec["known"].get("also")}
     if isinstance(rec.get("worst"), dict):
         d["worst"] = rec["worst"]
     if isinstance(rec.get("peers"), dict):  # harness/cause.py: the other implementations on this input

@@ -306,6 +306,9 @@
       var link = String(d.known.link || "");
       if (/^https?:\/\//i.test(link)) { kp.appendChild(h("a", { href: link, rel: "noopener noreferrer", text: link })); }
       else if (link) { kp.appendChild(h("div", { cls: "muted", text: link })); }
+      if (Array.isArray(d.known.also) && d.known.also.length) {  // the other entries its symptoms needed
+        kp.appendChild(h("div", { cls: "muted", text: "also: " + d.known.also.map(String).join(", ") }));
+      }
       grid.appendChild(panel("known discrepancy", kp, true));
     }
     if (d.peers && Object.keys(d.peers).length) {
