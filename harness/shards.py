@@ -13,7 +13,6 @@ mean seconds per item of the units it did (1 without any).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 from . import records
@@ -44,10 +43,8 @@ def _unit_of_record(rec: dict[str, Any]) -> tuple[str, ...]:
     return tuple(str(rec.get(k)) for k in ("framework", "op", "variant", "dtype", "mode"))
 
 
-def durations(paths: Iterable[str] | records.Loaded) -> dict[tuple[str, ...], float]:
-    """Seconds per unit in earlier results files, or in their records already read (the last
-    record of a key wins)."""
-    loaded = paths if isinstance(paths, records.Loaded) else records.read(list(paths))
+def durations(loaded: records.Loaded) -> dict[tuple[str, ...], float]:
+    """Seconds per unit in the records of earlier results files (the last record of a key wins)."""
     by_key = {records.key(r): r for r in loaded.results}
     out: dict[tuple[str, ...], float] = {}
     for r in by_key.values():

@@ -67,7 +67,7 @@ def test_durations_of_an_earlier_run_balance_the_parts(tmp_path):
                       "device": it.device, "dtype": it.dtype, "mode": it.mode,
                       "time_first_call_s": 100.0 if u == slow else 0.01})
     res.write_text("".join(json.dumps(x) + "\n" for x in lines))
-    w = shards.durations([str(res)])
+    w = shards.durations(records.read([str(res)]))
     assert w[tuple(map(str, slow))] == pytest.approx(100.0 * sum(shards.unit_of(i) == slow for i in items))
     parts = shards.split(items, 2, w)
     alone = next(p for p in parts if any(shards.unit_of(i) == slow for i in p))

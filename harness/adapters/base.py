@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import re
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
