@@ -74,7 +74,7 @@ class Terms:
     m: np.ndarray
     y: np.ndarray | None
     g: np.ndarray | None
-    summation: str
+    summation: Summation
     #: The labels as given (before an option such as label smoothing made `y` of them) and the
     #: case's options: the condition terms of an option read them.
     y0: np.ndarray | None = None
@@ -92,6 +92,27 @@ def sum_term(C: Any, how: str) -> Any:
     with np.errstate(divide="ignore"):
         out = {"log2": np.where(c > 0, np.log2(np.maximum(c, 1.0)) + 1, 1.0), "sqrt": np.sqrt(c), "linear": c}[how]
     return float(out) if out.ndim == 0 else out
+
+
+@dataclass(frozen=True)
+class Summation:
+    """The policy's model of a sum's error, sigma(C) in units of the tested dtype's u: `how` the
+    growth with the count of terms (sum_term), `wide` the unit roundoff of the accumulator over the
+    dtype's. With an accumulator as narrow as the dtype (wide = 1) a sum of C terms errs by
+    sum_term(C); with a wider one (float32 for float16 and bfloat16, the best algorithm: the
+    policy's `accumulate`) by that sum's own error, wide * sum_term(C), and one rounding of the
+    sum to the dtype, 1 + wide * sum_term(C) (docs/tolerance.md)."""
+
+    how: str = "sqrt"
+    wide: float = 1.0
+
+    def __call__(self, C: Any) -> Any:
+        sig = sum_term(C, self.how)
+        return sig if self.wide >= 1.0 else 1.0 + self.wide * sig
+
+    @classmethod
+    def of(cls, s: Summation | str) -> Summation:
+        return s if isinstance(s, Summation) else cls(s)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -638,7 +659,7 @@ def _ce_condition(check: str, t: Terms) -> dict[str, np.ndarray]:
     weighted_or_smoothed = eps or w is not None
     if check == "forward":  # sum_i y_i (L - d_i): each term as log_softmax, and the sum of the n nonzero ones
         n = np.sum(y != 0, axis=-1, keepdims=True)  # (L - d_i >= 0): a sum of one term is exact
-        sig_y = np.where(n > 1, sum_term(n, t.summation), 0.0)
+        sig_y = np.where(n > 1, t.summation(n), 0.0)
         A = np.sum(np.abs(y) * (t.W + sig_y * (t.L + t.absd)), axis=-1)
         if weighted_or_smoothed:
             A = A + np.sum(c * (t.L + t.absd), axis=-1)

@@ -9,6 +9,7 @@ A policy is a TOML file:
     ulp = 2.0             # budget in ULPs of the output dtype at the exact value
     cond = 4.0            # multiple of u * A_i, A_i the op's condition term (verdict.condition)
     summation = "sqrt"    # how the class count C enters A_i: "log2", "sqrt" or "linear"
+    accumulate = "float32"  # optional: the dtype the sums accumulate in, where wider than the tested one
     reason = "..."        # required: why this budget
 
 The budget for element i is  ulp * ULP(exact_i) + cond * u * A_i  (u the dtype's unit roundoff).
@@ -26,11 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import dtypes as D
+from . import ops as O
 from .errors import HarnessInputError
 from .vocab import INVARIANCE_CHECKS
 
 POLICY_DIR = Path(__file__).resolve().parent / "policies"
-BUDGET_KEYS = {"op", "check", "dtype", "framework", "ulp", "cond", "summation", "reason"}
+BUDGET_KEYS = {"op", "check", "dtype", "framework", "ulp", "cond", "summation", "accumulate", "reason"}
 FILTERS = ("op", "check", "dtype", "framework")
 TOP_KEYS = {"name", "description", "budget", "invariance"}
 INVARIANCE_KEYS = {"rule", "reason"}
@@ -49,9 +52,18 @@ class Tolerance:
     cond: float
     summation: str
     reasons: tuple[str, ...]
+    #: The dtype the sums accumulate in (None: the tested dtype); only a wider one changes a budget.
+    accumulate: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"ulp": self.ulp, "cond": self.cond, "summation": self.summation, "reasons": list(self.reasons)}
+        return {"ulp": self.ulp, "cond": self.cond, "summation": self.summation, "accumulate": self.accumulate,
+                "reasons": list(self.reasons)}
+
+    def sums(self, dt: D.DType) -> O.Summation:
+        """The summation model of the tested dtype: sigma in units of its u, from an accumulator
+        of `accumulate` where that is wider than the dtype (docs/tolerance.md)."""
+        wide = D.get(self.accumulate).u / dt.u if self.accumulate else 1.0
+        return O.Summation(self.summation, min(wide, 1.0))
 
 
 @dataclass
@@ -66,17 +78,17 @@ class Policy:
     def tolerance(self, op: str, check: str, dtype: str, framework: str,
                   override: dict[str, Any] | None = None) -> Tolerance:
         """Merge the matching budgets (later wins), then the case's override."""
-        t: dict[str, Any] = {"ulp": 0.0, "cond": 0.0, "summation": "sqrt"}
+        t: dict[str, Any] = {"ulp": 0.0, "cond": 0.0, "summation": "sqrt", "accumulate": None}
         reasons: list[str] = []
         want = {"op": op, "check": check, "dtype": dtype, "framework": framework}
         for b in self.budgets + ([override] if override else []):
             if all(b.get(k) in (None, want[k]) or (isinstance(b.get(k), list) and want[k] in b[k])
                    for k in FILTERS):
-                for k in ("ulp", "cond", "summation"):
+                for k in ("ulp", "cond", "summation", "accumulate"):
                     if k in b:
                         t[k] = b[k]
                 reasons.append(b["reason"])
-        return Tolerance(float(t["ulp"]), float(t["cond"]), str(t["summation"]), tuple(reasons))
+        return Tolerance(float(t["ulp"]), float(t["cond"]), str(t["summation"]), tuple(reasons), t["accumulate"])
 
 
 def builtin_names() -> list[str]:
@@ -164,3 +176,6 @@ def validate_budget(b: Any, *, file: str | None, where: str, case: str | None = 
     if "summation" in b and b["summation"] not in SUMMATIONS:
         raise HarnessInputError(f"{where}: bad summation {b['summation']!r}", file=file, case=case,
                                 field="summation", choices=list(SUMMATIONS))
+    if "accumulate" in b and b["accumulate"] not in D.DTYPE_NAMES:
+        raise HarnessInputError(f"{where}: bad accumulate {b['accumulate']!r} (the dtype the sums accumulate in)",
+                                file=file, case=case, field="accumulate", choices=list(D.DTYPE_NAMES))

@@ -27,7 +27,7 @@ from . import reference as R
 from .cache import Cache, cache_key
 from .errors import HarnessInputError
 from .known import Baseline, Known, excuse, load_known
-from .policy import Policy
+from .policy import Policy, Tolerance
 from .verdict import Verdict, condition, judge
 
 
@@ -400,13 +400,13 @@ class Session:
         t0 = time.perf_counter()
         tol = self.policy.tolerance(item.op, item.check, item.dtype, item.framework, case.tolerance)
         expected = O.output_shapes(item.op, item.check, x.shape, ax, case.options)
-        cond = condition(item.op, item.check, x, y, g, ax, tol.summation, opts, dt, v) if out is not None else {}
+        cond = condition(item.op, item.check, x, y, g, ax, tol.sums(dt), opts, dt, v) if out is not None else {}
         checked = _checked_masks(ref, expected, rows, ax, item, x.shape) if rows is not None else None
         v = judge(item.op, item.check, None if out is None else out.arrays,
                   None if out is None else out.dtypes, raised, ref, dt, tol, cond, expected, checked)
         rec["time_verdict_s"] = time.perf_counter() - t0
         # The budgets' written reasons live once in the run metadata (run_start.policy_budgets).
-        rec["tolerance"] = {"policy": self.policy.name, "ulp": tol.ulp, "cond": tol.cond, "summation": tol.summation}
+        rec["tolerance"] = _tolerance_record(self.policy.name, tol)
         _fill(rec, v, out, raised, ref, x, y, g, expected, item)
         if out is not None and out.devices and any(d != item.device for d in out.devices.values()):
             rec["status"] = "fail"
@@ -425,7 +425,7 @@ class Session:
         case = item.case
         tol = self.policy.tolerance(item.op, "forward", item.dtype, item.framework, case.tolerance)
         expected = O.output_shapes(item.op, "forward", x.shape, ax, case.options)
-        cond = condition(item.op, "forward", x, y, None, ax, tol.summation, opts, dt, None)
+        cond = condition(item.op, "forward", x, y, None, ax, tol.sums(dt), opts, dt, None)
         checked = _checked_masks(ref, expected, rows, ax, item, x.shape) if rows is not None else None
         ctx = INV.Context(ref, tol, cond, expected, checked, x, self.policy.invariance["rule"])
         t0 = time.perf_counter()
@@ -434,7 +434,7 @@ class Session:
             ran, info = INV.run(item, ad, call, dt, ctx)
         rec["time_framework_s"] = rec["time_first_call_s"] = time.perf_counter() - t0
         rec["framework_warnings"] = sorted({f"{w.category.__name__}: {w.message}"[:500] for w in warned})
-        rec["tolerance"] = {"policy": self.policy.name, "ulp": tol.ulp, "cond": tol.cond, "summation": tol.summation}
+        rec["tolerance"] = _tolerance_record(self.policy.name, tol)
         if not ran:
             return _skip(rec, "no variant could run: " + "; ".join(info.get("not_run", [])))
         rec["invariance"] = info
@@ -517,6 +517,14 @@ def framework_raised(e: BaseException) -> bool:
 
 #: Set in an isolating worker process (harness.isolation), whose SIGINT is ignored.
 WORKER_ENV = "HARNESS_WORKER"
+
+
+def _tolerance_record(policy: str, tol: Tolerance) -> dict[str, Any]:
+    """What a result's budget was (its reasons live once in the run metadata)."""
+    rec = {"policy": policy, "ulp": tol.ulp, "cond": tol.cond, "summation": tol.summation}
+    if tol.accumulate:
+        rec["accumulate"] = tol.accumulate
+    return rec
 
 
 def _skip(rec: dict[str, Any], why: str) -> dict[str, Any]:

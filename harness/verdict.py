@@ -61,7 +61,7 @@ _CAP = float(np.finfo(np.float64).max) / 2.0 ** 32
 
 
 def condition(op: str, check: str, x: np.ndarray, y: np.ndarray | None, g: np.ndarray | None,
-              axis: int, summation: str, options: dict[str, Any] | None = None,
+              axis: int, summation: O.Summation | str, options: dict[str, Any] | None = None,
               dt: D.DType | None = None, direction: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """A_i per output element (same layout as the output), from the exact inputs in float64: the
     op's `condition` (harness.ops) over the quantities of the max-shifted algorithm.
@@ -77,6 +77,7 @@ def condition(op: str, check: str, x: np.ndarray, y: np.ndarray | None, g: np.nd
     non-finite, judged by the special-value classes alone.
     """
     spec = O.get(op)
+    summation = O.Summation.of(summation)
     ax = axis % x.ndim
     kept = None
     scale = None
@@ -129,7 +130,7 @@ def condition(op: str, check: str, x: np.ndarray, y: np.ndarray | None, g: np.nd
             # differ, and half an ULP of a large x'_i would let any answer pass.
             P = np.where(masked, 0.0, rounding)
             Dw = Dw + np.sum(s * P, axis=-1, keepdims=True)
-        sig = O.sum_term(C, summation)
+        sig = summation(C)
         # W_i: the absolute error, in units of u, of d_i - L: d_i's rounding (|d_i|), what exp
         # and the sum pass on to S and log passes on to L (D + sigma + 1), log's own rounding (L).
         W = absd + P + L + sig + Dw + 1.0
@@ -246,7 +247,7 @@ def product_rounding(x: np.ndarray, s: float, rounded: np.ndarray) -> np.ndarray
 
 
 def _reduced_condition(A: np.ndarray, bad: np.ndarray, y: np.ndarray, L: np.ndarray, absd: np.ndarray, W: float,
-                       red: str, summation: str) -> np.ndarray:
+                       red: str, summation: O.Summation) -> np.ndarray:
     """The condition term of a sum or mean of N row losses (S21): the rows' own terms, the
     summation of N terms of magnitude at most sum_i |y_i| (L + |d_i|) each, and for a mean the
     rounding of the division and of W itself (one relative error of the result each); divided by
@@ -255,7 +256,7 @@ def _reduced_condition(A: np.ndarray, bad: np.ndarray, y: np.ndarray, L: np.ndar
         return np.asarray(np.inf)
     mag = np.sum(np.abs(y) * (L + absd), axis=-1)
     n = A.size
-    total = float(np.sum(A)) + O.sum_term(n, summation) * float(np.sum(mag))
+    total = float(np.sum(A)) + summation(n) * float(np.sum(mag))
     if red == "mean":
         total += 2.0 * float(np.sum(mag))
     return np.asarray(min(total / abs(W), _BIG))

@@ -49,7 +49,7 @@ SENTINEL = b'{"kind": "sentinel", "note": "an earlier run; must survive a run on
 OPS = ", ".join(_vocab.OP_NAMES)
 DTYPES = ", ".join(_dtypes.DTYPE_NAMES)
 CASE_KEYS = ", ".join(sorted(_cases.CASE_KEYS))
-BUDGET_KEYS = "check, cond, dtype, framework, op, reason, summation, ulp"
+BUDGET_KEYS = "accumulate, check, cond, dtype, framework, op, reason, summation, ulp"
 TOKENS_HINT = '"inf", "-inf", "nan"'
 INVARIANCE = ", ".join(_vocab.INVARIANCE_CHECKS)
 VALUE_CHECKS = ", ".join(_vocab.VALUE_CHECKS)
@@ -453,6 +453,9 @@ ROWS: list[Row] = [
     Row("policy-budget-bad-summation", 'policy budget with `summation = "cubic"`', ["--policy", "{tmp}/p.toml"],
         ["{tmp}/p.toml", "field 'summation'", "valid: log2, sqrt, linear"],
         {"p.toml": 'name = "p"\n[[budget]]\nulp = 1.0\nsummation = "cubic"\nreason = "r"\n'}),
+    Row("policy-budget-bad-accumulate", 'policy budget with `accumulate = "float128"`', ["--policy", "{tmp}/p.toml"],
+        ["{tmp}/p.toml", "field 'accumulate'", "'float128'", "valid: float16, bfloat16, float32, float64"],
+        {"p.toml": 'name = "p"\n[[budget]]\nulp = 1.0\naccumulate = "float128"\nreason = "r"\n'}),
     Row("policy-no-budget", "policy file without any [[budget]]", ["--policy", "{tmp}/p.toml"],
         ["{tmp}/p.toml", "field 'budget'"], {"p.toml": 'name = "p"\n'}),
     Row("policy-malformed-toml", "policy file that is not valid TOML", ["--policy", "{tmp}/p.toml"],

@@ -36,7 +36,7 @@ def budgets(op, check, x, dt, g):
     tol = load_policy("standard").tolerance(op, check, dt.name, "any")
     y = labels(op)
     ref = R.compute(op, check, x, y, -1, dt, cotangent=g)
-    cond = condition(op, check, x, y, g, -1, tol.summation)
+    cond = condition(op, check, x, y, g, -1, tol.sums(dt))
     return {n: tol.ulp * D.ulp(r.hi, r.lo, dt) + tol.cond * dt.u * cond[n] for n, r in ref.outputs.items()}, cond
 
 

@@ -30,7 +30,7 @@ STANDARD = load_policy("standard")
 def _judge(op, check, x, dt, out, y=None, g=None, options=None):
     tol = STANDARD.tolerance(op, check, dt.name, "any")
     ref = R.compute(op, check, x, y, -1, dt, cotangent=g, options=options)
-    cond = condition(op, check, x, y, g, -1, tol.summation, options, dt, None)
+    cond = condition(op, check, x, y, g, -1, tol.sums(dt), options, dt, None)
     shapes = O.output_shapes(op, check, x.shape, x.ndim - 1, options or {})
     outs = out(ref) if callable(out) else out
     return judge(op, check, outs, {n: dt.name for n in outs}, None, ref, dt, tol, cond, shapes), ref, cond
@@ -80,7 +80,7 @@ def test_a_row_with_one_pos_inf_has_the_limits_budget(op, check, cot, dt):
     # The +inf row's terms are those of its limit: the +inf entry the max (0), the rest masked.
     limit = np.where(x == np.inf, 0.0, -np.inf)
     limit[1] = x[1]
-    cl = condition(op, check, limit, y, g, -1, STANDARD.tolerance(op, check, dt, "any").summation, None, d, None)
+    cl = condition(op, check, limit, y, g, -1, STANDARD.tolerance(op, check, dt, "any").sums(d), None, d, None)
     for n, a in cond.items():
         a, b = np.asarray(a), np.asarray(cl[n])
         assert np.all(np.isfinite(a[0])) if a.ndim else np.isfinite(a), (n, a)

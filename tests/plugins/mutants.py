@@ -918,6 +918,56 @@ class TailMaxNotRescaled(Careful):
         return np.where(in_head, super().total(e, ax), bug)
 
 
+class BlockCombineNotRescaled(Careful):
+    """A split-row softmax for float16 and bfloat16 rows of more than 1024 classes: blocks of 1024
+    classes each compute their max m_b and sum S_b = sum exp(x - m_b), and the combine takes
+    S = sum_b S_b without rescaling by exp(m_b - M) (the flash-decoding combine bug). Every block
+    holding a logit near the row's max, S is off by a few percent only: within the bfloat16 budget
+    while that summed the row in bfloat16 (sqrt(4100) u = 0.25), caught since its sums are float32's
+    (docs/tolerance.md): extreme/long_row, bfloat16, 2.3 times its budget."""
+
+    name = "mutant_block_combine_not_rescaled"
+    BLOCK = 1024
+
+    def shift(self, x: np.ndarray, ax: int) -> np.ndarray:
+        self._x = x  # the logits the blocks' own maxima come from (total sees only the shifted terms)
+        return super().shift(x, ax)
+
+    def total(self, e: np.ndarray, ax: int) -> np.ndarray:
+        x = getattr(self, "_x", None)
+        C = e.shape[ax]
+        if self._dtype not in ("float16", "bfloat16") or C <= self.BLOCK or x is None or x.shape != e.shape:
+            return super().total(e, ax)
+        xm = np.moveaxis(x, ax, -1)
+        S = np.zeros(xm.shape[:-1])
+        with np.errstate(all="ignore"):
+            for b0 in range(0, C, self.BLOCK):
+                blk = xm[..., b0:b0 + self.BLOCK]
+                mb = np.max(blk, axis=-1, keepdims=True)
+                S = S + np.sum(np.exp(blk - np.where(np.isfinite(mb), mb, 0.0)), axis=-1)
+        return np.expand_dims(S, ax)
+
+
+class ReductionSumInDtype(Careful):
+    """A sum or mean over the rows accumulated one row loss at a time in the tested dtype (an
+    atomicAdd into a buffer of the input dtype): bfloat16 stalls at a few hundred, float16 at 2048.
+    reduction/batch_70k_half_mean passed in bfloat16 while the budget summed its 70000 losses in
+    bfloat16 (sqrt(70000) u = 1.03); its sums are float32's now: 8.8 times its budget."""
+
+    name = "mutant_reduction_sum_in_dtype"
+
+    def reduce(self, out: np.ndarray, call: Call, C: int) -> np.ndarray:
+        red = call.options.get("reduction", "none")
+        if red == "none":
+            return out
+        dt = D.get(self._dtype)
+        acc = 0.0
+        with np.errstate(all="ignore"):
+            for v in np.ravel(out):
+                acc = float(D.cast_exact(np.asarray(acc + v), dt))
+        return acc / np.sum(self.row_weights(call, C)) if red == "mean" else acc
+
+
 class BatchOrderOnly(Careful):
     """Not a bug: with 2 or more rows a float32 input's row sums are computed in float32 (numpy's
     pairwise sum) instead of float64. Within the standard budget everywhere, so batch_invariance
@@ -1169,4 +1219,5 @@ MUTANTS = [IgnoresCotangent, RoundsLseThenSubtracts, NoMaxShift, LogOfSoftmax, R
            BatchDependentSum, BatchKeepsDims, NonDeterministic, JitDiffers, TailMaxNotRescaled,
            WeightedMeanByNTimesMeanW, IgnoredRowGradNotZero, SmoothingTrueClassOnly, OutOfRangeLabelsClamped,
            AllNegInfRowsZero, LseGradFromRoundedOutput, ClippedProbabilities, ZeroLabelTimesNegInf,
-           LargeVocabSmoothingDropped, IgnoredRowMaskMultiplied, EmptyMaskRowUnmasked, MaskedReductionNaN]
+           LargeVocabSmoothingDropped, IgnoredRowMaskMultiplied, EmptyMaskRowUnmasked, MaskedReductionNaN,
+           BlockCombineNotRescaled, ReductionSumInDtype]
