@@ -120,6 +120,13 @@ def condition(op: str, check: str, x: np.ndarray, y: np.ndarray | None, g: np.nd
         L = np.log(S)  # >= 0: S >= 1 (the max contributes exp(0) = 1)
         absd = np.where(masked, 0.0, np.minimum(np.abs(d), _CAP))
         Dw = np.sum(s * absd, axis=-1, keepdims=True)
+        if dt is not None:
+            # exp's own rounding is u e_j relative (the +1 below) only while e_j is a normal number of
+            # the dtype: below its smallest normal (float16: d_j < -9.7) it is absolute, at most
+            # u * tiny (gradual underflow), so S takes sum_j max(0, tiny - e_j) / S more (in units
+            # of u). It matters only for float16 rows of many such terms: 256000 logits 17.3 below
+            # the max, exp rounded to float16 and summed in float32, are off by 15 u of S.
+            Dw = Dw + np.sum(np.where(masked, 0.0, np.maximum(dt.tiny / S - s, 0.0)), axis=-1, keepdims=True)
         P = 0.0
         if scale is not None:
             # A kernel may keep x * s wider than the dtype (a fused, upcast product): its input then

@@ -146,3 +146,47 @@ def test_a_mean_of_20000_bfloat16_losses_summed_in_bfloat16_fails_and_in_float32
     for wrong in (narrow, -wide):
         assert _judge(op, "forward", x, d, {"out": np.asarray(wrong)}, y, options=opts).status == "fail", wrong
         assert _judge(op, "forward", x, d, {"out": np.asarray(wrong)}, y, options=opts, summation=half).status == "pass"
+
+
+def test_exps_below_float16s_normal_range_err_absolutely_and_the_budget_says_so():
+    """exp's rounding is u e_j relative only while e_j is a normal number: a float16 exp below
+    2^-14 (x - max < -9.7) errs by up to u * 2^-14 absolutely (gradual underflow; e^-17.34 rounds
+    to 0). 200000 logits 17.34 below the max, exp rounded to float16 and summed in float32, leave
+    S short by 0.0058 (12 u): logsumexp 0 for exactly 0.0058541. Found by review once the sums
+    became float32's: the old sqrt(C) of float16 had hidden it, and the budget without the
+    subnormal term failed this right implementation (excess 1.1 to 1.4)."""
+    d = D.get("float16")
+    C = 200000
+    x = np.full((1, C), -17.34375)
+    x[0, 0] = 0.0
+    right = _in_dtype_exp_then_float32(x, d)
+    for op in ("softmax", "log_softmax", "logsumexp"):
+        v = _judge(op, "forward", x, d, {"out": right[op]})
+        assert v.status == "pass", (op, v.excess)
+        tol = STANDARD.tolerance(op, "forward", "float16", "any")
+        ref = R.compute(op, "forward", x, None, -1, d)
+        no_sub = condition(op, "forward", x, None, None, -1, tol.sums(d), None, None, None)  # no dtype: no subnormal term
+        w = judge(op, "forward", {"out": right[op]}, {"out": "float16"}, None, ref, d, tol, no_sub,
+                  O.output_shapes(op, "forward", x.shape, 1, {}))
+        assert w.status == "fail" and w.excess > 1, (op, w.excess)
+    # a flushed or dropped term still fails where it is not below half the subnormal spacing
+    x2 = np.full((1, 4096), -12.0)
+    x2[0, 0] = 0.0
+    flushed = _in_dtype_exp_then_float32(x2, d, flush=True)
+    assert _judge("logsumexp", "forward", x2, d, {"out": flushed["logsumexp"]}).status == "fail"
+    assert _judge("logsumexp", "forward", x2, d,
+                  {"out": _in_dtype_exp_then_float32(x2, d)["logsumexp"]}).status == "pass"
+
+
+def _in_dtype_exp_then_float32(x, dt, flush=False):
+    """jax.nn's float16 softmax: x - max and exp rounded to the dtype (gradual underflow, or
+    flushed to 0 below its normal range), the sum in float32, log and the outputs in the dtype."""
+    r = lambda a: D.cast_exact(a, dt)  # noqa: E731
+    m = np.max(x, axis=-1, keepdims=True)
+    d = r(x - m)
+    e = r(np.exp(d))
+    if flush:
+        e = np.where(e < dt.tiny, 0.0, e)
+    S = r(np.sum(e.astype(np.float32), axis=-1, keepdims=True, dtype=np.float32).astype(np.float64))
+    L = r(np.log(S))
+    return {"softmax": r(e / S), "log_softmax": r(d - L), "logsumexp": r(m + L)[..., 0]}
