@@ -21,7 +21,7 @@ from typing import Any, Iterator
 
 from . import __version__, cause, flags, records, shards
 from .errors import HarnessInputError, HarnessStopped, Stopped
-from .options import check_outputs, executor, from_values, input_files, input_paths, load_cases
+from .options import check_outputs, executor, from_values, input_files, input_paths, load_cases, run_start
 from .progress import Progress, kind_of
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -211,15 +211,10 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     meta_fw = {fw: A.meta(fw) for fw in frameworks}
     run_id = uuid.uuid4().hex[:12]
     writer = records.Writer(args.results, "w")
-    meta = records.run_start(policy.name, meta_fw, ["python", "-m", "harness", *argv], run_id)
-    meta["policy_budgets"] = policy.budgets
-    meta["policy_invariance"] = policy.invariance
-    meta["skipped_frameworks"] = skipped
     jobs = max(1, args.jobs if args.jobs is not None else (os.cpu_count() or 1)) if opts.isolate else 1
     n_jobs = min(jobs, len(items))
-    meta["worker_threads"] = threads_for(n_jobs) if opts.isolate else None
-    if opts.shard:
-        meta["shard"] = "{}/{}".format(*opts.shard)
+    meta = run_start(opts, policy, meta_fw, skipped, ["python", "-m", "harness", *argv], run_id,
+                     threads=threads_for(n_jobs) if opts.isolate else None)
     writer.write(meta)
 
     results: list[dict[str, Any]] = []
@@ -309,12 +304,11 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         raise HarnessStopped(f"{type(err).__name__}: {err}") from err
     if not complete and not interrupted:  # cannot happen; never claim a run complete that is not
         raise HarnessStopped(f"{len(items) - len(results)} items were not run")
-    if not interrupted and opts.whole_library():
-        # The whole built-in library (the full suite), or the default one, whose cases the full
-        # suite only adds to: there an entry is stale if results ran in its scope and none needed it.
-        for k in session.unmatched_known(frameworks, in_scope=opts.suite != "full"):
-            print(f"harness: warning: known discrepancy {k.id!r} excused no result"
-                  + (" of its scope" if opts.suite != "full" else ""), file=sys.stderr)
+    if not interrupted:  # a run of a whole library (its run_start's `library`) can call an entry stale
+        from .known import stale, stale_text
+
+        for k, suite in stale(session.known_use, [meta], opts.known):
+            print(f"harness: warning: {stale_text(k, suite)}", file=sys.stderr)
     if baseline is not None:
         ran = {records.key(r) for r in results}
         baseline.warn_unmatched(ran)
@@ -357,6 +351,8 @@ def cmd_report(args: argparse.Namespace, argv: list[str]) -> int:
 
     summary = render(args.results, args.output, compare=args.compare)
     print(f"harness: report of {len(args.results)} file(s) -> {args.output}")
+    for line in summary.get("stale_known") or []:
+        print(f"harness: warning: {line}", file=sys.stderr)
     if summary:
         print(f"harness: {summary}")
     return EXIT_OK

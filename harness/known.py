@@ -153,6 +153,94 @@ def excuse(entries: list[Known], rec: dict[str, Any]) -> tuple[list[Known], set[
     return used, left
 
 
+class Use:
+    """Which entries results were in the scope of (`Known.matches`, excused or not) and which
+    excused one. Fed a session's results as they are classified, or a results file's: every
+    worker's, shard's and machine's results, so a stale entry is told one way wherever its
+    results ran (`stale`)."""
+
+    def __init__(self, entries: list[Known]):
+        self.entries = entries
+        self.by_framework: dict[str, list[Known]] = {}
+        for k in entries:
+            self.by_framework.setdefault(k.framework, []).append(k)
+        #: Entries a result was in the scope of.
+        self.in_scope: set[str] = set()
+        #: Entries that excused a result (its record's `known`, and `known.also`).
+        self.hits: set[str] = set()
+
+    def observe(self, rec: dict[str, Any]) -> None:
+        """Count a classified result (a harness error is no framework's result: not counted)."""
+        if rec.get("special") == "harness_error":
+            return
+        mine = self.by_framework.get(str(rec.get("framework")), [])
+        self.in_scope.update(k.id for k in mine if k.id not in self.in_scope and k.matches(rec))
+        kn = rec.get("known")
+        if isinstance(kn, dict) and kn.get("source") == "known":
+            self.hits.add(str(kn.get("id")))
+            self.hits.update(str(a) for a in kn.get("also") or ())
+
+    def unused(self, frameworks: list[str], policy: str | None, in_scope: bool = False) -> list[Known]:
+        """Entries of `frameworks` that can match under `policy` and excused no result; with
+        `in_scope`, only those a result was in the scope of."""
+        return [k for k in self.entries if k.framework in frameworks and k.id not in self.hits
+                and k.applies(policy) and (not in_scope or k.id in self.in_scope)]
+
+
+def judged(runs: list[dict[str, Any]], known: str | None = None) -> dict[str, tuple[str, str | None]]:
+    """framework -> (suite, policy) for each framework whose results in `runs` (the run_start
+    records of complete runs: every pytest-xdist worker's, shard's and machine's) are those of a
+    whole library under the known file `known` (None: the built-in one): every run of it says so
+    (its `library`, RunOptions.library), all of one suite and policy, and of each split its runs
+    were part of (`shard` K/N, per devices) every part ran. Only for those can an entry that
+    excused nothing be called stale."""
+    parts: dict[str, dict[tuple[Any, ...], set[str]]] = {}
+    unjudged: set[str] = set()
+    for run in runs:
+        lib = run.get("library")
+        for fw in run.get("frameworks") or {}:
+            if not isinstance(lib, dict) or lib.get("known") != known:
+                unjudged.add(fw)
+                continue
+            sig = (lib.get("suite"), run.get("policy"), tuple(lib.get("devices") or ()))
+            parts.setdefault(fw, {}).setdefault(sig, set()).add(str(run.get("shard") or "1/1"))
+    out: dict[str, tuple[str, str | None]] = {}
+    for fw, by_sig in parts.items():
+        kinds = {sig[:2] for sig in by_sig}
+        if fw not in unjudged and len(kinds) == 1 and all(_every_part(p) for p in by_sig.values()):
+            suite, policy = next(iter(kinds))
+            out[fw] = (str(suite), policy)
+    return out
+
+
+def _every_part(parts: set[str]) -> bool:
+    """Whether the parts ("K/N") hold every part of a split: 1/1, or 1/N to N/N."""
+    by_n: dict[int, set[int]] = {}
+    for p in parts:
+        k, _, n = p.partition("/")
+        if k.isdigit() and n.isdigit():
+            by_n.setdefault(int(n), set()).add(int(k))
+    return any(ks >= set(range(1, n + 1)) for n, ks in by_n.items())
+
+
+def stale(use: Use, runs: list[dict[str, Any]], known: str | None = None) -> list[tuple[Known, str]]:
+    """The stale entries, each with its suite: of each framework `judged` by `runs`, those that
+    excused no result of `use` (fed those runs' results). A run of the full suite holds every
+    case: an entry that excused nothing there is stale. The default suite leaves the large cases
+    to the full one: there only an entry a result was in the scope of (results ran where it
+    applies and none needed it) can be called stale."""
+    out: list[tuple[Known, str]] = []
+    for fw, (suite, policy) in sorted(judged(runs, known).items()):
+        out += [(k, suite) for k in use.unused([fw], policy, in_scope=suite != "full")]
+    return out
+
+
+def stale_text(k: Known, suite: str) -> str:
+    """The warning for a stale entry (the CLI's, the pytest plugin's and the report's)."""
+    return (f"known discrepancy {k.id!r} excused no result" + (" of its scope" if suite != "full" else "")
+            + f" in a whole run of the {suite} suite: stale, or its scope is wider than what it excuses")
+
+
 def _policy_of(rec: dict[str, Any]) -> str | None:
     tol = rec.get("tolerance")
     return tol.get("policy") if isinstance(tol, dict) else None

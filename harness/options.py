@@ -51,18 +51,44 @@ class RunOptions(Selection):
     #: Seconds per unit in the --shard-durations files, read once when the options are checked.
     shard_weights: dict[tuple[str, ...], float] | None = None
 
-    def whole_library(self) -> bool:
+    def whole_library(self, shards: bool = False) -> bool:
         """Whether the run holds every result of its suite's library (any frameworks and devices):
-        no case filter, case files, shard, or narrowed dtypes, ops, modes, checks or variants;
-        the quick suite's sample is no whole library. Only such a run can call a known entry
-        stale."""
+        no case filter, case files, shard (with `shards`: or one part of a split), or narrowed
+        dtypes, ops, modes, checks or variants; the quick suite's sample is no whole library.
+        Only such runs can call a known entry stale (known.judged)."""
         d = Selection()
         narrowed = any(getattr(self, f) != getattr(d, f) for f in
                        ("dtypes", "ops", "modes", "checks", "variants", "jit_dtypes", "eager_dtypes", "sampled"))
-        return not (narrowed or self.case_filter or self.cases or self.shard or self.suite == "quick")
+        return not (narrowed or self.case_filter or self.cases or (self.shard and not shards)
+                    or self.suite == "quick")
+
+    def library(self) -> dict[str, Any] | None:
+        """The run_start's `library`: the suite, devices and known file (None: the built-in one) of
+        a run of a whole library or of one part of a split of one (whole_library(shards=True));
+        None for any other run. known.judged reads it, from one run or from the merged files of
+        every worker, shard and machine."""
+        if not self.whole_library(shards=True):
+            return None
+        return {"suite": self.suite, "devices": sorted(self.devices), "known": self.known}
 
     def selection(self) -> Selection:
         return Selection(**{f.name: getattr(self, f.name) for f in fields(Selection)})
+
+
+def run_start(o: RunOptions, policy: Any, frameworks: dict[str, Any], skipped: dict[str, str], argv: list[str],
+              run_id: str, worker: str | None = None, threads: int | None = None) -> dict[str, Any]:
+    """The run_start record of a run of `o` (docs/records.md), the CLI's and the pytest plugin's."""
+    from . import records
+
+    meta = records.run_start(policy.name, frameworks, argv, run_id, worker)
+    meta["policy_budgets"] = policy.budgets
+    meta["policy_invariance"] = policy.invariance
+    meta["skipped_frameworks"] = skipped
+    meta["worker_threads"] = threads
+    if o.shard:
+        meta["shard"] = "{}/{}".format(*o.shard)
+    meta["library"] = o.library()
+    return meta
 
 
 def from_values(v: dict[str, Any]) -> RunOptions:

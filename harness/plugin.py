@@ -182,18 +182,13 @@ class HarnessPlugin:
 
         if self.writer is None:
             st = self.state
-            self.writer = records.Writer(self.results_path, "a")
-            meta = records.run_start(st.policy.name, self._framework_meta(),
-                                     ["pytest", *self.config.invocation_params.args], self.run_id, self.worker)
-            meta["policy_budgets"] = st.policy.budgets
-            meta["policy_invariance"] = st.policy.invariance
-            meta["skipped_frameworks"] = st.skipped
             from .isolation import threads_for
+            from .options import run_start
 
-            meta["worker_threads"] = threads_for(_xdist_workers()) if st.opts.isolate else None
-            if st.opts.shard:
-                meta["shard"] = "{}/{}".format(*st.opts.shard)
-            self.writer.write(meta)
+            self.writer = records.Writer(self.results_path, "a")
+            self.writer.write(run_start(st.opts, st.policy, self._framework_meta(), st.skipped,
+                                        ["pytest", *self.config.invocation_params.args], self.run_id, self.worker,
+                                        threads_for(_xdist_workers()) if st.opts.isolate else None))
         return self.writer
 
     def _framework_meta(self) -> dict[str, Any]:
@@ -265,6 +260,9 @@ class HarnessPlugin:
         pytest.fail(text, pytrace=False)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.started and self.worker is None and not getattr(self, "stopped_short", True):
+            for line in self._stale_known():
+                terminalreporter.write_line(f"harness: warning: {line}", yellow=True)
         if self._state is None:
             return
         for fw, why in self._state.skipped.items():
@@ -274,6 +272,25 @@ class HarnessPlugin:
         if self._state.baseline is not None:
             for r in self._state.baseline.fixed:
                 terminalreporter.write_line(f"harness: fixed since the baseline: {r['test_id']}")
+
+    def _stale_known(self) -> list[str]:
+        """The stale known entries of a run of a whole library (known.stale), told from the results
+        file, where every pytest-xdist worker's results are (the controller runs none); nothing
+        is read after any other run (the README's quick suite)."""
+        from . import records
+        from .known import Use, load_known, stale, stale_text
+        from .options import from_values
+
+        opts = from_values(self.values)
+        if opts.library() is None:
+            return []
+        loaded = records.read([self.results_path])
+        use = Use(load_known(opts.known))
+        for r in loaded.results:
+            if r.get("run_id") == self.run_id:
+                use.observe(r)
+        runs = [r for r in loaded.runs if r.get("run_id") == self.run_id]
+        return [stale_text(k, suite) for k, suite in stale(use, runs, opts.known)]
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         # Ctrl-C, -x or --maxfail: not every item ran, so the results file must not say complete.

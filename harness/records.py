@@ -193,7 +193,7 @@ def read(paths: Iterable[str | Path]) -> Loaded:
         "result": {k: str for k in (*KEY_FIELDS, "run_id")},
         "run_start": {"run_id": str, "frameworks": dict, "skipped_frameworks": dict, "machine": dict,
                       "git_commit": str, "policy": str, "policy_budgets": list, "policy_invariance": dict,
-                      "argv": list},
+                      "argv": list, "library": dict, "shard": str},
         "run_end": {"run_id": str},
     }
     out = Loaded()

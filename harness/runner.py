@@ -26,7 +26,7 @@ from . import records
 from . import reference as R
 from .cache import Cache, cache_key
 from .errors import HarnessInputError
-from .known import Baseline, Known, excuse, load_known
+from .known import Baseline, Known, Use, excuse, load_known
 from .policy import Policy, Tolerance
 from .verdict import Verdict, condition, judge
 
@@ -258,12 +258,8 @@ class Session:
         self.backend = backend
         self._refs: dict[str, R.Reference] = {}
         self._inputs: dict[tuple[str, str, str], tuple[K.Case, np.ndarray, np.ndarray | None]] = {}
-        self.known_hits: set[str] = set()
-        #: Entries a result of this session was in the scope of, excused or not (unmatched_known).
-        self.known_in_scope: set[str] = set()
-        self._known_by_fw: dict[str, list[Known]] = {}
-        for k in self.known:
-            self._known_by_fw.setdefault(k.framework, []).append(k)
+        #: Which entries this session's results were in the scope of, and which excused one.
+        self.known_use = Use(self.known)
         self._lock = threading.Lock()
 
     def inputs(self, case: K.Case, dt: D.DType) -> tuple[np.ndarray, np.ndarray | None]:
@@ -468,29 +464,26 @@ class Session:
     def _classify_known(self, rec: dict[str, Any]) -> None:
         if rec.get("special") == "harness_error":  # a defect of the harness is never a framework's known
             return  # deviation, nor an earlier run's failure: it stays an error (issue 21)
-        mine = self._known_by_fw.get(str(rec.get("framework")), [])
-        self.known_in_scope.update(k.id for k in mine if k.id not in self.known_in_scope and k.matches(rec))
+        mine = self.known_use.by_framework.get(str(rec.get("framework")), [])
         if rec["status"] in ("fail", "error"):
             used, left = excuse(mine, rec)
             if used and not left:
                 rec["known"] = used[0].to_json(used[1:])
-                self.known_hits.update(k.id for k in used)
             else:
                 scoped = [k for k in mine if k.matches(rec)]
                 if scoped:  # in the scope of entries that excuse other symptoms: say which
                     rec["message"] = (rec.get("message") or "") + (
                         f"; not a known discrepancy: {', '.join(sorted(left))} excused by no entry of its scope ("
                         + "; ".join(f"{k.id}: {', '.join(sorted(k.excuses or ()))}" for k in scoped) + ")")
+        self.known_use.observe(rec)
         if self.baseline is not None:
             self.baseline.apply(rec)
 
     def unmatched_known(self, frameworks: list[str], in_scope: bool = False) -> list[Known]:
         """Known discrepancies of the frameworks that ran which excused no result: stale entries,
         or a selection that did not reach them. With `in_scope`, only those a result was in the
-        scope of: results ran where the entry applies and none needed it (what a run of the
-        default suite, which leaves some cases to the full one, can tell)."""
-        return [k for k in self.known if k.framework in frameworks and k.id not in self.known_hits
-                and k.applies(self.policy.name) and (not in_scope or k.id in self.known_in_scope)]
+        scope of (known.Use.unused; known.stale says when a run can call them stale)."""
+        return self.known_use.unused(frameworks, self.policy.name, in_scope)
 
 
 

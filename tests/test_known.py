@@ -11,6 +11,7 @@ the entry describes is known.
 from __future__ import annotations
 
 import fnmatch
+import json
 from pathlib import Path
 
 import numpy as np
@@ -91,7 +92,7 @@ def test_each_symptom_needs_an_entry_of_the_scope_that_excuses_it(tmp_path):
     s = _session(tmp_path, entries)
     s.classify_known(both)
     assert both["known"]["id"] == "posinf" and both["known"]["also"] == ["floatx"]
-    assert s.known_hits == {"posinf", "floatx"}
+    assert s.known_use.hits == {"posinf", "floatx"}
 
     # A third symptom that only an entry of another scope excuses: not known, and the message says so.
     third = {**both, "special_counts": {"nan_expected_finite": 1, "inf_mismatch": 1}, "message": "special values"}
@@ -228,7 +229,7 @@ def test_a_stale_entry_is_one_whose_scope_ran_and_excused_nothing(tmp_path):
                 {"framework": "numpy", "dtype": "float32", "case_id": "a/c", "status": "fail", "special": "match",
                  "special_counts": {}, "n_bad": 1}):
         s.classify_known(rec)
-    assert s.known_in_scope == {"used", "stale"} and s.known_hits == {"used"}
+    assert s.known_use.in_scope == {"used", "stale"} and s.known_use.hits == {"used"}
     assert [k.id for k in s.unmatched_known(["numpy"], in_scope=True)] == ["stale"]
     assert [k.id for k in s.unmatched_known(["numpy"])] == ["stale", "elsewhere"]
     assert s.unmatched_known(["torch"], in_scope=True) == []
@@ -258,3 +259,110 @@ def test_the_report_shows_the_other_entries_a_result_needed():
                                     "also": ["floatx"]}
     rec["known"].pop("also")
     assert "also" not in detail(rec)["known"]
+
+
+def _run_start(run_id, library, shard=None, worker=None, policy="standard"):
+    r = {"kind": "run_start", "run_id": run_id, "policy": policy, "frameworks": {"numpy": {}}, "library": library,
+         "worker": worker}
+    return {**r, "shard": shard} if shard else r
+
+
+DEFAULT_LIB = {"suite": "default", "devices": ["cpu"], "known": None}
+
+
+@pytest.mark.parametrize("runs, judged", [
+    ([_run_start("a", DEFAULT_LIB)], {"numpy": ("default", "standard")}),
+    ([_run_start("a", {**DEFAULT_LIB, "suite": "full"})], {"numpy": ("full", "standard")}),
+    ([_run_start("a", None)], {}),  # the quick suite, or a narrowed run
+    ([_run_start("a", DEFAULT_LIB, "1/2")], {}),  # half a split
+    ([_run_start("a", DEFAULT_LIB, "1/2"), _run_start("b", DEFAULT_LIB, "2/2")], {"numpy": ("default", "standard")}),
+    ([_run_start("a", DEFAULT_LIB, "1/3"), _run_start("b", DEFAULT_LIB, "3/3")], {}),
+    # the parts of one split per devices: a whole GPU run does not complete the CPU's split
+    ([_run_start("a", DEFAULT_LIB, "1/2"), _run_start("b", {**DEFAULT_LIB, "devices": ["gpu"]})], {}),
+    ([_run_start("a", DEFAULT_LIB, "1/2"), _run_start("b", DEFAULT_LIB, "2/2"),
+      _run_start("c", {**DEFAULT_LIB, "devices": ["gpu"]})], {"numpy": ("default", "standard")}),
+    ([_run_start("a", DEFAULT_LIB), _run_start("b", {**DEFAULT_LIB, "suite": "full"})], {}),  # two suites
+    ([_run_start("a", DEFAULT_LIB), _run_start("b", DEFAULT_LIB, policy="strict")], {}),  # two policies
+    ([_run_start("a", DEFAULT_LIB), _run_start("b", None)], {}),  # one run of it narrowed
+    ([_run_start("a", {**DEFAULT_LIB, "known": "mine.toml"})], {}),  # judged under another known file
+], ids=["whole", "full", "narrowed", "half-split", "split", "split-missing-part", "gpu-no-cpu-split",
+        "split-and-gpu", "two-suites", "two-policies", "one-narrowed", "other-known"])
+def test_only_the_runs_of_a_whole_library_can_call_an_entry_stale(runs, judged):
+    from harness.known import judged as judge
+
+    assert judge(runs) == judged
+    if runs[0]["library"] and runs[0]["library"]["known"]:
+        assert judge(runs, "mine.toml") == {"numpy": ("default", "standard")}
+
+
+def _shard_files(tmp_path, s, suite="default", complete=True, fails=True):
+    """Two shards of a whole library's numpy results, classified by session `s`: a passing
+    result in the first, a failure (or, without `fails`, another pass) in the second."""
+    lib = {**DEFAULT_LIB, "suite": suite}
+    passing = {"framework": "numpy", "dtype": "float32", "case_id": "a/b", "status": "pass", "run_id": "r1"}
+    failing = {"framework": "numpy", "dtype": "float32", "case_id": "a/c", "status": "fail", "special": "match",
+               "special_counts": {}, "n_bad": 1, "run_id": "r2"}
+    if not fails:
+        failing = {**passing, "case_id": "a/c", "run_id": "r2"}
+    paths = []
+    for i, (rec, done) in enumerate(((passing, True), (failing, complete)), 1):
+        s.classify_known(rec)
+        recs = [_run_start(f"r{i}", lib, f"{i}/2"), {"kind": "result", "op": "softmax", **rec}]
+        recs += [{"kind": "run_end", "run_id": f"r{i}", "complete": True}] if done else []
+        p = tmp_path / f"part{i}.jsonl"
+        p.write_text("".join(json.dumps(r) + "\n" for r in recs))
+        paths.append(str(p))
+    return paths
+
+
+def test_stale_entries_are_told_from_the_merged_parts_of_a_split(tmp_path):
+    """What a CI matrix or pytest-xdist's workers leave: each part holds some of the results. An
+    entry used in one part is not stale though the other part, alone, would say so; only every
+    part together tells, and a part that did not finish tells nothing."""
+    from harness.report.merge import merge
+
+    used = _entry("used", ["match"], dtypes=["float32"])
+    stale = _entry("stale", ["nan_expected_finite"], dtypes=["float32"])
+    elsewhere = _entry("elsewhere", ["match"], cases=["large/*"])
+    entries = [used, stale, elsewhere]
+    p1, p2 = _shard_files(tmp_path, _session(tmp_path, entries))
+    told = merge([p1, p2]).stale_known(entries)
+    assert [t.split("'")[1] for t in told] == ["stale"]
+    assert "excused no result of its scope in a whole run of the default suite" in told[0]
+    assert merge([p1]).stale_known(entries) == []  # the first part alone would call "used" stale
+    full = _shard_files(tmp_path, _session(tmp_path, entries), suite="full")
+    assert [t.split("'")[1] for t in merge(full).stale_known(entries)] == ["stale", "elsewhere"]
+    cut = _shard_files(tmp_path, _session(tmp_path, entries), complete=False)
+    assert merge(cut).stale_known(entries) == []
+
+
+def test_the_report_and_the_plugin_warn_of_a_stale_entry(tmp_path, capsys):
+    """`harness report` over the parts warns on stderr and in the page; the pytest plugin, on
+    the controller that ran none of the results, reads its workers' records from the results
+    file (the built-in numpy entry is in the scope of every numpy result, and excused none)."""
+    from harness.cli import main
+    from harness.plugin import HarnessPlugin
+
+    p1, p2 = _shard_files(tmp_path, _session(tmp_path, load_known()), fails=False)
+    p1_only = tmp_path / "one.html"
+    assert main(["report", p1, "-o", str(p1_only)]) == 0
+    assert "excused no result" not in capsys.readouterr().err and 'id="stale-known"' not in p1_only.read_text()
+    out = tmp_path / "r.html"
+    assert main(["report", p1, p2, "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "warning: known discrepancy 'numpy-textbook-yardstick' excused no result of its scope" in err
+    assert 'id="stale-known"' in out.read_text() and "numpy-textbook-yardstick" in out.read_text()
+    # The plugin: one results file, one run id, each xdist worker's run_start and results.
+    lines = []
+    for i, p in enumerate((p1, p2)):
+        for r in map(json.loads, Path(p).read_text().splitlines()):
+            if r["kind"] != "run_end":
+                lines.append({**r, "run_id": "x", "worker": f"gw{i}", "shard": None})
+    results = tmp_path / "pytest-results.jsonl"
+    results.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    plugin = HarnessPlugin.__new__(HarnessPlugin)
+    plugin.values, plugin.results_path, plugin.run_id = {"suite": "default"}, str(results), "x"
+    told = plugin._stale_known()
+    assert len(told) == 1 and "'numpy-textbook-yardstick'" in told[0]
+    plugin.values = {"suite": "quick"}  # the README's run reads nothing and tells nothing
+    assert plugin._stale_known() == []

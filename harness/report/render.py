@@ -279,7 +279,7 @@ def context(m: Merged, compare: Diff | None = None, recs: list[dict[str, Any]] |
         "semantics": T.semantics(results),
         "plots": _plots(results),
         "timing": T.timing(results),
-        "known": T.known_groups(results),
+        "known": T.known_groups(results), "stale_known": m.stale_known(),
         "findings": T.findings(results),
         "diff": compare, "list_limit": LIST_LIMIT, "finding_results": T.FINDING_RESULTS,
         "css": _asset("report.css"), "js": _asset("report.js"),
@@ -315,7 +315,8 @@ def render_merged(m: Merged, out_path: str | Path, compare: Diff | None = None) 
         "results": c["total"], "pass": c["pass"], "fail": c["fail"], "error": c["error"], "known": c["known"],
         "skip": c["skip"], "discrepancies": ctx["n_discrepancies"], "details_omitted": disc["omitted"],
         "duplicates": len(m.duplicates), "files": len(m.files), "incomplete": [f.path for f in m.incomplete],
-        "problems": len(m.problems), "invariance": inv["matrix"]["n"] if inv else 0,
+        "problems": len(m.problems), "stale_known": ctx["stale_known"],
+        "invariance": inv["matrix"]["n"] if inv else 0,
         "invariance_omitted": inv["data"]["omitted"] if inv else 0,
         "bytes": len(html.encode("utf-8")), "path": str(out)}
     if compare is not None:
