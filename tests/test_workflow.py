@@ -65,3 +65,13 @@ def test_the_committed_baseline_the_report_job_diffs_against():
                              capture_output=True, text=True, timeout=30)
     if tracked.returncode != 0 and "not a git repository" not in tracked.stderr:
         pytest.fail("reports/baseline.jsonl is not committed")
+
+
+def test_the_full_suite_runs_weekly_through_the_same_matrix():
+    """No push runs the large cases (`--suite full`); the weekly schedule does, through the same
+    jobs, shards and report (which can then call a known entry of the large cases stale)."""
+    wf = yaml.safe_load(WF.read_text())
+    on = wf.get("on", wf.get(True))  # YAML 1.1 reads the key `on` as true
+    assert on["schedule"] and on["workflow_dispatch"]["inputs"]["suite"]["options"] == ["default", "full"]
+    run = " ".join(s.get("run", "") for s in wf["jobs"]["conformance"]["steps"])
+    assert "--harness-suite ${{ github.event_name == 'schedule' && 'full' || inputs.suite || 'default' }}" in run
