@@ -55,10 +55,6 @@ class Tolerance:
     #: The dtype the sums accumulate in (None: the tested dtype); only a wider one changes a budget.
     accumulate: str | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        return {"ulp": self.ulp, "cond": self.cond, "summation": self.summation, "accumulate": self.accumulate,
-                "reasons": list(self.reasons)}
-
     def sums(self, dt: D.DType) -> O.Summation:
         """The summation model of the tested dtype: sigma in units of its u, from an accumulator
         of `accumulate` where that is wider than the dtype (docs/tolerance.md)."""
