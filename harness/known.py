@@ -170,8 +170,9 @@ class Use:
         self.hits: set[str] = set()
 
     def observe(self, rec: dict[str, Any]) -> None:
-        """Count a classified result (a harness error is no framework's result: not counted)."""
-        if rec.get("special") == "harness_error":
+        """Count a classified result. A skipped one did not run, and a harness error is no
+        framework's result: neither is counted (a session classifies neither)."""
+        if rec.get("status") == "skip" or rec.get("special") == "harness_error":
             return
         mine = self.by_framework.get(str(rec.get("framework")), [])
         self.in_scope.update(k.id for k in mine if k.id not in self.in_scope and k.matches(rec))

@@ -276,13 +276,14 @@ class HarnessPlugin:
     def _stale_known(self) -> list[str]:
         """The stale known entries of a run of a whole library (known.stale), told from the results
         file, where every pytest-xdist worker's results are (the controller runs none); nothing
-        is read after any other run (the README's quick suite)."""
+        is read after any other run (the README's quick suite), nor after one part of a split
+        (`harness report` tells once every part is in)."""
         from . import records
         from .known import Use, load_known, stale, stale_text
         from .options import from_values
 
         opts = from_values(self.values)
-        if opts.library() is None:
+        if not opts.whole_library():
             return []
         loaded = records.read([self.results_path])
         use = Use(load_known(opts.known))

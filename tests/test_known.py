@@ -334,6 +334,12 @@ def test_stale_entries_are_told_from_the_merged_parts_of_a_split(tmp_path):
     assert [t.split("'")[1] for t in merge(full).stale_known(entries)] == ["stale", "elsewhere"]
     cut = _shard_files(tmp_path, _session(tmp_path, entries), complete=False)
     assert merge(cut).stale_known(entries) == []
+    # A result that did not run is in no entry's scope, as in the session, which never classifies it.
+    from harness.known import Use
+
+    use = Use(entries)
+    use.observe({"framework": "numpy", "dtype": "float32", "case_id": "a/b", "status": "skip"})
+    assert use.in_scope == set()
 
 
 def test_the_report_and_the_plugin_warn_of_a_stale_entry(tmp_path, capsys):
@@ -365,4 +371,6 @@ def test_the_report_and_the_plugin_warn_of_a_stale_entry(tmp_path, capsys):
     told = plugin._stale_known()
     assert len(told) == 1 and "'numpy-textbook-yardstick'" in told[0]
     plugin.values = {"suite": "quick"}  # the README's run reads nothing and tells nothing
+    assert plugin._stale_known() == []
+    plugin.values = {"suite": "default", "shard": "1/2"}  # one part alone cannot tell
     assert plugin._stale_known() == []
