@@ -29,6 +29,7 @@ from .errors import HarnessInputError
 from .known import Baseline, Known, Use, excuse, load_known
 from .policy import Policy, Tolerance
 from .verdict import Verdict, condition, judge
+from .vocab import QUICK_EVERY_DTYPE_TAG
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,10 @@ def compiled_dtype(case: K.Case, sel: Selection) -> str | None:
 
 
 def eager_dtypes(case: K.Case, sel: Selection) -> set[str]:
-    """The dtypes eager runs a case's forward and grad in under `sel.eager_dtypes`: one of each group."""
+    """The dtypes eager runs a case's forward and grad in under `sel.eager_dtypes`: one of each group;
+    every one of a case tagged vocab.QUICK_EVERY_DTYPE_TAG (the long row)."""
+    if QUICK_EVERY_DTYPE_TAG in case.tags:
+        return {d for g in sel.eager_dtypes or () for d in g if d in case.dtypes and d in sel.dtypes}
     picks = (_pick_dtype(g, case, sel, f"eager dtype {'/'.join(g)} ") for g in sel.eager_dtypes or ())
     return {d for d in picks if d is not None}
 

@@ -379,7 +379,8 @@ def test_the_quick_suite_runs_each_case_in_a_sample_of_the_dtypes_unless_dtypes_
     bfloat16 and float32, chosen by a digest of the case's id, each dtype on about half the cases
     and with every op and check; grad2 and the invariance checks in both. vocab.QUICK_EAGER_DTYPES:
     eager's forward and grad in one of float16 and bfloat16 and one of float32 and float64, grad2
-    and the invariance checks in all four. An explicit --dtype, case files of one's own, or another
+    and the invariance checks in all four; vocab.QUICK_EVERY_DTYPE_TAG: the long row's forward and
+    grad eager in all four. An explicit --dtype, case files of one's own, or another
     suite run every dtype selected on every case."""
     import collections
     import hashlib
@@ -417,7 +418,8 @@ def test_the_quick_suite_runs_each_case_in_a_sample_of_the_dtypes_unless_dtypes_
     inv = {i.id for i in quick if i.mode == "jit" and i.check not in jit_checks}
     assert inv and inv == {i.id for i in both if i.check not in jit_checks}
     assert len([i for i in quick if i.mode == "jit"]) < 0.6 * len(both)
-    # Eager, the rule written out: one dtype of each pair by the digest of "eager dtype <pair> <id>".
+    # Eager, the rule written out: one dtype of each pair by the digest of "eager dtype <pair> <id>";
+    # every dtype of a case tagged long_row (extreme/long_row: float64's long-row sums among them).
     eager_dts = collections.defaultdict(set)
     for i in quick:
         if i.mode == "eager" and i.check in jit_checks:
@@ -426,11 +428,14 @@ def test_the_quick_suite_runs_each_case_in_a_sample_of_the_dtypes_unless_dtypes_
         want = set()
         for pair in (("float16", "bfloat16"), ("float32", "float64")):
             pick = [d for d in pair if d in c.dtypes]
-            if pick:
+            if pick and "long_row" in c.tags:
+                want.update(pick)
+            elif pick:
                 h = int(hashlib.sha256(f"eager dtype {'/'.join(pair)} {c.id}".encode()).hexdigest()[:16], 16)
                 want.add(pick[h % len(pick)])
         assert eager_dts[c.id] == want, c.id
-    shares = collections.Counter(d for ds in eager_dts.values() for d in ds)
+    assert eager_dts["extreme/long_row"] == {"float16", "bfloat16", "float32", "float64"}
+    shares = collections.Counter(d for cid, ds in eager_dts.items() for d in ds if cid != "extreme/long_row")
     for a, b in (("float16", "bfloat16"), ("float32", "float64")):
         assert 0.35 < shares[a] / (shares[a] + shares[b]) < 0.65, shares
     every = [i for i in items({"suite": "quick", "dtype": ["float16", "bfloat16", "float32", "float64"]})

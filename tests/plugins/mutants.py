@@ -968,6 +968,35 @@ class ReductionSumInDtype(Careful):
         return acc / np.sum(self.row_weights(call, C)) if red == "mean" else acc
 
 
+class SmoothingLeaksIntoIgnoredRows(Careful):
+    """Sparse cross-entropy with label_smoothing and ignore_index: the NLL term is masked at ignored
+    rows, the smoothing term eps / C sum_i (lse - x_i) is not (PyTorch 1.10's label_smoothing with
+    ignore_index, pytorch/pytorch#73205). Only the default suite caught it until the quick suite
+    took reduction/mean_smoothing_ignored (the masked-LM loss: smoothing, ignored rows, a mean)."""
+
+    name = "mutant_smoothing_ignored_rows"
+
+    def weigh(self, y: np.ndarray, call: Call, ax: int) -> np.ndarray:
+        eps = float(call.options.get("label_smoothing", 0.0))
+        ign = np.expand_dims(self.ignored_rows(call), ax)
+        leaked = self.class_weighted(eps / y.shape[ax] * np.ones_like(y), call, ax) if eps else 0.0
+        return np.where(ign, leaked, self.class_weighted(y, call, ax))
+
+
+class Float64LongRowSumInFloat32(Careful):
+    """float64 rows of 1024 classes or more summed in float32 (a long-row path whose accumulator is
+    float32 whatever the input). The quick suite sampled extreme/long_row in bfloat16 and float32
+    only, so no float64 long row ran there until it took the long row in every dtype
+    (vocab.QUICK_EVERY_DTYPE_TAG)."""
+
+    name = "mutant_float64_long_row_float32_sum"
+
+    def total(self, e: np.ndarray, ax: int) -> np.ndarray:
+        if self._dtype == "float64" and e.shape[ax] >= 1024:
+            return np.sum(e.astype(np.float32), axis=ax, keepdims=True, dtype=np.float32).astype(np.float64)
+        return super().total(e, ax)
+
+
 class BatchOrderOnly(Careful):
     """Not a bug: with 2 or more rows a float32 input's row sums are computed in float32 (numpy's
     pairwise sum) instead of float64. Within the standard budget everywhere, so batch_invariance
@@ -1220,4 +1249,4 @@ MUTANTS = [IgnoresCotangent, RoundsLseThenSubtracts, NoMaxShift, LogOfSoftmax, R
            WeightedMeanByNTimesMeanW, IgnoredRowGradNotZero, SmoothingTrueClassOnly, OutOfRangeLabelsClamped,
            AllNegInfRowsZero, LseGradFromRoundedOutput, ClippedProbabilities, ZeroLabelTimesNegInf,
            LargeVocabSmoothingDropped, IgnoredRowMaskMultiplied, EmptyMaskRowUnmasked, MaskedReductionNaN,
-           BlockCombineNotRescaled, ReductionSumInDtype]
+           BlockCombineNotRescaled, ReductionSumInDtype, SmoothingLeaksIntoIgnoredRows, Float64LongRowSumInFloat32]
