@@ -448,11 +448,18 @@ def weighted_sign(xs: list[float], bs: list[float]) -> int:
 
 def row_options(opts: dict[str, Any], xs: list[float], bs: list[float] | None) -> tuple[list[float], dict[str, Any]]:
     """A row's logits and options for the reference (S23): with weights `bs`, an entry with b_i = 0
-    becomes -inf (it takes no part), and the options carry the row's b, its original logits and the
-    exact sign of the sum."""
+    becomes -inf (it takes no part), and so do equal logits whose weights sum to 0; the options
+    carry the row's b, its original logits and the exact sign of the sum."""
     if bs is None:
         return xs, opts
-    xr = [-_INF if b == 0 else x for x, b in zip(xs, bs)]
+    # Equal finite logits whose weights sum to 0 take no part either: their terms cancel exactly,
+    # which a ball's e - e cannot show, and the value they leave (often exact: the max, a quotient
+    # of one remaining term) sits on a rounding boundary that only exact arithmetic decides (S18).
+    W: dict[float, Fraction] = {}
+    for x, b in zip(xs, bs):
+        if math.isfinite(x):
+            W[x] = W.get(x, Fraction(0)) + Fraction(b)
+    xr = [-_INF if b == 0 or (math.isfinite(x) and W[x] == 0) else x for x, b in zip(xs, bs)]
     return xr, {**opts, "b": bs, "_x": xs, "_sign": weighted_sign(xr, bs)}
 
 
@@ -468,7 +475,10 @@ def _weighted_lse_formula(be: Any, check: str, r: Row, gs: Any, opts: dict[str, 
         return out
     gsb = lab(be, gs) if isinstance(gs, Fraction) else gs
     den = (1 + T) if sg > 0 else -(1 + T)  # S_b, with its sign
-    dl = [0.0 if ei is None or b == 0 else gsb * (be.num(b) * ei) / den for b, ei in zip(bs, r.e)]
+    # An entry of a group whose weights cancel (row_options) still has its own b_i exp(x_i - m) / S_b.
+    dl = [0.0 if b == 0 or (ei is None and not math.isfinite(x)) else
+          gsb * (be.num(b) * (be.exp(be.num(x) - be.num(r.m)) if ei is None else ei)) / den
+          for x, b, ei in zip(xs, bs, r.e)]
     db = []
     for x, b, ei in zip(xs, bs, r.e):
         if ei is not None:
@@ -520,7 +530,7 @@ def _logsumexp_special(be: Any, check: str, xs: list[float], gs: Any, opts: dict
         db = [dbp if i == p else (_NAN if x0[i] != x0[i] or x0[i] == _INF else 0.0) for i in range(C)]
         return rows(_INF, float(s), dl, db, d2=[0.0] * C)
     if sg == 0:  # an exactly zero sum (or nothing left): log 0, no gradient
-        dl = [_NAN if (b != 0 and x != -_INF) else 0.0 for x, b in zip(xs, bs)]
+        dl = [_NAN if (b != 0 and x != -_INF) else 0.0 for x, b in zip(x0, bs)]
         db = [0.0 if x == -_INF else _NAN for x in x0]
         return rows(-_INF, 0.0, dl, db)
     if sg < 0 and not rs:  # the log of a negative number
@@ -593,7 +603,11 @@ def _ce_core(be: Any, check: str, r: Row, ys: list[Any], gs: Any, dy_factor: Fra
         inf_terms = [y for y, di in zip(ys, r.d) if di is None and y != 0]
         if inf_terms:
             return {"out": [signed_inf_sum(inf_terms)]}
-        return {"out": [be.fsum([Yi * (r.L - di) for y, Yi, di in zip(ys, Y, r.d) if y != 0])]}
+        # As (sum y) L - sum y_i d_i, sum y exact: labels summing to 0 leave no L, and the loss is
+        # the rational -sum y_i d_i, exactly (a ball's L (y_1 + y_2) with y_2 = -y_1 is not 0).
+        Sy = sum((Fraction(y) for y in ys if y != 0), Fraction(0))
+        terms = [(-Yi) * di for y, Yi, di in zip(ys, Y, r.d) if y != 0]
+        return {"out": [be.fsum(terms + ([be.rational(Sy) * r.L] if Sy else []))]}
     # The VJP with the row's cotangent gs: s_i sum(y) - y_i, at k as (sum of the other y) - (1 - s_k) sum(y).
     Sy = be.fsum([lab(be, y) for y in ys])
     rest = be.fsum([lab(be, y) for i, y in enumerate(ys) if i != r.k])

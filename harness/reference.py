@@ -1184,6 +1184,9 @@ class _SplitBackend:
     def rational(self, q: Fraction) -> _Split:  # exact: a smoothed label stays a rational
         return _Split(Fraction(q), self.base.zero(), self.base)
 
+    def zero(self) -> _Split:  # the exact 0 a formula starts from (logsumexp's weights: T's Q = 0)
+        return self.num(0.0)
+
 
 def _special_row(be: Any, op: str, check: str, xs: list[float], ys: Any,
                  gs: Any, opts: dict[str, Any]) -> tuple[dict[str, list[Any]], bool] | None:

@@ -726,8 +726,12 @@ def test_S17_escalates_on_cancelling_logsumexp(backend):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_S17_escalates_on_cancelling_negative_labels(backend):
-    x = [[0.0, 1e-10]]
-    y = [[1.0, -(1.0 - 2.0 ** -40)]]  # (lse + 1e-10) - (1 - 2^-40) lse: ~33 bits of the terms cancel
+    # The loss is taken as (sum y) L - sum y_i d_i: here (1 + c) L - c with c = L = log1p(e^-1)
+    # rounded to a double, so about 56 bits of the two terms cancel (labels [1, -(1 - 2^-40)] on
+    # [0, 1e-10] cancelled 33 bits in sum y_i (L - d_i), and none in this form).
+    x = [[0.0, -1.0]]
+    c = math.log1p(math.exp(-1.0))
+    y = [[1.0 + c, -c]]
     r = ref("softmax_cross_entropy", "forward", x, y, backend_name=backend)
     assert r.prec_bits > R.start_prec(F64)
     with mpmath.workdps(DPS):
@@ -742,8 +746,9 @@ def test_S17_escalates_on_cancelling_negative_labels(backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_S17_raises_when_precision_runs_out(monkeypatch, backend):
     monkeypatch.setattr(R, "MAX_PREC", R.start_prec(F64))
+    c = math.log1p(math.exp(-1.0))  # test_S17_escalates_on_cancelling_negative_labels' row
     with pytest.raises(ReferenceAccuracyError):
-        ref("softmax_cross_entropy", "forward", [[0.0, 1e-10]], [[1.0, -(1.0 - 2.0 ** -40)]], backend_name=backend)
+        ref("softmax_cross_entropy", "forward", [[0.0, -1.0]], [[1.0 + c, -c]], backend_name=backend)
     with pytest.raises(ReferenceAccuracyError):
         ref("logsumexp", "forward", [[-math.log(2.0)] * 2], backend_name=backend)
     # a row that needs no escalation is unaffected
