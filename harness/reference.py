@@ -117,7 +117,21 @@ class _Mpmath:
         return self.mp.log1p(x)
 
     def fsum(self, xs: list[Any]) -> Any:
-        return self.mp.fsum(xs) if xs else self.mp.mpf(0)
+        """The sum rounded once at the working precision, as MPFR's is. mpmath's own fsum drops a
+        term far below the others (1 + 6.9e-287 - 1 is 0 at 125 bits and at 65: two precisions
+        agreeing on a wrong 0, a sum of labels or weights whose large ones cancel), so terms within
+        2^16 binades of each other are summed exactly as integers; beyond that, mpmath's fsum."""
+        mp = self.mp
+        vals = [v if isinstance(v, mp.mpf) else mp.mpf(v) for v in xs]
+        parts = [v._mpf_ for v in vals if v]
+        if not parts:
+            return mp.mpf(0)
+        if not all(mp.isfinite(v) for v in vals):
+            return mp.fsum(vals)
+        lo = min(e for _, _, e, _ in parts)
+        if max(e + bc for _, _, e, bc in parts) - lo > 1 << 16:
+            return mp.fsum(vals)
+        return mp.ldexp(mp.mpf(sum((-int(m) if s else int(m)) << (e - lo) for s, m, e, _ in parts)), lo)
 
     def round(self, x: Any) -> Any:
         return +x  # mpf's unary plus rounds to the working precision
@@ -155,13 +169,17 @@ class _Mpfr:
     def strict_context(self, prec: int) -> Any:
         """For the formulas: MPFR's exponent range ends near 2^-4.6e18, and exp(-1e30) would
         underflow to 0 silently, making a present entry look masked and losing the sign of a
-        rest that decides a rounding (S18); here it raises `underflow` (mpmath then computes)."""
+        rest that decides a rounding (S18); here it raises `underflow` (mpmath then computes).
+        So does an overflow at the other end: exp(1.8e308), a gradient b_i exp(x_i - m) / S_b of
+        logsumexp's weights beside a logit of -1.8e308, is a number mpmath holds."""
         g = self.g
-        return g.context(precision=prec, emax=g.get_emax_max(), emin=g.get_emin_min(), trap_underflow=True)
+        return g.context(precision=prec, emax=g.get_emax_max(), emin=g.get_emin_min(), trap_underflow=True,
+                         trap_overflow=True)
 
     @property
-    def underflow(self) -> type[Exception]:
-        return self.g.UnderflowResultError
+    def underflow(self) -> tuple[type[Exception], ...]:
+        """What running out of MPFR's exponent range raises, at either end."""
+        return (self.g.UnderflowResultError, self.g.OverflowResultError)
 
     def num(self, x: float) -> Any:
         return self.g.mpfr(x)
