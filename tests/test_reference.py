@@ -756,6 +756,19 @@ def test_S17_a_weighted_hvp_that_cancels_at_the_max_is_not_a_certified_zero(back
     assert r.prec_bits == R.start_prec(F64)
 
 
+@pytest.mark.parametrize("backend", [*BACKENDS, "mpmath"])
+def test_S17_a_sum_of_labels_whose_large_ones_cancel_keeps_the_small_one(backend):
+    """Dense labels [1, t, -1] with t = 6.879e-287: sum y = t exactly, and d_logits_1 = s_1 t - t.
+    mpmath's fsum dropped t (1 + t - 1 is 0 at 125 bits and at 65), and the two precisions agreed
+    on d_logits_1 = -t (found by the property tests below once labels summed to nearly 0)."""
+    t = 6.879e-287
+    r = ref("softmax_cross_entropy", "grad", [[0.0, 0.0, 1.0]], [[1.0, t, -1.0]], backend_name=backend)
+    with mpmath.workdps(DPS):
+        e1 = mpmath.exp(-1)
+        want = -(1 - e1 / (2 * e1 + 1)) * mpmath.mpf(t)
+        assert abs(mpmath.mpf(r.outputs["d_logits"].hi[0, 1]) - want) <= abs(want) * mpmath.mpf(2) ** -52
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_S17_raises_when_precision_runs_out(monkeypatch, backend):
     monkeypatch.setattr(R, "MAX_PREC", R.start_prec(F64))
