@@ -475,22 +475,22 @@ def _weighted_lse_formula(be: Any, check: str, r: Row, gs: Any, opts: dict[str, 
         return out
     gsb = lab(be, gs) if isinstance(gs, Fraction) else gs
     den = (1 + T) if sg > 0 else -(1 + T)  # S_b, with its sign
-    # An entry of a group whose weights cancel (row_options) still has its own b_i exp(x_i - m) / S_b.
-    dl = [0.0 if b == 0 or (ei is None and not math.isfinite(x)) else
-          gsb * (be.num(b) * (be.exp(be.num(x) - be.num(r.m)) if ei is None else ei)) / den
-          for x, b, ei in zip(xs, bs, r.e)]
+    # exp(x_i - m) of every finite logit: the row's e_i, or the own one of a logit that takes no
+    # part in S_b (b_i = 0, or a group whose weights cancel: row_options), which d_b_i needs all
+    # the same, and such a group's d_logits_i = b_i exp(x_i - m) / S_b too.
+    ex = [ei if ei is not None else be.exp(be.num(x) - be.num(r.m)) if math.isfinite(x) else None
+          for x, ei in zip(xs, r.e)]
+    dl = [0.0 if b == 0 or e is None else gsb * (be.num(b) * e) / den for b, e in zip(bs, ex)]
     db = []
-    for x, b, ei in zip(xs, bs, r.e):
-        if ei is not None:
-            db.append(gsb * ei / den)
+    for x, e in zip(xs, ex):
+        if e is not None:
+            db.append(gsb * e / den)
         elif x == -_INF:
             db.append(0.0)
         elif x != x:
             db.append(_NAN)
-        elif x == _INF:
+        else:  # +inf
             db.append(scaled_inf(gs * sg))
-        else:  # a finite logit whose weight is 0: exp(x_i - m) / S_b all the same
-            db.append(gsb * be.exp(be.num(x) - be.num(r.m)) / den)
     return {"d_logits": dl, "d_b": db}
 
 
