@@ -236,6 +236,21 @@ def stale(use: Use, runs: list[dict[str, Any]], known: str | None = None) -> lis
     return out
 
 
+def stale_in(entries: list[Known], results: list[dict[str, Any]], runs: list[dict[str, Any]],
+             known: str | None = None) -> list[str]:
+    """The warnings (stale_text) for results read back from files, `runs` their complete runs'
+    run_starts: the pytest plugin's controller (every xdist worker's records) and `harness
+    report` (every part of a split). Nothing is counted unless the runs are judged."""
+    fws = judged(runs, known)
+    if not fws:  # the quick suite, a narrowed run or a missing part: nothing to tell
+        return []
+    use = Use(entries)
+    for r in results:
+        if r.get("framework") in fws:
+            use.observe(r)
+    return [stale_text(k, suite) for k, suite in stale(use, runs, known)]
+
+
 def stale_text(k: Known, suite: str) -> str:
     """The warning for a stale entry (the CLI's, the pytest plugin's and the report's)."""
     return (f"known discrepancy {k.id!r} excused no result" + (" of its scope" if suite != "full" else "")

@@ -279,19 +279,16 @@ class HarnessPlugin:
         is read after any other run (the README's quick suite), nor after one part of a split
         (`harness report` tells once every part is in)."""
         from . import records
-        from .known import Use, load_known, stale, stale_text
+        from .known import load_known, stale_in
         from .options import from_values
 
         opts = from_values(self.values)
         if not opts.whole_library():
             return []
         loaded = records.read([self.results_path])
-        use = Use(load_known(opts.known))
-        for r in loaded.results:
-            if r.get("run_id") == self.run_id:
-                use.observe(r)
+        mine = [r for r in loaded.results if r.get("run_id") == self.run_id]
         runs = [r for r in loaded.runs if r.get("run_id") == self.run_id]
-        return [stale_text(k, suite) for k, suite in stale(use, runs, opts.known)]
+        return stale_in(load_known(opts.known), mine, runs, opts.known)
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         # Ctrl-C, -x or --maxfail: not every item ran, so the results file must not say complete.

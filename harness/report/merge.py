@@ -85,17 +85,10 @@ class Merged:
         """The known entries (None: the built-in ones) that excused no result though the complete
         files hold a whole library's results of their framework, however the runs were split
         (known.judged, known.stale): the warnings, one per entry."""
-        from ..known import Use, judged, load_known, stale, stale_text
+        from ..known import load_known, stale_in
 
         runs = [r for f in self.files if f.complete for r in f.runs]
-        fws = judged(runs)
-        if not fws:  # the quick suite, a narrowed run or a missing shard: nothing to tell
-            return []
-        use = Use(load_known() if entries is None else entries)
-        for r in self.results:
-            if r.get("framework") in fws:
-                use.observe(r)
-        return [stale_text(k, suite) for k, suite in stale(use, runs)]
+        return stale_in(load_known() if entries is None else entries, self.results, runs)
 
     def cpus(self) -> list[str]:
         """The CPUs the runs ran on (cpu_text of their headers), sorted."""
