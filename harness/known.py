@@ -17,7 +17,7 @@ from .errors import HarnessInputError
 
 KNOWN_FILE = Path(__file__).resolve().parent / "known.toml"
 ENTRY_KEYS = {"id", "description", "framework", "versions", "ops", "checks", "cotangents", "cases", "dtypes",
-              "devices", "modes", "variants", "special", "status", "link", "finding", "inputs", "policies"}
+              "devices", "modes", "variants", "special", "status", "link", "finding", "inputs", "policies", "model"}
 LIST_KEYS = ("ops", "checks", "cotangents", "cases", "dtypes", "devices", "modes", "variants", "special", "status",
              "versions", "inputs", "policies")
 #: What `inputs` names: a special value the result's logits hold (an entry with `inputs` matches
@@ -57,6 +57,37 @@ def input_kinds(rec: dict[str, Any]) -> set[str]:
     return out | ({"beyond_float32"} if any(abs(v) > FLOAT32_MAX for v in ends) else set())
 
 
+#: What a model (`Model`) can round: the logits, the labels (dense ones, and integer class indices
+#: through the dtype's floating point, as a loss that converts them to its dtype does), the grad
+#: check's cotangent, the grad2 check's direction, and the options' arrays (class weights,
+#: logsumexp's b) with the hyper-parameters (ops.PARAMS) the options cast.
+MODEL_INPUTS = ("logits", "labels", "cotangent", "direction", "options")
+MODEL_KEYS = {"dtype", "rounds"}
+
+
+@dataclass(frozen=True)
+class Model:
+    """What an entry says the framework computes instead of the exact semantics, so that its
+    result can be judged against that (jax2tf's limitations loosen a tolerance with a reason; a
+    model says how far and why): the inputs `rounds` names are rounded to `dtype` (None: the
+    result's own dtype), the exact reference is computed from those, and the result is judged
+    by `dtype`'s budget. An entry with a model excuses the numeric symptoms of a result only
+    where its model holds there: a float64 loss computed in float32 must be a correct float32
+    loss of the float32-rounded inputs; a float64 result ten orders of magnitude further off,
+    or one computed in bfloat16, is another defect, and the entry does not hide it."""
+
+    dtype: str | None
+    rounds: tuple[str, ...]
+
+    def describe(self) -> str:
+        dt = self.dtype or "the result's dtype"
+        what = f"{', '.join(self.rounds)} rounded to {dt}" if self.rounds else "the exact inputs"
+        return f"the exact result of {what}, within {dt}'s budget"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"dtype": self.dtype, "rounds": list(self.rounds)}
+
+
 #: What an entry's `special` can name besides the special-value classes (verdict.ALL_SPECIAL):
 #: a result in another dtype than the input's, or of another shape than the op's.
 SYMPTOM_EXTRA = ["wrong_dtype", "wrong_shape"]
@@ -90,12 +121,21 @@ class Known:
     match: dict[str, list[str]] = field(default_factory=dict)
     link: str = ""
     finding: bool = False  # a behaviour the harness reports as a finding (docs and report)
+    model: Model | None = None
 
     @property
     def excuses(self) -> set[str] | None:
         """The symptoms (`symptoms`) the entry excuses: its `special`; None, every one, for an
         entry that names none (harness/known.toml names them in every entry: tests/test_known)."""
         return set(self.match["special"]) if "special" in self.match else None
+
+    def excuses_for(self, held: dict[str, Any] | None) -> set[str] | None:
+        """What the entry excuses of a result whose models were judged (`held`: entry id -> the
+        model's verdict, harness.runner): an entry with a model that does not hold there excuses
+        only a wrong dtype or shape, none of the values its model was to explain."""
+        if self.model is None or (held or {}).get(self.id, {}).get("holds"):
+            return self.excuses
+        return (self.excuses if self.excuses is not None else set(SYMPTOM_EXTRA)) & set(SYMPTOM_EXTRA)
 
     def matches(self, rec: dict[str, Any]) -> bool:
         """Whether the result is in the entry's scope (everything but `special`, which says what
@@ -124,30 +164,37 @@ class Known:
         some: a bitwise difference is a failure only under a policy whose invariance rule says so)."""
         return "policies" not in self.match or policy in self.match["policies"]
 
-    def to_json(self, also: list[Known] | None = None) -> dict[str, Any]:
+    def to_json(self, also: list[Known] | None = None, held: dict[str, Any] | None = None) -> dict[str, Any]:
         out = {"id": self.id, "description": self.description, "link": self.link, "source": "known"}
         if also:  # the other entries the result needed, one symptom each at least (`excuse`)
             out["also"] = [k.id for k in also]
+        models = {k.id: held[k.id] for k in [self, *(also or [])] if k.model is not None and held and k.id in held}
+        if models:  # the evidence that each model held: its judgment of the result
+            out["models"] = models
         return out
 
 
-def excuse(entries: list[Known], rec: dict[str, Any]) -> tuple[list[Known], set[str]]:
+def excuse(entries: list[Known], rec: dict[str, Any],
+           held: dict[str, Any] | None = None) -> tuple[list[Known], set[str]]:
     """The entries that make a failing result known, and the symptoms none of them excuses (empty
     when it is known). Each symptom must be excused by an entry in whose scope the result is: a
     float64 Keras loss computed in float32 (`match`, `wrong_dtype`) with a NaN at its +inf logit
     (`nan_expected_finite`) needs both entries, and an entry for the one cannot excuse the other.
+    An entry with a model excuses values only where `held` says its model holds (`Known.excuses_for`).
     The first entry is the one that excuses the worst class (`special`), the rest in file order."""
     scoped = [k for k in entries if k.matches(rec)]
     want = symptoms(rec)
     if not scoped:
         return [], want
     worst = str(rec.get("special") or "match")
-    first = next((k for k in scoped if k.excuses is None or worst in k.excuses), None)
+    ex = {k.id: k.excuses_for(held) for k in scoped}
+    first = next((k for k in scoped if ex[k.id] is None or worst in ex[k.id]), None)  # type: ignore[operator]
     used, left = [], set(want)
     for k in ([first] if first else []) + [k for k in scoped if k is not first]:
-        if left & (k.excuses if k.excuses is not None else left):
+        e = ex[k.id] if ex[k.id] is not None else left
+        if left & e:
             used.append(k)
-            left -= k.excuses if k.excuses is not None else left
+            left -= e
         if not left:
             break
     return used, left
@@ -311,8 +358,41 @@ def parse_entries(entries: list[Any], f: str) -> list[Known]:
                 match[k] = [v] if isinstance(v, str) else list(v)
         _validate_entry(e, match, f, i, frameworks)
         out.append(Known(e["id"], e["description"].strip(), e["framework"], match, e.get("link", ""),
-                         e.get("finding", False)))
+                         e.get("finding", False), _model(e, f, i)))
     return out
+
+
+def _model(e: dict[str, Any], f: str, i: int) -> Model | None:
+    """The entry's `model` table ({dtype, rounds}), checked: unknown keys, dtypes and inputs fail
+    with the valid names."""
+    from . import dtypes as D
+
+    if "model" not in e:
+        return None
+    m = e["model"]
+    if not isinstance(m, dict):
+        raise HarnessInputError(f"known[{i}]: model must be a table {{dtype, rounds}}, not {_shown(m)}", file=f,
+                                field="model")
+    unknown = set(m) - MODEL_KEYS
+    if unknown:
+        raise HarnessInputError(f"known[{i}]: unknown model key(s) {sorted(unknown)}", file=f,
+                                field=f"model.{sorted(unknown)[0]}", choices=sorted(MODEL_KEYS))
+    dt = m.get("dtype")
+    if dt is not None and dt not in D.DTYPE_NAMES:
+        raise HarnessInputError(f"known[{i}]: unknown model dtype {dt!r}", file=f, field="model.dtype",
+                                choices=D.DTYPE_NAMES)
+    rounds = m.get("rounds", [])
+    if not (isinstance(rounds, list) and all(isinstance(r, str) for r in rounds)):
+        raise HarnessInputError(f"known[{i}]: model.rounds must be a list of strings, not {_shown(rounds)}", file=f,
+                                field="model.rounds")
+    bad = [r for r in rounds if r not in MODEL_INPUTS]
+    if bad:
+        raise HarnessInputError(f"known[{i}]: unknown model input {bad[0]!r}", file=f, field="model.rounds",
+                                choices=list(MODEL_INPUTS))
+    if dt is None and not rounds:
+        raise HarnessInputError(f"known[{i}]: a model that rounds nothing to the result's own dtype is the exact "
+                                "semantics: give model.dtype or model.rounds", file=f, field="model")
+    return Model(dt, tuple(dict.fromkeys(rounds)))
 
 
 def _shown(v: Any) -> str:

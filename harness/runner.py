@@ -26,7 +26,7 @@ from . import records
 from . import reference as R
 from .cache import Cache, cache_key
 from .errors import HarnessInputError
-from .known import Baseline, Known, Use, excuse, load_known
+from .known import SYMPTOM_EXTRA, Baseline, Known, Model, Use, excuse, load_known
 from .policy import Policy, Tolerance
 from .verdict import Verdict, condition, judge
 from .vocab import QUICK_EVERY_DTYPE_TAG
@@ -402,19 +402,20 @@ class Session:
         expected = O.output_shapes(item.op, item.check, x.shape, ax, case.options)
         cond = condition(item.op, item.check, x, y, g, ax, tol.sums(dt), opts, dt, v) if out is not None else {}
         checked = _checked_masks(ref, expected, rows, ax, item, x.shape) if rows is not None else None
-        v = judge(item.op, item.check, None if out is None else out.arrays,
-                  None if out is None else out.dtypes, raised, ref, dt, tol, cond, expected, checked)
+        verdict = judge(item.op, item.check, None if out is None else out.arrays,
+                        None if out is None else out.dtypes, raised, ref, dt, tol, cond, expected, checked)
         rec["time_verdict_s"] = time.perf_counter() - t0
         # The budgets' written reasons live once in the run metadata (run_start.policy_budgets).
         rec["tolerance"] = _tolerance_record(self.policy.name, tol)
-        _fill(rec, v, out, raised, ref, x, y, g, expected, item)
+        _fill(rec, verdict, out, raised, ref, x, y, g, expected, item)
         if out is not None and out.devices and any(d != item.device for d in out.devices.values()):
             rec["status"] = "fail"
             rec["message"] = (rec["message"] + "; " if rec["message"] else "") + \
                 f"output on {out.devices}, expected {item.device}"
         repro = ad.repro(call)
         rec["repro"] = INV.with_imports(repro)  # array_of's import, once (the adapter's snippet may hold it)
-        self.classify_known(rec)
+        held = self.judge_models(item, rec, out, ModelInputs(x, y, g, v, dt, rows, ax, expected))
+        self.classify_known(rec, held)
         return rec
 
     def _invariance(self, item: Item, ad: A.Adapter, rec: dict[str, Any], call: A.Call, x: np.ndarray,
@@ -458,27 +459,83 @@ class Session:
             except ValueError:  # a variant without a snippet (a GPU stream): the base's alone
                 pass
         rec["repro"] = INV.with_imports(rec["repro"])
-        self.classify_known(rec)
+        held = self.judge_models(item, rec, out, ModelInputs(x, y, None, None, dt, rows, ax, expected))
+        self.classify_known(rec, held)
         return rec
 
-    def classify_known(self, rec: dict[str, Any]) -> None:
-        with self._lock:  # the CLI's job threads share the session
-            self._classify_known(rec)
+    def judge_models(self, item: Item, rec: dict[str, Any], out: A.Output | None,
+                     mi: ModelInputs) -> dict[str, dict[str, Any]]:
+        """entry id -> the judgment of its model (known.Model) of a failing result, for each entry
+        with a model in whose scope the result is: whether the result conforms to what the entry
+        says the framework computes, so that the entry excuses no other defect (Known.excuses_for)."""
+        if rec.get("status") not in ("fail", "error") or rec.get("special") == "harness_error":
+            return {}
+        mine = self.known_use.by_framework.get(item.framework, [])
+        scoped = [k for k in mine if k.matches(rec)]
+        excused = set().union(*(k.excuses or set() for k in scoped))
+        return {k.id: self._model_verdict(k.model, item, out, mi, excused) for k in scoped if k.model is not None}
 
-    def _classify_known(self, rec: dict[str, Any]) -> None:
+    def _model_verdict(self, model: Model, item: Item, out: A.Output | None, mi: ModelInputs,
+                       excused: set[str]) -> dict[str, Any]:
+        """The result judged against the model: the exact reference of the inputs the model
+        rounds, by the budget of its dtype, on the elements the framework gave finite (a
+        non-finite one is a special-value symptom, which an entry's `special` names). It holds
+        when no element is out of that budget and any special-value class left among them is one
+        an entry of the result's scope excuses (float32's own flushed subnormals, say)."""
+        mdt = D.get(model.dtype or item.dtype)
+        about = {"model": model.to_json() | {"dtype": mdt.name}}
+        if out is None:
+            return about | {"holds": False, "why": "the framework gave no output"}
+        r = set(model.rounds)
+
+        def rounded(a: np.ndarray | None, what: str) -> np.ndarray | None:
+            return a if a is None or what not in r else D.cast_exact(a, mdt)
+
+        y = mi.y
+        if y is not None and "labels" in r:
+            if y.dtype.kind in "iu":  # class indices through the dtype's floating point and back
+                yf = D.cast_exact(y.astype(np.float64), mdt)
+                if not np.all(np.isfinite(yf)):
+                    return about | {"holds": False, "why": f"a label beyond {mdt.name}'s range"}
+                y = yf.astype(np.int64)
+            else:
+                y = D.cast_exact(y, mdt)
+        x, g, v = rounded(mi.x, "logits"), rounded(mi.g, "cotangent"), rounded(mi.v, "direction")
+        opts = item.case.options_for(mdt if "options" in r else mi.dt)
+        check = "forward" if INV.is_invariance(item.check) else item.check
+        tol = self.policy.tolerance(item.op, check, mdt.name, item.framework, item.case.tolerance)
+        ref, _ = self.reference(item, x, y, mdt, mi.rows, g, opts, v)
+        cond = condition(item.op, check, x, y, g, mi.ax, tol.sums(mdt), opts, mdt, v)
+        rows = _checked_masks(ref, mi.expected, mi.rows, mi.ax, item, x.shape) if mi.rows is not None else None
+        finite = {n: np.isfinite(np.asarray(a, dtype=np.float64)) & (True if rows is None else rows[n])
+                  for n, a in out.arrays.items() if n in mi.expected and np.shape(a) == mi.expected[n]}
+        vm = judge(item.op, check, out.arrays, out.dtypes, None, ref, mdt, tol, cond, mi.expected,
+                   finite if len(finite) == len(mi.expected) else None)
+        counts = vm.special_counts or {}
+        over = vm.n_bad - counts.get("subnormal_flushed", 0)
+        left = sorted({c for c, n in counts.items() if n and c != "match"} - excused)
+        holds = vm.shape_ok and over == 0 and not left
+        return about | {"holds": bool(holds), "excess": vm.excess, "max_ulp": vm.max_ulp, "n_bad": over,
+                        "n_checked": vm.n_checked, "unexcused": left, "worst": (vm.bad or [vm.worst])[0]}
+
+    def classify_known(self, rec: dict[str, Any], held: dict[str, dict[str, Any]] | None = None) -> None:
+        with self._lock:  # the CLI's job threads share the session
+            self._classify_known(rec, held or {})
+
+    def _classify_known(self, rec: dict[str, Any], held: dict[str, dict[str, Any]]) -> None:
         if rec.get("special") == "harness_error":  # a defect of the harness is never a framework's known
             return  # deviation, nor an earlier run's failure: it stays an error (issue 21)
         mine = self.known_use.by_framework.get(str(rec.get("framework")), [])
         if rec["status"] in ("fail", "error"):
-            used, left = excuse(mine, rec)
+            used, left = excuse(mine, rec, held)
             if used and not left:
-                rec["known"] = used[0].to_json(used[1:])
+                rec["known"] = used[0].to_json(used[1:], held)
             else:
                 scoped = [k for k in mine if k.matches(rec)]
                 if scoped:  # in the scope of entries that excuse other symptoms: say which
                     rec["message"] = (rec.get("message") or "") + (
                         f"; not a known discrepancy: {', '.join(sorted(left))} excused by no entry of its scope ("
-                        + "; ".join(f"{k.id}: {', '.join(sorted(k.excuses or ()))}" for k in scoped) + ")")
+                        + "; ".join(_excuse_text(k, held) for k in scoped) + ")")
         self.known_use.observe(rec)
         if self.baseline is not None:
             self.baseline.apply(rec)
@@ -489,6 +546,41 @@ class Session:
         scope of (known.Use.unused; known.stale says when a run can call them stale)."""
         return self.known_use.unused(frameworks, self.policy.name, in_scope)
 
+
+
+@dataclass(frozen=True)
+class ModelInputs:
+    """What a model's judgment of a result needs besides the result (Session.judge_models): the
+    inputs in the tested dtype `dt`, as exact float64 values (labels as the reference takes
+    them), the sampled rows, the class axis and the outputs' shapes."""
+
+    x: np.ndarray
+    y: np.ndarray | None
+    g: np.ndarray | None
+    v: np.ndarray | None
+    dt: D.DType
+    rows: np.ndarray | None
+    ax: int
+    expected: dict[str, tuple[int, ...]]
+
+
+def _excuse_text(k: Known, held: dict[str, dict[str, Any]]) -> str:
+    """What an entry of a failing result's scope excuses, for its message; for an entry whose
+    model does not hold there, why (known.Model)."""
+    text = f"{k.id}: {', '.join(sorted(k.excuses or ()))}"
+    m = held.get(k.id)
+    if k.model is None or m is None or m.get("holds"):
+        return text
+    if m.get("why"):
+        why = m["why"]
+    elif m.get("n_bad"):
+        w = m.get("worst") or {}
+        why = (f"{m['n_bad']} of {m['n_checked']} elements out of its budget, up to {m['excess']:.3g} times it"
+               + (f" ({w['output']}{w['index']}: got {w['got']!r}, model {w['exact']!r})" if w.get("output") else ""))
+    else:
+        why = f"special values {', '.join(m.get('unexcused') or ())} that no entry excuses"
+    return (f"{text}, but its model ({k.model.describe()}) does not hold: {why}; "
+            f"so it excuses only {', '.join(sorted((k.excuses or set(SYMPTOM_EXTRA)) & set(SYMPTOM_EXTRA))) or 'nothing'}")
 
 
 def base_record(item: Item) -> dict[str, Any]:

@@ -10,6 +10,7 @@ the entry describes is known.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import json
 from pathlib import Path
@@ -19,9 +20,11 @@ import pytest
 
 from harness import adapters as A
 from harness import cases as K
+from harness import dtypes as D
 from harness.adapters.base import Call, Output
 from harness.cache import Cache
-from harness.known import Known, excuse, input_kinds, load_known, symptoms
+from harness.errors import HarnessInputError
+from harness.known import Known, Model, excuse, input_kinds, load_known, parse_entries, symptoms
 from harness.policy import load as load_policy
 from harness.runner import Item, Session
 from tests.plugins.mutants import Careful
@@ -132,10 +135,13 @@ class KerasFloatx(Careful):
     modes = ("eager",)
     variants = {"softmax_cross_entropy": ("keras",)}
     wrong: str | None = None
+    floatx = "float32"
 
     def run(self, call: Call) -> Output:
-        f32 = Call(**{**call.__dict__, "dtype": "float32", "logits": np.asarray(call.logits, np.float32),
-                      "labels": np.asarray(call.labels, np.float32)})
+        fx = D.get(self.floatx)
+        f32 = Call(**{**call.__dict__, "dtype": self.floatx,
+                      "logits": D.cast_exact(np.asarray(call.logits, np.float64), fx),
+                      "labels": D.cast_exact(np.asarray(call.labels, np.float64), fx)})
         out = super().run(f32)
         arrays = {k: v.copy() for k, v in out.arrays.items()}
         if self.wrong == "nan":  # a NaN loss for finite logits in range
@@ -153,6 +159,14 @@ class KerasFloatxNan(KerasFloatx):
 
 class KerasScaled(KerasFloatx):
     wrong = "scaled"
+
+
+class KerasBfloat16(KerasFloatx):
+    """A float64 loss computed in bfloat16 (a mixed-precision policy's), returned in float32: the
+    symptoms of keras-cce-computes-in-floatx (`match`, `wrong_dtype`), values 2^16 times further
+    off than float32's."""
+
+    floatx = "bfloat16"
 
 
 class ScipyFloat64(Careful):
@@ -196,11 +210,13 @@ class TfFlushDoubled(TfFlush):
     (KerasFloatx, CE, "softmax_cross_entropy", "float16", "keras", "keras-cce-computes-in-floatx-half"),
     (KerasFloatxNan, CE, "softmax_cross_entropy", "float64", "keras", None),
     (KerasScaled, CE, "softmax_cross_entropy", "float16", "keras", None),
+    (KerasBfloat16, CE, "softmax_cross_entropy", "float64", "keras", None),
     (ScipyFloat64, LSE, "logsumexp", "bfloat16", "default", "scipy-logsumexp-bfloat16-returns-float64"),
     (ScipyPlusOne, LSE, "logsumexp", "bfloat16", "default", None),
     (TfFlush, TINY, "softmax", "float32", "default", "ftz-subnormal-results-tf"),
     (TfFlushDoubled, TINY, "softmax", "float32", "default", None),
-], ids=["floatx-float64", "floatx-float16", "floatx-nan", "float16-wrong-values", "scipy-float64", "scipy-plus-one",
+], ids=["floatx-float64", "floatx-float16", "floatx-nan", "float16-wrong-values", "floatx-bfloat16", "scipy-float64",
+        "scipy-plus-one",
         "tf-flush", "tf-flush-doubled"])
 def test_an_entry_excuses_what_it_describes_and_no_other_defect(tmp_path, cls, case, op, dtype, variant, known):
     """Under the project's known.toml, the behaviour an entry describes is known; a wrong
@@ -213,6 +229,95 @@ def test_an_entry_excuses_what_it_describes_and_no_other_defect(tmp_path, cls, c
     assert (rec.get("known") or {}).get("id") == known, (rec.get("known"), rec.get("message"), symptoms(rec))
     if known is None:
         assert "not a known discrepancy" in rec["message"]
+
+
+def test_a_model_excuses_what_the_framework_computes_and_not_a_worse_computation_of_the_same_symptoms(tmp_path):
+    """keras-cce-computes-in-floatx's model (float32 arithmetic on float32-rounded inputs): a float64
+    loss computed in float32 is known, with the model's judgment as evidence; one computed in
+    bfloat16 has the same symptoms (`match`, `wrong_dtype`) and was known before models; now it
+    fails, naming the model and how far off it is."""
+    item = _item(CE, "softmax_cross_entropy", "tensorflow", "float64", "keras")
+    with A.registered("tensorflow", KerasFloatx):
+        rec = _session(tmp_path, load_known()).run(item)
+    m = rec["known"]["models"]["keras-cce-computes-in-floatx"]
+    assert m["holds"] and m["model"]["dtype"] == "float32" and m["n_bad"] == 0 and m["excess"] < 1
+    # Row 0, logits [1, 2, 3], label 2: exact log(e + e^2 + e^3) - 3 = 0.4076059644443803; float32
+    # gives its nearest float, 0.40760597586631775: ~1e8 float64 ULPs, under the model 0.5 ULP at most.
+    assert rec["output"]["out"][0] == 0.40760597586631775 and rec["max_ulp"] > 1e7 and m["max_ulp"] <= 0.5
+
+    with A.registered("tensorflow", KerasBfloat16):
+        worse = _session(tmp_path, load_known()).run(item)
+        unmodelled = [dataclasses.replace(k, model=None) for k in load_known()]
+        before = _session(tmp_path, unmodelled).run(item)
+    assert symptoms(worse) == symptoms(rec) == {"match", "wrong_dtype"}
+    assert worse["output"]["out"][0] == 0.408203125  # bfloat16's nearest
+    assert not worse.get("known") and "its model (the exact result of logits, labels, cotangent, options rounded " \
+        "to float32, within float32's budget) does not hold: 2 of 2 elements out of its budget" in worse["message"]
+    assert "so it excuses only wrong_dtype" in worse["message"]
+    assert before["known"]["id"] == "keras-cce-computes-in-floatx"  # what the model closes
+
+
+class KerasLabelsRounded(Careful):
+    """keras-jax's SparseCategoricalCrossentropy(dtype=...) as sparse-dtype-rounds-integer-labels-
+    keras-jax describes it: the integer labels through the loss's dtype (`through`, default the
+    call's) and back."""
+
+    name = "keras-jax"
+    modes = ("eager",)
+    variants = {"sparse_softmax_cross_entropy": ("dtype",)}
+    through: str | None = None
+
+    def run(self, call: Call) -> Output:
+        lab = D.cast_exact(np.asarray(call.labels, np.float64), D.get(self.through or call.dtype)).astype(np.int64)
+        return super().run(Call(**{**call.__dict__, "labels": lab}))
+
+
+class KerasLabelsThroughBfloat16(KerasLabelsRounded):
+    through = "bfloat16"
+
+
+_X = (np.arange(4110) % 16) / 16  # exact in float16
+_X[4102] = 8.0
+VOCAB = K.parse_case({"id": "large_vocab/t", "logits": [_X.tolist()], "labels": [4102],
+                      "op": "sparse_softmax_cross_entropy"}, file="<test>", index=0, family=None, base=ROOT)
+
+
+@pytest.mark.parametrize("cls, loss, known", [
+    (KerasLabelsRounded, 8.6953125, True),
+    (KerasLabelsThroughBfloat16, 9.1953125, False),
+])
+def test_a_model_that_rounds_the_labels(tmp_path, cls, loss, known):
+    """Label 4102 of 4110 classes (logits (j mod 16)/16, x[4102] = 8): exact loss
+    1.1923419718200918. Through float16 (spacing 4 at 4096) it becomes 4104, whose loss
+    8.692341971820092 rounds to 8.6953125: what the entry's model ({rounds = ["labels"]})
+    computes, known. Through bfloat16 on a float16 call it becomes 4096 (9.192341971820092,
+    9.1953125): the same symptom, another computation, not known (mpmath at 200 bits)."""
+    with A.registered("keras-jax", cls):
+        rec = _session(tmp_path, load_known()).run(
+            _item(VOCAB, "sparse_softmax_cross_entropy", "keras-jax", "float16", "dtype"))
+    assert rec["status"] == "fail" and rec["worst"]["got"] == loss
+    assert rec["worst"]["exact"] == 1.1923419718200918
+    assert bool(rec.get("known")) == known, rec.get("message")
+    if known:
+        assert rec["known"]["models"]["sparse-dtype-rounds-integer-labels-keras-jax"]["max_ulp"] <= 0.5
+
+
+def test_a_model_is_checked_when_the_file_is_read():
+    base = {"id": "m", "framework": "numpy", "description": "d", "special": ["match"]}
+    ok = parse_entries([{**base, "model": {"dtype": "float32", "rounds": ["logits", "labels"]}}], "k.toml")[0]
+    assert ok.model == Model("float32", ("logits", "labels"))
+    assert ok.excuses_for({"m": {"holds": True}}) == {"match"} and ok.excuses_for({}) == set()
+    for model, field, words in [
+        ({"dtype": "float33"}, "model.dtype", "valid: float16, bfloat16, float32, float64"),
+        ({"dtype": "float32", "round": ["logits"]}, "model.round", "valid: dtype, rounds"),
+        ({"rounds": ["logit"]}, "model.rounds", "valid: logits, labels, cotangent, direction, options"),
+        ({"rounds": "logits"}, "model.rounds", "must be a list of strings"),
+        ({}, "model", "give model.dtype or model.rounds"),
+        ("float32", "model", "must be a table"),
+    ]:
+        with pytest.raises(HarnessInputError) as e:
+            parse_entries([{**base, "model": model}], "k.toml")
+        assert e.value.field == field and words in str(e.value) and "k.toml" in str(e.value), str(e.value)
 
 
 def test_a_stale_entry_is_one_whose_scope_ran_and_excused_nothing(tmp_path):
@@ -259,6 +364,10 @@ def test_the_report_shows_the_other_entries_a_result_needed():
                                     "also": ["floatx"]}
     rec["known"].pop("also")
     assert "also" not in detail(rec)["known"]
+    rec["known"]["models"] = {"floatx": {"model": {"dtype": "float32", "rounds": ["logits", "labels"]}, "holds": True,
+                                         "excess": 0.2096}}
+    assert detail(rec)["known"]["models"] == [
+        "floatx: model held (logits, labels rounded to float32; largest error 0.21 of its budget)"]
 
 
 def _run_start(run_id, library, shard=None, worker=None, policy="standard"):

@@ -257,6 +257,16 @@ DETAIL_META = ("test_id", "framework_version", "device_name", "family", "case_so
                "reference_prec_bits", "reference_claim_bits", "framework_warnings")
 
 
+def _model_text(kid: str, m: dict[str, Any]) -> str:
+    """One line for a known entry's model judgment: what it rounds, to which dtype, and the
+    largest error as a fraction of that dtype's budget."""
+    mod = m.get("model") if isinstance(m.get("model"), dict) else {}
+    rounds = ", ".join(str(r) for r in mod.get("rounds") or []) or "nothing"
+    ex = m.get("excess")
+    size = f"; largest error {ex:.3g} of its budget" if isinstance(ex, (int, float)) else ""
+    return f"{kid}: model {'held' if m.get('holds') else 'did not hold'} ({rounds} rounded to {mod.get('dtype')}{size})"
+
+
 def detail(rec: dict[str, Any], limit: int = 64, text: int = 4000) -> dict[str, Any]:
     """What the expanded row of a discrepancy shows, arrays cut to `limit` values."""
     d: dict[str, Any] = {"message": _cut(rec.get("message"), text), "repro": _cut(rec.get("repro"), text)}
@@ -267,6 +277,9 @@ def detail(rec: dict[str, Any], limit: int = 64, text: int = 4000) -> dict[str, 
     if isinstance(rec.get("known"), dict):
         d["known"] = {k: rec["known"].get(k) for k in ("id", "description", "link", "source", "also")
                       if k != "also" or rec["known"].get("also")}
+        models = rec["known"].get("models")
+        if isinstance(models, dict) and models:  # the evidence that each entry's model held (known.Model)
+            d["known"]["models"] = [_model_text(k, m) for k, m in models.items() if isinstance(m, dict)]
     if isinstance(rec.get("worst"), dict):
         d["worst"] = rec["worst"]
     if isinstance(rec.get("peers"), dict):  # harness/cause.py: the other implementations on this input

@@ -309,6 +309,9 @@
       if (Array.isArray(d.known.also) && d.known.also.length) {  // the other entries its symptoms needed
         kp.appendChild(h("div", { cls: "muted", text: "also: " + d.known.also.map(String).join(", ") }));
       }
+      if (Array.isArray(d.known.models)) {  // each entry's model, judged on this result (harness.known.Model)
+        d.known.models.forEach(function (t) { kp.appendChild(h("div", { cls: "muted", text: String(t) })); });
+      }
       grid.appendChild(panel("known discrepancy", kp, true));
     }
     if (d.peers && Object.keys(d.peers).length) {
