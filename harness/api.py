@@ -198,8 +198,10 @@ def assert_conforms(fn: Callable[..., Any], op: str, *, framework: str, dtypes: 
     - `known`: deviations you accept, each a dict with the keys of a [[known]] entry of
       harness/known.toml (id, description, what it matches: cases, dtypes, checks, status,
       inputs, ...; `framework` is this call's; and `special`, the symptoms it excuses, every one
-      if none is given): a result each of whose symptoms an entry matching it excuses is
-      recorded as known, not a failure. Say why in `description`; an entry that matches no result is reported with a
+      if none is given; `model`, {dtype, rounds}, where you know what `fn` computes instead: a
+      float64 kernel that computes in float32 is {"dtype": "float32", "rounds": ["logits"]}, and
+      its values are then excused only within float32's budget): a result each of whose
+      symptoms an entry matching it excuses is recorded as known, not a failure. Say why in `description`; an entry that matches no result is reported with a
       UserWarning (a stale excuse, or one meant for other cases).
     Skips (an option `fn` does not take, a class axis it cannot be told) are not failures, but a
     call in which nothing at all was checked raises: a conformance claim needs evidence.

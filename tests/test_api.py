@@ -117,6 +117,32 @@ def test_assert_conforms_rejects_wrong_kernels_naming_the_results(fn, where):
     assert bad and all(r["dtype"] == "float32" for r in bad)
 
 
+def _in_float32(x, dim=-1):  # a float64 kernel with no double path: float32 arithmetic, float64 returned
+    return torch.softmax(x.float(), dim=dim).double()
+
+
+def _in_bfloat16(x, dim=-1):  # the same symptoms, in bfloat16
+    return torch.softmax(x.to(torch.bfloat16), dim=dim).double()
+
+
+def test_a_known_entry_with_a_model_accepts_what_the_kernel_computes_and_nothing_worse():
+    """`model`: the entry excuses a float64 kernel's values only within float32's budget of the
+    float32-rounded logits; a kernel that computes in bfloat16 has the same symptom and fails."""
+    f32 = [{"id": "in-float32", "description": "computes in float32", "dtypes": ["float64"], "special": ["match"],
+            "model": {"dtype": "float32", "rounds": ["logits"]}}]
+    recs = assert_conforms(_in_float32, "softmax", framework="torch", dtypes=["float64"], case_filter="seed/*",
+                           checks=["forward"], known=f32)
+    known = [r for r in recs if r.get("known")]
+    assert known and all(r["known"]["models"]["in-float32"]["holds"] for r in known)
+    assert min(r["max_ulp"] for r in known) > 1e3  # float64 ULPs: the entry is needed
+    with pytest.raises(Failure, match="7 of 8 results fail") as e:
+        assert_conforms(_in_bfloat16, "softmax", framework="torch", dtypes=["float64"], case_filter="seed/*",
+                        checks=["forward"], known=f32)
+    bad = [r for r in e.value.records if r["status"] == "fail"]
+    assert len(bad) == 7 and all(not r.get("known") and "its model (the exact result of logits rounded to float32, "
+                                 "within float32's budget) does not hold" in r["message"] for r in bad)
+
+
 def test_a_known_entry_that_matches_nothing_warns_and_a_call_that_checks_nothing_raises():
     with pytest.warns(UserWarning, match="matched no result: nothing-here"):
         assert_conforms(_right, "softmax", framework="torch", dtypes=["float64"], case_filter="seed/*", checks=["forward"],
