@@ -414,36 +414,69 @@ def _logsumexp_formula(be: Any, check: str, r: Row, ys: Any, gs: Any, opts: dict
 # tiny T_b, as Row does for the plain op.
 
 
-def weighted_sign(xs: list[float], bs: list[float]) -> int:
-    """The sign of sum_i b_i exp(x_i) over the finite x_i, exactly: 0 only when the weights of
-    each distinct logit sum to 0 (the exponentials of distinct rationals are linearly independent
-    over the algebraic numbers: Lindemann-Weierstrass), else the sign of an interval evaluation at
-    a precision raised until the interval excludes 0 (it does, the sum being nonzero)."""
+#: Exponents of exact sums of exponentials (exp_sum) are integers in units of 2^-EXP_UNIT: every
+#: double, and every sum or integer multiple of doubles, is an integer multiple of 2^-1074.
+EXP_UNIT = 1074
+
+
+def exponent(x: float | Fraction) -> int:
+    """x (a double, or a sum of them) as an exponent of exp_sum: x 2^EXP_UNIT, an integer."""
+    q = Fraction(x) * (1 << EXP_UNIT)
+    if q.denominator != 1:
+        raise ValueError(f"{x} is no multiple of 2^-{EXP_UNIT}")
+    return q.numerator
+
+
+def exp_sum(terms: dict[int, Fraction], rel_bits: int | None = None) -> tuple[int, Any]:
+    """The sign of sum_k c_k exp(k 2^-EXP_UNIT) for exact rationals c_k, exactly; with `rel_bits`,
+    also the ends (lo, hi) of an interval around the sum (mpf numbers) narrower than 2^-rel_bits
+    relative (None for the exact 0, or without `rel_bits`).
+
+    The sum is 0 only when every c_k is 0: the exponentials of distinct rationals are linearly
+    independent over the algebraic numbers (Lindemann-Weierstrass). Else the interval evaluation is
+    repeated at a precision raised until its interval excludes 0 (it does, the sum being nonzero),
+    and is that narrow. The exponents are shifted by the largest one first, exactly: the terms
+    that matter have small exponents then, and the others' exp spreads harmlessly below them."""
     import mpmath
 
-    groups: dict[float, Fraction] = {}
-    for x, b in zip(xs, bs):
-        if math.isfinite(x) and b != 0:
-            groups[x] = groups.get(x, Fraction(0)) + Fraction(b)
-    groups = {x: B for x, B in groups.items() if B != 0}
-    if not groups:
-        return 0
-    m = max(groups)
+    terms = {k: c for k, c in terms.items() if c}
+    if not terms:
+        return 0, None
+    top = max(terms)
     iv, prec, saved = mpmath.iv, 64, mpmath.iv.prec
     try:
         while prec <= 1 << 20:
             iv.prec = prec
             tot = iv.mpf(0)
-            for x, B in groups.items():
-                tot += (iv.mpf(B.numerator) / iv.mpf(B.denominator)) * iv.exp(iv.mpf(x) - iv.mpf(m))
-            if tot.a > 0:
-                return 1
-            if tot.b < 0:
-                return -1
+            for k, c in terms.items():
+                e = iv.exp(iv.ldexp(iv.mpf(k - top), -EXP_UNIT)) if k != top else iv.mpf(1)
+                tot += (iv.mpf(c.numerator) / iv.mpf(c.denominator)) * e
+            if tot.a > 0 or tot.b < 0:
+                sign = 1 if tot.a > 0 else -1
+                if rel_bits is None:
+                    return sign, None
+                tot *= iv.exp(iv.ldexp(iv.mpf(top), -EXP_UNIT))
+                lo, hi = (mpmath.mpf(v) for v in tot._mpi_)
+                if hi - lo <= min(abs(lo), abs(hi)) * mpmath.ldexp(1, -rel_bits):
+                    return sign, (lo, hi)
             prec *= 2
     finally:
         iv.prec = saved
-    raise ArithmeticError(f"the sign of sum b exp(x) over {xs[:8]} is not decided at {prec} bits")
+    raise ArithmeticError(f"the sign of a sum of {len(terms)} exponentials is not decided at {prec} bits")
+
+
+def weighted_sign(xs: list[float], bs: list[float]) -> int:
+    """The sign of sum_i b_i exp(x_i) over the finite x_i, exactly (exp_sum): 0 only when the
+    weights of each distinct logit sum to 0."""
+    groups: dict[int, Fraction] = {}
+    for x, b in zip(xs, bs):
+        if math.isfinite(x) and b != 0:
+            k = exponent(x)
+            groups[k] = groups.get(k, Fraction(0)) + Fraction(b)
+    try:
+        return exp_sum(groups)[0]
+    except ArithmeticError:
+        raise ArithmeticError(f"the sign of sum b exp(x) over {xs[:8]} is not decided") from None
 
 
 def row_options(opts: dict[str, Any], xs: list[float], bs: list[float] | None) -> tuple[list[float], dict[str, Any]]:

@@ -28,12 +28,16 @@ The result of each output element is kept as a double-double (hi, lo) of float64
 ``claim_bits`` bits, and rounded to the tested dtype with round-to-nearest-even. Where the
 certified value may lie on either side of a rounding boundary of the dtype (a midpoint, a power
 of two), the side is decided from a split evaluation, exact rationals plus a transcendental
-rest, and the precision raised until it is (S18, `_SplitBackend`): `rounded` is the correct
-rounding of the exact value, not round-half-to-even's guess.
+rest, and the precision raised until it is (S18, `_SplitBackend`); where no precision up to
+MAX_PREC does (a rest whose first-order terms cancel exactly), from an exact evaluation of the
+row as a rational function of its exponentials (`_Exact`): `rounded` is the correct rounding of
+the exact value, not round-half-to-even's guess.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 import os
 import time
@@ -849,18 +853,26 @@ def _at_risk(h: np.ndarray, l_: np.ndarray, r: np.ndarray, dt: D.DType) -> list[
 
 
 def _decide_row(be: Any, op: str, check: str, xs: list[float], ys: Any, gs: Any, opts: dict[str, Any], p: int,
-                risky: list[tuple[str, int, Boundary]]) -> list[tuple[float, float]] | None:
+                risky: list[tuple[str, int, Boundary]], exact: bool = False) -> list[tuple[float, float]] | None:
     """(hi, lo) of each risky element from the row's split evaluation at p bits, or None when
-    one is not decided there. Where MPFR's exponent range would lose a sign, mpmath decides."""
+    one is not decided there. Where MPFR's exponent range would lose a sign, mpmath decides.
+    With `exact` (the last precision, Ziv's strategy run out), an element the split evaluation
+    leaves undecided is decided from the row's exact evaluation instead (`_decide_exact`): a rest
+    whose terms cancel exactly to their first order, leaving e^-2e30, is beyond every precision."""
     sp = _SplitBackend(be)
     try:
         split = _evaluate(sp, op, check, xs, ys, gs, opts, p)[0]
         split_lo = None if be.ball else _evaluate(sp, op, check, xs, ys, gs, opts, p - GAP)[0]
     except be.underflow:
-        return _decide_row(backend("mpmath"), op, check, xs, ys, gs, opts, p, risky)
+        return _decide_row(backend("mpmath"), op, check, xs, ys, gs, opts, p, risky, exact)
     out = []
+    exact_vals: dict[str, list[Any]] | None = None
     for n, i, bnd in risky:
         res = _decide(be, split[n][i], None if split_lo is None else split_lo[n][i], bnd, p)
+        if res is None and exact:
+            if exact_vals is None:
+                exact_vals = _exact_values(op, check, xs, ys, gs, opts) or {}
+            res = _decide_exact(exact_vals[n][i], bnd) if exact_vals else None
         if res is None:
             return None
         out.append(res)
@@ -887,13 +899,17 @@ def _sign(be: Any, w: Any, w_lo: Any) -> int | None:
     return sw if sw == sl else None
 
 
+def _boundary_value(bnd: Boundary) -> Fraction:
+    """The boundary B of `_at_risk`, exactly."""
+    return Fraction(bnd[1]) if bnd[0] == "double" else sum((Fraction(x) * Fraction(y) for x, y in bnd[1]), Fraction(0))
+
+
 def _decide(be: Any, v: _Split, v_lo: _Split | None, bnd: Boundary, p: int) -> tuple[float, float] | None:
     """The double-double (hi, lo) of an element near the boundary bnd, from its split value
     a + t (and, for a point backend, the same at P - GAP bits): the side of the exact value is
     the sign of (a - B) + t, exact in its first term. None when that sign is not certain at this
     precision (the precision is then raised)."""
-    B = Fraction(bnd[1]) if bnd[0] == "double" else sum((Fraction(x) * Fraction(y) for x, y in bnd[1]), Fraction(0))
-    Dq = v.a - B
+    Dq = v.a - _boundary_value(bnd)
 
     def rest(x: _Split, q: Fraction, prec: int) -> Any:
         with be.context(prec):
@@ -972,7 +988,10 @@ def _certified_row(be: Any, op: str, check: str, xs: list[float], ys: Any, gs: A
                      for i, bnd in _at_risk(*dd[n], widths[n] if be.ball else _point_widths(dd[n][0], widths[n], p), dt)]
             undecided = any(bnd is None for _, _, bnd in risky)
             if risky and not undecided:
-                decided = _decide_row(be, op, check, xs, ys, gs, opts, p, risky)
+                # The exact decision only where Ziv's strategy has run out: it is slower for a row
+                # of many distinct logits (its numerators grow as their powers), and a row the
+                # split arithmetic decides keeps the (hi, lo) and precision it always had (cache).
+                decided = _decide_row(be, op, check, xs, ys, gs, opts, p, risky, exact=p * 2 > MAX_PREC)
                 if decided is None:
                     undecided = True
                 else:
@@ -1204,6 +1223,288 @@ class _SplitBackend:
 
     def zero(self) -> _Split:  # the exact 0 a formula starts from (logsumexp's weights: T's Q = 0)
         return self.num(0.0)
+
+
+# --------------------------------------------------------------------------------------------
+# Exact decisions (S18): where the split arithmetic's rest drowns in its own error
+
+
+class _TooLarge(Exception):
+    """An exact rational function of the row's exponentials outgrew `_EXACT_WORK`."""
+
+
+#: The most term products one multiplication of `_Exact` numbers may take: a row of n distinct
+#: logits gives second derivatives over S^3, whose expansion has about n^3 / 6 terms.
+_EXACT_WORK = 1 << 18
+
+#: A sum of exponentials {k: c}: sum_k c exp(k 2^-EXP_UNIT), c a nonzero Fraction (ops.exp_sum).
+Poly = dict
+
+
+def _padd(a: Poly, b: Poly, sign: int = 1) -> Poly:
+    out = dict(a)
+    for k, c in b.items():
+        v = out.get(k, 0) + (c if sign > 0 else -c)
+        if v:
+            out[k] = v
+        else:
+            out.pop(k, None)
+    return out
+
+
+def _pmul(a: Poly, b: Poly) -> Poly:
+    if len(a) * len(b) > _EXACT_WORK:
+        raise _TooLarge
+    out: Poly = {}
+    for k1, c1 in a.items():
+        for k2, c2 in b.items():
+            k = k1 + k2
+            out[k] = out.get(k, 0) + c1 * c2
+    return {k: c for k, c in out.items() if c}
+
+
+# A denominator: a sorted tuple of (factor, power), each factor a normalised Poly as a sorted tuple
+# of its (k, c) (largest k 0, its c 1): equal factors compare equal, whatever made them.
+
+def _qcombine(a: tuple, b: tuple, how: Callable[[int, int], int]) -> tuple:
+    pa, pb = dict(a), dict(b)
+    out = {f: how(pa.get(f, 0), pb.get(f, 0)) for f in {**pa, **pb}}
+    return tuple(sorted((f, n) for f, n in out.items() if n > 0))
+
+
+def _qmul(a: tuple, b: tuple) -> tuple:
+    return _qcombine(a, b, lambda x, y: x + y) if a and b else a or b
+
+
+def _qdiv(a: tuple, b: tuple) -> tuple:  # b divides a
+    return _qcombine(a, b, lambda x, y: x - y) if b else a
+
+
+@functools.lru_cache(maxsize=256)
+def _expand(q: tuple) -> Poly:
+    """The product of a denominator's factors as one Poly (shared: never modified)."""
+    out: Poly = {0: Fraction(1)}
+    for f, n in q:
+        for _ in range(n):
+            out = _pmul(out, dict(f))
+    return out
+
+
+@functools.lru_cache(maxsize=256)
+def _factor_value(f: tuple) -> tuple[int, Any]:
+    """A factor's exact sign and value (an mpf, 64 bits relative)."""
+    import mpmath
+
+    sign, (lo, hi) = O.exp_sum(dict(f), 64)
+    with mpmath.workprec(96):
+        return sign, (lo + hi) / 2
+
+
+class _Opaque:
+    """A value of the exact arithmetic that is no rational function of the row's exponentials (a
+    log: log S, log1p(T)): whatever it enters is opaque too, and left undecided (`_decide_exact`)."""
+
+    def _same(self, *_: Any) -> "_Opaque":
+        return self
+
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = __truediv__ = __rtruediv__ = __neg__ = _same
+
+    def __eq__(self, o: object) -> bool:
+        return False
+
+    def __ne__(self, o: object) -> bool:
+        return True
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+_OPAQUE = _Opaque()
+
+
+class _Exact:
+    """p / q exactly: p a sum of exponentials of exact exponents with exact rational coefficients,
+    sum_k c_k exp(k 2^-1074) (the k: sums of the row's differences d_i = x_i - m), and q a product of
+    such sums (`_expand`). The formulas of softmax's family are rational functions of the row's
+    e_i = exp(d_i), so every value they make is one of these but a log's (`_Opaque`): + - * / keep
+    it exact, with no rounding and no radius, and the distance to a boundary B has the exact sign
+    of p - B q (`minus`), however far below 1 the terms that survive are.
+
+    The split arithmetic (`_Split`) carries its rest t in the base backend: a ball's radius is
+    relative to the terms it was formed from, not to what is left of them, so where the terms of
+    t cancel exactly (softmax's gradient at a tie, 1/2 e - 1/2 e, leaving the e^2 of
+    (1 + 2e) / (32 (1 + e)^2)), t is 0 within e 2^-P: e^-2e30 is out of reach of any precision."""
+
+    __slots__ = ("p", "q")
+
+    def __init__(self, p: Poly, q: tuple = ()):
+        self.p, self.q = p, (q if p else ())
+
+    @staticmethod
+    def of(x: Any) -> Any:
+        if isinstance(x, (_Exact, _Opaque)):
+            return x
+        if isinstance(x, float) and not math.isfinite(x):
+            return _OPAQUE
+        v = Fraction(x)
+        return _Exact({0: v} if v else {})
+
+    def __add__(self, o: Any) -> Any:
+        o = _Exact.of(o)
+        if o is _OPAQUE or not self.p:
+            return o
+        if not o.p:
+            return self
+        if self.q == o.q:
+            return _Exact(_padd(self.p, o.p), self.q)
+        lcm = _qcombine(self.q, o.q, max)
+        return _Exact(_padd(_pmul(self.p, _expand(_qdiv(lcm, self.q))), _pmul(o.p, _expand(_qdiv(lcm, o.q)))), lcm)
+
+    __radd__ = __add__
+
+    def __neg__(self) -> "_Exact":
+        return _Exact({k: -c for k, c in self.p.items()}, self.q)
+
+    def __sub__(self, o: Any) -> Any:
+        return self + (-_Exact.of(o))
+
+    def __rsub__(self, o: Any) -> Any:
+        return _Exact.of(o) + (-self)
+
+    def __mul__(self, o: Any) -> Any:
+        o = _Exact.of(o)
+        if o is _OPAQUE:
+            return o
+        if not self.p or not o.p:
+            return _Exact({})
+        return _Exact(_pmul(self.p, o.p), _qmul(self.q, o.q))
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, o: Any) -> Any:
+        o = _Exact.of(o)
+        if o is _OPAQUE:
+            return o
+        if not o.p:
+            raise ZeroDivisionError("an exact division by 0")
+        common = _qcombine(self.q, o.q, min)
+        p = _pmul(self.p, _expand(_qdiv(o.q, common)))
+        q = _qdiv(self.q, common)
+        top = max(o.p)  # o.p = c exp(top) f, f normalised: a new factor unless a single term
+        c = o.p[top]
+        p = {k - top: v / c for k, v in p.items()}
+        if len(o.p) > 1:
+            q = _qmul(q, ((tuple(sorted((k - top, v / c) for k, v in o.p.items())), 1),))
+        return _Exact(p, q)
+
+    def __rtruediv__(self, o: Any) -> Any:
+        return _Exact.of(o) / self
+
+    def __eq__(self, o: object) -> bool:  # exact equality with a number (the formula asks `== 0`)
+        if not isinstance(o, (int, float, Fraction)) or (isinstance(o, float) and not math.isfinite(o)):
+            return False
+        if o == 0:
+            return not self.p
+        return not self.q and self.p == {0: Fraction(o)}
+
+    def __ne__(self, o: object) -> bool:
+        return not self.__eq__(o)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def minus(self, B: Fraction) -> tuple[int, float]:
+        """The sign of self - B, exactly (ops.exp_sum), and its value rounded to a double (0.0
+        below float64's range: the caller makes it STICKY)."""
+        import mpmath
+
+        w = _padd(self.p, {k: B * c for k, c in _expand(self.q).items()}, -1) if B else self.p
+        sign, ends = O.exp_sum(w, 64)
+        if not sign:
+            return 0, 0.0
+        with mpmath.workprec(96):
+            val = (ends[0] + ends[1]) / 2
+            for f, n in self.q:
+                fs, fv = _factor_value(f)
+                sign *= fs ** n
+                val /= fv ** n
+            return sign, float(val)
+
+
+class _ExactBackend:
+    """The formulas in `_Exact` numbers: no precision, nothing rounded; exp of an exact exponent is
+    a term of its own, every other transcendental value opaque."""
+
+    name = "exact"
+    ball = False
+    underflow = _NeverRaised
+
+    def context(self, prec: int) -> Any:
+        return contextlib.nullcontext()
+
+    strict_context = context
+
+    def num(self, x: float) -> Any:
+        return _Exact.of(x)
+
+    rational = num
+
+    def zero(self) -> _Exact:
+        return _Exact({})
+
+    def exp(self, x: Any) -> Any:
+        if isinstance(x, _Exact) and not x.q and set(x.p) <= {0}:
+            k = x.p.get(0, Fraction(0)) * (1 << O.EXP_UNIT)
+            if k.denominator == 1:
+                return _Exact({k.numerator: Fraction(1)})
+        return _OPAQUE
+
+    def log(self, x: Any) -> Any:  # log(1) = 0
+        return _Exact({}) if x == 1 else _OPAQUE
+
+    def log1p(self, x: Any) -> Any:  # log1p(0) = 0
+        return _Exact({}) if x == 0 else _OPAQUE
+
+    def fsum(self, xs: list[Any]) -> Any:
+        total: Any = _Exact({})
+        for v in xs:
+            total = total + v
+        return total
+
+    def round(self, x: Any) -> Any:
+        return x
+
+
+_EXACT = _ExactBackend()
+
+
+def _exact_values(op: str, check: str, xs: list[float], ys: Any, gs: Any, opts: dict[str, Any]
+                  ) -> dict[str, list[Any]] | None:
+    """The row's outputs in exact arithmetic, or None where they outgrow `_EXACT_WORK`."""
+    try:
+        return _evaluate(_EXACT, op, check, xs, ys, gs, opts, 0)[0]
+    except _TooLarge:
+        return None
+
+
+def _decide_exact(v: Any, bnd: Boundary) -> tuple[float, float] | None:
+    """The double-double (hi, lo) of an element near the boundary bnd from its exact value (as
+    `_decide` from a split one); None where it has none (a log entered it) or it outgrew
+    `_EXACT_WORK`."""
+    v = _Exact.of(v)
+    if v is _OPAQUE:
+        return None
+    try:
+        side, f = v.minus(_boundary_value(bnd))
+        if bnd[0] == "double":
+            hi = float(bnd[1])
+            return (hi, 0.0) if side == 0 else (hi, _sticky(f, side, hi))
+        low, high = bnd[2], bnd[3]
+        hi = (low if _even64(low) else high) if side == 0 else (high if side > 0 else low)
+        if not math.isfinite(hi):
+            return hi, 0.0
+        side, f = v.minus(Fraction(hi))
+    except (_TooLarge, ArithmeticError):
+        return None
+    return hi, (0.0 if side == 0 else _sticky(f, side, hi))
 
 
 def _special_row(be: Any, op: str, check: str, xs: list[float], ys: Any,

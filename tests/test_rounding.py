@@ -274,6 +274,51 @@ def test_S18_exact_values_left_by_terms_that_cancel_are_decided():
                         (op, check, x, name, dt, backend)
 
 
+#: Rows with two maxima: softmax's gradient at a tie (and second derivatives) sits on a power of two
+#: plus a rest in which the terms of e = exp(-M) cancel exactly, leaving e^2: [0, M, 0, M] with
+#: the pattern cotangent gives d_logits_3 = -(1 + 2e) / (32 (1 + e)^2) = -1/32 + e^2/32 + ..., a hair
+#: inside the binade below 1/32. (op, check, labels) with the reference's default cotangent.
+FIRST_ORDER_CANCELLING = [("softmax", "grad", None), ("log_softmax", "grad2", None), ("logsumexp", "grad2", None),
+                          ("sparse_softmax_cross_entropy", "grad2", 0)]
+
+
+def _tied_row(op, check, M, y, dt, backend):
+    x = D.cast_exact(np.array([[0.0, M, 0.0, M]]), dt)
+    ya = None if y is None else np.array([y])
+    return x, R.compute(op, check, x, ya, -1, dt, backend_name=backend)
+
+
+def test_S18_rests_whose_first_order_terms_cancel_are_decided():
+    """A rest whose first-order terms cancel exactly is decided, however small what is left: Arb
+    carried the rest t of the split arithmetic as a ball whose radius is relative to the terms
+    that cancel (e 2^-P for e = exp(-M)), never to what they leave (e^2), so at M = 1e30 no
+    precision decided the side of softmax's gradient of [0, M, 0, M] (bfloat16, float32, float64)
+    and the reference raised ReferenceAccuracyError at 10240 bits; at M = 8000 it did in float16 and
+    bfloat16 (whose precision stops at 10240 bits). The rest is a rational function of e: its sign
+    is decided exactly (reference._Exact). At M = 8000 mpmath recomputes the side (check_row:
+    the rounding and the ULP of the exact value's binade); at M = 1e30 every backend rounds like
+    mpmath at 2000 bits, and decides the same side as at M = 8000 (the sign of the e^2 term)."""
+    for op, check, y in FIRST_ORDER_CANCELLING:
+        g = O.cotangent(O.reference_default(op), op, (1, 4), -1)
+        g = float(g[0]) if O.OPS[op].reduces else g[0].tolist()
+        for dt_name in D.DTYPE_NAMES:
+            d = D.DTYPES[dt_name]
+            for backend in BACKENDS:
+                near = check_row(op, check, [0.0, 8000.0, 0.0, 8000.0], y, g, dt_name, backend)
+                if d.max < 1e30:  # float16: 1e30 is +inf there, rule S8's row
+                    continue
+                x, ref = _tied_row(op, check, 1e30, y, d, backend)
+                name = "d_logits" if check == "grad" else "d2_logits"
+                r, rn = ref.outputs[name], near.outputs[name]
+                with mpmath.workprec(BITS):
+                    want = mp_outputs(op, check, x[0].tolist(), y, g)[name]
+                assert r.rounded.ravel().tolist() == [mp_round(v, d) for v in want], (op, check, dt_name, backend)
+                assert ref.decided >= 1 and np.any(R._on_boundary(r.hi.ravel(), d)), (op, check, dt_name, backend)
+                # the side of each boundary is the sign of the e^2 term, as at M = 8000
+                np.testing.assert_array_equal(np.sign(r.lo), np.sign(rn.lo), err_msg=str((op, check, dt_name, backend)))
+                np.testing.assert_array_equal(D.ulp(r.hi, r.lo, d), D.ulp(rn.hi, rn.lo, d))
+
+
 # --------------------------------------------------------------------------------------------
 # Property: rounded is the correct rounding of a 2000-bit mpmath recompute.
 
