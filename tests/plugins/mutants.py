@@ -160,6 +160,14 @@ class Careful(Adapter):
     def labels_sum(self, y: np.ndarray, ax: int) -> np.ndarray:
         return np.sum(y, axis=ax, keepdims=True)
 
+    def exp(self, d: np.ndarray) -> np.ndarray:
+        """The row's exponentials exp(x - m)."""
+        return np.exp(d)
+
+    def jvp_centre(self, s: np.ndarray, v: np.ndarray, V: np.ndarray) -> np.ndarray:
+        """softmax's tangent along v: s (v - <s, v>)."""
+        return s * (v - V)
+
     def second_order(self, call: Call, x: np.ndarray, s: np.ndarray, y: np.ndarray | None, eps: float, ax: int,
                      C: int) -> dict[str, np.ndarray]:
         """The grad2 check in float64 (docs/semantics.md S25): H v of <g, op(x)>, and the dense
@@ -172,7 +180,7 @@ class Careful(Adapter):
             t = self.weight_terms(np.exp(x - m), b)
             s = t / np.sum(t, axis=ax, keepdims=True)
         V = np.sum(s * v, axis=ax, keepdims=True)
-        c = s * (v - V)
+        c = self.jvp_centre(s, v, V)
         if call.op == "softmax":
             return {"d2_logits": self.softmax_hvp(s, c, g, ax)}
         if call.op == "log_softmax":
@@ -293,7 +301,7 @@ class Careful(Adapter):
         with np.errstate(all="ignore"):
             m = self.shift(x, ax)
             d = x - m
-            e = np.exp(d)
+            e = self.exp(d)
             S = self.total(e, ax)
             L = np.log(S)
             s = e / S
@@ -1237,6 +1245,307 @@ class MaskedReductionNaN(Careful):
         return out
 
 
+
+# The second hunt (2026-12-02): bug classes the quick suite did not yet stand for.
+
+LOG2E = 1.4426950408889634
+
+
+class Exp2Log2eFloat32(Careful):
+    """exp(d) as exp2(d * LOG2E) with log2(e) a float32 constant (1.44269502f, a fused kernel's
+    constexpr) in every dtype: float64 rows lose 1.3e-8 |d| relative in each exponential."""
+
+    name = "mutant_exp2_log2e_f32"
+
+    def exp(self, d):
+        return np.exp2(d * float(np.float32(LOG2E)))
+
+
+class MaskFillFinfoMin(Careful):
+    """A where mask applied as masked_fill(~mask, finfo(dtype).min) (Hugging Face attention's
+    convention) instead of -inf with S22's constants: log_softmax is finite at masked classes and
+    a row with nothing kept is uniform."""
+
+    name = "mutant_mask_fill_finfo_min"
+
+    def masked(self, call):
+        mask = np.asarray(call.options["where"], dtype=bool)
+        ax = call.axis % mask.ndim
+        keep = np.moveaxis(mask, ax, -1)
+        if call.labels is not None and call.op == "sparse_softmax_cross_entropy":
+            lab = np.asarray(call.labels)
+            C = keep.shape[-1]
+            ok = (lab >= 0) & (lab < C)
+            if np.any(ok & ~np.take_along_axis(keep, np.clip(lab, 0, C - 1)[..., None], -1)[..., 0]):
+                raise ValueError("a label on a masked class")
+        elif call.labels is not None and call.op == "softmax_cross_entropy":
+            if np.any((np.moveaxis(np.asarray(call.labels, dtype=np.float64), ax, -1) != 0) & ~keep):
+                raise ValueError("a label on a masked class")
+        lo = -float(D.get(call.dtype).max)
+        x = np.where(mask, np.asarray(call.logits, dtype=np.float64), lo).astype(call.logits.dtype)
+        g = call.cotangent
+        if call.check != "forward" and call.op in ("softmax", "log_softmax"):
+            g = np.where(mask, np.asarray(g, dtype=np.float64), 0.0).astype(g.dtype)
+        vd = call.direction
+        if vd is not None:
+            vd = np.where(mask, np.asarray(vd, dtype=np.float64), 0.0)
+        opts = {k: v for k, v in call.options.items() if k != "where"}
+        return self.compute(Call(**{**call.__dict__, "logits": x, "cotangent": g, "options": opts, "direction": vd}))
+
+
+class ClampNegInfToMin(Careful):
+    """-inf logits clamped to finfo(dtype).min before the op (logits.clamp(min=finfo.min), a guard
+    against NaN): a masked class gets log_softmax -max - lse (finite) and an all -inf row is uniform."""
+
+    name = "mutant_clamp_neg_inf_to_min"
+
+    def compute(self, call):
+        x = np.asarray(call.logits, dtype=np.float64)
+        lo = -float(D.get(call.dtype).max)
+        x = np.where(x == -np.inf, lo, x).astype(call.logits.dtype)
+        return super().compute(Call(**{**call.__dict__, "logits": x}))
+
+
+class ShiftFloorZero(Careful):
+    """The running max of an online softmax initialised to 0 instead of -inf: the shift is
+    max(0, max_j x_j), so a row of very negative logits underflows (S = 0: NaN, -inf, +inf)."""
+
+    name = "mutant_shift_floor_zero"
+
+    def shift(self, x, ax):
+        return np.maximum(super().shift(x, ax), 0.0)
+
+
+class SmoothingRowWeighted(Careful):
+    """Class weights with label smoothing as a per-row weight w[label] of the whole smoothed loss
+    (Keras' class_weight -> sample_weight) instead of each class's own weight w_i on its term
+    (torch's definition, S21)."""
+
+    name = "mutant_smoothing_row_weighted"
+
+    def class_weighted(self, y, call, ax):
+        w = call.options.get("weights")
+        eps = float(call.options.get("label_smoothing", 0.0))
+        if w is None or not eps or call.op != "sparse_softmax_cross_entropy":
+            return super().class_weighted(y, call, ax)
+        w = np.asarray(w, dtype=np.float64)
+        lab = np.clip(np.asarray(call.labels), 0, len(w) - 1)
+        return y * np.expand_dims(w[lab], ax)
+
+
+class WeightedMeanByCount(Careful):
+    """A class-weighted mean divided by the number of rows that take part (sum w_r l_r / N, the
+    mean of the weighted losses) instead of by sum_r w_r (torch's weighted mean)."""
+
+    name = "mutant_weighted_mean_by_count"
+
+    def row_weights(self, call, C):
+        r = super().row_weights(call, C)
+        if call.op != "sparse_softmax_cross_entropy" or "weights" not in call.options:
+            return r
+        return np.where(self.ignored_rows(call), 0.0, 1.0)
+
+
+class LseWeightsGradAbsS(Careful):
+    """logsumexp with b: the gradient with respect to the weights as e_i / |S| (the derivative of
+    log|S| taken through |S| as if S > 0): its sign is wrong where the weighted sum is negative."""
+
+    name = "mutant_lse_weights_grad_abs_s"
+
+    def weights_grad(self, e, S, b, x):
+        return np.where(x == -np.inf, 0.0, e / np.abs(S))
+
+
+class LseNegativeSumAbs(Careful):
+    """logsumexp with b and no return_sign answers log|S| for a negative weighted sum (the sign
+    dropped) instead of NaN (S23: outside the op's domain)."""
+
+    name = "mutant_lse_negative_sum_abs"
+
+    def weighted_lse(self, call, x, ax):
+        if call.options.get("return_sign"):
+            return super().weighted_lse(call, x, ax)
+        out = super().weighted_lse(Call(**{**call.__dict__, "options": {**call.options, "return_sign": True}}), x, ax)
+        out.pop("sign", None)
+        return out
+
+
+class LseSignOfZeroIsOne(Careful):
+    """return_sign's sign of an exactly zero weighted sum answered +1 (copysign(1, S) or
+    S >= 0 ? 1 : -1) instead of 0."""
+
+    name = "mutant_lse_sign_zero_is_one"
+
+    def signed_log(self, S):
+        L, sg = super().signed_log(S)
+        return L, np.where(S == 0, 1.0, sg)
+
+
+class JvpUncentered(Careful):
+    """The tangent of softmax along v as s * v, without - s <s, v> (a custom JVP rule that forgets
+    the centering): every Hessian-vector product built by forward-over-reverse is off."""
+
+    name = "mutant_jvp_uncentered"
+
+    def jvp_centre(self, s, v, V):
+        return s * v
+
+
+class MeanHvpWithoutDivisor(Careful):
+    """The double backward of a mean-reduced loss as that of the sum (the 1 / W dropped in the
+    second-order pass, the first-order one right)."""
+
+    name = "mutant_mean_hvp_without_divisor"
+
+    def run(self, call):
+        if call.check == "grad2" and call.options.get("reduction") == "mean":
+            return super().run(Call(**{**call.__dict__, "options": {**call.options, "reduction": "sum"}}))
+        return super().run(call)
+
+
+class IgnoredRowHvpLeaks(Careful):
+    """ignore_index masked in the loss and its gradient but not in the double backward: an ignored
+    row's H v is that of a row of class 0."""
+
+    name = "mutant_ignored_row_hvp_leaks"
+
+    def weigh(self, y, call, ax):
+        if call.check == "grad2":
+            return self.class_weighted(y, call, ax)
+        return super().weigh(y, call, ax)
+
+
+class SmoothingDroppedInBackward(Careful):
+    """Label smoothing in the loss but not in its gradient with respect to the logits (a fused
+    backward that takes the hard labels: s - y instead of s sum y' - y')."""
+
+    name = "mutant_smoothing_dropped_in_grad"
+
+    def run(self, call):
+        self._check = call.check
+        return super().run(call)
+
+    def smooth(self, y, eps, ax):
+        if getattr(self, "_check", None) == "grad":
+            return y
+        return super().smooth(y, eps, ax)
+
+
+class DefaultIgnoreMinus100(Careful):
+    """Label -100 ignored when no ignore_index is given (torch's default ignore_index=-100 left in
+    place by a wrapper that means "none"): loss and gradient 0 instead of an invalid label (S12)."""
+
+    name = "mutant_default_ignore_minus_100"
+
+    def ignored_rows(self, call):
+        lab = np.asarray(call.labels)
+        if call.options.get("ignore_index") is None:
+            return lab == -100
+        return super().ignored_rows(call)
+
+
+class WeightsByRowIndex(Careful):
+    """Class weights gathered by the row's index (w[r mod C]) instead of by its label (w[y_r]): a
+    gather on the wrong index tensor."""
+
+    name = "mutant_weights_by_row_index"
+
+    def _roww(self, call, shape):
+        w = np.asarray(call.options["weights"], dtype=np.float64)
+        return w[np.arange(int(np.prod(shape, dtype=np.int64))).reshape(shape) % len(w)]
+
+    def class_weighted(self, y, call, ax):
+        if call.options.get("weights") is None or call.op != "sparse_softmax_cross_entropy":
+            return super().class_weighted(y, call, ax)
+        return y * np.expand_dims(self._roww(call, np.shape(call.labels)), ax)
+
+    def row_weights(self, call, C):
+        if call.op != "sparse_softmax_cross_entropy" or "weights" not in call.options:
+            return super().row_weights(call, C)
+        return np.where(self.ignored_rows(call), 0.0, self._roww(call, np.shape(call.labels)))
+
+
+class Float16SumOverflows(Careful):
+    """float16 rows' sum S = sum exp(x - max) held in float16 where it overflows: S > 65504 (a flat
+    row of more than 65504 classes) is +inf, softmax 0 and logsumexp +inf."""
+
+    name = "mutant_f16_sum_overflows"
+
+    def total(self, e, ax):
+        S = super().total(e, ax)
+        if getattr(self, "_dtype", None) == "float16":
+            return np.where(S > 65504.0, np.inf, S)
+        return S
+
+
+class MeanOverElements(Careful):
+    """A mean over every element of the (rows x classes) loss tensor, W C instead of W (torch's
+    KLDivLoss reduction='mean' versus 'batchmean'; a soft-target loss written as
+    (-y * log_softmax).mean())."""
+
+    name = "mutant_mean_over_elements"
+
+    def row_weights(self, call, C):
+        r = super().row_weights(call, C)
+        return r * C if call.options.get("reduction") == "mean" else r
+
+
+class WeightedLseHvpIgnoresWeights(Careful):
+    """The double backward of logsumexp with b taken as that of the plain logsumexp (H v with
+    softmax s instead of the weighted t_i = b_i e_i / S): b dropped on the second-order pass."""
+
+    name = "mutant_weighted_lse_hvp_ignores_b"
+
+    def run(self, call):
+        if call.check == "grad2" and call.op == "logsumexp" and "b" in call.options:
+            opts = {k: v for k, v in call.options.items() if k not in ("b", "return_sign")}
+            return super().run(Call(**{**call.__dict__, "options": opts}))
+        return super().run(call)
+
+
+class ZeroSumGradZero(Careful):
+    """logsumexp with b: an exactly zero weighted sum's gradients answered 0 (a guard S == 0 ? 0)
+    instead of NaN where an entry takes part (S23: no derivative there)."""
+
+    name = "mutant_lse_zero_sum_grad_zero"
+
+    def weighted_lse(self, call, x, ax):
+        out = super().weighted_lse(call, x, ax)
+        if call.check != "forward":
+            b = np.asarray(call.options["b"], dtype=np.float64)
+            m = self.weight_shift(x, b, ax)
+            with np.errstate(all="ignore"):
+                S = np.sum(self.weight_terms(np.exp(x - m), b), axis=ax, keepdims=True)
+            zero = np.broadcast_to(S == 0, x.shape)
+            out = {k: np.where(zero, 0.0, v) for k, v in out.items()}
+        return out
+
+
+class IgnoreIndexAfterWrap(Careful):
+    """Negative labels wrapped into 0..C-1 (Python-style, label % C) before the comparison with
+    ignore_index: a padding row labelled -100 is no longer ignored but computed as class -100 % C."""
+
+    name = "mutant_ignore_index_after_wrap"
+
+    def _wrapped(self, call):
+        lab = np.asarray(call.labels)
+        C = np.shape(call.logits)[call.axis % np.ndim(call.logits)]
+        return np.where(lab < 0, lab % C, lab) if C else lab
+
+    def ignored_rows(self, call):
+        ign = call.options.get("ignore_index")
+        lab = self._wrapped(call)
+        return np.zeros(lab.shape, dtype=bool) if ign is None else lab == ign
+
+    def labels_of(self, call, ax, C):
+        return super().labels_of(Call(**{**call.__dict__, "labels": self._wrapped(call)}), ax, C)
+
+    def row_weights(self, call, C):
+        if call.op != "sparse_softmax_cross_entropy":
+            return super().row_weights(call, C)
+        return super().row_weights(Call(**{**call.__dict__, "labels": self._wrapped(call)}), C)
+
+
 MUTANTS = [IgnoresCotangent, RoundsLseThenSubtracts, NoMaxShift, LogOfSoftmax, RecursiveLowPrecisionSum,
            LabelOffByOne, SoftmaxVjpWithoutCentering, CeGradAssumesNormalisedLabels, Float64InFloat32,
            FlushesSubnormals, WrongClassAxis, GlobalMax, HalfResultForFloat32, IgnoreIndexSilent, NanNotPropagated,
@@ -1249,4 +1558,9 @@ MUTANTS = [IgnoresCotangent, RoundsLseThenSubtracts, NoMaxShift, LogOfSoftmax, R
            WeightedMeanByNTimesMeanW, IgnoredRowGradNotZero, SmoothingTrueClassOnly, OutOfRangeLabelsClamped,
            AllNegInfRowsZero, LseGradFromRoundedOutput, ClippedProbabilities, ZeroLabelTimesNegInf,
            LargeVocabSmoothingDropped, IgnoredRowMaskMultiplied, EmptyMaskRowUnmasked, MaskedReductionNaN,
-           BlockCombineNotRescaled, ReductionSumInDtype, SmoothingLeaksIntoIgnoredRows, Float64LongRowSumInFloat32]
+           BlockCombineNotRescaled, ReductionSumInDtype, SmoothingLeaksIntoIgnoredRows, Float64LongRowSumInFloat32,
+           Exp2Log2eFloat32, MaskFillFinfoMin, ClampNegInfToMin, ShiftFloorZero, SmoothingRowWeighted,
+           WeightedMeanByCount, LseWeightsGradAbsS, LseNegativeSumAbs, LseSignOfZeroIsOne, JvpUncentered,
+           MeanHvpWithoutDivisor, IgnoredRowHvpLeaks, SmoothingDroppedInBackward, DefaultIgnoreMinus100,
+           WeightsByRowIndex, Float16SumOverflows, MeanOverElements, WeightedLseHvpIgnoresWeights, ZeroSumGradZero,
+           IgnoreIndexAfterWrap]
