@@ -145,7 +145,7 @@ def test_default_suite_stays_small(library):
             assert size == C <= LONG_ROW, f"{c.id}: a long_row case is one row of at most {LONG_ROW}"
             long_rows.append(c.id)
             continue
-        if "vocab" in c.tags:  # an option's sum over a whole vocabulary: two rows at most, half dtypes
+        if "vocab" in c.tags:  # a sum over a whole vocabulary (an option's, S's): two rows at most, half dtypes
             assert size // C <= 2 and C <= 131072 and set(c.dtypes) <= {"float16", "bfloat16"}, c.id
             continue
         if "batch" in c.tags:  # a reduction over more rows than float16 counts: 2 classes, half dtypes
