@@ -511,7 +511,7 @@ def _weighted_lse_formula(be: Any, check: str, r: Row, gs: Any, opts: dict[str, 
     # exp(x_i - m) of every finite logit: the row's e_i, or the own one of a logit that takes no
     # part in S_b (b_i = 0, or a group whose weights cancel: row_options), which d_b_i needs all
     # the same, and such a group's d_logits_i = b_i exp(x_i - m) / S_b too.
-    ex = [ei if ei is not None else be.exp(be.num(x) - be.num(r.m)) if math.isfinite(x) else None
+    ex = [ei if ei is not None else be.exp(be.diff(x, r.m)) if math.isfinite(x) else None
           for x, ei in zip(xs, r.e)]
     dl = [0.0 if b == 0 or e is None else gsb * (be.num(b) * e) / den for b, e in zip(bs, ex)]
     db = []

@@ -93,6 +93,40 @@ class _NeverRaised(Exception):
     """The underflow of a backend whose exponents are unbounded."""
 
 
+def _diff_bits(x: float, m: float) -> int:
+    """Bits of mantissa that hold x - m exactly (two finite doubles): from the binade above the
+    larger to the last bit of either."""
+    nz = [v for v in (x, m) if v != 0]
+    if not nz:
+        return 2
+    top = max(math.frexp(v)[1] for v in nz) + 1
+    last = min(max(math.frexp(v)[1] - 53, -1074) for v in nz)
+    return top - last + 1
+
+
+def _point_diff(self: Any, x: float, m: float) -> Any:
+    """d = x - m exactly, for a point backend (S17). exp(d) needs d to 2^-P absolute, not relative:
+    rounded at P bits, 1 - 1.5e38 is -1.5e38 and its exponential off by a factor e, which both
+    evaluations (P and P - GAP) share, and which a factor e^1.5e38 elsewhere in the formula (a
+    cancelled group of logsumexp's weights) carries to an O(1) output. The exact d has as many
+    bits as the span from the larger of x, m to the last bit of either (up to 2100 for doubles)."""
+    n = _diff_bits(x, m)
+    if n <= self.prec():
+        return self.num(x) - self.num(m)
+    with self.context(n):
+        return self.num(x) - self.num(m)
+
+
+def _point_exact(self: Any, q: Fraction) -> Any:
+    """The rational q as a number of a point backend: exactly where it is dyadic (a difference of
+    logits in the split arithmetic, S18), else rounded at the working precision."""
+    den = q.denominator
+    if den & (den - 1):
+        return self.rational(q)
+    with self.context(max(2, abs(q.numerator).bit_length())):
+        return self.rational(q)
+
+
 class _Mpmath:
     name = "mpmath"
     ball = False  # a point backend: certified by a second evaluation
@@ -110,6 +144,12 @@ class _Mpmath:
 
     def num(self, x: float) -> Any:
         return self.mp.mpf(x)  # exact for any float
+
+    def prec(self) -> int:
+        return self.mp.mp.prec
+
+    diff = _point_diff
+    exact = _point_exact
 
     def exp(self, x: Any) -> Any:
         return self.mp.exp(x)
@@ -188,6 +228,12 @@ class _Mpfr:
     def num(self, x: float) -> Any:
         return self.g.mpfr(x)
 
+    def prec(self) -> int:
+        return self.g.get_context().precision
+
+    diff = _point_diff
+    exact = _point_exact
+
     def exp(self, x: Any) -> Any:
         return self.g.exp(x)
 
@@ -238,6 +284,13 @@ class _Arb:
 
     def num(self, x: float) -> Any:
         return self.arb(x)
+
+    def diff(self, x: float, m: float) -> Any:
+        """x - m at the working precision: a ball, whose width shows what a large |x - m| costs exp."""
+        return self.arb(x) - self.arb(m)
+
+    def exact(self, q: Fraction) -> Any:
+        return self.rational(q)
 
     def exp(self, x: Any) -> Any:
         return x.exp()
@@ -1062,7 +1115,6 @@ def _evaluate(be: Any, op: str, check: str, xs: list[float], ys: Any, gs: Any, o
             d = [None if v is None else be.round(v) for v in rounded_from[0]]
             e = [None if v is None else be.round(v) for v in rounded_from[1]]
         else:
-            mm = be.num(m)
             exp = be.exp
             d, e = [], []
             cache: dict[float, tuple[Any, Any]] = {}
@@ -1072,7 +1124,7 @@ def _evaluate(be: Any, op: str, check: str, xs: list[float], ys: Any, gs: Any, o
                     if v == -_INF:
                         hit = cache[v] = (None, None)
                     else:
-                        dv = v - mm
+                        dv = be.diff(v, m)
                         hit = cache[v] = (dv, exp(dv))
                 d.append(hit[0])
                 e.append(hit[1])
@@ -1201,7 +1253,12 @@ class _SplitBackend:
         return _Split(Fraction(0), f(x.base()), self.base)
 
     def exp(self, x: _Split) -> _Split:  # exp(0) = 1; exp of anything else is transcendental
+        if x.a and x.t_is_zero():  # a difference of logits: its exponential from it exactly (`_point_diff`)
+            return _Split(Fraction(0), self.base.exp(self.base.exact(x.a)), self.base)
         return self._transcendental(self.base.exp, x, 0, 1)
+
+    def diff(self, x: float, m: float) -> _Split:
+        return self.num(x) - self.num(m)
 
     def log(self, x: _Split) -> _Split:  # log(1) = 0
         return self._transcendental(self.base.log, x, 1, 0)
@@ -1446,6 +1503,9 @@ class _ExactBackend:
         return _Exact.of(x)
 
     rational = num
+
+    def diff(self, x: float, m: float) -> Any:
+        return self.num(x) - self.num(m)
 
     def zero(self) -> _Exact:
         return _Exact({})

@@ -319,6 +319,63 @@ def test_S18_rests_whose_first_order_terms_cancel_are_decided():
                 np.testing.assert_array_equal(D.ulp(r.hi, r.lo, d), D.ulp(rn.hi, rn.lo, d))
 
 
+def mp_weighted_hvp(xs, bs, g, v):
+    """logsumexp with weights b, grad2 (S23, S25), at the current mpmath precision, straight from
+    its definition: t_i = b_i e^(x_i - M) / S_b with S_b = sum_j b_j e^(x_j - M) (M the largest
+    logit), V = sum_j t_j v_j, and d2_logits_i = g t_i (v_i - V). The sums are taken over the
+    distinct logits, with their coefficients (sums of b_j, of b_j v_j) as exact rationals: a pair
+    of equal logits whose weights cancel is then exactly 0 (mpmath's fsum would lose what is left
+    beside it, 0.5 + e^-1.5e38 - 0.5)."""
+    from fractions import Fraction
+
+    x = [mpmath.mpf(a) for a in xs]
+    M = max(x)
+    Wb: dict[float, Fraction] = {}
+    Wv: dict[float, Fraction] = {}
+    for a, b, vi in zip(xs, bs, v):
+        Wb[a] = Wb.get(a, Fraction(0)) + Fraction(b)
+        Wv[a] = Wv.get(a, Fraction(0)) + Fraction(b) * Fraction(vi)
+
+    def total(W):
+        return mpmath.fsum(mpmath.mpf(q.numerator) / q.denominator * mpmath.exp(mpmath.mpf(a) - M)
+                           for a, q in W.items() if q)
+
+    Sb = total(Wb)
+    V = total(Wv) / Sb
+    t = [mpmath.mpf(b) * mpmath.exp(a - M) / Sb for a, b in zip(x, bs)]
+    return [mpmath.mpf(g) * ti * (mpmath.mpf(vi) - V) for ti, vi in zip(t, v)]
+
+
+def test_S17_mp_weighted_hvp_gives_the_golden_values():
+    """The helper above, against the golden values of test_reference's weighted hvp at [0, 0, 700]."""
+    with mpmath.workprec(BITS):
+        got = mp_weighted_hvp([0.0, 0.0, 700.0], [-1.0, -1.0, 0.5], 1.0, O.direction((3,)).tolist())
+    assert [float(v) for v in got] == [2.9579029631279314e-304, 1.4789514815639657e-304, -4.436854444691897e-304]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dt_name,M", [("float32", 3e38), ("bfloat16", 3e38), ("float64", 1e300), ("float64", 1e30)])
+def test_S17_a_difference_of_logits_is_exact_where_exp_takes_it(dt_name, M, backend):
+    """logsumexp with weights b = [1/2, 1/2, -1/2, -1/8] at [M, M/2, M, 1], grad2 (S23, S25): the
+    two logits M cancel (ops.row_options), so m = M/2 and d_3 = 1 - M/2, which rounds to -M/2 at
+    the starting precision: exp(d_3) came out a factor e too small at both precisions of a point
+    backend, and the factor e^(M/2) of the cancelled pair in V carried it to d2_logits_3 =
+    g e (v_0 - v_2) / 4 = -1.0194, certified as -0.375 (float32; Arb's ball widened and got it).
+    A point backend now forms each d_i = x_i - m exactly (found by a fuzz of ties at large
+    magnitudes)."""
+    d = D.DTYPES[dt_name]
+    x = D.cast_exact(np.array([[M, M / 2, M, 1.0]]), d)
+    b = [[0.5, 0.5, -0.5, -0.125]]
+    v = D.cast_exact(O.direction(x.shape), d)
+    ref = R.compute("logsumexp", "grad2", x, None, -1, d, backend_name=backend, cotangent=np.array([1.0]),
+                    options={"b": b}, direction=v)
+    r = ref.outputs["d2_logits"]
+    with mpmath.workprec(BITS + 2 * int(math.log2(M))):  # x_i - M exact
+        want = mp_weighted_hvp(x[0].tolist(), b[0], 1.0, v[0].tolist())
+        assert r.rounded[0].tolist() == [mp_round(w, d) for w in want], (dt_name, M, backend)
+    assert abs(r.hi[0, 3] + math.e * 1.5 / 4) < 1e-6  # v = [-3, 0, 3, -1] / 4: v_0 - v_2 = -3/2
+
+
 # --------------------------------------------------------------------------------------------
 # Property: rounded is the correct rounding of a 2000-bit mpmath recompute.
 
