@@ -599,6 +599,7 @@ def _reduced(op: str, check: str, x: np.ndarray, labels: Any, ax: int, dt: D.DTy
         return compute(op, check, x, labels, ax, dt, backend_name=be_name, options=base, row_cotangents=G,
                        direction=direction)
     extra = 8
+    n_decided, deciding_s = 0, 0.0
     while True:
         rows = compute(op, "forward", x, labels, ax, dt, backend_name=be_name, options=base, extra_bits=extra)
         r = rows.outputs["out"]
@@ -619,19 +620,99 @@ def _reduced(op: str, check: str, x: np.ndarray, labels: Any, ax: int, dt: D.DTy
             for v in (T - E, T + E):
                 vh = float(v)
                 ends.append(D.round_to(np.array([vh]), np.array([float(v - Fraction(vh))]), dt)[0])
-            if ends[0] != ends[1]:  # the rows' error bounds straddle a rounding boundary: more bits
-                if extra >= 8 + 4 * 64:
-                    raise ReferenceAccuracyError(f"{op}: the {O.reduction(opts)} of {N} rows is not decided at "
-                                                 f"{claim} bits")
-                extra += 64
-                continue
             h = float(T)
             l_ = float(T - Fraction(h))
+            if ends[0] != ends[1]:  # the rows' error bounds straddle a rounding boundary
+                # As a row's value does (S18): a boundary named, the side of the exact sum is decided
+                # from the rows' split values (`_decide_sum`); else, or where those do not decide it,
+                # more bits. T is the boundary plus a hair (1500 + 7/8 e^-4000) that no relative bound
+                # excludes, and the rows' double-doubles cannot carry: escalating alone never ends.
+                risky = _at_risk(np.array([h]), np.array([l_]), np.array([float(E)]), dt)
+                decided = None
+                if risky and risky[0][1] is not None:
+                    t0 = time.perf_counter()
+                    decided = _decide_sum(be_name, op, x, labels, ax, dt, base, Wsum, risky[0][1],
+                                          max(rows.prec_bits, start_prec(dt)))
+                    deciding_s += time.perf_counter() - t0
+                if decided is None:
+                    if extra >= 8 + 4 * 64:
+                        raise ReferenceAccuracyError(f"{op}: the {O.reduction(opts)} of {N} rows is not decided "
+                                                     f"at {claim} bits")
+                    extra += 64
+                    continue
+                h, l_ = decided
+                n_decided += 1
         hh, ll = np.array(h), np.array(l_)
         out = {"out": RefArray(hh, ll, np.asarray(D.round_to(hh.reshape(1), ll.reshape(1), dt)[0]),
                                np.array(invalid))}
-        return Reference(out, rows.prec_bits, claim_bits(dt), rows.backend, None, rows.decided, rows.escalated_rows,
-                         rows.deciding_s)
+        return Reference(out, rows.prec_bits, claim_bits(dt), rows.backend, None, rows.decided + n_decided,
+                         rows.escalated_rows, rows.deciding_s + deciding_s)
+
+
+def _decide_sum(be_name: str, op: str, x: np.ndarray, labels: Any, ax: int, dt: D.DType, opts: dict[str, Any],
+                Wsum: Fraction, bnd: Boundary, p0: int) -> tuple[float, float] | None:
+    """(hi, lo) of a reduction's forward value (the rows' sum, over Wsum) near the boundary bnd, or
+    None where no precision decides its side (S18, S21): the rows' split values a_r + t_r summed,
+    sum a_r exactly and sum t_r at p bits (and at p - GAP for a point backend), their side of bnd
+    decided as a row's (`_decide`), p doubled up to MAX_PREC. (No exact decision after that, as a
+    row's has: a loss's value carries log S, which `_Exact` does not hold.) The rows as `compute`
+    forms them: a mask's entries -inf and its empty rows 0 (S22), the weights' rows (S23), the
+    logits already scaled (S24)."""
+    spec = O.OPS[op]
+    be = backend(be_name)
+    empty = None
+    if "where" in opts:
+        mask = np.asarray(opts["where"], dtype=bool)
+        x = np.where(mask, x, -_INF)
+        empty = ~np.any(np.moveaxis(mask, ax % x.ndim, -1), axis=-1).reshape(-1)
+        opts = {k: v for k, v in opts.items() if k != "where"}
+    xm = np.moveaxis(x, ax, -1)
+    N, C = int(np.prod(xm.shape[:-1], dtype=np.int64)), xm.shape[-1]
+    X, Y = _as_rows(spec, xm, labels, ax)
+    arr = None
+    if spec.input_param in opts:
+        arr = np.moveaxis(np.asarray(opts[spec.input_param], dtype=np.float64), ax, -1).reshape(N, C)
+    fixed: list[float] = []  # the rows whose value needs no arithmetic
+    work = []  # the others: (logits, labels, options)
+    for r in range(N):
+        if empty is not None and empty[r]:
+            fixed.append(spec.masked)
+            continue
+        ys = None if Y is None else (Y[r].tolist() if spec.labels == "dense" else Y[r].item())
+        xs, ro = O.row_options(opts, X[r].tolist(), None if arr is None else arr[r].tolist())
+        special = _special_row(be, op, "forward", xs, ys, None, ro)
+        if special is not None:
+            if not isinstance(special[0]["out"][0], float):
+                return None
+            fixed.append(special[0]["out"][0])
+        else:
+            work.append((xs, ys, ro))
+    if not all(math.isfinite(v) for v in fixed):
+        return None
+    A0 = sum((Fraction(v) for v in fixed), Fraction(0))
+
+    def total(sp: Any, p: int) -> _Split:
+        with sp.context(p):
+            t = sp.rational(A0)
+            for xs, ys, ro in work:
+                t = t + _evaluate(sp, op, "forward", xs, ys, None, ro, p)[0]["out"][0]
+            return t / Wsum if Wsum != 1 else t
+
+    p = p0
+    while True:
+        try:
+            sp = _SplitBackend(be)
+            v = total(sp, p)
+            v_lo = None if be.ball else total(sp, p - GAP)
+        except be.underflow:  # MPFR's exponent range: mpmath's is unbounded
+            be = backend("mpmath")
+            continue
+        res = _decide(be, v, v_lo, bnd, p)
+        if res is not None:
+            return res
+        if p * 2 > MAX_PREC:
+            return None
+        p *= 2
 
 
 def _as_rows(spec: O.OpSpec, xm: np.ndarray, labels: Any, ax: int) -> tuple[np.ndarray, np.ndarray | None]:

@@ -376,6 +376,39 @@ def test_S17_a_difference_of_logits_is_exact_where_exp_takes_it(dt_name, M, back
     assert abs(r.hi[0, 3] + math.e * 1.5 / 4) < 1e-6  # v = [-3, 0, 3, -1] / 4: v_0 - v_2 = -3/2
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dt_name", D.DTYPE_NAMES)
+def test_S18_a_reduction_whose_sum_is_a_boundary_plus_a_hair_is_decided(dt_name, backend):
+    """softmax_cross_entropy's loss y_0 (K + L) + y_1 L at [0, K] (L = log1p(e^-K)) is a short
+    dyadic plus (y_0 + y_1) e^-K: each row's rounding is decided (S18), but a reduction (S21)
+    certified the sum as T +- E with E relative to T, which no precision makes exclude a boundary
+    the exact sum is a hair from: bfloat16 [[0, 4000]], labels [[3/8, 1/2]], reduction sum raised
+    ReferenceAccuracyError at 312 bits (found by a fuzz). Here two rows, each decided on its own,
+    sum to 1024 + 2^(10-p) (a midpoint of every dtype) plus a hair of either sign, and a third row
+    masked out (S22) adds 0: the side is decided from the rows' split values, as in a row, and
+    `rounded` is mpmath's at 8200 bits (e^-4096 is 2^-5909)."""
+    d = D.DTYPES[dt_name]
+    K = 4096.0
+    x = np.array([[0.0, K], [0.0, K], [1.0, 2.0]])
+    for c in (0.0, -0.5):  # the hair (1/4 + c + 2^(-2-p)) L: above the midpoint, then below it
+        y = np.array([[0.25, c], [2.0 ** (-2 - d.p), 0.0], [0.0, 0.0]])
+        with mpmath.workprec(8200):
+            rows = [mp_outputs("softmax_cross_entropy", "forward", x[r].tolist(), y[r].tolist(), None)["out"][0]
+                    for r in range(2)]
+            total = rows[0] + rows[1]
+            half = total / 2
+            assert mp_round(rows[0], d) == 1024.0 and total != 1024 + 2.0 ** (10 - d.p)
+        for opts, want in (({"reduction": "sum"}, total), ({"reduction": "mean"}, half),
+                           ({"reduction": "sum", "where": [[True, True]] * 2 + [[False, False]]}, total)):
+            xs, ys = (x, y) if "where" in opts else (x[:2], y[:2])
+            ref = R.compute("softmax_cross_entropy", "forward", xs, ys, -1, d, backend_name=backend, options=opts)
+            r = ref.outputs["out"]
+            with mpmath.workprec(8200):
+                assert float(r.rounded) == mp_round(want, d), (dt_name, backend, c, opts)
+                assert float(D.ulp(r.hi, r.lo, d)) == mp_ulp(want, d)
+            assert ref.decided >= 1
+
+
 # --------------------------------------------------------------------------------------------
 # Property: rounded is the correct rounding of a 2000-bit mpmath recompute.
 
