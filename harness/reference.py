@@ -52,9 +52,10 @@ from . import ops as O
 from .errors import ReferenceAccuracyError
 
 #: Bump when a change to this module can change any stored reference (cache keys include it).
-#: 5: a mask's empty rows under a reduction (0, not NaN); 4: cotangents in the cache key;
+#: 6: a point backend's d_i = x_i - m exact (S17), a reduction's boundary decided from split sums
+#: (S18, S21); 5: a mask's empty rows under a reduction (0, not NaN); 4: cotangents in the cache key;
 #: 3: correct rounding (S18); 2: S17, arb balls.
-ENGINE_VERSION = "5"
+ENGINE_VERSION = "6"
 MAX_PREC = 16384
 _NAN = float("nan")
 _INF = float("inf")
