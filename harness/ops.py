@@ -465,18 +465,27 @@ def exp_sum(terms: dict[int, Fraction], rel_bits: int | None = None) -> tuple[in
     raise ArithmeticError(f"the sign of a sum of {len(terms)} exponentials is not decided at {prec} bits")
 
 
+def _weights_by_logit(xs: list[float], bs: list[float]) -> dict[float, Fraction]:
+    """The sum of the weights of each distinct finite logit, exactly."""
+    W: dict[float, Fraction] = {}
+    for x, b in zip(xs, bs):
+        if math.isfinite(x):
+            W[x] = W.get(x, Fraction(0)) + Fraction(b)
+    return W
+
+
+def _sign_of(W: dict[float, Fraction], xs: list[float]) -> int:
+    """The sign of sum_x W[x] exp(x), exactly (exp_sum); `xs` names the row in the error."""
+    try:
+        return exp_sum({exponent(x): B for x, B in W.items()})[0]
+    except ArithmeticError:
+        raise ArithmeticError(f"the sign of sum b exp(x) over {xs[:8]} is not decided") from None
+
+
 def weighted_sign(xs: list[float], bs: list[float]) -> int:
     """The sign of sum_i b_i exp(x_i) over the finite x_i, exactly (exp_sum): 0 only when the
     weights of each distinct logit sum to 0."""
-    groups: dict[int, Fraction] = {}
-    for x, b in zip(xs, bs):
-        if math.isfinite(x) and b != 0:
-            k = exponent(x)
-            groups[k] = groups.get(k, Fraction(0)) + Fraction(b)
-    try:
-        return exp_sum(groups)[0]
-    except ArithmeticError:
-        raise ArithmeticError(f"the sign of sum b exp(x) over {xs[:8]} is not decided") from None
+    return _sign_of(_weights_by_logit(xs, bs), xs)
 
 
 def row_options(opts: dict[str, Any], xs: list[float], bs: list[float] | None) -> tuple[list[float], dict[str, Any]]:
@@ -488,12 +497,10 @@ def row_options(opts: dict[str, Any], xs: list[float], bs: list[float] | None) -
     # Equal finite logits whose weights sum to 0 take no part either: their terms cancel exactly,
     # which a ball's e - e cannot show, and the value they leave (often exact: the max, a quotient
     # of one remaining term) sits on a rounding boundary that only exact arithmetic decides (S18).
-    W: dict[float, Fraction] = {}
-    for x, b in zip(xs, bs):
-        if math.isfinite(x):
-            W[x] = W.get(x, Fraction(0)) + Fraction(b)
+    # The groups that cancel add 0 to the sum, so its sign is that of all the groups.
+    W = _weights_by_logit(xs, bs)
     xr = [-_INF if b == 0 or (math.isfinite(x) and W[x] == 0) else x for x, b in zip(xs, bs)]
-    return xr, {**opts, "b": bs, "_x": xs, "_sign": weighted_sign(xr, bs)}
+    return xr, {**opts, "b": bs, "_x": xs, "_sign": _sign_of(W, xr)}
 
 
 def _weighted_lse_formula(be: Any, check: str, r: Row, gs: Any, opts: dict[str, Any]) -> dict[str, list[Any]]:

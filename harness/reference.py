@@ -105,6 +105,12 @@ def _diff_bits(x: float, m: float) -> int:
     return top - last + 1
 
 
+def _num_diff(self: Any, x: float, m: float) -> Any:
+    """x - m in the backend's numbers, at the working precision: a ball's width shows what a large
+    |x - m| costs exp; split and exact numbers hold it exactly."""
+    return self.num(x) - self.num(m)
+
+
 def _point_diff(self: Any, x: float, m: float) -> Any:
     """d = x - m exactly, for a point backend (S17). exp(d) needs d to 2^-P absolute, not relative:
     rounded at P bits, 1 - 1.5e38 is -1.5e38 and its exponential off by a factor e, which both
@@ -113,9 +119,9 @@ def _point_diff(self: Any, x: float, m: float) -> Any:
     bits as the span from the larger of x, m to the last bit of either (up to 2100 for doubles)."""
     n = _diff_bits(x, m)
     if n <= self.prec():
-        return self.num(x) - self.num(m)
+        return _num_diff(self, x, m)
     with self.context(n):
-        return self.num(x) - self.num(m)
+        return _num_diff(self, x, m)
 
 
 def _point_exact(self: Any, q: Fraction) -> Any:
@@ -286,9 +292,7 @@ class _Arb:
     def num(self, x: float) -> Any:
         return self.arb(x)
 
-    def diff(self, x: float, m: float) -> Any:
-        """x - m at the working precision: a ball, whose width shows what a large |x - m| costs exp."""
-        return self.arb(x) - self.arb(m)
+    diff = _num_diff
 
     def exact(self, q: Fraction) -> Any:
         return self.rational(q)
@@ -1339,8 +1343,7 @@ class _SplitBackend:
             return _Split(Fraction(0), self.base.exp(self.base.exact(x.a)), self.base)
         return self._transcendental(self.base.exp, x, 0, 1)
 
-    def diff(self, x: float, m: float) -> _Split:
-        return self.num(x) - self.num(m)
+    diff = _num_diff
 
     def log(self, x: _Split) -> _Split:  # log(1) = 0
         return self._transcendental(self.base.log, x, 1, 0)
@@ -1586,17 +1589,17 @@ class _ExactBackend:
 
     rational = num
 
-    def diff(self, x: float, m: float) -> Any:
-        return self.num(x) - self.num(m)
+    diff = _num_diff
 
     def zero(self) -> _Exact:
         return _Exact({})
 
     def exp(self, x: Any) -> Any:
         if isinstance(x, _Exact) and not x.q and set(x.p) <= {0}:
-            k = x.p.get(0, Fraction(0)) * (1 << O.EXP_UNIT)
-            if k.denominator == 1:
-                return _Exact({k.numerator: Fraction(1)})
+            try:
+                return _Exact({O.exponent(x.p.get(0, Fraction(0))): Fraction(1)})
+            except ValueError:  # no multiple of 2^-EXP_UNIT
+                pass
         return _OPAQUE
 
     def log(self, x: Any) -> Any:  # log(1) = 0
