@@ -26,7 +26,7 @@ from . import records
 from . import reference as R
 from .cache import Cache, cache_key
 from .errors import HarnessInputError
-from .known import SYMPTOM_EXTRA, Baseline, Known, Model, Use, excuse, load_known
+from .known import Baseline, Known, Model, Use, excuse, load_known
 from .policy import Policy, Tolerance
 from .verdict import Verdict, condition, judge
 from .vocab import QUICK_EVERY_DTYPE_TAG
@@ -580,7 +580,7 @@ def _excuse_text(k: Known, held: dict[str, dict[str, Any]]) -> str:
     else:
         why = f"special values {', '.join(m.get('unexcused') or ())} that no entry excuses"
     return (f"{text}, but its model ({k.model.describe()}) does not hold: {why}; "
-            f"so it excuses only {', '.join(sorted((k.excuses or set(SYMPTOM_EXTRA)) & set(SYMPTOM_EXTRA))) or 'nothing'}")
+            f"so it excuses only {', '.join(sorted(k.excuses_for(held) or ())) or 'nothing'}")
 
 
 def base_record(item: Item) -> dict[str, Any]:
