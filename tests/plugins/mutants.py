@@ -260,6 +260,22 @@ class Careful(Adapter):
         outputs' cotangents dropped, masked gradients 0, an empty row's outputs the constants, a
         label on a masked class refused."""
         mask = np.asarray(call.options["where"], dtype=bool)
+        keep = np.moveaxis(mask, call.axis % mask.ndim, -1)
+        out = self.compute(self.masked_call(call, -np.inf))
+        empty = ~np.any(keep, axis=-1)
+        for k, v in out.arrays.items():
+            if v.shape == mask.shape:
+                const = -np.inf if (k == "out" and call.op == "log_softmax") else 0.0
+                out.arrays[k] = np.where(mask, v, const)
+            elif v.shape == empty.shape:
+                out.arrays[k] = np.where(empty, -np.inf if (call.op == "logsumexp" and k == "out") else 0.0, v)
+        return out
+
+    def masked_call(self, call: Call, fill: float) -> Call:
+        """The call without its mask: masked logits `fill`, the masked outputs' cotangents and the
+        direction's masked entries 0 (no derivative along a masked logit: S22, S25); a label on a
+        masked class refused."""
+        mask = np.asarray(call.options["where"], dtype=bool)
         ax = call.axis % mask.ndim
         keep = np.moveaxis(mask, ax, -1)
         if call.labels is not None and call.op.endswith("cross_entropy"):  # logsumexp's y is its b (S23)
@@ -271,23 +287,15 @@ class Careful(Adapter):
                     raise ValueError("a label on a masked class")
             elif np.any((np.moveaxis(np.asarray(lab, dtype=np.float64), ax, -1) != 0) & ~keep):
                 raise ValueError("a label on a masked class")
-        x = np.where(mask, np.asarray(call.logits, dtype=np.float64), -np.inf).astype(call.logits.dtype)
+        x = np.where(mask, np.asarray(call.logits, dtype=np.float64), fill).astype(call.logits.dtype)
         g = call.cotangent
         if call.check != "forward" and call.op in ("softmax", "log_softmax"):
             g = np.where(mask, np.asarray(g, dtype=np.float64), 0.0).astype(g.dtype)
         vd = call.direction
-        if vd is not None:  # no derivative along a masked logit (S22, S25)
+        if vd is not None:
             vd = np.where(mask, np.asarray(vd, dtype=np.float64), 0.0)
         opts = {k: v for k, v in call.options.items() if k != "where"}
-        out = self.compute(Call(**{**call.__dict__, "logits": x, "cotangent": g, "options": opts, "direction": vd}))
-        empty = ~np.any(keep, axis=-1)
-        for k, v in out.arrays.items():
-            if v.shape == mask.shape:
-                const = -np.inf if (k == "out" and call.op == "log_softmax") else 0.0
-                out.arrays[k] = np.where(mask, v, const)
-            elif v.shape == empty.shape:
-                out.arrays[k] = np.where(empty, -np.inf if (call.op == "logsumexp" and k == "out") else 0.0, v)
-        return out
+        return Call(**{**call.__dict__, "logits": x, "cotangent": g, "options": opts, "direction": vd})
 
     def compute(self, call: Call) -> Output:
         if call.device != "cpu" or call.mode != "eager":
@@ -1269,28 +1277,7 @@ class MaskFillFinfoMin(Careful):
     name = "mutant_mask_fill_finfo_min"
 
     def masked(self, call):
-        mask = np.asarray(call.options["where"], dtype=bool)
-        ax = call.axis % mask.ndim
-        keep = np.moveaxis(mask, ax, -1)
-        if call.labels is not None and call.op == "sparse_softmax_cross_entropy":
-            lab = np.asarray(call.labels)
-            C = keep.shape[-1]
-            ok = (lab >= 0) & (lab < C)
-            if np.any(ok & ~np.take_along_axis(keep, np.clip(lab, 0, C - 1)[..., None], -1)[..., 0]):
-                raise ValueError("a label on a masked class")
-        elif call.labels is not None and call.op == "softmax_cross_entropy":
-            if np.any((np.moveaxis(np.asarray(call.labels, dtype=np.float64), ax, -1) != 0) & ~keep):
-                raise ValueError("a label on a masked class")
-        lo = -float(D.get(call.dtype).max)
-        x = np.where(mask, np.asarray(call.logits, dtype=np.float64), lo).astype(call.logits.dtype)
-        g = call.cotangent
-        if call.check != "forward" and call.op in ("softmax", "log_softmax"):
-            g = np.where(mask, np.asarray(g, dtype=np.float64), 0.0).astype(g.dtype)
-        vd = call.direction
-        if vd is not None:
-            vd = np.where(mask, np.asarray(vd, dtype=np.float64), 0.0)
-        opts = {k: v for k, v in call.options.items() if k != "where"}
-        return self.compute(Call(**{**call.__dict__, "logits": x, "cotangent": g, "options": opts, "direction": vd}))
+        return self.compute(self.masked_call(call, -float(D.get(call.dtype).max)))
 
 
 class ClampNegInfToMin(Careful):
