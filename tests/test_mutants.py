@@ -8,6 +8,7 @@ real kernels have shipped. README ("Verdicts and policies") states the score.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 
 import numpy as np
@@ -30,12 +31,25 @@ def _key(it) -> str:
     return records.test_id("", it.device, it.dtype, "", it.op, it.variant, it.check, it.cotangent, it.case.id)
 
 
+def _interleaved(items: list) -> list:
+    """The items, one of each case in turn (each case's own in their order): a mutant is caught by
+    the first item of the first case that tells it, which comes after a few of every case's
+    instead of after every item of the cases before it (the verdict, caught or not, is the same
+    in any order; the time to it is about 4x less)."""
+    by_case: dict[str, list] = {}
+    for it in items:
+        by_case.setdefault(it.case.id, []).append(it)
+    rounds = itertools.zip_longest(*by_case.values())
+    return [it for r in rounds for it in r if it is not None]
+
+
 def _run(cls, stop_when=None):
     """(item, record) for every item of the quick suite (CPU, in the modes `cls` has: eager, and jit
-    for mutant_jit_differs) on `cls`, up to the first for which stop_when(item, record) holds."""
+    for mutant_jit_differs) on `cls`, interleaved by case, up to the first for which
+    stop_when(item, record) holds."""
     with A.registered(cls.name, cls):
         sel = dataclasses.replace(QUICK.selection(), frameworks=[cls.name], modes=list(cls.modes))
-        items = expand(load_cases(QUICK), sel, [cls.name])
+        items = _interleaved(expand(load_cases(QUICK), sel, [cls.name]))
         session = Session(load_policy("standard"), Cache(), [], None, timing_reps=0)
         out = []
         for it in items:
