@@ -257,6 +257,35 @@ def test_a_model_excuses_what_the_framework_computes_and_not_a_worse_computation
     assert before["known"]["id"] == "keras-cce-computes-in-floatx"  # what the model closes
 
 
+OVER = K.parse_case({"id": "t/over", "logits": [[65504.0, 0.0, -65504.0]], "labels": [[0.0, 0.0, 1.0]],
+                     "op": "softmax_cross_entropy"}, file="<test>", index=0, family=None, base=ROOT)
+
+
+def test_a_half_inputs_float32_loss_is_excused_an_overflow_only_where_its_model_holds(tmp_path):
+    """keras-cce-computes-in-floatx-half excuses a float32 result (`wrong_dtype`) and a finite one
+    where the exact loss overflows the half dtype (`inf_mismatch`): float16 logits [65504, 0, -65504],
+    label 2, exact loss 131008 + e^-65504 (inf in float16), float32 gives 131008.0. Its model says
+    the value is float32's; a loss computed in bfloat16 (logits 65536, loss 131072.0) has the same
+    symptoms and was known without the model."""
+    item = _item(OVER, "softmax_cross_entropy", "tensorflow", "float16", "keras")
+    with A.registered("tensorflow", KerasFloatx):
+        rec = _session(tmp_path, load_known()).run(item)
+    assert symptoms(rec) == {"inf_mismatch", "wrong_dtype"} and rec["output"]["out"] == [131008.0]
+    assert rec["known"]["id"] == "keras-cce-computes-in-floatx-half"
+    m = rec["known"]["models"]["keras-cce-computes-in-floatx-half"]
+    assert m["holds"] and m["model"]["dtype"] == "float32" and m["n_bad"] == 0 and m["max_ulp"] <= 0.5
+
+    with A.registered("tensorflow", KerasBfloat16):
+        worse = _session(tmp_path, load_known()).run(item)
+        unmodelled = [dataclasses.replace(k, model=None) for k in load_known()]
+        before = _session(tmp_path, unmodelled).run(item)
+    assert symptoms(worse) == symptoms(rec) and worse["output"]["out"] == [131072.0]
+    assert worse["status"] == "fail" and not worse.get("known"), worse.get("known")
+    assert "its model (the exact result of logits, labels, cotangent, options rounded to float32, within " \
+        "float32's budget) does not hold: 1 of 1 elements out of its budget" in worse["message"], worse["message"]
+    assert before["known"]["id"] == "keras-cce-computes-in-floatx-half"  # what the model closes
+
+
 class KerasLabelsRounded(Careful):
     """keras-jax's SparseCategoricalCrossentropy(dtype=...) as sparse-dtype-rounds-integer-labels-
     keras-jax describes it: the integer labels through the loss's dtype (`through`, default the
