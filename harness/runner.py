@@ -144,15 +144,39 @@ def eager_dtypes(case: K.Case, sel: Selection) -> set[str]:
     return {d for d in picks if d is not None}
 
 
+def thinned(ad: A.Adapter, mode: str, c: K.Case, dt: str, picks: set[str]) -> bool:
+    """Whether the quick suite leaves (case, dt) out of a mode with quick thinning
+    (Adapter.quick_thinning, N), `picks` being the case's dtypes its dtype sample gives the mode:
+    eager keeps ceil(m / N) of a case's m (one of its two for N = 2; every case keeps one), those
+    from a place in DTYPE_NAMES order chosen by a digest of its id; a compiled mode, whose sample
+    is one dtype per case already, runs 1 case in N."""
+    every = ad.quick_thinning.get(mode)
+    if not every:
+        return False
+    d = _digest("thinning " + c.id)
+    if mode != "eager":
+        return d % every != 0
+    order = sorted(picks, key=D.DTYPE_NAMES.index)
+    m = len(order)
+    keep = {order[(d + j) % m] for j in range(-(-m // every))}
+    return dt not in keep
+
+
 def _selected(ad: A.Adapter, sel: Selection, c: K.Case, check: str, mode: str, dt: str) -> bool:
     """Whether a mode runs this case, check and dtype: the quick suite's dtype samples
-    (Selection.jit_dtypes, Selection.eager_dtypes) and a sampled mode's sample (Selection.sampled)."""
+    (Selection.jit_dtypes, Selection.eager_dtypes) and their thinning for a mode whose first calls
+    compile per shape (thinned), and a sampled mode's sample (Selection.sampled)."""
     if mode == "eager":
-        if sel.eager_dtypes is not None and check in SAMPLED_DTYPE_CHECKS and dt not in eager_dtypes(c, sel):
+        if sel.eager_dtypes is not None and check in SAMPLED_DTYPE_CHECKS:
+            picks = eager_dtypes(c, sel)
+            if dt not in picks or thinned(ad, mode, c, dt, picks):
+                return False
+    elif sel.jit_dtypes is not None:
+        if check not in SAMPLED_DTYPE_CHECKS:
+            if dt not in sel.jit_dtypes:
+                return False
+        elif dt != compiled_dtype(c, sel) or thinned(ad, mode, c, dt, {dt}):
             return False
-    elif sel.jit_dtypes is not None and (
-            dt not in sel.jit_dtypes if check not in SAMPLED_DTYPE_CHECKS else dt != compiled_dtype(c, sel)):
-        return False
     every = ad.sampled_modes.get(mode)
     if not every or sel.sampled == "all":
         return True

@@ -28,8 +28,9 @@ SUITES: dict[str, str] = {
              "families (a sample of each option family and of the invariance checks; none of random and shapes); "
              "eager forward and grad in one of float16 and bfloat16 and one of float32 and float64 per case "
              "(in all four on the long row), "
-             "the compiled modes' in one of bfloat16 and float32, grad2 and the "
-             "invariance checks in every dtype, unless dtypes are given, and not "
+             "the compiled modes' in one of bfloat16 and float32 (JAX's and Keras-on-JAX's eager in "
+             "one of the two eager dtypes, torch's jit on half the cases: their first calls compile per "
+             "shape), grad2 and the invariance checks in every dtype, unless dtypes are given, and not "
              "torch's sampled jit_static, unless modes are given; one timed call, unless timing repetitions "
              "are given",
     "default": "every case except those tagged 'large'",
@@ -54,6 +55,13 @@ QUICK_JIT_DTYPES = ("bfloat16", "float32")
 #: case, on a day this machine ran 1.5x slower than the README's figures), and `.ci/run` had grown
 #: to 29 min against its 20. The default and full suites run every dtype on every case.
 QUICK_EAGER_DTYPES = (("float16", "bfloat16"), ("float32", "float64"))
+# Both samples are thinned further for the modes whose first calls compile per shape
+# (Adapter.quick_thinning, runner.thinned): torch's jit compiles half the cases (1.6 s per
+# program and class count), JAX's eager and Keras on JAX run each case in one of its two eager
+# dtypes (a compile per primitive, shape and dtype). 292 of the quick suite's 906 worker-seconds
+# of first calls and 2037 of its 16702 results at feac26b, no known id and no framework, mode,
+# op, check and dtype left out; `.ci/run` had grown past its 20 minutes (23 min at feac26b).
+
 #: The tag of the cases the quick suite runs eager forward and grad in every dtype, unsampled: the
 #: long row (extreme/long_row, 4100 classes), there for the paths and accumulators a kernel picks
 #: per dtype on a row that long (float16's sums inexact past 2048; a long-row path whose

@@ -388,7 +388,7 @@ def test_the_quick_suite_runs_each_case_in_a_sample_of_the_dtypes_unless_dtypes_
     from harness.options import from_values, load_cases
     from harness.runner import expand
 
-    def items(values, fw="torch"):
+    def items(values, fw="tensorflow"):  # a framework without quick thinning (the next test)
         o = from_values(values)
         return expand(load_cases(o), o.selection(), [fw])
 
@@ -451,6 +451,68 @@ def test_the_quick_suite_runs_each_case_in_a_sample_of_the_dtypes_unless_dtypes_
     seed = items({"suite": "default", "case_filter": "seed/*"})
     assert {(i.case.id, i.dtype) for i in seed if i.mode == "jit"} == \
         {(i.case.id, i.dtype) for i in seed if i.mode == "eager" and i.check != "eager_vs_jit"}
+
+
+def test_the_quick_suite_thins_the_modes_that_compile_per_shape():
+    """Adapter.quick_thinning (runner.thinned): torch's jit (1.6 s per program and class
+    count) compiles forward and grad of the cases whose digest of "thinning <id>" is even, each in
+    its compiled dtype; JAX's eager (and Keras on JAX, which inherits it) runs a case's forward and
+    grad in one of the two dtypes the pairs give it (ceil(m / 2) of m: two of the long row's four).
+    Every op, check, dtype and variant stays in both; grad2 and the invariance checks are not
+    thinned; an explicit --dtype or another suite thins nothing."""
+    import collections
+    import hashlib
+
+    from harness import dtypes as D
+    from harness.options import from_values, load_cases
+    from harness.runner import expand
+
+    def items(values, fw):
+        o = from_values(values)
+        return expand(load_cases(o), o.selection(), [fw])
+
+    def digest(cid):
+        return int(hashlib.sha256(f"thinning {cid}".encode()).hexdigest()[:16], 16)
+
+    fc = ("forward", "grad")
+    for fw, mode, other in (("torch", "jit", "tensorflow"), ("jax", "eager", "tensorflow"),
+                            ("keras-jax", "eager", "keras-tensorflow")):
+        thin, full = items({"suite": "quick"}, fw), items({"suite": "quick"}, other)
+        got, unthinned = collections.defaultdict(set), collections.defaultdict(set)
+        for i in thin:
+            if i.mode == mode and i.check in fc:
+                got[i.case.id].add(i.dtype)
+        for i in full:  # the same dtype sample, unthinned
+            if i.mode == mode and i.check in fc:
+                unthinned[i.case.id].add(i.dtype)
+        assert unthinned
+        for cid, dts in unthinned.items():
+            if mode == "jit":
+                assert got.get(cid, set()) == (dts if digest(cid) % 2 == 0 else set()), (fw, cid)
+            else:
+                order = sorted(dts, key=D.DTYPE_NAMES.index)
+                want = {order[(digest(cid) + j) % len(order)] for j in range(-(-len(order) // 2))}
+                assert got[cid] == want, (fw, cid, dts)
+        n_thin, n_full = sum(map(len, got.values())), sum(map(len, unthinned.values()))
+        assert 0.4 < n_thin / n_full < 0.6 if mode == "jit" else 0.5 <= n_thin / n_full < 0.6, (fw, n_thin, n_full)
+        if mode == "eager":
+            assert got["extreme/long_row"] <= unthinned["extreme/long_row"] and len(got["extreme/long_row"]) == 2
+        every = items({"suite": "quick", "dtype": ["float16", "bfloat16", "float32", "float64"]}, fw)
+        for key in (lambda i: (i.op, i.check, i.dtype), lambda i: (i.op, i.check, i.variant)):
+            assert {key(i) for i in thin if i.mode == mode} == {key(i) for i in every if i.mode == mode
+                                                              and (mode == "eager" or i.dtype in ("bfloat16", "float32"))}
+        def rest(its):  # grad2 and the invariance checks, API variants apart
+            return {(i.case.id, i.op, i.check, i.dtype) for i in its
+                    if i.mode == mode and i.check not in fc and i.variant == "default"}
+        assert rest(thin) and rest(thin) == rest(full), fw
+    # Nothing thinned where the dtypes are given, or in another suite.
+    seed = items({"suite": "default", "case_filter": "seed/*"}, "torch")
+    assert {(i.case.id, i.dtype) for i in seed if i.mode == "jit"} == \
+        {(i.case.id, i.dtype) for i in seed if i.mode == "eager" and i.check != "eager_vs_jit"}
+    def forward(fw):
+        return {(i.case.id, i.op) for i in items({"suite": "quick", "dtype": ["float32"]}, fw)
+                if i.mode == "eager" and i.check == "forward" and i.variant == "default"}
+    assert forward("jax") == forward("tensorflow")
 
 
 def test_two_cases_of_one_name_each_get_their_own_inputs(tmp_path):
@@ -516,9 +578,11 @@ def test_a_sampled_mode_runs_one_case_in_n_and_every_case_when_named():
     one = sorted(sampled)[0]
     assert {i.case.id for i in items({**default, "case_filter": one}) if i.mode == "jit_static"} == {one}
     assert all(in_sample(c, 8) for c in sampled)
-    # Named: every case of the selection, every check it has in jit; in the quick suite too.
+    # Named: every case of the selection, every check it has in jit; in the quick suite too (every
+    # case a compiled mode runs there before the thinning of torch's jit: TensorFlow's jit's).
+    quick_tf = from_values({"suite": "quick"})
     assert {i.case.id for i in items({"suite": "quick", "mode": ["jit_static"]})} == \
-        {i.case.id for i in items({"suite": "quick"}) if i.mode == "jit"}
+        {i.case.id for i in expand(load_cases(quick_tf), quick_tf.selection(), ["tensorflow"]) if i.mode == "jit"}
     named = items({**default, "mode": ["jit_static"]})
     assert {i.mode for i in named} == {"jit_static"} and {i.case.id for i in named} == every
     assert len(named) == len([i for i in jit if i.check != "eager_vs_jit"])

@@ -126,6 +126,12 @@ class Adapter:
     #: Selection.sampled): a variant of another mode's program whose cost would not buy its share
     #: of a run's time.
     sampled_modes: dict[str, int] = {}
+    #: Modes whose first calls compile per program and shape at a cost that dominates the quick
+    #: suite: mode -> N. The quick suite runs this mode's forward and grad in about 1 in N of the
+    #: (case, dtype) pairs its dtype sample gives it otherwise (runner.thinned: eager keeps at
+    #: least one dtype of every case, a compiled mode 1 case in N); grad2, the invariance checks,
+    #: an explicit --dtype and the other suites are not thinned.
+    quick_thinning: dict[str, int] = {}
     #: The checks this adapter can run (None: every one); a run over every check leaves the others out.
     checks: tuple[str, ...] | None = None
     #: Modes whose output can depend on the calls before it in the process (a compiler that

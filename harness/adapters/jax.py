@@ -73,6 +73,10 @@ class JaxAdapter(SourceAdapter):
                 "sparse_softmax_cross_entropy": ("smooth_labels", "composed")}
     option_variants = {"smooth_labels": ("label_smoothing",), "composed": ("weights", "ignore_index", "reduction")}
     options = OPTIONS
+    #: Eager dispatch compiles each primitive per shape and dtype (about 15 of them, 36 ms each, for a
+    #: softmax gradient): the quick suite runs each case's eager forward and grad in one dtype, not
+    #: one of each pair (Adapter.quick_thinning). Keras on JAX inherits it.
+    quick_thinning = {"eager": 2}
 
     imports = "import jax\nimport jax.numpy as jnp\nimport jax.scipy.special\nimport numpy as np\nimport optax"
 

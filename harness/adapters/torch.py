@@ -104,6 +104,10 @@ class TorchAdapter(SourceAdapter):
     #: tiles from the static sizes. So it runs on a sample: one case in 8 (every case with `--mode`).
     modes = ("eager", "jit", "jit_static")
     sampled_modes = {"jit_static": 8}
+    #: torch.compile's first call per op, options, dtype and class count: 1.6 s (inductor's C++
+    #: kernels through g++), ten times JAX's or TF's jit: the quick suite compiles half its cases
+    #: (Adapter.quick_thinning).
+    quick_thinning = {"jit": 2}
     #: Why the output of a compiled call can differ from a fresh run of its snippet (repro.check).
     #: A kernel with symbolic sizes is generated on the first call that needs it and reused: with
     #: dynamic=True the first call's class count changed a later call's bits (tests/test_repro.py).
