@@ -187,6 +187,15 @@ def test_finding_torch_ignore_index_is_a_silent_invalid():
     assert r["output"]["out"] == [0.0]
 
 
+def _items(values: dict, fw: str) -> list:
+    """The items the CLI's values `values` select for the framework `fw`."""
+    from harness.options import from_values, load_cases
+    from harness.runner import expand
+
+    o = from_values(values)
+    return expand(load_cases(o), o.selection(), [fw])
+
+
 def _cli(*args, env_extra=None, timeout=300):
     import os
 
@@ -386,11 +395,9 @@ def test_the_quick_suite_runs_each_case_in_a_sample_of_the_dtypes_unless_dtypes_
     import hashlib
 
     from harness.options import from_values, load_cases
-    from harness.runner import expand
 
     def items(values, fw="tensorflow"):  # a framework without quick thinning (the next test)
-        o = from_values(values)
-        return expand(load_cases(o), o.selection(), [fw])
+        return _items(values, fw)
 
     quick = items({"suite": "quick"})
     eager = {i.case.id for i in quick if i.mode == "eager"}
@@ -464,12 +471,6 @@ def test_the_quick_suite_thins_the_modes_that_compile_per_shape():
     import hashlib
 
     from harness import dtypes as D
-    from harness.options import from_values, load_cases
-    from harness.runner import expand
-
-    def items(values, fw):
-        o = from_values(values)
-        return expand(load_cases(o), o.selection(), [fw])
 
     def digest(cid):
         return int(hashlib.sha256(f"thinning {cid}".encode()).hexdigest()[:16], 16)
@@ -477,7 +478,7 @@ def test_the_quick_suite_thins_the_modes_that_compile_per_shape():
     fc = ("forward", "grad")
     for fw, mode, other in (("torch", "jit", "tensorflow"), ("jax", "eager", "tensorflow"),
                             ("keras-jax", "eager", "keras-tensorflow")):
-        thin, full = items({"suite": "quick"}, fw), items({"suite": "quick"}, other)
+        thin, full = _items({"suite": "quick"}, fw), _items({"suite": "quick"}, other)
         got, unthinned = collections.defaultdict(set), collections.defaultdict(set)
         for i in thin:
             if i.mode == mode and i.check in fc:
@@ -497,7 +498,7 @@ def test_the_quick_suite_thins_the_modes_that_compile_per_shape():
         assert 0.4 < n_thin / n_full < 0.6 if mode == "jit" else 0.5 <= n_thin / n_full < 0.6, (fw, n_thin, n_full)
         if mode == "eager":
             assert got["extreme/long_row"] <= unthinned["extreme/long_row"] and len(got["extreme/long_row"]) == 2
-        every = items({"suite": "quick", "dtype": ["float16", "bfloat16", "float32", "float64"]}, fw)
+        every = _items({"suite": "quick", "dtype": ["float16", "bfloat16", "float32", "float64"]}, fw)
         for key in (lambda i: (i.op, i.check, i.dtype), lambda i: (i.op, i.check, i.variant)):
             assert {key(i) for i in thin if i.mode == mode} == {key(i) for i in every if i.mode == mode
                                                               and (mode == "eager" or i.dtype in ("bfloat16", "float32"))}
@@ -506,11 +507,11 @@ def test_the_quick_suite_thins_the_modes_that_compile_per_shape():
                     if i.mode == mode and i.check not in fc and i.variant == "default"}
         assert rest(thin) and rest(thin) == rest(full), fw
     # Nothing thinned where the dtypes are given, or in another suite.
-    seed = items({"suite": "default", "case_filter": "seed/*"}, "torch")
+    seed = _items({"suite": "default", "case_filter": "seed/*"}, "torch")
     assert {(i.case.id, i.dtype) for i in seed if i.mode == "jit"} == \
         {(i.case.id, i.dtype) for i in seed if i.mode == "eager" and i.check != "eager_vs_jit"}
     def forward(fw):
-        return {(i.case.id, i.op) for i in items({"suite": "quick", "dtype": ["float32"]}, fw)
+        return {(i.case.id, i.op) for i in _items({"suite": "quick", "dtype": ["float32"]}, fw)
                 if i.mode == "eager" and i.check == "forward" and i.variant == "default"}
     assert forward("jax") == forward("tensorflow")
 
@@ -549,12 +550,10 @@ def test_a_sampled_mode_runs_one_case_in_n_and_every_case_when_named():
     import collections
     import hashlib
 
-    from harness.options import from_values, load_cases
-    from harness.runner import expand, in_sample
+    from harness.runner import in_sample
 
     def items(values):
-        o = from_values(values)
-        return expand(load_cases(o), o.selection(), ["torch"])
+        return _items(values, "torch")
 
     assert not [i for i in items({"suite": "quick"}) if i.mode == "jit_static"]
     default = {"suite": "default", "dtype": ["bfloat16", "float32"]}
@@ -573,16 +572,15 @@ def test_a_sampled_mode_runs_one_case_in_n_and_every_case_when_named():
     assert collections.Counter(map(key, static)) == collections.Counter(
         key(i) for i in jit if i.case.id in sampled and i.check in ("forward", "grad", "grad2"))
     # No other framework has the mode; a case keeps its place whatever else is selected.
-    assert not [i for i in expand(load_cases(from_values(default)), from_values(default).selection(), ["jax"])
+    assert not [i for i in _items(default, "jax")
                 if i.mode == "jit_static"]
     one = sorted(sampled)[0]
     assert {i.case.id for i in items({**default, "case_filter": one}) if i.mode == "jit_static"} == {one}
     assert all(in_sample(c, 8) for c in sampled)
     # Named: every case of the selection, every check it has in jit; in the quick suite too (every
     # case a compiled mode runs there before the thinning of torch's jit: TensorFlow's jit's).
-    quick_tf = from_values({"suite": "quick"})
     assert {i.case.id for i in items({"suite": "quick", "mode": ["jit_static"]})} == \
-        {i.case.id for i in expand(load_cases(quick_tf), quick_tf.selection(), ["tensorflow"]) if i.mode == "jit"}
+        {i.case.id for i in _items({"suite": "quick"}, "tensorflow") if i.mode == "jit"}
     named = items({**default, "mode": ["jit_static"]})
     assert {i.mode for i in named} == {"jit_static"} and {i.case.id for i in named} == every
     assert len(named) == len([i for i in jit if i.check != "eager_vs_jit"])
