@@ -102,10 +102,11 @@ def git_commit() -> str | None:
 
 #: The CPU features that change what a framework computes on the CPU, so a result's numbers: the
 #: kernels' vector width and the half-precision paths they take (torch inductor and oneDNN pick
-#: AVX-512 or AVX2, native float16/bfloat16 arithmetic or a float32 round trip, AMX) -- the
-#: names /proc/cpuinfo gives them on x86 and Arm.
+#: AVX-512 or AVX2, native float16/bfloat16 arithmetic or a float32 round trip, AMX; TensorFlow
+#: runs float16 on oneDNN only with AVX512BW and AVX512_FP16 or AMX_FP16, or with AVX-NE-CONVERT,
+#: and on Eigen's kernels else) -- the names /proc/cpuinfo gives them on x86 and Arm.
 CPU_FEATURES = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
-                "avx512_bf16", "avx512_fp16", "avx_vnni", "amx_tile", "amx_bf16", "amx_fp16",
+                "avx512_bf16", "avx512_fp16", "avx_vnni", "avx_ne_convert", "amx_tile", "amx_bf16", "amx_fp16",
                 "asimd", "asimdhp", "fphp", "bf16", "i8mm", "sve", "sve2")
 
 

@@ -91,18 +91,36 @@ for cid, x in (("t/posinf", ["inf", 0.0, 1.0]), ("t/nan", ["nan", 0.0, 1.0])):
     case = K.parse_case({{"id": cid, "logits": x}}, file="<probe>", index=0, family=None, base={root!r})
     r = jsonable(s.run(Item(case, "softmax", "forward", "default", "tensorflow", "cpu", "float32", "eager")))
     out[cid] = [r["output"]["out"], r["status"], r["special"]]
+flat, = K.select(K.load(), "extreme/flat_row_70k_float16")
+r = jsonable(s.run(Item(flat, "softmax", "forward", "default", "tensorflow", "cpu", "float16", "eager")))
+out["flat"] = [r["status"], r["special"], r["special_counts"], r["max_ulp"], [[b["got"], b["exact"]] for b in r["bad"][:1]]]
 print("PROBE" + json.dumps(out))
 """
 
 
+def onednn_takes_float16(features: list[str]) -> bool:
+    """Whether TF's oneDNN kernels take float16 on a CPU with these /proc/cpuinfo features: TF's own
+    rule (IsDataTypeSupportedByOneDNNOnThisCPU, tensorflow/core/util/util.cc, oneDNN v3): AVX512BW
+    with AVX512_FP16 or AMX_FP16 (Intel Sapphire Rapids on), or AVX-NE-CONVERT. Elsewhere float16
+    runs Eigen's kernels, with oneDNN on or off: on an AMD EPYC with AVX-512 (Zen 4) too."""
+    f = set(features)
+    return ("avx512bw" in f and bool(f & {"avx512_fp16", "amx_fp16"})) or "avx_ne_convert" in f
+
+
 @pytest.mark.skipif("tensorflow" not in FRAMEWORKS, reason="TensorFlow not installed")
-def test_finding_tf_softmax_of_inf_and_nan_rows_depends_on_onednn():
+def test_finding_tf_softmax_depends_on_onednn_and_the_cpu():
     """Finding: TF's float32 softmax of a row with +inf or NaN depends on whether its oneDNN
     kernels run, which TF decides from the CPU (on by default where it has AVX512_VNNI,
     AVX512_BF16 or AMX, Intel Cascade Lake on; off on an AVX2-only AMD EPYC; forced either way
     by TF_ENABLE_ONEDNN_OPTS): with them [nan, 0, 0] for both rows (the NaN not propagated),
-    without them all NaN (right for the NaN row). The run header records which (versions.onednn)."""
+    without them all NaN (right for the NaN row). The run header records which (versions.onednn).
+    And its eager float16 softmax of a row whose sum passes 65504 (extreme/flat_row_70k_float16,
+    float16-row-sum-overflows-tf) is right only where oneDNN takes float16, which depends on the
+    CPU's features besides the flag (onednn_takes_float16; the run header's machine.cpu): Eigen's
+    kernel sums in float16 and gives 0 for every class of exact 1.4429e-5."""
     import os
+
+    from harness.records import cpu
 
     got = {}
     for flag in ("0", "1"):
@@ -118,6 +136,15 @@ def test_finding_tf_softmax_of_inf_and_nan_rows_depends_on_onednn():
     assert off["t/nan"] == [["nan", "nan", "nan"], "pass", "match"]
     assert on["t/posinf"] == [["nan", 0.0, 0.0], "fail", "nan_expected_finite"]
     assert on["t/nan"] == [["nan", 0.0, 0.0], "fail", "finite_expected_nan"]
+    # Every class 0 (a subnormal flushed, by its class), the worst of exact 1.4429243149210488e-05 at
+    # class 36636: 242.08 float16 ULPs (the reference; test_rounding checks it with mpmath).
+    eigen = ["fail", "subnormal_flushed", {"subnormal_flushed": 70000}, pytest.approx(242.0825290308246, rel=1e-12),
+             [[0.0, 1.4429243149210488e-05]]]
+    assert off["flat"] == eigen
+    if onednn_takes_float16(cpu()["features"] or []):
+        assert on["flat"][:2] == ["pass", "match"] and on["flat"][3] < 2, on["flat"]
+    else:
+        assert on["flat"] == eigen
 
 
 @need_fw
