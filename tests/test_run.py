@@ -87,9 +87,10 @@ from harness.runner import Item, Session
 from harness import cases as K
 s = Session(load("standard"), Cache(None, enabled=False), [], None, 0)
 out = {{"onednn": A.get("tensorflow").versions().get("onednn")}}
-for cid, x in (("t/posinf", ["inf", 0.0, 1.0]), ("t/nan", ["nan", 0.0, 1.0])):
+for cid, x, dt in (("t/posinf", ["inf", 0.0, 1.0], "float32"), ("t/nan", ["nan", 0.0, 1.0], "float32"),
+                   ("t/nan16", ["nan", 0.0, 1.0], "float16")):
     case = K.parse_case({{"id": cid, "logits": x}}, file="<probe>", index=0, family=None, base={root!r})
-    r = jsonable(s.run(Item(case, "softmax", "forward", "default", "tensorflow", "cpu", "float32", "eager")))
+    r = jsonable(s.run(Item(case, "softmax", "forward", "default", "tensorflow", "cpu", dt, "eager")))
     out[cid] = [r["output"]["out"], r["status"], r["special"]]
 flat, = K.select(K.load(), "extreme/flat_row_70k_float16")
 r = jsonable(s.run(Item(flat, "softmax", "forward", "default", "tensorflow", "cpu", "float16", "eager")))
@@ -114,10 +115,11 @@ def test_finding_tf_softmax_depends_on_onednn_and_the_cpu():
     AVX512_BF16 or AMX, Intel Cascade Lake on; off on an AVX2-only AMD EPYC; forced either way
     by TF_ENABLE_ONEDNN_OPTS): with them [nan, 0, 0] for both rows (the NaN not propagated),
     without them all NaN (right for the NaN row). The run header records which (versions.onednn).
-    And its eager float16 softmax of a row whose sum passes 65504 (extreme/flat_row_70k_float16,
-    float16-row-sum-overflows-tf) is right only where oneDNN takes float16, which depends on the
-    CPU's features besides the flag (onednn_takes_float16; the run header's machine.cpu): Eigen's
-    kernel sums in float16 and gives 0 for every class of exact 1.4429e-5."""
+    In float16 both depend on the CPU's features besides the flag (onednn_takes_float16; the run
+    header's machine.cpu): where oneDNN does not take float16, Eigen's kernel propagates the NaN
+    (right), and sums in float16, so that a row whose sum passes 65504
+    (extreme/flat_row_70k_float16, float16-row-sum-overflows-tf) gives 0 for every class of exact
+    1.4429e-5, which oneDNN's gets right."""
     import os
 
     from harness.records import cpu
@@ -141,10 +143,13 @@ def test_finding_tf_softmax_depends_on_onednn_and_the_cpu():
     eigen = ["fail", "subnormal_flushed", {"subnormal_flushed": 70000}, pytest.approx(242.0825290308246, rel=1e-12),
              [[0.0, 1.4429243149210488e-05]]]
     assert off["flat"] == eigen
+    assert off["t/nan16"] == [["nan", "nan", "nan"], "pass", "match"]
     if onednn_takes_float16(cpu()["features"] or []):
         assert on["flat"][:2] == ["pass", "match"] and on["flat"][3] < 2, on["flat"]
+        assert on["t/nan16"] == [["nan", 0.0, 0.0], "fail", "finite_expected_nan"]
     else:
         assert on["flat"] == eigen
+        assert on["t/nan16"] == off["t/nan16"]
 
 
 @need_fw
